@@ -1,0 +1,60 @@
+//! Errors of the bundle crate. Each variant names what was being worked on.
+
+use std::io;
+
+/// A refusal while parsing a manifest or reading/writing a bundle archive.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid {field} {value:?}: {why}")]
+    InvalidField {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("invalid manifest: {0}")]
+    ManifestSyntax(String),
+    #[error("cannot serialize manifest: {0}")]
+    ManifestSerialize(String),
+    #[error("archive entry {path:?} refused: {why}")]
+    EntryRefused { path: String, why: String },
+    #[error("archive refused: {0}")]
+    ArchiveRefused(String),
+    #[error("archive entry {path:?}: sha256 {actual} differs from the manifest's {expected}")]
+    HashMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("archive refused: expanded size exceeds the declared limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("archive manifest differs from the signed manifest: {0}")]
+    ManifestMismatch(String),
+    #[error("cannot read archive: {0}")]
+    Read(#[source] io::Error),
+    #[error("cannot write archive: {0}")]
+    Write(#[source] io::Error),
+    #[error("cannot write {path}: {source}")]
+    Sink {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read source file {path}: {source}")]
+    Source {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, value: &str, why: impl Into<String>) -> Self {
+        Error::InvalidField {
+            field,
+            value: value.to_owned(),
+            why: why.into(),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! palier-bundle: the bundle format, its signed metadata and the contract policy.
+//!
+//! Pure logic: no async runtime, no network, no clock of its own (callers pass `now`).
+//! The archive code reads and writes the streams it is handed.
+
+pub mod archive;
+pub mod error;
+#[cfg(any(test, feature = "test-support"))]
+pub mod hostile;
+pub mod manifest;
+pub mod metadata;
+pub mod names;
+
+pub use error::{Error, Result};
+pub use manifest::{ChangeClass, Check, DataImpact, Dependency, FileEntry, FileMode, Manifest, ManifestKind, Origin, Sha256Hex};
+pub use metadata::{BundleMetadata, BundleRef, BundleState, Validations};
+pub use names::{BundleId, Component, PlatformId, RelPath};

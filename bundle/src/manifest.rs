@@ -1,0 +1,463 @@
+//! The bundle manifest (`bundle.toml`): types, parsing and validation.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::names::{BundleId, Component, RelPath};
+
+/// Largest manifest accepted, in bytes (30,000 file entries fit comfortably).
+pub const MAX_MANIFEST_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What kind of change a bundle makes, set by the release manager (SPEC 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeClass {
+    /// Bug or performance fix only.
+    Technical,
+    /// Functional change that keeps usage organisation and main element placement.
+    NonLayout,
+    /// May change usage organisation or layout.
+    Global,
+}
+
+impl ChangeClass {
+    pub const ALL: [ChangeClass; 3] = [ChangeClass::Technical, ChangeClass::NonLayout, ChangeClass::Global];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeClass::Technical => "technical",
+            ChangeClass::NonLayout => "non-layout",
+            ChangeClass::Global => "global",
+        }
+    }
+}
+
+/// How much a bundle touches the platform's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataImpact {
+    None,
+    Minor,
+    Major,
+    Global,
+}
+
+impl DataImpact {
+    pub const ALL: [DataImpact; 4] = [DataImpact::None, DataImpact::Minor, DataImpact::Major, DataImpact::Global];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataImpact::None => "none",
+            DataImpact::Minor => "minor",
+            DataImpact::Major => "major",
+            DataImpact::Global => "global",
+        }
+    }
+}
+
+/// What triggered a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    Report,
+    Roadmap,
+}
+
+impl fmt::Display for ChangeClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl fmt::Display for DataImpact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An HTTP check against the site: a bundle's own local-effect check, or a smoke check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Path and query under wwwroot, starting with `/`.
+    pub path: String,
+    pub expect_status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+}
+
+impl Check {
+    pub fn validate(&self) -> Result<()> {
+        if !self.path.starts_with('/') || self.path.starts_with("//") || self.path.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(Error::invalid("check path", &self.path, "must start with a single / and hold no space or control character"));
+        }
+        if !(100..=599).contains(&self.expect_status) {
+            return Err(Error::invalid("check expect_status", &self.expect_status.to_string(), "not an HTTP status"));
+        }
+        Ok(())
+    }
+}
+
+/// A bundle that must be installed first: `"<id> [<semver requirement>]"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub id: BundleId,
+    pub req: VersionReq,
+}
+
+impl Dependency {
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (id, req) = match s.split_once(char::is_whitespace) {
+            Some((id, req)) => (id, req.trim()),
+            None => (s, "*"),
+        };
+        let id = BundleId::new(id)?;
+        let req = VersionReq::parse(req).map_err(|e| Error::invalid("after requirement", s, e.to_string()))?;
+        Ok(Dependency { id, req })
+    }
+    pub fn matches(&self, id: &BundleId, version: &Version) -> bool {
+        &self.id == id && self.req.matches(version)
+    }
+}
+
+impl fmt::Display for Dependency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.req == VersionReq::STAR {
+            write!(f, "{}", self.id)
+        } else {
+            write!(f, "{} {}", self.id, self.req)
+        }
+    }
+}
+
+impl Serialize for Dependency {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+impl<'de> Deserialize<'de> for Dependency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Dependency::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A lowercase hex sha256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    pub fn new(s: impl Into<String>) -> Result<Self> {
+        let s = s.into();
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(Error::invalid("sha256", &s, "expected 64 lowercase hex digits"));
+        }
+        Ok(Sha256Hex(s))
+    }
+    pub fn from_digest(d: &[u8]) -> Self {
+        Sha256Hex(hex::encode(d))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl Serialize for Sha256Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Sha256Hex::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// File mode in a bundle: only 0644 and 0755 exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileMode {
+    Regular,
+    Executable,
+}
+
+impl FileMode {
+    pub fn from_permissions(mode: u32) -> Self {
+        if mode & 0o111 != 0 { FileMode::Executable } else { FileMode::Regular }
+    }
+    pub fn bits(self) -> u32 {
+        match self {
+            FileMode::Regular => 0o644,
+            FileMode::Executable => 0o755,
+        }
+    }
+    fn as_str(self) -> &'static str {
+        match self {
+            FileMode::Regular => "0644",
+            FileMode::Executable => "0755",
+        }
+    }
+}
+impl Serialize for FileMode {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "0644" => Ok(FileMode::Regular),
+            "0755" => Ok(FileMode::Executable),
+            other => Err(serde::de::Error::custom(format!("mode {other:?} is not \"0644\" or \"0755\""))),
+        }
+    }
+}
+
+/// One file a bundle adds or replaces under dirroot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub path: RelPath,
+    pub sha256: Sha256Hex,
+    pub size: u64,
+    pub mode: FileMode,
+}
+
+/// The manifest of a bundle. `files` is written by `bundle build`, never by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: BundleId,
+    pub version: Version,
+    pub component: Component,
+    pub class: ChangeClass,
+    pub data_impact: DataImpact,
+    pub summary: String,
+    #[serde(default)]
+    pub fixes: Vec<String>,
+    pub origin: Origin,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_moodle: Option<VersionReq>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<RelPath>,
+    #[serde(default)]
+    pub upgrade: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+}
+
+/// Whether the manifest is the release manager's source (no `files`) or a built one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// Written by hand, input of `bundle build`: `files` must be absent.
+    Source,
+    /// Inside an archive or in signed metadata: `files` lists every file.
+    Built,
+}
+
+impl Manifest {
+    /// Parse and validate a manifest; errors are one line.
+    pub fn parse(text: &str, kind: ManifestKind) -> Result<Self> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| Error::ManifestSyntax(one_line_toml_error(text, &e)))?;
+        manifest.validate(kind)?;
+        Ok(manifest)
+    }
+
+    /// The manifest as TOML; `parse` reads it back to an equal value.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::ManifestSerialize(e.to_string()))
+    }
+
+    /// The TUF target name of this bundle: `<id>-<version>.tar.gz`.
+    pub fn target_name(&self) -> String {
+        format!("{}-{}.tar.gz", self.id, self.version)
+    }
+
+    /// `<id>@<version>`, as the CLI spells a bundle.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+
+    /// Total bytes of the files the bundle writes.
+    pub fn expanded_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Check every cross-field rule.
+    pub fn validate(&self, kind: ManifestKind) -> Result<()> {
+        let summary = self.summary.trim();
+        if summary.is_empty() || summary.len() > 200 || self.summary.chars().any(char::is_control) {
+            return Err(Error::invalid("summary", &self.summary, "must be one non-empty line of at most 200 bytes"));
+        }
+        let mut seen = BTreeSet::new();
+        for fix in &self.fixes {
+            if fix.is_empty() || fix.len() > 64 || !fix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '#')) {
+                return Err(Error::invalid("fixes entry", fix, "expected a ticket id such as FR-12"));
+            }
+            if !seen.insert(fix.as_str()) {
+                return Err(Error::invalid("fixes entry", fix, "listed twice"));
+            }
+        }
+        for dep in &self.after {
+            if dep.id == self.id {
+                return Err(Error::invalid("after", &dep.to_string(), "a bundle cannot depend on itself"));
+            }
+        }
+        for check in &self.checks {
+            check.validate()?;
+        }
+        let mut deleted = BTreeSet::new();
+        for path in &self.delete {
+            if !deleted.insert(path) {
+                return Err(Error::invalid("delete", path.as_str(), "listed twice"));
+            }
+        }
+        match kind {
+            ManifestKind::Source if !self.files.is_empty() => {
+                return Err(Error::invalid("files", "[...]", "is written by `bundle build`, not by hand"));
+            }
+            ManifestKind::Source => {}
+            ManifestKind::Built => {
+                let mut paths = BTreeSet::new();
+                for f in &self.files {
+                    if !paths.insert(&f.path) {
+                        return Err(Error::invalid("files", f.path.as_str(), "listed twice"));
+                    }
+                    if deleted.contains(&f.path) {
+                        return Err(Error::invalid("files", f.path.as_str(), "both written and deleted"));
+                    }
+                }
+                check_no_file_dir_clash(paths.iter().map(|p| p.as_str()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A path cannot be both a file and the parent directory of another file.
+fn check_no_file_dir_clash<'a>(sorted: impl Iterator<Item = &'a str>) -> Result<()> {
+    let all: BTreeSet<&str> = sorted.collect();
+    for p in &all {
+        let mut prefix = String::with_capacity(p.len());
+        for seg in p.split('/') {
+            if !prefix.is_empty() {
+                if all.contains(prefix.as_str()) {
+                    return Err(Error::invalid("files", p, format!("its parent {prefix:?} is also a file")));
+                }
+                prefix.push('/');
+            }
+            prefix.push_str(seg);
+        }
+    }
+    Ok(())
+}
+
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let line_text: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
+            format!("line {line} `{line_text}`: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A hand-written manifest with every optional field.
+    pub(crate) const SOURCE: &str = r#"
+id = "mod_quiz-timer-drift"
+version = "1.0.1"
+component = "mod_quiz"
+class = "technical"
+data_impact = "none"
+summary = "Fix quiz timer drift when the clock jumps"
+fixes = ["FR-12"]
+origin = "report"
+requires_moodle = ">=4.4.0, <5.2.0"
+after = ["mod_quiz-base >=1.0.0"]
+delete = ["mod/quiz/old.js"]
+upgrade = false
+
+[[checks]]
+path = "/mod/quiz/view.php?id=1"
+expect_status = 200
+expect_body = "quiz"
+"#;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::tests_support::SOURCE as EXAMPLE;
+
+    #[test]
+    fn spec_example_parses_and_round_trips() {
+        let m = Manifest::parse(EXAMPLE, ManifestKind::Source).unwrap();
+        assert_eq!(m.id.as_str(), "mod_quiz-timer-drift");
+        assert_eq!(m.class, ChangeClass::Technical);
+        assert_eq!(m.after[0].id.as_str(), "mod_quiz-base");
+        assert!(m.after[0].req.matches(&Version::new(1, 2, 0)));
+        assert!(m.requires_moodle.as_ref().unwrap().matches(&Version::new(4, 5, 2)));
+        let again = Manifest::parse(&m.to_toml().unwrap(), ManifestKind::Source).unwrap();
+        assert_eq!(m, again);
+        assert_eq!(m.target_name(), "mod_quiz-timer-drift-1.0.1.tar.gz");
+    }
+
+    fn refused(text: &str, kind: ManifestKind) -> String {
+        let e = Manifest::parse(text, kind).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "error is not one line: {e}");
+        e
+    }
+
+    #[test]
+    fn refusals_are_one_line_and_name_the_field() {
+        let cases = [
+            ("id = \"mod_quiz-timer-drift\"", "id = \"Bad Id\"", "bundle id"),
+            ("version = \"1.0.1\"", "version = \"1.0\"", "version"),
+            ("component = \"mod_quiz\"", "component = \"quiz\"", "component"),
+            ("class = \"technical\"", "class = \"cosmetic\"", "class"),
+            ("data_impact = \"none\"", "data_impact = \"huge\"", "data_impact"),
+            ("requires_moodle = \">=4.4.0, <5.2.0\"", "requires_moodle = \"four\"", "requires_moodle"),
+            ("after = [\"mod_quiz-base >=1.0.0\"]", "after = [\"mod_quiz-base >=x\"]", "after"),
+            ("delete = [\"mod/quiz/old.js\"]", "delete = [\"../etc/passwd\"]", "delete"),
+            ("upgrade = false", "upgrade = false\nsurprise = 1", "surprise"),
+            ("expect_status = 200", "expect_status = 42", "expect_status"),
+            ("fixes = [\"FR-12\"]", "fixes = [\"FR-12\", \"FR-12\"]", "listed twice"),
+            ("summary = \"Fix quiz timer drift when the clock jumps\"", "summary = \"\"", "summary"),
+        ];
+        for (from, to, needle) in cases {
+            let text = EXAMPLE.replace(from, to);
+            assert_ne!(text, EXAMPLE, "{from} not in the example");
+            let e = refused(&text, ManifestKind::Source);
+            assert!(e.contains(needle), "{to:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn source_manifest_may_not_list_files() {
+        let text = format!("{EXAMPLE}\n[[files]]\npath = \"a.php\"\nsha256 = \"{}\"\nsize = 1\nmode = \"0644\"\n", "0".repeat(64));
+        assert!(refused(&text, ManifestKind::Source).contains("bundle build"));
+        Manifest::parse(&text, ManifestKind::Built).unwrap();
+    }
+
+    #[test]
+    fn built_manifest_refuses_file_dir_clash_and_written_deleted() {
+        let entry = |p: &str| format!("\n[[files]]\npath = \"{p}\"\nsha256 = \"{}\"\nsize = 1\nmode = \"0644\"\n", "0".repeat(64));
+        let text = format!("{EXAMPLE}{}{}", entry("a"), entry("a/b.php"));
+        assert!(refused(&text, ManifestKind::Built).contains("parent"));
+        let text = format!("{EXAMPLE}{}", entry("mod/quiz/old.js"));
+        assert!(refused(&text, ManifestKind::Built).contains("both written and deleted"));
+    }
+}
