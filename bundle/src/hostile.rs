@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use tar::EntryType;
+
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
@@ -95,3 +97,62 @@ pub fn manifest_for(id: &str, version: &str, files: &[(&str, &[u8])]) -> Manifes
 pub fn manifest_entry(manifest: &Manifest) -> RawEntry {
     RawEntry::file("bundle.toml", manifest.to_toml().expect("manifest serializes").as_bytes())
 }
+
+/// The content of the one file of the crafted valid bundle.
+pub const A: &[u8] = b"<?php // a\n";
+
+/// A valid crafted bundle `crafted@1.0.0` with one file, `a.php`.
+pub fn valid_entries() -> Vec<RawEntry> {
+    let m = manifest_for("crafted", "1.0.0", &[("a.php", A)]);
+    vec![manifest_entry(&m), RawEntry::file("files/a.php", A)]
+}
+
+/// Each refusal of SPEC section 3, with a crafted archive, and the words the error must hold.
+pub fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let m = manifest_for("crafted", "1.0.0", &[("a.php", A)]);
+    let with = |extra: RawEntry| {
+        let mut v = valid_entries();
+        v.push(extra);
+        craft(&v)
+    };
+    let replace_file = |e: RawEntry| craft(&[manifest_entry(&m), e]);
+    let big = manifest_for("crafted", "1.0.0", &[("a.php", &vec![b'x'; 2 << 20])]);
+    vec![
+        ("absolute-path", with(RawEntry::file("/etc/passwd", b"x")), "absolute path"),
+        ("dot-dot", with(RawEntry::file("files/../../etc/passwd", b"x")), "'..'"),
+        ("dot-dot-manifest-listed", replace_file(RawEntry::file("files/../a.php", A)), "'..'"),
+        ("symlink", with(RawEntry::special("files/link.php", EntryType::Symlink, Some("/etc/passwd"))), "symlink"),
+        ("hard-link", with(RawEntry::special("files/hard.php", EntryType::Link, Some("files/a.php"))), "hard link"),
+        ("char-device", with(RawEntry::special("files/null", EntryType::Char, None)), "device"),
+        ("block-device", with(RawEntry::special("files/sda", EntryType::Block, None)), "device"),
+        ("fifo", with(RawEntry::special("files/pipe", EntryType::Fifo, None)), "fifo"),
+        ("duplicate-file", with(RawEntry::file("files/a.php", A)), "duplicate entry"),
+        ("duplicate-manifest", with(manifest_entry(&m)), "duplicate entry"),
+        ("outside-files", with(RawEntry::file("other.txt", b"x")), "outside files/"),
+        ("not-listed", with(RawEntry::file("files/b.php", b"x")), "not listed"),
+        ("missing-file", craft(&[manifest_entry(&m)]), "missing from the archive"),
+        ("hash-mismatch", replace_file(RawEntry::file("files/a.php", b"<?php // b\n")), "sha256"),
+        ("size-mismatch", replace_file(RawEntry::file("files/a.php", b"<?php")), "size"),
+        ("no-manifest", craft(&[RawEntry::file("files/a.php", A)]), "bundle.toml"),
+        ("empty-archive", craft(&[]), "empty archive"),
+        ("invalid-manifest", craft(&[RawEntry::file("bundle.toml", b"id = 3\n")]), "invalid"),
+        ("source-manifest-without-files-lying", craft(&[RawEntry::file("bundle.toml", b"not toml at all [")]), "invalid manifest"),
+        ("over-declared-limit", craft(&[manifest_entry(&big), RawEntry::file("files/a.php", &vec![b'x'; 2 << 20])]), "exceeds the declared limit"),
+        ("not-gzip", tar_bytes(&valid_entries()), "cannot read archive"),
+        ("trailing-garbage", {
+            let mut a = craft(&valid_entries());
+            a.extend_from_slice(b"hidden");
+            a
+        }, "after the end of the gzip stream"),
+        ("data-after-tar-end", {
+            let mut raw = tar_bytes(&valid_entries());
+            raw.extend_from_slice(b"hidden payload");
+            gzip(&raw)
+        }, "after the end of the tar archive"),
+        ("truncated", {
+            let full = craft(&valid_entries());
+            full[..full.len() / 2].to_vec()
+        }, "cannot read archive"),
+    ]
+}
+

@@ -194,8 +194,8 @@ pub struct ReadLimits<'a> {
 /// duplicate entries, entries outside `files/` other than `bundle.toml`, files not in
 /// the manifest or missing from the archive, digests that differ, and archives that
 /// expand beyond `limits.max_expanded`.
-pub fn read_archive(input: impl Read, limits: ReadLimits<'_>, sink: &mut dyn EntrySink) -> Result<Manifest> {
-    let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(256 * 1024, input));
+pub fn read_archive<R: Read>(input: R, limits: ReadLimits<'_>, sink: &mut dyn EntrySink) -> Result<Manifest> {
+    let gz = flate2::bufread::GzDecoder::new(BufReader::with_capacity(256 * 1024, input));
     // Until the manifest is read, only its own size is allowed.
     let budget = std::rc::Rc::new(std::cell::Cell::new(MAX_MANIFEST_BYTES + 64 * 1024));
     let counted = Budgeted { inner: gz, budget: budget.clone(), limit: limits.max_expanded };
@@ -278,6 +278,23 @@ pub fn read_archive(input: impl Read, limits: ReadLimits<'_>, sink: &mut dyn Ent
     }
     if let Some(i) = seen.iter().position(|s| !s) {
         return Err(Error::ArchiveRefused(format!("{} is listed in the manifest but missing from the archive", manifest.files[i].path)));
+    }
+    // Read to the end of the gzip member: only tar padding may follow the last entry, the
+    // gzip trailer's CRC and length are checked, and nothing may follow the gzip member.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = rest.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(Error::ArchiveRefused("data after the end of the tar archive".into()));
+        }
+    }
+    let mut probe = [0u8; 1];
+    if rest.inner.into_inner().read(&mut probe).map_err(read_err)? != 0 {
+        return Err(Error::ArchiveRefused("data after the end of the gzip stream".into()));
     }
     Ok(manifest)
 }

@@ -1,10 +1,9 @@
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 
-use tar::EntryType;
 
 use super::*;
-use crate::hostile::{RawEntry, craft, manifest_entry, manifest_for, tar_bytes};
+use crate::hostile::{A, cases, craft, manifest_entry, manifest_for, tar_bytes, valid_entries};
 use crate::manifest::tests_support::SOURCE;
 
 fn source_tree() -> tempfile::TempDir {
@@ -122,12 +121,6 @@ fn symlink_in_source_is_refused() {
     assert!(e.contains("symlink"), "{e}");
 }
 
-const A: &[u8] = b"<?php // a\n";
-
-fn valid_entries() -> Vec<RawEntry> {
-    let m = manifest_for("crafted", "1.0.0", &[("a.php", A)]);
-    vec![manifest_entry(&m), RawEntry::file("files/a.php", A)]
-}
 
 fn refusal(archive: &[u8]) -> String {
     let e = read_archive(archive, limits(1 << 20), &mut VerifyOnly).unwrap_err().to_string();
@@ -140,48 +133,9 @@ fn crafted_valid_archive_is_accepted() {
     read_archive(&craft(&valid_entries())[..], limits(1 << 20), &mut VerifyOnly).unwrap();
 }
 
-/// Each refusal of SPEC section 3, with a crafted archive, and the words the error must hold.
-pub(crate) fn hostile_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
-    let m = manifest_for("crafted", "1.0.0", &[("a.php", A)]);
-    let with = |extra: RawEntry| {
-        let mut v = valid_entries();
-        v.push(extra);
-        craft(&v)
-    };
-    let replace_file = |e: RawEntry| craft(&[manifest_entry(&m), e]);
-    let big = manifest_for("crafted", "1.0.0", &[("a.php", &vec![b'x'; 2 << 20])]);
-    vec![
-        ("absolute-path", with(RawEntry::file("/etc/passwd", b"x")), "absolute path"),
-        ("dot-dot", with(RawEntry::file("files/../../etc/passwd", b"x")), "'..'"),
-        ("dot-dot-manifest-listed", replace_file(RawEntry::file("files/../a.php", A)), "'..'"),
-        ("symlink", with(RawEntry::special("files/link.php", EntryType::Symlink, Some("/etc/passwd"))), "symlink"),
-        ("hard-link", with(RawEntry::special("files/hard.php", EntryType::Link, Some("files/a.php"))), "hard link"),
-        ("char-device", with(RawEntry::special("files/null", EntryType::Char, None)), "device"),
-        ("block-device", with(RawEntry::special("files/sda", EntryType::Block, None)), "device"),
-        ("fifo", with(RawEntry::special("files/pipe", EntryType::Fifo, None)), "fifo"),
-        ("duplicate-file", with(RawEntry::file("files/a.php", A)), "duplicate entry"),
-        ("duplicate-manifest", with(manifest_entry(&m)), "duplicate entry"),
-        ("outside-files", with(RawEntry::file("other.txt", b"x")), "outside files/"),
-        ("not-listed", with(RawEntry::file("files/b.php", b"x")), "not listed"),
-        ("missing-file", craft(&[manifest_entry(&m)]), "missing from the archive"),
-        ("hash-mismatch", replace_file(RawEntry::file("files/a.php", b"<?php // b\n")), "sha256"),
-        ("size-mismatch", replace_file(RawEntry::file("files/a.php", b"<?php")), "size"),
-        ("no-manifest", craft(&[RawEntry::file("files/a.php", A)]), "bundle.toml"),
-        ("empty-archive", craft(&[]), "empty archive"),
-        ("invalid-manifest", craft(&[RawEntry::file("bundle.toml", b"id = 3\n")]), "invalid"),
-        ("source-manifest-without-files-lying", craft(&[RawEntry::file("bundle.toml", b"not toml at all [")]), "invalid manifest"),
-        ("over-declared-limit", craft(&[manifest_entry(&big), RawEntry::file("files/a.php", &vec![b'x'; 2 << 20])]), "exceeds the declared limit"),
-        ("not-gzip", tar_bytes(&valid_entries()), "cannot read archive"),
-        ("truncated", {
-            let full = craft(&valid_entries());
-            full[..full.len() / 2].to_vec()
-        }, "cannot read archive"),
-    ]
-}
-
 #[test]
 fn every_hostile_archive_is_refused_with_its_reason() {
-    for (name, archive, needle) in hostile_cases() {
+    for (name, archive, needle) in cases() {
         let e = refusal(&archive);
         assert!(e.contains(needle), "{name}: expected {needle:?} in: {e}");
     }

@@ -1,0 +1,94 @@
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use palier_bundle::{Manifest, ManifestKind, archive};
+
+use crate::error::{Error, Result};
+use crate::repo::{self, DEFAULT_MAX_EXPANDED};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a deterministic bundle archive from a manifest and a source folder.
+    Build(BuildArgs),
+    /// Read an archive, verify every file against its manifest, and print the manifest.
+    Verify(VerifyArgs),
+}
+
+impl Command {
+    pub fn run(self) -> Result<()> {
+        match self {
+            Command::Build(a) => a.run(),
+            Command::Verify(a) => a.run(),
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+pub struct BuildArgs {
+    /// The hand-written manifest (bundle.toml, without `files`).
+    #[arg(long, value_name = "FILE")]
+    manifest: PathBuf,
+    /// The files to add or replace, by their paths relative to DIR.
+    #[arg(long, value_name = "DIR")]
+    source: PathBuf,
+    /// Where to write the archive.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+impl BuildArgs {
+    fn run(self) -> Result<()> {
+        let text = std::fs::read_to_string(&self.manifest).map_err(Error::io("read manifest", &self.manifest))?;
+        let source = Manifest::parse(&text, ManifestKind::Source)
+            .map_err(|e| Error::Refused(format!("manifest {}: {e}", self.manifest.display())))?;
+        if !self.source.is_dir() {
+            return Err(Error::Refused(format!("source {} is not a folder", self.source.display())));
+        }
+        let dir = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = tempfile::Builder::new().prefix(".palier-build-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
+        let built = {
+            let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
+            let built = archive::build_from_dir(&source, &self.source, &mut out)?;
+            std::io::Write::flush(&mut out).map_err(Error::io("write", &self.out))?;
+            built
+        };
+        tmp.as_file().sync_all().map_err(Error::io("sync", &self.out))?;
+        tmp.persist(&self.out).map_err(|e| Error::Io { action: "write", path: self.out.clone(), source: e.error })?;
+        println!(
+            "built {} ({} files, {} bytes expanded) -> {}",
+            built.key(),
+            built.files.len(),
+            built.expanded_size(),
+            self.out.display()
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, Parser)]
+pub struct VerifyArgs {
+    /// The archive to read.
+    archive: PathBuf,
+    /// Refuse an archive that expands to more than this many bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_EXPANDED)]
+    max_expanded: u64,
+}
+
+impl VerifyArgs {
+    fn run(self) -> Result<()> {
+        let checked = repo::check_archive(&self.archive, self.max_expanded)?;
+        let m = &checked.manifest;
+        println!(
+            "ok {} component={} class={} data_impact={} files={} expanded={} sha256={}",
+            m.key(),
+            m.component,
+            m.class,
+            m.data_impact,
+            m.files.len(),
+            m.expanded_size(),
+            hex::encode(&checked.sha256)
+        );
+        Ok(())
+    }
+}

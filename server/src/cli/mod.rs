@@ -1,0 +1,108 @@
+//! The `palier-server` command line: one module per subcommand, each with `Args::run()`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use jiff::Timestamp;
+
+use crate::error::{Error, Result};
+use crate::repo::RepoPaths;
+
+mod bundle;
+mod init;
+mod list;
+mod publish;
+mod update;
+
+/// palier-server: build, sign and publish fix bundles for a fleet of Moodle platforms.
+#[derive(Debug, Parser)]
+#[command(name = "palier-server", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Act as if the clock said this (RFC 3339); for tests and the demo.
+    #[arg(long, global = true, hide = true, value_name = "RFC3339")]
+    pub now: Option<Timestamp>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new TUF repository and its signing keys.
+    Init(init::Args),
+    /// Build or inspect bundle archives.
+    #[command(subcommand)]
+    Bundle(bundle::Command),
+    /// Check a bundle archive and add it to the repository with its signed metadata.
+    Publish(publish::Args),
+    /// Record a validation (alpha, or a test dataset) in a bundle's signed metadata.
+    Validate(update::ValidateArgs),
+    /// Pause a bundle: agents skip it until it is resumed.
+    Halt(update::StateArgs),
+    /// Resume a halted bundle.
+    Resume(update::ResumeArgs),
+    /// Withdraw a bundle for good.
+    Yank(update::StateArgs),
+    /// Add a platform to a bundle's reporters (it reported the defect the bundle fixes).
+    Link(update::LinkArgs),
+    /// List the published bundles with their metadata.
+    List(list::Args),
+}
+
+impl Cli {
+    pub async fn run(self) -> Result<()> {
+        let now = self.now.unwrap_or_else(Timestamp::now);
+        match self.command {
+            Command::Init(a) => a.run(now).await,
+            Command::Bundle(c) => c.run(),
+            Command::Publish(a) => a.run(now).await,
+            Command::Validate(a) => a.run(now).await,
+            Command::Halt(a) => a.run(now, palier_bundle::BundleState::Halted).await,
+            Command::Resume(a) => a.run(now).await,
+            Command::Yank(a) => a.run(now, palier_bundle::BundleState::Yanked).await,
+            Command::Link(a) => a.run(now).await,
+            Command::List(a) => a.run().await,
+        }
+    }
+}
+
+/// `--repo DIR [--keys KEYDIR]`, shared by every repository command.
+#[derive(Debug, clap::Args)]
+pub struct RepoArgs {
+    /// The repository folder (metadata/ and targets/ under it).
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// The signing keys folder; default: `keys` beside DIR.
+    #[arg(long, value_name = "KEYDIR")]
+    pub keys: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    pub fn paths(&self) -> RepoPaths {
+        RepoPaths::new(&self.repo, self.keys.clone())
+    }
+}
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const CONFIG: u8 = 64;
+}
+
+/// The exit code for an error.
+pub fn exit_code(err: &Error) -> u8 {
+    match err {
+        Error::Key { .. } => exit::CONFIG,
+        _ => exit::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors of the server library. Each names what it was working on.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Bundle(#[from] palier_bundle::Error),
+    #[error("bundle archive {path} refused: {source}")]
+    Archive {
+        path: PathBuf,
+        #[source]
+        source: palier_bundle::Error,
+    },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("repository {dir}: {what}: {source}")]
+    Tuf {
+        dir: PathBuf,
+        what: &'static str,
+        #[source]
+        source: tough::error::Error,
+    },
+    #[error("signing key {path}: {why}")]
+    Key { path: PathBuf, why: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { action, path, source }
+    }
+}
+
+/// The whole chain of an error on one line, `a: b: c`, skipping repeats.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out.replace('\n', " ")
+}
