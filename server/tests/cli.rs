@@ -1,0 +1,257 @@
+//! The release manager's commands, through the real `palier-server` binary.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use palier_bundle::hostile;
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palier-server");
+
+struct Site {
+    tmp: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Self {
+        let s = Site { tmp: tempfile::tempdir().unwrap() };
+        let out = s.run(&["init", "--repo", s.repo().to_str().unwrap()]);
+        assert!(out.status.success(), "init: {}", stderr(&out));
+        s
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+    fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(BIN).args(args).current_dir(self.tmp.path()).env_remove("PALIER_LOG").output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+    /// Refused: exit 1, one line on stderr containing `needle`.
+    fn refused(&self, args: &[&str], needle: &str) -> String {
+        let out = self.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail with 1; stderr: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: error is not one line: {err}");
+        assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+        err
+    }
+    /// Build a bundle with one source file; returns the archive path.
+    fn build(&self, id: &str, version: &str, content: &str) -> PathBuf {
+        let src = self.path(&format!("src-{id}-{version}"));
+        std::fs::create_dir_all(src.join("mod/quiz")).unwrap();
+        std::fs::write(src.join("mod/quiz/view.php"), content).unwrap();
+        let manifest = self.path(&format!("{id}-{version}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"test bundle\"\nfixes = [\"FR-1\"]\norigin = \"report\"\n"
+            ),
+        )
+        .unwrap();
+        let out = self.path(&format!("{id}-{version}.tar.gz"));
+        self.ok(&["bundle", "build", "--manifest", manifest.to_str().unwrap(), "--source", src.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        out
+    }
+    fn repo_arg(&self) -> String {
+        self.repo().to_str().unwrap().to_owned()
+    }
+    fn list(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["list", "--repo", &self.repo_arg(), "--json"])).unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every file under `dir` with its content hash: equal trees hash equal.
+fn tree_hash(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        let v = if e.file_type().is_file() { hex::encode(Sha256::digest(std::fs::read(e.path()).unwrap())) } else { "dir".into() };
+        out.insert(rel, v);
+    }
+    out
+}
+
+#[test]
+fn init_writes_private_keys_beside_the_repository() {
+    let s = Site::new();
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        let key = s.path(&format!("keys/{role}.der"));
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{role} key mode");
+    }
+    assert!(s.repo().join("metadata/1.root.json").is_file());
+    let served: Vec<_> = walkdir::WalkDir::new(s.repo()).into_iter().filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "der")).collect();
+    assert!(served.is_empty(), "keys under the served folder: {served:?}");
+    // A second init is refused and changes nothing.
+    let before = tree_hash(s.tmp.path());
+    s.refused(&["init", "--repo", &s.repo_arg()], "already exists");
+    assert_eq!(before, tree_hash(s.tmp.path()));
+}
+
+#[test]
+fn init_refuses_keys_inside_the_served_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Site { tmp };
+    let repo = s.path("repo");
+    s.refused(&["init", "--repo", repo.to_str().unwrap(), "--keys", repo.join("keys").to_str().unwrap()], "inside the served repository");
+    assert!(!repo.join("metadata/1.root.json").exists());
+}
+
+#[test]
+fn init_with_thresholds_makes_that_many_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Site { tmp };
+    s.ok(&["init", "--repo", "repo", "--threshold", "root=2", "--threshold", "targets=2"]);
+    assert!(s.path("keys/root-2.der").exists() && s.path("keys/targets-2.der").exists());
+    assert!(!s.path("keys/snapshot-2.der").exists());
+    let root: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/1.root.json")).unwrap()).unwrap();
+    assert_eq!(root["signed"]["roles"]["root"]["threshold"], 2);
+    assert_eq!(root["signatures"].as_array().unwrap().len(), 2);
+    // Publishing needs both targets keys, and signs with both.
+    let archive = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", "repo", archive.to_str().unwrap()]);
+    let targets: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/2.targets.json")).unwrap()).unwrap();
+    assert_eq!(targets["signatures"].as_array().unwrap().len(), 2);
+    s.refused(&["init", "--repo", "r2", "--keys", "k2", "--threshold", "root=0"], "--threshold");
+}
+
+#[test]
+fn bundle_build_is_byte_identical() {
+    let s = Site::new();
+    let a = s.build("same", "1.0.0", "<?php echo 1;\n");
+    let first = std::fs::read(&a).unwrap();
+    let b = s.build("same", "1.0.0", "<?php echo 1;\n");
+    assert_eq!(first, std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn bundle_build_refuses_a_manifest_with_files_and_bad_fields() {
+    let s = Site::new();
+    std::fs::create_dir_all(s.path("src")).unwrap();
+    std::fs::write(s.path("bad.toml"), "id = \"x\"\nversion = \"1\"\n").unwrap();
+    s.refused(&["bundle", "build", "--manifest", "bad.toml", "--source", "src", "--out", "o.tar.gz"], "bad.toml");
+    assert!(!s.path("o.tar.gz").exists());
+}
+
+#[test]
+fn publish_refuses_every_hostile_archive_and_leaves_the_repository_unchanged() {
+    let s = Site::new();
+    let before = tree_hash(&s.repo());
+    for (name, bytes, needle) in hostile::cases() {
+        let file = s.path(&format!("{name}.tar.gz"));
+        std::fs::write(&file, bytes).unwrap();
+        let args = ["publish", "--repo", &s.repo_arg(), file.to_str().unwrap(), "--max-expanded", "1048576"];
+        let err = s.refused(&args, needle);
+        assert!(err.contains(&format!("{name}.tar.gz")), "{name}: the error names the archive: {err}");
+        assert_eq!(before, tree_hash(&s.repo()), "{name}: repository changed");
+    }
+}
+
+#[test]
+fn publish_refuses_a_duplicate_and_keeps_old_versions() {
+    let s = Site::new();
+    let v1 = s.build("mod_quiz-fix", "1.0.0", "one");
+    s.ok(&["publish", "--repo", &s.repo_arg(), v1.to_str().unwrap(), "--reported-by", "univ-a"]);
+    let before = tree_hash(&s.repo());
+    let again = s.build("mod_quiz-fix", "1.0.0", "changed content");
+    s.refused(&["publish", "--repo", &s.repo_arg(), again.to_str().unwrap()], "already published");
+    assert_eq!(before, tree_hash(&s.repo()));
+    let v2 = s.build("mod_quiz-fix", "1.1.0", "two");
+    s.ok(&["publish", "--repo", &s.repo_arg(), v2.to_str().unwrap()]);
+    let list = s.list();
+    let versions: Vec<&str> = list["bundles"].as_array().unwrap().iter().map(|b| b["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["1.0.0", "1.1.0"]);
+    assert_eq!(list["bundles"][0]["reported_by"], serde_json::json!(["univ-a"]));
+}
+
+#[test]
+fn validations_states_and_links_are_signed_metadata() {
+    let s = Site::new();
+    let a = s.build("b", "1.0.0", "x");
+    let repo = s.repo_arg();
+    s.ok(&["publish", "--repo", &repo, a.to_str().unwrap()]);
+    s.ok(&["validate", "--repo", &repo, "b@1.0.0", "--alpha"]);
+    s.ok(&["validate", "--repo", &repo, "b@1.0.0", "--dataset", "big-univ"]);
+    s.ok(&["validate", "--repo", &repo, "b@1.0.0", "--dataset", "small-school"]);
+    s.ok(&["link", "--repo", &repo, "b@1.0.0", "--platform", "univ-b"]);
+    let b = &s.list()["bundles"][0];
+    assert_eq!(b["alpha"], true);
+    assert_eq!(b["datasets"], serde_json::json!(["big-univ", "small-school"]));
+    assert_eq!(b["reported_by"], serde_json::json!(["univ-b"]));
+    // Recording the same thing twice re-signs nothing.
+    let before = tree_hash(&s.repo());
+    assert!(s.ok(&["validate", "--repo", &repo, "b@1.0.0", "--alpha"]).contains("nothing re-signed"));
+    assert_eq!(before, tree_hash(&s.repo()));
+
+    s.ok(&["halt", "--repo", &repo, "b@1.0.0", "--reason", "rollbacks on two platforms"]);
+    assert_eq!(s.list()["bundles"][0]["state"], "halted");
+    s.ok(&["resume", "--repo", &repo, "b@1.0.0"]);
+    assert_eq!(s.list()["bundles"][0]["state"], "active");
+    s.ok(&["yank", "--repo", &repo, "b@1.0.0", "--reason", "withdrawn"]);
+    let b = &s.list()["bundles"][0];
+    assert_eq!((b["state"].as_str(), b["state_reason"].as_str()), (Some("yanked"), Some("withdrawn")));
+    s.refused(&["resume", "--repo", &repo, "b@1.0.0"], "yanked");
+    s.refused(&["validate", "--repo", &repo, "b@9.9.9", "--alpha"], "not published");
+    s.refused(&["halt", "--repo", &repo, "b@1.0.0", "--reason", ""], "--reason");
+    s.refused(&["validate", "--repo", &repo, "b@1.0.0", "--dataset", "bad name"], "dataset name");
+    let usage = s.run(&["validate", "--repo", &repo, "b@1.0.0"]);
+    assert_eq!(usage.status.code(), Some(2), "missing --alpha/--dataset is a usage error");
+}
+
+#[test]
+fn tampered_metadata_is_refused_by_the_editor() {
+    let s = Site::new();
+    let a = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", &s.repo_arg(), a.to_str().unwrap()]);
+    let path = s.repo().join("metadata/2.targets.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("test bundle", "evil bundle");
+    std::fs::write(&path, text).unwrap();
+    s.refused(&["list", "--repo", &s.repo_arg()], "repository");
+}
+
+/// A standard TUF client (python-tuf's ngclient) reads what palier wrote.
+#[test]
+fn a_standard_tuf_client_reads_the_repository() {
+    let s = Site::new();
+    let a = s.build("mod_quiz-timer-drift", "1.0.1", "<?php echo 'fixed';\n");
+    let repo = s.repo_arg();
+    s.ok(&["publish", "--repo", &repo, a.to_str().unwrap(), "--reported-by", "univ-a"]);
+    s.ok(&["validate", "--repo", &repo, "mod_quiz-timer-drift@1.0.1", "--alpha"]);
+    s.ok(&["validate", "--repo", &repo, "mod_quiz-timer-drift@1.0.1", "--dataset", "ds-1"]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(s.repo())
+        .arg("mod_quiz-timer-drift-1.0.1.tar.gz")
+        .arg(s.path("client"))
+        .output()
+        .expect("python3 runs (install python-tuf: pip install tuf)");
+    assert!(out.status.success(), "python-tuf client failed: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let archive = std::fs::read(&a).unwrap();
+    assert_eq!(doc["length"], archive.len());
+    assert_eq!(doc["sha256"], hex::encode(Sha256::digest(&archive)));
+    assert_eq!(std::fs::read(doc["path"].as_str().unwrap()).unwrap(), archive);
+    let custom = &doc["custom"];
+    assert_eq!(custom["manifest"]["id"], "mod_quiz-timer-drift");
+    assert_eq!(custom["manifest"]["class"], "technical");
+    assert_eq!(custom["manifest"]["files"][0]["path"], "mod/quiz/view.php");
+    assert_eq!(custom["validations"]["alpha"], true);
+    assert_eq!(custom["validations"]["datasets"], serde_json::json!(["ds-1"]));
+    assert_eq!(custom["reported_by"], serde_json::json!(["univ-a"]));
+    assert_eq!(custom["state"], "active");
+}
