@@ -1,1 +1,5 @@
+//! palier-agent: pulls what a Moodle platform's contract permits and applies it in its window.
 
+pub mod config;
+
+pub use config::{Config, ConfigError};

@@ -1,0 +1,400 @@
+//! The agent's config file (SPEC 5): TOML with unknown keys refused, every default in one
+//! place, validated completely before anything starts. Every error names the file and the key.
+//!
+//! Relative paths in the file are read relative to the file's own folder.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use jiff::SignedDuration;
+use jiff::tz::TimeZone;
+use palier_bundle::policy::{Contract, Improvement, Level, Notice, Stability};
+use palier_bundle::schedule::{Calendar, DatedSlot, Window, parse_duration};
+use palier_bundle::{ChangeClass, Check, Component, PlatformId};
+use serde::Deserialize;
+use url::Url;
+
+/// A config that cannot be used: the file, the key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid agent config {}: {key}: {why}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub key: String,
+    pub why: String,
+}
+
+/// Default timeout of a hook.
+pub const DEFAULT_HOOK_TIMEOUT: SignedDuration = SignedDuration::from_mins(15);
+/// Default timeout of the backup, restore and upgrade hooks, which walk the whole site.
+pub const DEFAULT_LONG_HOOK_TIMEOUT: SignedDuration = SignedDuration::from_hours(4);
+/// The placeholders a hook argument may use.
+pub const PLACEHOLDERS: [&str; 5] = ["dirroot", "dataroot", "backup_dir", "minutes", "bundles"];
+
+/// The smoke checks used when the config names none: home page, login page, course access.
+pub fn default_smoke_checks() -> Vec<Check> {
+    vec![
+        Check { path: "/".into(), expect_status: 200, expect_body: Some("page-site-index".into()) },
+        Check { path: "/login/index.php".into(), expect_status: 200, expect_body: Some("logintoken".into()) },
+        Check { path: "/course/view.php?id=2".into(), expect_status: 303, expect_body: None },
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    platform: String,
+    repository: String,
+    server: Option<String>,
+    token_file: Option<PathBuf>,
+    trusted_root: PathBuf,
+    state_dir: PathBuf,
+    timezone: String,
+    moodle: RawMoodle,
+    improvement: RawImprovement,
+    stability: RawStability,
+    #[serde(default)]
+    checks: Option<RawChecks>,
+    #[serde(default)]
+    hooks: RawHooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMoodle {
+    dirroot: PathBuf,
+    dataroot: PathBuf,
+    wwwroot: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImprovement {
+    level: i64,
+    #[serde(default)]
+    components: Vec<String>,
+    level2_classes: Option<Vec<ChangeClass>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStability {
+    level: i64,
+    #[serde(default)]
+    windows: Vec<String>,
+    notice: Option<String>,
+    #[serde(default)]
+    low_load: Vec<String>,
+    max_defer: Option<String>,
+    #[serde(default)]
+    calendar: Vec<String>,
+    calendar_file: Option<PathBuf>,
+    watch: Option<String>,
+    recovery_budget: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChecks {
+    #[serde(default)]
+    smoke: Vec<Check>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    maintenance_on: Option<Vec<String>>,
+    maintenance_off: Option<Vec<String>>,
+    notice: Option<Vec<String>>,
+    backup: Option<Vec<String>>,
+    restore: Option<Vec<String>>,
+    upgrade: Option<Vec<String>>,
+    purge_caches: Option<Vec<String>>,
+    validate: Option<Vec<String>>,
+    guard: Option<Vec<String>>,
+    timeout: Option<String>,
+    long_timeout: Option<String>,
+}
+
+/// The Moodle site the agent looks after.
+#[derive(Debug, Clone)]
+pub struct Moodle {
+    pub dirroot: PathBuf,
+    pub dataroot: PathBuf,
+    pub wwwroot: Url,
+}
+
+/// A hook: an argv array (never a shell string) with placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub argv: Vec<String>,
+    pub timeout: SignedDuration,
+}
+
+/// The hooks of SPEC 5; each is optional unless the stability level needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub maintenance_on: Option<Hook>,
+    pub maintenance_off: Option<Hook>,
+    pub notice: Option<Hook>,
+    pub backup: Option<Hook>,
+    pub restore: Option<Hook>,
+    pub upgrade: Option<Hook>,
+    pub purge_caches: Option<Hook>,
+    pub validate: Option<Hook>,
+    pub guard: Option<Hook>,
+}
+
+/// A validated agent config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub platform: PlatformId,
+    pub repository: Url,
+    pub server: Option<Url>,
+    pub token_file: Option<PathBuf>,
+    pub trusted_root: PathBuf,
+    pub state_dir: PathBuf,
+    pub timezone_name: String,
+    pub contract: Contract,
+    pub moodle: Moodle,
+    pub smoke_checks: Vec<Check>,
+    pub hooks: Hooks,
+    /// Keys that are set but do not apply at the configured levels (the agent warns, and
+    /// ignores them, so one file can carry every level's settings as SPEC 5's example does).
+    pub ignored: Vec<String>,
+}
+
+impl Config {
+    /// Read and validate the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError { path: path.into(), key: "(file)".into(), why: e.to_string() })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validate config `text`, read from `path` (used in errors and to resolve relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let err = |key: &str, why: String| ConfigError { path: path.into(), key: key.into(), why };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (key, why) = toml_error(text, &e);
+            err(&key, why)
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+        let platform = PlatformId::new(&raw.platform).map_err(|e| err("platform", e.to_string()))?;
+        let repository = parse_url(&raw.repository, &["http", "https", "file"]).map_err(|why| err("repository", why))?;
+        let server = raw.server.as_deref().map(|s| parse_url(s, &["http", "https"])).transpose().map_err(|why| err("server", why))?;
+        if raw.token_file.is_some() && server.is_none() {
+            return Err(err("token_file", "set, but there is no `server` to send it to".into()));
+        }
+        let timezone = TimeZone::get(&raw.timezone).map_err(|e| err("timezone", format!("{:?} is not a known IANA time zone: {e}", raw.timezone)))?;
+        let wwwroot = parse_url(&raw.moodle.wwwroot, &["http", "https"]).map_err(|why| err("moodle.wwwroot", why))?;
+
+        let mut ignored = Vec::new();
+        let improvement = improvement(&raw.improvement, &mut ignored).map_err(|(key, why)| err(&key, why))?;
+        let stability = stability(&raw.stability, &timezone, &resolve, &mut ignored).map_err(|(key, why)| err(&key, why))?;
+
+        let smoke_checks = match raw.checks {
+            None => default_smoke_checks(),
+            Some(c) => {
+                for (i, check) in c.smoke.iter().enumerate() {
+                    check.validate().map_err(|e| err(&format!("checks.smoke[{i}]"), e.to_string()))?;
+                }
+                c.smoke
+            }
+        };
+        let hooks = hooks(&raw.hooks).map_err(|(key, why)| err(&key, why))?;
+        let needs = |hook: &Option<Hook>, name: &str, level: u8, why: &str| match hook {
+            Some(_) => Ok(()),
+            None => Err(err(&format!("hooks.{name}"), format!("stability level {level} needs it: {why}"))),
+        };
+        match stability.level {
+            Level::One => {}
+            Level::Two => needs(&hooks.notice, "notice", 2, "no notice in time means no apply")?,
+            Level::Three => {
+                needs(&hooks.maintenance_on, "maintenance_on", 3, "interventions run in full maintenance mode")?;
+                needs(&hooks.maintenance_off, "maintenance_off", 3, "interventions run in full maintenance mode")?;
+                needs(&hooks.backup, "backup", 3, "a full backup must succeed before anything changes")?;
+                needs(&hooks.restore, "restore", 3, "a rollback restores the backup when the bundle changed data")?;
+            }
+        }
+
+        Ok(Config {
+            path: path.into(),
+            platform: platform.clone(),
+            repository,
+            server,
+            token_file: raw.token_file.as_deref().map(resolve),
+            trusted_root: resolve(&raw.trusted_root),
+            state_dir: resolve(&raw.state_dir),
+            timezone_name: raw.timezone,
+            contract: Contract { platform, timezone, improvement, stability },
+            moodle: Moodle { dirroot: resolve(&raw.moodle.dirroot), dataroot: resolve(&raw.moodle.dataroot), wwwroot },
+            smoke_checks,
+            hooks,
+            ignored,
+        })
+    }
+}
+
+type KeyError = (String, String);
+
+fn improvement(raw: &RawImprovement, ignored: &mut Vec<String>) -> Result<Improvement, KeyError> {
+    let level = Level::new(raw.level).map_err(|e| ("improvement.level".to_owned(), e.to_string()))?;
+    let mut components = BTreeSet::new();
+    for c in &raw.components {
+        let c = Component::new(c).map_err(|e| ("improvement.components".to_owned(), e.to_string()))?;
+        if !components.insert(c.clone()) {
+            return Err(("improvement.components".into(), format!("{c} listed twice")));
+        }
+    }
+    if level == Level::Two && components.is_empty() {
+        return Err(("improvement.components".into(), "improvement level 2 needs the components named in the contract".into()));
+    }
+    let mut imp = Improvement::new(level);
+    if level == Level::Two {
+        imp = imp.with_components(components);
+        if let Some(classes) = &raw.level2_classes {
+            imp = imp.with_level2_classes(classes.iter().copied()).map_err(|e| ("improvement.level2_classes".to_owned(), e.to_string()))?;
+        }
+    } else {
+        if !components.is_empty() {
+            ignored.push(format!("improvement.components (improvement level {level} selects no components)"));
+        }
+        if raw.level2_classes.is_some() {
+            ignored.push(format!("improvement.level2_classes (this is improvement level {level})"));
+        }
+    }
+    Ok(imp)
+}
+
+fn duration(key: &str, value: &Option<String>, default: SignedDuration) -> Result<SignedDuration, KeyError> {
+    match value {
+        None => Ok(default),
+        Some(v) => {
+            let d = parse_duration(v).map_err(|e| (key.to_owned(), e.to_string()))?;
+            if d.is_negative() || d.is_zero() {
+                return Err((key.to_owned(), format!("{v:?} must be longer than zero")));
+            }
+            Ok(d)
+        }
+    }
+}
+
+fn stability(raw: &RawStability, zone: &TimeZone, resolve: &dyn Fn(&Path) -> PathBuf, ignored: &mut Vec<String>) -> Result<Stability, KeyError> {
+    let level = Level::new(raw.level).map_err(|e| ("stability.level".to_owned(), e.to_string()))?;
+    let mut s = Stability::new(level);
+    // Every key is still validated; one that does not apply at this level is then ignored.
+    let mut only = |key: &str, set: bool, wanted: &[Level]| {
+        if set && !wanted.contains(&level) {
+            ignored.push(format!("stability.{key} (it applies to stability level {}, this is level {level})", wanted.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(" and ")));
+        }
+    };
+    only("windows", !raw.windows.is_empty(), &[Level::Two]);
+    only("low_load", !raw.low_load.is_empty(), &[Level::One]);
+    only("max_defer", raw.max_defer.is_some(), &[Level::One]);
+    only("calendar", !raw.calendar.is_empty(), &[Level::Three]);
+    only("calendar_file", raw.calendar_file.is_some(), &[Level::Three]);
+    only("notice", raw.notice.is_some(), &[Level::Two, Level::Three]);
+    let windows = |key: &str, list: &[String]| -> Result<Vec<Window>, KeyError> {
+        list.iter().map(|w| Window::parse(w).map_err(|e| (format!("stability.{key}"), e.to_string()))).collect()
+    };
+    s.windows = windows("windows", &raw.windows)?;
+    s.low_load = windows("low_load", &raw.low_load)?;
+    if let Some(n) = &raw.notice {
+        s.notice = Notice::parse(n).map_err(|e| ("stability.notice".to_owned(), e.to_string()))?;
+    }
+    s.max_defer = duration("stability.max_defer", &raw.max_defer, s.max_defer)?;
+    s.watch = duration("stability.watch", &raw.watch, s.watch)?;
+    s.recovery_budget = duration("stability.recovery_budget", &raw.recovery_budget, s.recovery_budget)?;
+    let slots: Vec<DatedSlot> =
+        raw.calendar.iter().map(|c| DatedSlot::parse(c).map_err(|e| ("stability.calendar".to_owned(), e.to_string()))).collect::<Result<_, _>>()?;
+    let mut calendar = Calendar::from_slots(slots);
+    if let Some(file) = &raw.calendar_file {
+        let file = resolve(file);
+        let text = std::fs::read_to_string(&file).map_err(|e| ("stability.calendar_file".to_owned(), format!("cannot read {}: {e}", file.display())))?;
+        calendar = Calendar::parse_ics(&text, zone, jiff::tz::db())
+            .map_err(|e| ("stability.calendar_file".to_owned(), format!("{}: {e}", file.display())))?
+            .with_slots(calendar.slots().to_vec());
+    }
+    s.calendar = calendar;
+    match level {
+        Level::Two if s.windows.is_empty() => Err(("stability.windows".into(), "stability level 2 needs at least one negotiated window".into())),
+        Level::Three if s.calendar.is_empty() => {
+            Err(("stability.calendar".into(), "stability level 3 needs a maintenance calendar (calendar or calendar_file)".into()))
+        }
+        _ => Ok(s),
+    }
+}
+
+fn hooks(raw: &RawHooks) -> Result<Hooks, KeyError> {
+    let timeout = duration("hooks.timeout", &raw.timeout, DEFAULT_HOOK_TIMEOUT)?;
+    let long = duration("hooks.long_timeout", &raw.long_timeout, DEFAULT_LONG_HOOK_TIMEOUT)?;
+    let hook = |name: &str, argv: &Option<Vec<String>>, timeout: SignedDuration| -> Result<Option<Hook>, KeyError> {
+        let Some(argv) = argv else { return Ok(None) };
+        let key = format!("hooks.{name}");
+        if argv.is_empty() || argv[0].trim().is_empty() {
+            return Err((key, "an argv array needs at least the program".into()));
+        }
+        if argv.len() == 1 && argv[0].contains(' ') && !Path::new(&argv[0]).exists() {
+            return Err((key, format!("{:?} looks like a shell string; hooks are argv arrays, e.g. [\"php\", \"admin/cli/x.php\"]", argv[0])));
+        }
+        for arg in argv {
+            check_placeholders(arg).map_err(|why| (key.clone(), why))?;
+        }
+        Ok(Some(Hook { argv: argv.clone(), timeout }))
+    };
+    Ok(Hooks {
+        maintenance_on: hook("maintenance_on", &raw.maintenance_on, timeout)?,
+        maintenance_off: hook("maintenance_off", &raw.maintenance_off, timeout)?,
+        notice: hook("notice", &raw.notice, timeout)?,
+        backup: hook("backup", &raw.backup, long)?,
+        restore: hook("restore", &raw.restore, long)?,
+        upgrade: hook("upgrade", &raw.upgrade, long)?,
+        purge_caches: hook("purge_caches", &raw.purge_caches, timeout)?,
+        validate: hook("validate", &raw.validate, timeout)?,
+        guard: hook("guard", &raw.guard, timeout)?,
+    })
+}
+
+fn check_placeholders(arg: &str) -> Result<(), String> {
+    let mut rest = arg;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let end = after.find('}').ok_or_else(|| format!("unclosed {{ in {arg:?}"))?;
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!("unknown placeholder {{{name}}} in {arg:?}; known: {}", PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(" ")));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+fn parse_url(s: &str, schemes: &[&str]) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!("{s:?}: scheme must be one of {}", schemes.join(", ")));
+    }
+    Ok(url)
+}
+
+/// The key a TOML error is about, when the parser says, and its message on one line.
+fn toml_error(text: &str, e: &toml::de::Error) -> (String, String) {
+    let msg = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let line_text: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
+            let key = line_text.split('=').next().unwrap_or("").trim().to_owned();
+            let key = if key.is_empty() || key.starts_with('[') { format!("line {line}") } else { format!("{key} (line {line})") };
+            (key, msg)
+        }
+        None => ("(file)".into(), msg),
+    }
+}
+
+#[cfg(test)]
+mod tests;

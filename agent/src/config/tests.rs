@@ -1,0 +1,139 @@
+use super::*;
+
+/// The example of SPEC section 5, as written there.
+const SPEC_EXAMPLE: &str = r#"
+platform = "univ-a"
+repository = "http://127.0.0.1:8080/repo"   # or file:///srv/palier/repo
+server = "http://127.0.0.1:8080"           # control plane; optional
+token_file = "/etc/palier/token"           # optional
+trusted_root = "/etc/palier/root.json"
+state_dir = "/var/lib/palier"
+timezone = "Europe/Paris"
+
+[moodle]
+dirroot = "/var/www/moodle"
+dataroot = "/var/moodledata"
+wwwroot = "http://127.0.0.1:8081"
+
+[improvement]
+level = 2
+components = ["mod_quiz", "mod_assign"]
+# level2_classes = ["technical", "non-layout"]   # default ["technical"]
+
+[stability]
+level = 2
+windows = ["Tue 22:00-23:30", "Thu 22:00-23:30"]   # level 2, in `timezone`
+notice = "2h"
+low_load = ["12:00-14:00", "20:00-07:00"]          # level 1, optional
+max_defer = "4h"                                   # level 1
+calendar = ["2026-12-05T21:00/2026-12-06T01:00"]   # level 3 (or calendar_file = "x.ics")
+watch = "15m"
+recovery_budget = "5m"
+
+[checks]
+smoke = [
+  { path = "/", expect_status = 200, expect_body = "page-site-index" },
+  { path = "/login/index.php", expect_status = 200, expect_body = "logintoken" },
+  { path = "/course/view.php?id=2", expect_status = 303 },
+]
+
+[hooks]   # argv arrays, never a shell string; placeholders {dirroot} {dataroot} {backup_dir} {minutes} {bundles}
+maintenance_on  = ["php", "{dirroot}/admin/cli/maintenance.php", "--enable"]
+maintenance_off = ["php", "{dirroot}/admin/cli/maintenance.php", "--disable"]
+notice  = ["/usr/local/bin/moodle-notice", "{minutes}"]
+backup  = ["/usr/local/sbin/moodle-backup", "{backup_dir}"]
+restore = ["/usr/local/sbin/moodle-restore", "{backup_dir}"]
+upgrade = ["php", "{dirroot}/admin/cli/upgrade.php", "--non-interactive"]
+purge_caches = ["php", "{dirroot}/admin/cli/purge_caches.php"]
+validate = ["php", "{dirroot}/admin/cli/checks.php"]   # level 3: run while still in maintenance; non-zero exit fails the intervention
+guard   = ["/usr/local/bin/no-quiz-running"]   # non-zero exit: postpone, e.g. while quiz attempts are open
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/palier/agent.toml"))
+}
+
+fn refused(text: &str) -> String {
+    let e = parse(text).unwrap_err().to_string();
+    assert!(e.starts_with("invalid agent config /etc/palier/agent.toml: "), "{e}");
+    assert!(!e.contains('\n'), "not one line: {e}");
+    e
+}
+
+#[test]
+fn spec_example_loads_and_reports_what_does_not_apply() {
+    let c = parse(SPEC_EXAMPLE).unwrap();
+    assert_eq!(c.platform.as_str(), "univ-a");
+    assert_eq!(c.contract.improvement.level, Level::Two);
+    assert_eq!(c.contract.stability.level, Level::Two);
+    assert_eq!(c.contract.stability.windows.len(), 2);
+    assert_eq!(c.contract.stability.notice.get(), SignedDuration::from_hours(2));
+    assert_eq!(c.smoke_checks, default_smoke_checks());
+    assert_eq!(c.hooks.backup.as_ref().unwrap().timeout, DEFAULT_LONG_HOOK_TIMEOUT);
+    assert_eq!(c.hooks.guard.as_ref().unwrap().timeout, DEFAULT_HOOK_TIMEOUT);
+    let ignored = c.ignored.join("; ");
+    for key in ["stability.low_load", "stability.max_defer", "stability.calendar"] {
+        assert!(ignored.contains(key), "{key} not reported as ignored: {ignored}");
+    }
+}
+
+#[test]
+fn relative_paths_are_read_from_the_config_folder() {
+    let text = SPEC_EXAMPLE.replace("\"/etc/palier/root.json\"", "\"root.json\"").replace("\"/var/lib/palier\"", "\"state\"");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.trusted_root, Path::new("/etc/palier/root.json"));
+    assert_eq!(c.state_dir, Path::new("/etc/palier/state"));
+}
+
+#[test]
+fn each_bad_value_names_its_key() {
+    let cases = [
+        ("platform = \"univ-a\"", "platform = \"Univ A\"", "platform"),
+        ("repository = \"http://127.0.0.1:8080/repo\"", "repository = \"ftp://x/repo\"", "repository"),
+        ("timezone = \"Europe/Paris\"", "timezone = \"Mars/Olympus\"", "timezone"),
+        ("wwwroot = \"http://127.0.0.1:8081\"", "wwwroot = \"not a url\"", "moodle.wwwroot"),
+        ("[improvement]\nlevel = 2", "[improvement]\nlevel = 4", "improvement.level"),
+        ("components = [\"mod_quiz\", \"mod_assign\"]", "components = [\"quiz\"]", "improvement.components"),
+        ("components = [\"mod_quiz\", \"mod_assign\"]", "components = []", "improvement.components"),
+        ("# level2_classes = [\"technical\", \"non-layout\"]", "level2_classes = [\"global\"]", "improvement.level2_classes"),
+        ("[stability]\nlevel = 2", "[stability]\nlevel = 0", "stability.level"),
+        ("windows = [\"Tue 22:00-23:30\", \"Thu 22:00-23:30\"]", "windows = [\"Tuesday at ten\"]", "stability.windows"),
+        ("windows = [\"Tue 22:00-23:30\", \"Thu 22:00-23:30\"]", "windows = []", "stability.windows"),
+        ("notice = \"2h\"", "notice = \"30m\"", "stability.notice"),
+        ("watch = \"15m\"", "watch = \"soon\"", "stability.watch"),
+        ("recovery_budget = \"5m\"", "recovery_budget = \"0s\"", "stability.recovery_budget"),
+        ("calendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]", "calendar = [\"next saturday\"]", "stability.calendar"),
+        ("{ path = \"/\", expect_status = 200", "{ path = \"nope\", expect_status = 200", "checks.smoke[0]"),
+        ("notice  = [\"/usr/local/bin/moodle-notice\", \"{minutes}\"]", "notice  = []", "hooks.notice"),
+        ("notice  = [\"/usr/local/bin/moodle-notice\", \"{minutes}\"]", "notice  = [\"/usr/local/bin/moodle-notice\", \"{hours}\"]", "hooks.notice"),
+        ("guard   = [\"/usr/local/bin/no-quiz-running\"]", "guard   = [\"/usr/local/bin/no-quiz-running --strict\"]", "hooks.guard"),
+        ("guard   = [\"/usr/local/bin/no-quiz-running\"]", "guard   = [\"x\"]\nsurprise = [\"y\"]", "surprise"),
+        ("state_dir = \"/var/lib/palier\"", "state_dir = \"/var/lib/palier\"\nsurprise = 1", "surprise"),
+        ("token_file = \"/etc/palier/token\"", "token_file = 7", "token_file"),
+    ];
+    for (from, to, key) in cases {
+        assert!(SPEC_EXAMPLE.contains(from), "{from:?} is not in the example");
+        let e = refused(&SPEC_EXAMPLE.replace(from, to));
+        assert!(e.contains(key), "{to:?}: expected key {key:?} in {e}");
+    }
+}
+
+#[test]
+fn a_level_refuses_a_config_missing_what_it_needs() {
+    let no_notice = SPEC_EXAMPLE.replace("notice  = [\"/usr/local/bin/moodle-notice\", \"{minutes}\"]\n", "");
+    assert!(refused(&no_notice).contains("hooks.notice"));
+    let level3 = SPEC_EXAMPLE.replace("[stability]\nlevel = 2", "[stability]\nlevel = 3");
+    parse(&level3).unwrap();
+    let no_backup = level3.replace("backup  = [\"/usr/local/sbin/moodle-backup\", \"{backup_dir}\"]\n", "");
+    assert!(refused(&no_backup).contains("hooks.backup"));
+    let no_calendar = level3.replace("calendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]", "");
+    assert!(refused(&no_calendar).contains("stability.calendar"));
+    let token_without_server = SPEC_EXAMPLE.replace("server = \"http://127.0.0.1:8080\"", "");
+    assert!(refused(&token_without_server).contains("token_file"));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let e = Config::load(Path::new("/nonexistent/agent.toml")).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/agent.toml"), "{e}");
+}
