@@ -10,6 +10,8 @@ pub mod hostile;
 pub mod manifest;
 pub mod metadata;
 pub mod names;
+pub mod policy;
+pub mod schedule;
 
 pub use error::{Error, Result};
 pub use manifest::{ChangeClass, Check, DataImpact, Dependency, FileEntry, FileMode, Manifest, ManifestKind, Origin, Sha256Hex};
