@@ -266,7 +266,20 @@ pub enum ManifestKind {
 impl Manifest {
     /// Parse and validate a manifest; errors are one line.
     pub fn parse(text: &str, kind: ManifestKind) -> Result<Self> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| Error::ManifestSyntax(one_line_toml_error(text, &e)))?;
+        let manifest = match fast_files::split(text) {
+            Some((head, files)) => {
+                let mut m: Manifest = toml::from_str(head).map_err(|e| Error::ManifestSyntax(one_line_toml_error(head, &e)))?;
+                let head_has_files = toml::from_str::<toml::Table>(head).map(|t| t.contains_key("files")).unwrap_or(true);
+                if !head_has_files {
+                    m.files = files;
+                    m
+                } else {
+                    // `files` defined twice: let the TOML parser word the error.
+                    toml::from_str(text).map_err(|e| Error::ManifestSyntax(one_line_toml_error(text, &e)))?
+                }
+            }
+            None => toml::from_str(text).map_err(|e| Error::ManifestSyntax(one_line_toml_error(text, &e)))?,
+        };
         manifest.validate(kind)?;
         Ok(manifest)
     }
@@ -339,6 +352,83 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// A fast path for the `[[files]]` tables that `bundle build` writes at the end of a manifest.
+///
+/// A 30,000-file manifest is about 5 MB of TOML; the general parser needs some 75 MB and
+/// 200 ms for it. The tables `bundle build` writes have one exact shape, read here line by
+/// line into `FileEntry` values. Anything else (an escape, a comment, another key, a
+/// duplicate key, CRLF...) returns `None` and the whole text goes to the TOML parser, so
+/// the fast path never accepts what TOML would refuse or reads it differently.
+mod fast_files {
+    use super::{FileEntry, FileMode, RelPath, Sha256Hex};
+
+    const HEADER: &str = "[[files]]";
+
+    /// `(text before the first [[files]] line, the files)`, or `None` to use the TOML parser.
+    pub(super) fn split(text: &str) -> Option<(&str, Vec<FileEntry>)> {
+        let start = if text.starts_with("[[files]]\n") { 0 } else { text.find("\n[[files]]\n")? + 1 };
+        let (head, tail) = text.split_at(start);
+        let mut files = Vec::with_capacity(tail.len() / 150);
+        let mut current: Option<[Option<&str>; 4]> = None;
+        for line in tail.split('\n') {
+            if line == HEADER {
+                if let Some(fields) = current.take() {
+                    files.push(entry(fields)?);
+                }
+                current = Some([None; 4]);
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let fields = current.as_mut()?;
+            let (key, value) = line.split_once(" = ")?;
+            let slot = match key {
+                "path" => 0,
+                "sha256" => 1,
+                "size" => 2,
+                "mode" => 3,
+                _ => return None,
+            };
+            if fields[slot].replace(value).is_some() {
+                return None;
+            }
+        }
+        files.push(entry(current?)?);
+        Some((head, files))
+    }
+
+    /// A basic string with nothing TOML would read differently: no escape, quote or control.
+    fn plain_string(v: &str) -> Option<&str> {
+        let inner = v.strip_prefix('"')?.strip_suffix('"')?;
+        if inner.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+            return None;
+        }
+        Some(inner)
+    }
+
+    fn entry(fields: [Option<&str>; 4]) -> Option<FileEntry> {
+        let [path, sha256, size, mode] = fields;
+        let size = size?;
+        // A TOML decimal integer: no sign, no leading zero, no underscore, fits in i64.
+        if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) || (size.len() > 1 && size.starts_with('0')) {
+            return None;
+        }
+        let size: u64 = size.parse().ok().filter(|&n| n <= i64::MAX as u64)?;
+        let mode = match plain_string(mode?)? {
+            "0644" => FileMode::Regular,
+            "0755" => FileMode::Executable,
+            _ => return None,
+        };
+        Some(FileEntry {
+            path: RelPath::new(plain_string(path?)?).ok()?,
+            sha256: Sha256Hex::new(plain_string(sha256?)?).ok()?,
+            size,
+            mode,
+        })
     }
 }
 
@@ -442,6 +532,55 @@ mod tests {
             assert_ne!(text, EXAMPLE, "{from} not in the example");
             let e = refused(&text, ManifestKind::Source);
             assert!(e.contains(needle), "{to:?}: {e}");
+        }
+    }
+
+    fn with_files(n: usize) -> Manifest {
+        let mut m = Manifest::parse(EXAMPLE, ManifestKind::Source).unwrap();
+        m.delete.clear();
+        m.files = (0..n)
+            .map(|i| FileEntry {
+                path: RelPath::new(format!("mod/quiz/f{i}.php")).unwrap(),
+                sha256: Sha256Hex::from_digest(&[i as u8; 32]),
+                size: i as u64 * 1000,
+                mode: if i % 3 == 0 { FileMode::Executable } else { FileMode::Regular },
+            })
+            .collect();
+        m
+    }
+
+    #[test]
+    fn fast_files_path_reads_what_the_toml_parser_reads() {
+        let m = with_files(50);
+        let text = m.to_toml().unwrap();
+        assert!(fast_files::split(&text).is_some(), "the writer's own output takes the fast path");
+        let general: Manifest = toml::from_str(&text).unwrap();
+        assert_eq!(Manifest::parse(&text, ManifestKind::Built).unwrap(), general);
+        assert_eq!(general, m);
+    }
+
+    #[test]
+    fn fast_files_path_hands_anything_unusual_to_the_toml_parser() {
+        let text = with_files(3).to_toml().unwrap();
+        let variants = [
+            text.replace("size = 1000", "size = 1_000"),
+            text.replace("size = 1000", "size = 01000"),
+            text.replace("size = 1000", "size = 1000 # comment"),
+            text.replace("mode = \"0644\"\n", "mode = \"0644\"\nmode = \"0644\"\n"),
+            text.replace("path = \"mod/quiz/f1.php\"", "path = \"mod/quiz/f\\u0031.php\""),
+            text.replace("path = \"mod/quiz/f1.php\"", "path = 'mod/quiz/f1.php'"),
+            text.replace('\n', "\r\n"),
+            format!("{text}\n[extra]\nkey = 1\n"),
+            format!("files = []\n{text}"),
+        ];
+        for v in variants {
+            assert!(fast_files::split(&v).is_none() || Manifest::parse(&v, ManifestKind::Built).is_err(), "fast path took: {v}");
+            let general = toml::from_str::<Manifest>(&v).map_err(|e| e.to_string()).and_then(|m| m.validate(ManifestKind::Built).map(|()| m).map_err(|e| e.to_string()));
+            let ours = Manifest::parse(&v, ManifestKind::Built).map_err(|e| e.to_string());
+            assert_eq!(ours.is_ok(), general.is_ok(), "{v}");
+            if let (Ok(a), Ok(b)) = (ours, general) {
+                assert_eq!(a, b);
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
@@ -355,10 +355,17 @@ fn copy_target(src: &Path, targets: &Path, name_with_hash: &str) -> Result<PathB
     let mut tmp = tempfile::Builder::new().prefix(".incoming-").tempfile_in(targets).map_err(Error::io("create temporary file in", targets))?;
     let mut input = File::open(src).map_err(Error::io("open", src))?;
     std::io::copy(&mut input, tmp.as_file_mut()).map_err(Error::io("copy archive to", &dest))?;
+    set_readable(tmp.as_file(), &dest)?;
     tmp.as_file().sync_all().map_err(Error::io("sync", &dest))?;
     tmp.persist_noclobber(&dest).map_err(|e| Error::Io { action: "store archive as", path: dest.clone(), source: e.error })?;
     sync_dir(targets)?;
     Ok(dest)
+}
+
+/// Mode 0644: the repository is plain static files that any web server user may read.
+pub(crate) fn set_readable(file: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(Error::io("set permissions of", path))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -461,9 +468,10 @@ pub async fn publish(paths: &RepoPaths, archive_path: &Path, reported_by: BTreeS
         _extra: HashMap::new(),
     };
     let target_name = TargetName::new(name.clone()).map_err(tuf_err(&paths.dir, "target name"))?;
-    let stored_name = format!("{}.{name}", hex::encode(&checked.sha256));
-    repo.write(now, vec![(target_name, target.clone())], Some((archive_path, &stored_name))).await?;
-    published(&TargetName::new(name).map_err(tuf_err(&paths.dir, "target name"))?, &target)
+    let sha256 = hex::encode(&checked.sha256);
+    let stored_name = format!("{sha256}.{name}");
+    repo.write(now, vec![(target_name, target)], Some((archive_path, &stored_name))).await?;
+    Ok(Published { target: name, length: checked.length, sha256, meta })
 }
 
 fn custom_map(meta: &BundleMetadata) -> HashMap<String, serde_json::Value> {
@@ -495,14 +503,4 @@ pub async fn update(
 /// Open the repository and list its bundles.
 pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
     Repo::open(paths).await?.bundles()
-}
-
-/// Write `data` to `path` through a temporary file and a rename.
-pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".palier-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
-    tmp.write_all(data).map_err(Error::io("write", path))?;
-    tmp.as_file().sync_all().map_err(Error::io("sync", path))?;
-    tmp.persist(path).map_err(|e| Error::Io { action: "write", path: path.into(), source: e.error })?;
-    Ok(())
 }

@@ -194,11 +194,88 @@ pub struct ReadLimits<'a> {
 /// duplicate entries, entries outside `files/` other than `bundle.toml`, files not in
 /// the manifest or missing from the archive, digests that differ, and archives that
 /// expand beyond `limits.max_expanded`.
-pub fn read_archive<R: Read>(input: R, limits: ReadLimits<'_>, sink: &mut dyn EntrySink) -> Result<Manifest> {
-    let gz = flate2::bufread::GzDecoder::new(BufReader::with_capacity(256 * 1024, input));
+pub fn read_archive<R: Read + Send>(input: R, limits: ReadLimits<'_>, sink: &mut dyn EntrySink) -> Result<Manifest> {
+    // Inflating is the slow part: it runs on its own thread, a bounded channel ahead of
+    // the tar parser and the per-file hashing. When the reader stops (a refusal, a bomb
+    // over budget), the channel closes and the inflater stops too.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(INFLATE_AHEAD);
+        scope.spawn(move || inflate(input, tx));
+        read_tar(Chunks { rx, chunk: Vec::new(), pos: 0 }, limits, sink)
+    })
+}
+
+/// Decompressed chunks the inflater may run ahead of the reader (of `CHUNK` bytes each).
+const INFLATE_AHEAD: usize = 8;
+const CHUNK: usize = 256 * 1024;
+
+fn inflate<R: Read>(input: R, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+    let mut gz = flate2::bufread::GzDecoder::new(BufReader::with_capacity(CHUNK, input));
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let result = match gz.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) => Err(e),
+        };
+        let failed = result.is_err();
+        if tx.send(result).is_err() || failed {
+            return;
+        }
+    }
+    // Nothing may follow the gzip member: the signed length covers the whole file, but a
+    // reader that stops early must not leave bytes unexamined.
+    let mut probe = [0u8; 1];
+    let trailing = match gz.into_inner().read(&mut probe) {
+        Ok(0) => return,
+        Ok(_) => io::Error::other(TrailingData),
+        Err(e) => e,
+    };
+    let _ = tx.send(Err(trailing));
+}
+
+#[derive(Debug)]
+struct TrailingData;
+
+impl std::fmt::Display for TrailingData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("data after the end of the gzip stream")
+    }
+}
+impl std::error::Error for TrailingData {}
+
+/// The inflater's chunks as one stream.
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn read_tar(decompressed: Chunks, limits: ReadLimits<'_>, sink: &mut dyn EntrySink) -> Result<Manifest> {
     // Until the manifest is read, only its own size is allowed.
     let budget = std::rc::Rc::new(std::cell::Cell::new(MAX_MANIFEST_BYTES + 64 * 1024));
-    let counted = Budgeted { inner: gz, budget: budget.clone(), limit: limits.max_expanded };
+    let counted = Budgeted { inner: decompressed, budget: budget.clone(), limit: limits.max_expanded };
     let mut archive = tar::Archive::new(counted);
     let mut entries = archive.entries().map_err(read_err)?;
 
@@ -292,10 +369,6 @@ pub fn read_archive<R: Read>(input: R, limits: ReadLimits<'_>, sink: &mut dyn En
             return Err(Error::ArchiveRefused("data after the end of the tar archive".into()));
         }
     }
-    let mut probe = [0u8; 1];
-    if rest.inner.into_inner().read(&mut probe).map_err(read_err)? != 0 {
-        return Err(Error::ArchiveRefused("data after the end of the gzip stream".into()));
-    }
     Ok(manifest)
 }
 
@@ -303,6 +376,9 @@ fn read_err(e: io::Error) -> Error {
     // The budget error travels through the tar reader as an io::Error.
     if let Some(limit) = e.get_ref().and_then(|inner| inner.downcast_ref::<OverBudget>()) {
         return Error::TooLarge { limit: limit.0 };
+    }
+    if e.get_ref().is_some_and(|inner| inner.is::<TrailingData>()) {
+        return Error::ArchiveRefused(TrailingData.to_string());
     }
     Error::Read(e)
 }

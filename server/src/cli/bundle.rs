@@ -53,6 +53,7 @@ impl BuildArgs {
             std::io::Write::flush(&mut out).map_err(Error::io("write", &self.out))?;
             built
         };
+        repo::set_readable(tmp.as_file(), &self.out)?;
         tmp.as_file().sync_all().map_err(Error::io("sync", &self.out))?;
         tmp.persist(&self.out).map_err(|e| Error::Io { action: "write", path: self.out.clone(), source: e.error })?;
         println!(
