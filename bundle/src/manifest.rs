@@ -195,10 +195,17 @@ impl FileMode {
             FileMode::Executable => 0o755,
         }
     }
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             FileMode::Regular => "0644",
             FileMode::Executable => "0755",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "0644" => Some(FileMode::Regular),
+            "0755" => Some(FileMode::Executable),
+            _ => None,
         }
     }
 }
@@ -209,11 +216,8 @@ impl Serialize for FileMode {
 }
 impl<'de> Deserialize<'de> for FileMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "0644" => Ok(FileMode::Regular),
-            "0755" => Ok(FileMode::Executable),
-            other => Err(serde::de::Error::custom(format!("mode {other:?} is not \"0644\" or \"0755\""))),
-        }
+        let s = String::deserialize(d)?;
+        FileMode::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("mode {s:?} is not \"0644\" or \"0755\"")))
     }
 }
 
@@ -297,6 +301,26 @@ impl Manifest {
     /// `<id>@<version>`, as the CLI spells a bundle.
     pub fn key(&self) -> String {
         format!("{}@{}", self.id, self.version)
+    }
+
+    /// A copy of everything but the file list.
+    pub fn without_files(&self) -> Manifest {
+        Manifest {
+            id: self.id.clone(),
+            version: self.version.clone(),
+            component: self.component.clone(),
+            class: self.class,
+            data_impact: self.data_impact,
+            summary: self.summary.clone(),
+            fixes: self.fixes.clone(),
+            origin: self.origin,
+            requires_moodle: self.requires_moodle.clone(),
+            after: self.after.clone(),
+            delete: self.delete.clone(),
+            upgrade: self.upgrade,
+            checks: self.checks.clone(),
+            files: Vec::new(),
+        }
     }
 
     /// Total bytes of the files the bundle writes.
@@ -418,11 +442,7 @@ mod fast_files {
             return None;
         }
         let size: u64 = size.parse().ok().filter(|&n| n <= i64::MAX as u64)?;
-        let mode = match plain_string(mode?)? {
-            "0644" => FileMode::Regular,
-            "0755" => FileMode::Executable,
-            _ => return None,
-        };
+        let mode = FileMode::parse(plain_string(mode?)?)?;
         Some(FileEntry {
             path: RelPath::new(plain_string(path?)?).ok()?,
             sha256: Sha256Hex::new(plain_string(sha256?)?).ok()?,

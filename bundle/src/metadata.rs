@@ -10,8 +10,8 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, ManifestKind};
-use crate::names::{BundleId, PlatformId};
+use crate::manifest::{FileEntry, FileMode, Manifest, ManifestKind, Sha256Hex};
+use crate::names::{BundleId, PlatformId, RelPath};
 
 /// Format version of the `custom` object, so a future layout can be told apart.
 pub const METADATA_FORMAT: u32 = 1;
@@ -54,8 +54,13 @@ pub struct Validations {
 }
 
 /// The `custom` field of a bundle's TUF target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// In JSON the manifest's `files` travel as a separate list of compact lines,
+/// `"<sha256> <size> <mode> <path>"` (the path last, so it may hold spaces): a 30,000-file
+/// bundle's metadata is a few MB of strings instead of 120,000 JSON objects, which keeps
+/// `publish` and the agent's metadata load small.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Wire")]
 pub struct BundleMetadata {
     pub format: u32,
     pub manifest: Manifest,
@@ -64,10 +69,84 @@ pub struct BundleMetadata {
     pub reported_by: BTreeSet<PlatformId>,
     pub validations: Validations,
     pub state: BundleState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
     /// When it was published, RFC 3339, as the server's clock said.
     pub published_at: String,
+}
+
+/// The JSON form of [`BundleMetadata`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    format: u32,
+    manifest: Manifest,
+    files: Vec<String>,
+    expanded_size: u64,
+    reported_by: BTreeSet<PlatformId>,
+    validations: Validations,
+    state: BundleState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_reason: Option<String>,
+    published_at: String,
+}
+
+/// One file as a compact line: `<sha256> <size> <mode> <path>`.
+pub fn file_line(f: &FileEntry) -> String {
+    format!("{} {} {} {}", f.sha256, f.size, f.mode.as_str(), f.path)
+}
+
+/// Parse a line written by [`file_line`].
+pub fn parse_file_line(line: &str) -> Result<FileEntry> {
+    let bad = |why: &str| Error::invalid("signed file entry", line, why);
+    let mut parts = line.splitn(4, ' ');
+    let (Some(sha), Some(size), Some(mode), Some(path)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("expected \"<sha256> <size> <mode> <path>\""));
+    };
+    let size = if size.len() > 1 && size.starts_with('0') { None } else { size.parse::<u64>().ok() };
+    Ok(FileEntry {
+        sha256: Sha256Hex::new(sha)?,
+        size: size.ok_or_else(|| bad("size is not a whole number"))?,
+        mode: FileMode::parse(mode).ok_or_else(|| bad("mode is not 0644 or 0755"))?,
+        path: RelPath::new(path)?,
+    })
+}
+
+impl TryFrom<Wire> for BundleMetadata {
+    type Error = Error;
+    fn try_from(w: Wire) -> Result<Self> {
+        if !w.manifest.files.is_empty() {
+            return Err(Error::invalid("signed manifest", "files", "the file list travels beside the manifest, not in it"));
+        }
+        let mut manifest = w.manifest;
+        manifest.files = w.files.iter().map(|l| parse_file_line(l)).collect::<Result<_>>()?;
+        Ok(BundleMetadata {
+            format: w.format,
+            manifest,
+            expanded_size: w.expanded_size,
+            reported_by: w.reported_by,
+            validations: w.validations,
+            state: w.state,
+            state_reason: w.state_reason,
+            published_at: w.published_at,
+        })
+    }
+}
+
+impl Serialize for BundleMetadata {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        Wire {
+            format: self.format,
+            manifest: self.manifest.without_files(),
+            files: self.manifest.files.iter().map(file_line).collect(),
+            expanded_size: self.expanded_size,
+            reported_by: self.reported_by.clone(),
+            validations: self.validations.clone(),
+            state: self.state,
+            state_reason: self.state_reason.clone(),
+            published_at: self.published_at.clone(),
+        }
+        .serialize(s)
+    }
 }
 
 impl BundleMetadata {
@@ -145,6 +224,27 @@ impl fmt::Display for BundleRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn custom_json_round_trips_with_compact_file_lines() {
+        let mut m = crate::hostile::manifest_for("b", "1.0.0", &[("a b.php", b"x"), ("c/d.js", b"yy")]);
+        m.files[1].mode = FileMode::Executable;
+        let meta = BundleMetadata::new(m, BTreeSet::from([PlatformId::new("univ-a").unwrap()]), "2026-11-29T00:00:00Z".into());
+        let custom = meta.to_custom();
+        assert_eq!(custom["files"][0].as_str().unwrap().rsplit_once(' ').unwrap().1, "b.php");
+        assert!(custom["files"][0].as_str().unwrap().ends_with(" 1 0644 a b.php"));
+        assert!(custom["files"][1].as_str().unwrap().ends_with(" 2 0755 c/d.js"));
+        assert!(custom["manifest"].get("files").is_none());
+        assert_eq!(BundleMetadata::from_custom(custom).unwrap(), meta);
+    }
+
+    #[test]
+    fn bad_file_lines_are_refused() {
+        let sha = "0".repeat(64);
+        for bad in ["", "x 1 0644 a", &format!("{sha} -1 0644 a"), &format!("{sha} 01 0644 a"), &format!("{sha} 1 0600 a"), &format!("{sha} 1 0644 ../a"), &format!("{sha} 1 0644")] {
+            assert!(parse_file_line(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn bundle_ref_parses() {

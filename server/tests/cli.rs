@@ -139,6 +139,20 @@ fn bundle_build_is_byte_identical() {
 }
 
 #[test]
+fn archives_and_stored_targets_are_world_readable_static_files() {
+    let s = Site::new();
+    let a = s.build("b", "1.0.0", "x");
+    assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o777, 0o644);
+    s.ok(&["publish", "--repo", &s.repo_arg(), a.to_str().unwrap()]);
+    for dir in ["metadata", "targets"] {
+        for e in std::fs::read_dir(s.repo().join(dir)).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o644, "{}", e.path().display());
+        }
+    }
+}
+
+#[test]
 fn bundle_build_refuses_a_manifest_with_files_and_bad_fields() {
     let s = Site::new();
     std::fs::create_dir_all(s.path("src")).unwrap();
@@ -249,7 +263,9 @@ fn a_standard_tuf_client_reads_the_repository() {
     let custom = &doc["custom"];
     assert_eq!(custom["manifest"]["id"], "mod_quiz-timer-drift");
     assert_eq!(custom["manifest"]["class"], "technical");
-    assert_eq!(custom["manifest"]["files"][0]["path"], "mod/quiz/view.php");
+    let line = custom["files"][0].as_str().unwrap();
+    let content = b"<?php echo 'fixed';\n";
+    assert_eq!(line, format!("{} {} 0644 mod/quiz/view.php", hex::encode(Sha256::digest(content)), content.len()));
     assert_eq!(custom["validations"]["alpha"], true);
     assert_eq!(custom["validations"]["datasets"], serde_json::json!(["ds-1"]));
     assert_eq!(custom["reported_by"], serde_json::json!(["univ-a"]));
