@@ -1,6 +1,14 @@
 //! palier-agent: pulls what a Moodle platform's contract permits and applies it in its window.
+//!
+//! `config` reads the agent's config; `repository` verifies the TUF repository against the
+//! pinned root; `site` reads the Moodle site's facts; the policy itself is pure and lives in
+//! `palier_bundle::policy`.
 
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod repository;
+pub mod site;
 
 pub use config::{Config, ConfigError};
+pub use error::{Error, Result};

@@ -58,3 +58,18 @@ impl Error {
         }
     }
 }
+
+/// The whole chain of an error on one line, `a: b: c`, skipping repeats.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out.replace('\n', " ")
+}

@@ -4,7 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::error::Result;
+
+mod calendar;
+pub mod plan;
 
 /// palier-agent: pulls what this Moodle platform's contract permits and applies it in its window.
 #[derive(Debug, Parser)]
@@ -16,6 +20,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Refresh and verify the repository, then list every bundle with its decision and reason.
+    Plan(plan::Args),
+    /// The coming interventions and notices (next 90 days) as an iCalendar document.
+    Calendar(calendar::Args),
     /// Validate the config file and print the contract it describes.
     CheckConfig(CheckConfigArgs),
 }
@@ -27,36 +35,28 @@ pub struct CheckConfigArgs {
     config: PathBuf,
 }
 
-/// What went wrong, and so the exit code.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
-
-impl CliError {
-    /// Exit codes, as documented in the README: 1 failure, 2 bad usage, 64 invalid config.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Config(_) => 64,
-        }
-    }
-}
-
 impl Cli {
-    pub fn run(self) -> Result<(), CliError> {
+    pub async fn run(self) -> Result<()> {
         match self.command {
+            Command::Plan(a) => a.run().await,
+            Command::Calendar(a) => a.run().await,
             Command::CheckConfig(a) => a.run(),
         }
     }
 }
 
+/// Load the config, warning about keys that do not apply at its levels.
+fn load_config(path: &std::path::Path) -> Result<Config> {
+    let c = Config::load(path)?;
+    for key in &c.ignored {
+        tracing::warn!(config = %c.path.display(), "ignoring {key}");
+    }
+    Ok(c)
+}
+
 impl CheckConfigArgs {
-    fn run(self) -> Result<(), CliError> {
-        let c = Config::load(&self.config)?;
-        for key in &c.ignored {
-            tracing::warn!(config = %c.path.display(), "ignoring {key}");
-        }
+    fn run(self) -> Result<()> {
+        let c = load_config(&self.config)?;
         println!(
             "{}: platform {}, improvement level {}, stability level {}",
             c.path.display(),

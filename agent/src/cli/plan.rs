@@ -1,0 +1,77 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+use jiff::Timestamp;
+use palier_bundle::policy::{self, DecisionKind, Plan};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::{repository, site};
+
+#[derive(Debug, Parser)]
+pub struct Args {
+    /// The agent config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Plan as if the clock said this (RFC 3339); default: now.
+    #[arg(long, value_name = "RFC3339")]
+    now: Option<Timestamp>,
+    /// One JSON document on stdout (SPEC 5 shape).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Refresh and verify the repository, read the site, and plan every bundle.
+pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
+    let verified = repository::load(config).await?;
+    let release = site::moodle_release(&config.moodle.dirroot)?;
+    let installed = site::installed(&config.state_dir)?;
+    let metas: Vec<_> = verified.bundles.iter().map(|b| b.meta().clone()).collect();
+    Ok(policy::plan(&config.contract, &metas, &site::installed_refs(&installed), &release, now))
+}
+
+impl Args {
+    pub async fn run(self) -> Result<()> {
+        let config = super::load_config(&self.config)?;
+        let plan = make_plan(&config, self.now.unwrap_or_else(Timestamp::now)).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        } else {
+            print!("{}", table(&plan));
+        }
+        Ok(())
+    }
+}
+
+fn short(z: &jiff::Zoned) -> String {
+    z.strftime("%a %Y-%m-%d %H:%M %Z").to_string()
+}
+
+/// The plan as a table an operator reads at a glance.
+pub fn table(plan: &Plan) -> String {
+    let mut out = format!(
+        "platform {}  improvement level {}  stability level {}  now {}\n\n",
+        plan.platform,
+        plan.improvement_level,
+        plan.stability_level,
+        short(&plan.now)
+    );
+    if plan.bundles.is_empty() {
+        out.push_str("no bundles in the repository\n");
+        return out;
+    }
+    out.push_str(&format!("{:<36} {:<28} {}\n", "BUNDLE", "DECISION", "WHEN / WHY"));
+    for d in &plan.bundles {
+        let decision = match d.reason {
+            Some(r) if d.decision != DecisionKind::Eligible => format!("{} ({})", d.decision.as_str(), r.as_str()),
+            _ => d.decision.as_str().to_owned(),
+        };
+        let why = match (&d.apply_at, &d.notice_at) {
+            (Some(at), Some(notice)) => format!("apply {} (notice {})", short(at), short(notice)),
+            (Some(at), None) => format!("apply {}", short(at)),
+            _ => d.detail.clone().unwrap_or_default(),
+        };
+        out.push_str(&format!("{:<36} {:<28} {}\n", d.key(), decision, why));
+    }
+    out
+}

@@ -1,0 +1,128 @@
+//! Shared set-up for the end-to-end tests: the real binaries, a repository, a Moodle site
+//! and an agent config, all in a temporary folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The workspace's binaries, built once per test process (a no-op when `cargo test
+/// --workspace` already built them).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "palier-server", "-p", "palier-agent"])
+            .current_dir(root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the binaries failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = if target.is_absolute() { target } else { root.join(target) };
+        target.join("debug")
+    });
+    dir.join(name)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A temporary world: `repo/` and `keys/` (the server's), `site/` (Moodle code), `state/`.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let w = World { tmp: tempfile::tempdir().unwrap() };
+        w.server(&["init", "--repo", "repo"]);
+        std::fs::create_dir_all(w.path("site/dirroot")).unwrap();
+        std::fs::create_dir_all(w.path("site/dataroot")).unwrap();
+        std::fs::write(
+            w.path("site/dirroot/version.php"),
+            "<?php\ndefined('MOODLE_INTERNAL') || die();\n$version  = 2024100702.00;\n$release  = '4.5.2+ (Build: 20250101)';\n$branch   = '405';\n$maturity = MATURITY_STABLE;\n",
+        )
+        .unwrap();
+        w
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new(bin(program)).args(args).current_dir(self.tmp.path()).env_remove("PALIER_LOG").output().unwrap()
+    }
+
+    /// Run palier-server; it must succeed.
+    pub fn server(&self, args: &[&str]) -> String {
+        let out = self.run("palier-server", args);
+        assert!(out.status.success(), "palier-server {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Build and publish a one-file bundle with these manifest lines (id and version included).
+    pub fn publish(&self, manifest: &str, extra_args: &[&str]) {
+        let id = manifest.lines().find_map(|l| l.strip_prefix("id = \"")).unwrap().trim_end_matches('"').to_owned();
+        let version = manifest.lines().find_map(|l| l.strip_prefix("version = \"")).unwrap().trim_end_matches('"').to_owned();
+        let dir = self.path(&format!("bundles/{id}-{version}"));
+        std::fs::create_dir_all(dir.join("files/mod/quiz")).unwrap();
+        std::fs::write(dir.join("files/mod/quiz/fix.php"), format!("<?php // {id} {version}\n")).unwrap();
+        std::fs::write(dir.join("bundle.toml"), manifest).unwrap();
+        let archive = dir.join("bundle.tar.gz");
+        let (m, s, a) = (dir.join("bundle.toml"), dir.join("files"), archive.clone());
+        self.server(&["bundle", "build", "--manifest", m.to_str().unwrap(), "--source", s.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+        let mut args = vec!["publish", "--repo", "repo", archive.to_str().unwrap()];
+        args.extend_from_slice(extra_args);
+        self.server(&args);
+    }
+
+    /// Write an agent config for `platform` at these levels; returns its path.
+    pub fn agent_config(&self, platform: &str, improvement: u8, stability: u8) -> PathBuf {
+        let imp = if improvement == 2 { "components = [\"mod_quiz\"]\n" } else { "" };
+        let stab = match stability {
+            1 => "low_load = [\"20:00-07:00\"]\nmax_defer = \"4h\"\n",
+            2 => "windows = [\"Tue 22:00-23:30\", \"Thu 22:00-23:30\"]\nnotice = \"2h\"\n",
+            _ => "calendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]\nnotice = \"24h\"\n",
+        };
+        let text = format!(
+            r#"platform = "{platform}"
+repository = "file://{repo}"
+trusted_root = "repo/metadata/1.root.json"
+state_dir = "state-{platform}"
+timezone = "Europe/Paris"
+
+[moodle]
+dirroot = "site/dirroot"
+dataroot = "site/dataroot"
+wwwroot = "http://127.0.0.1:9"
+
+[improvement]
+level = {improvement}
+{imp}
+[stability]
+level = {stability}
+{stab}
+[hooks]
+notice = ["true", "{{minutes}}"]
+maintenance_on = ["true"]
+maintenance_off = ["true"]
+backup = ["true", "{{backup_dir}}"]
+restore = ["true", "{{backup_dir}}"]
+"#,
+            repo = self.path("repo").display()
+        );
+        let path = self.path(&format!("agent-{platform}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// A manifest with the given fields.
+pub fn manifest(id: &str, version: &str, component: &str, class: &str, impact: &str, fixes: &str) -> String {
+    format!(
+        "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"{component}\"\nclass = \"{class}\"\ndata_impact = \"{impact}\"\nsummary = \"test bundle {id}\"\nfixes = [{fixes}]\norigin = \"report\"\n"
+    )
+}
