@@ -1,4 +1,5 @@
 //! `palier-agent plan` and `calendar` against a real repository written by `palier-server`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

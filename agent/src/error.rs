@@ -13,7 +13,7 @@ pub enum Error {
     Repository {
         url: String,
         #[source]
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     #[error("repository {url}: target {target} has invalid signed metadata: {source}")]
     Metadata {

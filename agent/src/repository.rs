@@ -75,7 +75,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
         .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() })
         .load()
         .await
-        .map_err(|source| Error::Repository { url: url.clone(), source })?;
+        .map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
     let mut bundles = Vec::new();
     for (name, target) in &repository.targets().signed.targets {
         let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());

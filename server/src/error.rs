@@ -25,7 +25,7 @@ pub enum Error {
         dir: PathBuf,
         what: &'static str,
         #[source]
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     #[error("signing key {path}: {why}")]
     Key { path: PathBuf, why: String },

@@ -121,7 +121,7 @@ fn expiry(now: Timestamp, after: SignedDuration) -> Result<Timestamp> {
 
 fn tuf_err(dir: &Path, what: &'static str) -> impl FnOnce(tough::error::Error) -> Error {
     let dir = dir.to_path_buf();
-    move |source| Error::Tuf { dir, what, source }
+    move |source| Error::Tuf { dir, what, source: Box::new(source) }
 }
 
 /// Create a new repository with fresh keys.
@@ -183,10 +183,9 @@ pub async fn init(paths: &RepoPaths, thresholds: Thresholds, expiries: Expiries,
     staging.publish_file("1.root.json", &paths.metadata())?;
 
     let mut editor = RepositoryEditor::new(paths.pinned_root()).await.map_err(tuf_err(&paths.dir, "open root"))?;
-    editor
-        .targets_version(NonZeroU64::MIN)
-        .and_then(|e| e.targets_expires(expiry(now, expiries.targets).unwrap_or(now)))
-        .map_err(tuf_err(&paths.dir, "set targets version"))?;
+    let targets_expires = expiry(now, expiries.targets)?;
+    editor.targets_version(NonZeroU64::MIN).map_err(tuf_err(&paths.dir, "set targets version"))?;
+    editor.targets_expires(targets_expires).map_err(tuf_err(&paths.dir, "set targets expiry"))?;
     editor
         .snapshot_version(NonZeroU64::MIN)
         .snapshot_expires(expiry(now, expiries.snapshot)?)
@@ -296,10 +295,9 @@ impl Repo {
             editor.add_target(name, target).map_err(tuf_err(&dir, "add target"))?;
         }
         // from_repo drops versions and expiries: set them again.
-        editor
-            .targets_version(targets_version)
-            .and_then(|e| e.targets_expires(expiry(now, exp.targets).unwrap_or(now)))
-            .map_err(tuf_err(&dir, "set targets version"))?;
+        let targets_expires = expiry(now, exp.targets)?;
+        editor.targets_version(targets_version).map_err(tuf_err(&dir, "set targets version"))?;
+        editor.targets_expires(targets_expires).map_err(tuf_err(&dir, "set targets expiry"))?;
         editor
             .snapshot_version(snapshot_version)
             .snapshot_expires(expiry(now, exp.snapshot)?)
@@ -340,10 +338,10 @@ fn latest_root(metadata: &Path) -> Result<PathBuf> {
     for entry in std::fs::read_dir(metadata).map_err(Error::io("list", metadata))? {
         let entry = entry.map_err(Error::io("list", metadata))?;
         let name = entry.file_name();
-        if let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".root.json")).and_then(|n| n.parse::<u64>().ok()) {
-            if n > best.0 {
-                best = (n, entry.path());
-            }
+        if let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".root.json")).and_then(|n| n.parse::<u64>().ok())
+            && n > best.0
+        {
+            best = (n, entry.path());
         }
     }
     Ok(best.1)

@@ -1,6 +1,7 @@
 //! Shared set-up for the end-to-end tests: the real binaries, a repository, a Moodle site
 //! and an agent config, all in a temporary folder.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -300,10 +300,10 @@ fn read_tar(decompressed: Chunks, limits: ReadLimits<'_>, sink: &mut dyn EntrySi
         })?;
         Manifest::parse(&text, ManifestKind::Built)?
     };
-    if let Some(expected) = limits.expected {
-        if let Some(diff) = first_difference(expected, &manifest) {
-            return Err(Error::ManifestMismatch(diff));
-        }
+    if let Some(expected) = limits.expected
+        && let Some(diff) = first_difference(expected, &manifest)
+    {
+        return Err(Error::ManifestMismatch(diff));
     }
     let expanded = manifest.expanded_size();
     if expanded > limits.max_expanded {
@@ -396,10 +396,10 @@ fn entry_path<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String> {
     if trimmed.split('/').any(|s| s == "..") {
         return refuse("'..' segment escapes the code root");
     }
-    if trimmed != MANIFEST_ENTRY {
-        if let Some(rel) = trimmed.strip_prefix(FILES_PREFIX) {
-            RelPath::new(rel).map_err(|e| Error::EntryRefused { path: path.clone(), why: e.to_string() })?;
-        }
+    if trimmed != MANIFEST_ENTRY
+        && let Some(rel) = trimmed.strip_prefix(FILES_PREFIX)
+    {
+        RelPath::new(rel).map_err(|e| Error::EntryRefused { path: path.clone(), why: e.to_string() })?;
     }
     Ok(trimmed.to_owned())
 }

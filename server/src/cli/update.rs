@@ -33,10 +33,10 @@ pub struct ValidateArgs {
 
 impl ValidateArgs {
     pub async fn run(self, now: Timestamp) -> Result<()> {
-        if let Some(d) = &self.dataset {
-            if d.is_empty() || d.len() > 64 || !d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
-                return Err(Error::Refused(format!("dataset name {d:?}: expected 1 to 64 of a-z A-Z 0-9 . _ -")));
-            }
+        if let Some(d) = &self.dataset
+            && (d.is_empty() || d.len() > 64 || !d.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(Error::Refused(format!("dataset name {d:?}: expected 1 to 64 of a-z A-Z 0-9 . _ -")));
         }
         let (alpha, dataset) = (self.alpha, self.dataset.clone());
         let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| {
