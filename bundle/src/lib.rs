@@ -7,8 +7,10 @@ pub mod archive;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
+pub mod ical_out;
 pub mod manifest;
 pub mod metadata;
+pub mod moodle;
 pub mod names;
 pub mod policy;
 pub mod schedule;
