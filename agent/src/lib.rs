@@ -4,6 +4,7 @@
 //! pinned root; `site` reads the Moodle site's facts; the policy itself is pure and lives in
 //! `palier_bundle::policy`.
 
+pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod error;

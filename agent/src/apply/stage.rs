@@ -1,0 +1,126 @@
+//! Staging: a hard-link clone of the live tree, then every bundle's files written as new
+//! inodes (never through a link into the live tree), each checked against its sha256 as it
+//! streams, and the bundle's deletions. The live tree is never written.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use palier_bundle::archive::{self, EntrySink, ReadLimits};
+use palier_bundle::{FileEntry, Manifest};
+
+use crate::error::{Error, Result};
+
+/// Clone `live` into `staging` (which must not exist): directories are created with their
+/// modes, regular files are hard links (no data copied), symlinks are copied as symlinks.
+pub fn clone_tree(live: &Path, staging: &Path) -> Result<u64> {
+    let mode = fs::metadata(live).map_err(Error::io("read", live))?.permissions().mode();
+    fs::create_dir(staging).map_err(Error::io("create staging tree", staging))?;
+    fs::set_permissions(staging, fs::Permissions::from_mode(mode)).map_err(Error::io("set mode of", staging))?;
+    let mut count = 0;
+    clone_dir(live, staging, &mut count)?;
+    Ok(count)
+}
+
+fn clone_dir(src: &Path, dst: &Path, count: &mut u64) -> Result<()> {
+    for entry in fs::read_dir(src).map_err(Error::io("list", src))? {
+        let entry = entry.map_err(Error::io("list", src))?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let ft = entry.file_type().map_err(Error::io("read", &from))?;
+        if ft.is_dir() {
+            let mode = entry.metadata().map_err(Error::io("read", &from))?.permissions().mode();
+            fs::create_dir(&to).map_err(Error::io("create", &to))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(Error::io("set mode of", &to))?;
+            clone_dir(&from, &to, count)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&from).map_err(Error::io("read link", &from))?;
+            std::os::unix::fs::symlink(target, &to).map_err(Error::io("create link", &to))?;
+        } else {
+            fs::hard_link(&from, &to).map_err(Error::io("hard-link", &to))?;
+        }
+        *count += 1;
+    }
+    Ok(())
+}
+
+/// Writes a bundle's files into the staging tree, each as a new inode.
+struct StageSink<'a> {
+    root: &'a Path,
+}
+
+impl EntrySink for StageSink<'_> {
+    fn file(&mut self, entry: &FileEntry, data: &mut dyn Read) -> io::Result<()> {
+        let path = self.root.join(entry.path.as_str());
+        if let Some(parent) = path.parent() {
+            make_dirs(self.root, parent)?;
+        }
+        // The staged name may be a hard link to the live file: unlink it, never write through it.
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => return Err(io::Error::other(format!("{} is a directory in the site", entry.path))),
+            Ok(_) => fs::remove_file(&path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let file = OpenOptions::new().write(true).create_new(true).mode(entry.mode.bits()).open(&path)?;
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        io::copy(data, &mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.set_permissions(fs::Permissions::from_mode(entry.mode.bits()))?;
+        Ok(())
+    }
+}
+
+/// Create the missing directories of `dir` under `root`, refusing to follow a symlink.
+fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+    let rel = dir.strip_prefix(root).map_err(io::Error::other)?;
+    let mut current = root.to_path_buf();
+    for part in rel.components() {
+        current.push(part);
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(io::Error::other(format!("{} is a symlink in the site: not written through", current.display())));
+            }
+            Ok(_) => fs::remove_file(&current).and_then(|()| fs::create_dir(&current))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&current)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Apply one bundle's archive onto the staging tree, verifying it against its signed
+/// manifest as it streams, then its deletions.
+pub fn apply_bundle(staging: &Path, archive_path: &Path, signed: &Manifest) -> Result<()> {
+    let file = File::open(archive_path).map_err(Error::io("open bundle archive", archive_path))?;
+    let limits = ReadLimits { max_expanded: signed.expanded_size(), expected: Some(signed) };
+    archive::read_archive(file, limits, &mut StageSink { root: staging })
+        .map_err(|e| Error::Site { path: archive_path.into(), why: format!("bundle {} refused: {e}", signed.key()) })?;
+    for path in &signed.delete {
+        let target = staging.join(path.as_str());
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&target).map_err(Error::io("delete", &target))?,
+            Ok(_) => fs::remove_file(&target).map_err(Error::io("delete", &target))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("delete", &target)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Flush the staged tree to disk before it goes live (one `syncfs` of its filesystem).
+pub fn sync(staging: &Path) -> Result<()> {
+    let dir = File::open(staging).map_err(Error::io("open", staging))?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io("sync", staging)(e.into()))?;
+    Ok(())
+}
+
+/// A sibling path of `live` for a tree in `kind` (`stage`, `prev`): same filesystem, so
+/// hard links and the atomic exchange work.
+pub fn sibling(live: &Path, kind: &str, tag: &str) -> PathBuf {
+    let name = live.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dirroot".into());
+    live.with_file_name(format!(".palier-{kind}-{name}-{tag}"))
+}
+
