@@ -31,6 +31,10 @@ pub enum Error {
     },
     #[error("site {path}: {why}")]
     Site { path: PathBuf, why: String },
+    #[error("another palier-agent holds {path}: one intervention at a time")]
+    Busy { path: PathBuf },
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,7 +7,10 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod checks;
 pub mod error;
+pub mod hooks;
+pub mod lock;
 pub mod repository;
 pub mod site;
 
