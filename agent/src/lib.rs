@@ -10,7 +10,10 @@ pub mod config;
 pub mod checks;
 pub mod error;
 pub mod hooks;
+pub mod intervene;
+pub mod journal;
 pub mod lock;
+pub mod receipt;
 pub mod repository;
 pub mod site;
 

@@ -48,6 +48,13 @@ pub fn installed(state_dir: &Path) -> Result<Vec<Installed>> {
     Ok(file.bundles)
 }
 
+/// Record the installed bundles (atomically).
+pub fn write_installed(state_dir: &Path, bundles: &[Installed]) -> Result<()> {
+    let file = InstalledFile { bundles: bundles.to_vec() };
+    let text = serde_json::to_vec_pretty(&file).map_err(|e| Error::Refused(format!("cannot encode the installed record: {e}")))?;
+    crate::journal::write_atomically(&installed_path(state_dir), &text)
+}
+
 /// The installed bundles as references, for the policy.
 pub fn installed_refs(installed: &[Installed]) -> Vec<BundleRef> {
     installed.iter().map(|i| BundleRef { id: i.id.clone(), version: i.version.clone() }).collect()

@@ -1,0 +1,114 @@
+//! The intervention journal (`state_dir/journal.json`): written atomically before each step
+//! that changes the site, so that after a crash or a kill at any instant the next start can
+//! bring the site back to one whole tree and say what happened.
+//!
+//! Trees are recognised by identity (device and inode of the tree's directory), which moves
+//! with the tree through the atomic exchange: whatever instant the agent died at, comparing
+//! the live tree's identity with the journal's tells which tree is live.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::site::Installed;
+
+/// A tree's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl TreeId {
+    pub fn of(path: &Path) -> Result<TreeId> {
+        let m = std::fs::metadata(path).map_err(Error::io("read", path))?;
+        Ok(TreeId { dev: m.dev(), ino: m.ino() })
+    }
+    /// The identity of `path`, or `None` if nothing is there.
+    pub fn at(path: &Path) -> Option<TreeId> {
+        std::fs::metadata(path).ok().map(|m| TreeId { dev: m.dev(), ino: m.ino() })
+    }
+}
+
+/// How far an intervention got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Maintenance, backup or staging under way: the live tree has not changed.
+    Preparing,
+    /// The exchange is about to happen or has happened; checks have not passed yet.
+    Swapping,
+    /// Checks passed and the installed record is written: the new tree stays.
+    Committed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    pub id: String,
+    pub started_at: Timestamp,
+    pub bundles: Vec<String>,
+    pub phase: Phase,
+    /// The live tree's identity before the intervention.
+    pub old_tree: TreeId,
+    /// The staged tree's identity, once it exists.
+    pub new_tree: Option<TreeId>,
+    /// Where the staged tree is built.
+    pub staging: PathBuf,
+    /// Where the old tree is kept once the new one is live (directory mode).
+    pub previous: PathBuf,
+    /// The installed record before the intervention, put back if it is undone.
+    pub installed_before: Vec<Installed>,
+    /// Maintenance mode was turned on (level 3): turn it off after a recovery.
+    pub maintenance: bool,
+    /// The backup taken before the change (level 3).
+    pub backup_dir: Option<PathBuf>,
+    /// Hooks that may change data (upgrade) have started: undoing needs the restore hook.
+    pub data_changed: bool,
+}
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal.json")
+}
+
+/// Write the journal atomically (temporary file, fsync, rename, fsync of the folder).
+pub fn write(state_dir: &Path, journal: &Journal) -> Result<()> {
+    let text = serde_json::to_vec_pretty(journal).map_err(|e| Error::Refused(format!("cannot encode the journal: {e}")))?;
+    write_atomically(&path(state_dir), &text)
+}
+
+pub fn read(state_dir: &Path) -> Result<Option<Journal>> {
+    let p = path(state_dir);
+    match std::fs::read(&p) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Site { path: p, why: format!("unreadable journal: {e}") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", p)(e)),
+    }
+}
+
+pub fn clear(state_dir: &Path) -> Result<()> {
+    let p = path(state_dir);
+    match std::fs::remove_file(&p) {
+        Ok(()) => sync_dir(state_dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", p)(e)),
+    }
+}
+
+/// Write `data` to `path` so that a crash leaves either the old or the new content.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".palier-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
+    tmp.write_all(data).map_err(Error::io("write", path))?;
+    tmp.as_file().sync_all().map_err(Error::io("sync", path))?;
+    tmp.persist(path).map_err(|e| Error::io("write", path)(e.error))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync folder", dir))
+}
