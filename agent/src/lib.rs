@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod cycle;
 pub mod checks;
 pub mod error;
 pub mod hooks;

@@ -9,6 +9,9 @@ use crate::error::Result;
 
 mod calendar;
 pub mod plan;
+mod rollback;
+mod run;
+mod status;
 
 /// palier-agent: pulls what this Moodle platform's contract permits and applies it in its window.
 #[derive(Debug, Parser)]
@@ -22,6 +25,12 @@ pub struct Cli {
 pub enum Command {
     /// Refresh and verify the repository, then list every bundle with its decision and reason.
     Plan(plan::Args),
+    /// The daemon loop: poll, post notices, apply due interventions; `--once` does one cycle.
+    Run(run::Args),
+    /// Installed bundles, current and previous code trees, last intervention and its result.
+    Status(status::Args),
+    /// Put the previous code tree back (and restore its backup where data changed).
+    Rollback(rollback::Args),
     /// The coming interventions and notices (next 90 days) as an iCalendar document.
     Calendar(calendar::Args),
     /// Validate the config file and print the contract it describes.
@@ -39,6 +48,9 @@ impl Cli {
     pub async fn run(self) -> Result<()> {
         match self.command {
             Command::Plan(a) => a.run().await,
+            Command::Run(a) => a.run().await,
+            Command::Status(a) => a.run().await,
+            Command::Rollback(a) => a.run().await,
             Command::Calendar(a) => a.run().await,
             Command::CheckConfig(a) => a.run(),
         }

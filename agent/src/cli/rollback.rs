@@ -1,0 +1,26 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::error::Result;
+use crate::{intervene, lock};
+
+#[derive(Debug, Parser)]
+pub struct Args {
+    /// The agent config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+impl Args {
+    pub async fn run(self) -> Result<()> {
+        let config = super::load_config(&self.config)?;
+        let _lock = lock::acquire(&config.state_dir)?;
+        if let Some(r) = intervene::recover(&config).await? {
+            println!("recovered {}: {}", r.bundles.join(", "), r.reason.unwrap_or_default());
+        }
+        let r = intervene::rollback_last(&config, "rolled back by hand").await?;
+        println!("rolled back {} (receipt {})", r.bundles.join(", "), r.id);
+        Ok(())
+    }
+}

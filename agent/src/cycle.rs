@@ -1,0 +1,189 @@
+//! One cycle of the agent: recover an interrupted intervention, keep watching the last one,
+//! refresh and verify the repository, plan, post the notices that are due, and apply what
+//! the contract permits now, in one intervention.
+
+use std::path::{Path, PathBuf};
+
+use jiff::{SignedDuration, Timestamp};
+use palier_bundle::policy::{DecisionKind, Level, Plan};
+use palier_bundle::schedule::{self, Slot};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hooks::{self, HookRun, Placeholders};
+use crate::intervene;
+use crate::receipt::Receipt;
+use crate::repository::{self, VerifiedBundle};
+use crate::{lock, site};
+
+/// A notice that went out for an intervention at `apply_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    pub apply_at: Timestamp,
+    pub posted_at: Timestamp,
+    pub bundles: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Notices {
+    notices: Vec<Notice>,
+}
+
+fn notices_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("notices.json")
+}
+
+pub fn read_notices(state_dir: &Path) -> Result<Vec<Notice>> {
+    let p = notices_path(state_dir);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice::<Notices>(&b).map(|n| n.notices).map_err(|e| Error::Site { path: p, why: format!("unreadable notices: {e}") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("read", p)(e)),
+    }
+}
+
+fn write_notices(state_dir: &Path, notices: Vec<Notice>) -> Result<()> {
+    let text = serde_json::to_vec_pretty(&Notices { notices }).map_err(|e| Error::Refused(format!("cannot encode notices: {e}")))?;
+    crate::journal::write_atomically(&notices_path(state_dir), &text)
+}
+
+/// What a cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    pub recovered: Option<Receipt>,
+    pub watched: Option<Receipt>,
+    pub notices: Vec<HookRun>,
+    pub intervention: Option<Receipt>,
+    /// Why nothing was applied, when something was eligible.
+    pub waiting: Vec<String>,
+}
+
+/// The slot of the platform's windows (level 2) or calendar (level 3) that contains `now`.
+fn current_slot(config: &Config, now: Timestamp) -> Option<Slot> {
+    let s = &config.contract.stability;
+    let zone = &config.contract.timezone;
+    let day = SignedDuration::from_hours(24);
+    let slots = match s.level {
+        Level::One => return None,
+        Level::Two => schedule::next_slots(&s.windows, zone, now, day),
+        Level::Three => schedule::next_slots(&s.calendar, zone, now, day),
+    };
+    slots.into_iter().find(|slot| slot.contains(now))
+}
+
+/// Order bundles so each comes after those of its `after` list that are in the same set.
+fn in_after_order<'a>(mut rest: Vec<&'a VerifiedBundle>) -> Result<Vec<&'a VerifiedBundle>> {
+    let mut out: Vec<&VerifiedBundle> = Vec::new();
+    while !rest.is_empty() {
+        let ready = rest.iter().position(|b| {
+            b.meta().manifest.after.iter().all(|dep| {
+                !rest.iter().any(|other| other.meta().manifest.id == dep.id && dep.req.matches(&other.meta().manifest.version))
+            })
+        });
+        match ready {
+            Some(i) => out.push(rest.remove(i)),
+            None => return Err(Error::Refused("bundles due together depend on each other in a cycle".into())),
+        }
+    }
+    Ok(out)
+}
+
+/// Run one cycle at `now`.
+pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
+    let _lock = lock::acquire(&config.state_dir)?;
+    let mut report = CycleReport { recovered: intervene::recover(config).await?, ..CycleReport::default() };
+    report.watched = intervene::watch(config, now).await?;
+
+    let verified = repository::load(config).await?;
+    let release = site::moodle_release(&config.moodle.dirroot)?;
+    let installed = site::installed(&config.state_dir)?;
+    let metas: Vec<_> = verified.bundles.iter().map(|b| b.meta().clone()).collect();
+    let plan = palier_bundle::policy::plan(&config.contract, &metas, &site::installed_refs(&installed), &release, now);
+    let find = |key: &str| verified.bundles.iter().find(|b| b.meta().manifest.key() == key);
+
+    let due_keys = match config.contract.stability.level {
+        Level::One => plan
+            .bundles
+            .iter()
+            .filter(|d| d.decision == DecisionKind::Eligible && d.apply_at.as_ref().is_some_and(|a| a.timestamp() <= now))
+            .map(|d| d.key())
+            .collect::<Vec<_>>(),
+        Level::Two | Level::Three => {
+            report.notices = post_notices(config, &plan, now).await?;
+            due_in_window(config, &plan, now, &mut report.waiting)?
+        }
+    };
+    let due: Vec<&VerifiedBundle> = due_keys.iter().filter_map(|k| find(k)).collect();
+    if !due.is_empty() {
+        let due = in_after_order(due)?;
+        report.intervention = Some(intervene::intervene(config, &verified, &due, now).await?);
+    }
+    Ok(report)
+}
+
+/// Post the notices whose time has come (levels 2 and 3), once per intervention time.
+async fn post_notices(config: &Config, plan: &Plan, now: Timestamp) -> Result<Vec<HookRun>> {
+    let Some(hook) = &config.hooks.notice else { return Ok(Vec::new()) };
+    let mut notices = read_notices(&config.state_dir)?;
+    // Forget notices of interventions long past.
+    notices.retain(|n| n.apply_at.checked_add(SignedDuration::from_hours(24 * 7)).is_ok_and(|t| t > now));
+    let mut runs = Vec::new();
+    let mut groups: std::collections::BTreeMap<Timestamp, Vec<String>> = std::collections::BTreeMap::new();
+    for d in &plan.bundles {
+        if d.decision != DecisionKind::Eligible {
+            continue;
+        }
+        if let (Some(apply_at), Some(notice_at)) = (&d.apply_at, &d.notice_at)
+            && notice_at.timestamp() <= now
+            && now < apply_at.timestamp()
+        {
+            groups.entry(apply_at.timestamp()).or_default().push(d.key());
+        }
+    }
+    for (apply_at, bundles) in groups {
+        if notices.iter().any(|n| n.apply_at == apply_at) {
+            continue;
+        }
+        let values = Placeholders::from([
+            ("dirroot", config.moodle.dirroot.display().to_string()),
+            ("dataroot", config.moodle.dataroot.display().to_string()),
+            ("backup_dir", String::new()),
+            ("minutes", intervene::minutes(apply_at.duration_since(now)).to_string()),
+            ("bundles", bundles.join(",")),
+        ]);
+        let run = hooks::run("notice", hook, &values).await;
+        if run.ok() {
+            notices.push(Notice { apply_at, posted_at: now, bundles });
+        }
+        runs.push(run);
+    }
+    write_notices(&config.state_dir, notices)?;
+    Ok(runs)
+}
+
+/// Levels 2 and 3: inside a window, the bundles whose notice went out at least `notice`
+/// before the window started. No notice in time means no apply in that window.
+fn due_in_window(config: &Config, plan: &Plan, now: Timestamp, waiting: &mut Vec<String>) -> Result<Vec<String>> {
+    let Some(slot) = current_slot(config, now) else { return Ok(Vec::new()) };
+    let start = slot.start.timestamp();
+    let notice = config.contract.stability.notice.get();
+    let eligible: Vec<String> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).map(|d| d.key()).collect();
+    if config.hooks.notice.is_none() {
+        // Level 3 without a notice hook: the calendar itself is the announcement.
+        return Ok(eligible);
+    }
+    let notices = read_notices(&config.state_dir)?;
+    let announced = notices.iter().find(|n| n.apply_at == start && start.duration_since(n.posted_at) >= notice);
+    match announced {
+        Some(n) => Ok(n.bundles.iter().filter(|k| eligible.contains(k)).cloned().collect()),
+        None => {
+            if !eligible.is_empty() {
+                waiting.push(format!("in the window that started {}, but no notice went out {} before it: not applied in this window", slot.start, schedule::format_duration(notice)));
+            }
+            Ok(Vec::new())
+        }
+    }
+}
