@@ -17,6 +17,10 @@ use crate::receipt::Receipt;
 use crate::repository::{self, VerifiedBundle};
 use crate::{lock, site};
 
+/// How much earlier than planned a notice may go out, so that a poll every few minutes
+/// never posts it late (a late notice would lose the window). Never later than planned.
+pub const NOTICE_EARLY: SignedDuration = SignedDuration::from_mins(15);
+
 /// A notice that went out for an intervention at `apply_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +128,8 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     Ok(report)
 }
 
-/// Post the notices whose time has come (levels 2 and 3), once per intervention time.
+/// Post the notices whose time has come (levels 2 and 3; up to `NOTICE_EARLY` ahead of
+/// plan), once per intervention time.
 async fn post_notices(config: &Config, plan: &Plan, now: Timestamp) -> Result<Vec<HookRun>> {
     let Some(hook) = &config.hooks.notice else { return Ok(Vec::new()) };
     let mut notices = read_notices(&config.state_dir)?;
@@ -137,7 +142,7 @@ async fn post_notices(config: &Config, plan: &Plan, now: Timestamp) -> Result<Ve
             continue;
         }
         if let (Some(apply_at), Some(notice_at)) = (&d.apply_at, &d.notice_at)
-            && notice_at.timestamp() <= now
+            && notice_at.timestamp().checked_sub(NOTICE_EARLY).is_ok_and(|t| t <= now)
             && now < apply_at.timestamp()
         {
             groups.entry(apply_at.timestamp()).or_default().push(d.key());

@@ -13,6 +13,7 @@ pub struct Lock {
 
 /// Take the lock, or refuse at once if another agent process holds it.
 pub fn acquire(state_dir: &Path) -> Result<Lock> {
+    crate::repository::create_private_dir(state_dir)?;
     let path = state_dir.join("lock");
     let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(Error::io("open lock", &path))?;
     match file.try_lock() {
