@@ -7,23 +7,43 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The workspace's binaries, built once per test process (a no-op when `cargo test
-/// --workspace` already built them).
+/// The workspace's binaries. `cargo test --workspace` builds both (each crate has
+/// integration tests); when one is missing or older than the sources (a lone
+/// `cargo test --test NAME` after an edit), they are built once per test process.
 pub fn bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "palier-server", "-p", "palier-agent"])
-            .current_dir(root)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the binaries failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let target = if target.is_absolute() { target } else { root.join(target) };
-        target.join("debug")
+        // The test executable is target/<profile>/deps/<name>: the binaries are one folder up.
+        let exe = std::env::current_exe().expect("the test executable has a path");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
+        let newest_source = ["bundle/src", "agent/src", "server/src"].iter().map(|d| newest(&root.join(d))).max().flatten();
+        let fresh = |b: &str| {
+            let built = std::fs::metadata(dir.join(b)).and_then(|m| m.modified()).ok();
+            matches!((built, newest_source), (Some(b), Some(s)) if b >= s)
+        };
+        if !(fresh("palier-server") && fresh("palier-agent")) {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "palier-server", "-p", "palier-agent"])
+                .current_dir(root)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the binaries failed");
+        }
+        dir
     });
     dir.join(name)
+}
+
+/// The newest modification time under `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut best = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() { newest(&p) } else { e.metadata().ok().and_then(|m| m.modified().ok()) };
+        best = best.max(t);
+    }
+    best
 }
 
 pub fn stderr(o: &Output) -> String {
