@@ -112,9 +112,10 @@ fn intervention_id(now: Timestamp, keys: &[String]) -> String {
 async fn download(verified: &Verified, bundle: &VerifiedBundle, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     let path = dir.join(format!("{}.{}", bundle.sha256(), bundle.target()));
-    if path.exists() {
-        let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
-        if hex::encode(Sha256::digest(&bytes)) == bundle.sha256() {
+    // An archive downloaded by an earlier cycle is reused when its digest still matches.
+    if let Ok(mut file) = std::fs::File::open(&path) {
+        let mut hasher = Sha256::new();
+        if std::io::copy(&mut file, &mut HashWrite(&mut hasher)).is_ok() && hex::encode(hasher.finalize()) == bundle.sha256() {
             return Ok(path);
         }
     }
