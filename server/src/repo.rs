@@ -20,7 +20,7 @@ use tough::editor::signed::SignedRole;
 use tough::key_source::KeySource;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
-use tough::schema::{Hashes, KeyHolder, RoleKeys, RoleType, Root, Target};
+use tough::schema::{Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Target};
 use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
 
 use crate::error::{Error, Result};
@@ -501,4 +501,135 @@ pub async fn update(
 /// Open the repository and list its bundles.
 pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
     Repo::open(paths).await?.bundles()
+}
+
+/// How close to its expiry a role must be for [`refresh`] to re-sign it.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshMargins {
+    pub timestamp: SignedDuration,
+    pub snapshot: SignedDuration,
+    pub targets: SignedDuration,
+}
+
+impl Default for RefreshMargins {
+    /// A quarter of the timestamp's lifetime (6 h of 1 day), 1 day for the snapshot, 7 days for
+    /// the targets (re-signed anyway by every publish, so this only matters on a quiet repository).
+    fn default() -> Self {
+        RefreshMargins { timestamp: SignedDuration::from_hours(6), snapshot: SignedDuration::from_hours(24), targets: SignedDuration::from_hours(7 * 24) }
+    }
+}
+
+/// Keep the repository's metadata from expiring: re-sign what expires within its margin.
+///
+/// - timestamp due: a new timestamp (version + 1, fresh expiry) over the same snapshot;
+/// - snapshot due: a new snapshot (version + 1, same targets) and a new timestamp over it;
+/// - targets due: everything, through the same path as publish ([`Repo::write`] with no edit).
+///
+/// Targets are never re-signed unless they are due themselves, so agents do not download the
+/// (possibly large) targets metadata again for a timestamp refresh. Returns whether it wrote
+/// anything. A cheap unlocked look at the files comes first; only when something is due is the
+/// repository opened (locked and verified) and the decision taken again on what was verified.
+#[tracing::instrument(skip_all, fields(repo = %paths.dir.display()))]
+pub async fn refresh(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins) -> Result<bool> {
+    let due = |expires: Timestamp, margin: SignedDuration| -> Result<bool> {
+        let horizon = now.checked_add(margin).map_err(|e| Error::Refused(format!("refresh margin out of range: {e}")))?;
+        Ok(expires <= horizon)
+    };
+    if let Some(seen) = peek_expiries(&paths.metadata())
+        && !due(seen.timestamp, margins.timestamp)?
+        && !due(seen.snapshot, margins.snapshot)?
+        && !due(seen.targets, margins.targets)?
+    {
+        return Ok(false);
+    }
+
+    let repo = Repo::open(paths).await?;
+    let r = &repo.repository;
+    if due(r.targets().signed.expires, margins.targets)? {
+        tracing::info!(version = r.targets().signed.version.get() + 1, "re-signing targets, snapshot and timestamp");
+        repo.write(now, Vec::new(), None).await?;
+        return Ok(true);
+    }
+    let snapshot_due = due(r.snapshot().signed.expires, margins.snapshot)?;
+    if !snapshot_due && !due(r.timestamp().signed.expires, margins.timestamp)? {
+        return Ok(false);
+    }
+
+    let dir = &paths.dir;
+    let exp = Expiries::default();
+    let next = |v: NonZeroU64| v.checked_add(1).ok_or_else(|| Error::Refused("metadata version overflow".into()));
+    let root = r.root().signed.clone();
+    let consistent = root.consistent_snapshot;
+    let holder = KeyHolder::Root(root);
+    let mut keys = keys::role_keys(&paths.keys, "snapshot")?;
+    keys.extend(keys::role_keys(&paths.keys, "timestamp")?);
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let staging = Staging::new(dir)?;
+
+    let mut timestamp = r.timestamp().signed.clone();
+    let mut snapshot_file = None;
+    if snapshot_due {
+        let mut snapshot = r.snapshot().signed.clone();
+        snapshot.version = next(snapshot.version)?;
+        snapshot.expires = expiry(now, exp.snapshot)?;
+        let signed = SignedRole::new(snapshot, &holder, &keys, &rng).await.map_err(tuf_err(dir, "sign snapshot"))?;
+        signed.write(staging.path(), consistent).await.map_err(tuf_err(dir, "write snapshot"))?;
+        let version = signed.signed().signed.version;
+        timestamp.meta.insert(
+            "snapshot.json".to_owned(),
+            Metafile {
+                length: Some(*signed.length()),
+                hashes: Some(Hashes { sha256: Decoded::from(signed.sha256().to_vec()), _extra: HashMap::new() }),
+                version,
+                _extra: HashMap::new(),
+            },
+        );
+        snapshot_file = Some(if consistent { format!("{version}.snapshot.json") } else { "snapshot.json".to_owned() });
+        tracing::info!(%version, "re-signing snapshot");
+    }
+    timestamp.version = next(timestamp.version)?;
+    timestamp.expires = expiry(now, exp.timestamp)?;
+    tracing::info!(version = %timestamp.version, expires = %timestamp.expires, "re-signing timestamp");
+    let signed = SignedRole::new(timestamp, &holder, &keys, &rng).await.map_err(tuf_err(dir, "sign timestamp"))?;
+    signed.write(staging.path(), consistent).await.map_err(tuf_err(dir, "write timestamp"))?;
+    // Snapshot first, timestamp last: a client sees the old timestamp or the new one, and
+    // whichever it sees names a snapshot that is in place.
+    if let Some(name) = snapshot_file {
+        staging.publish_file(&name, &paths.metadata())?;
+    }
+    staging.publish_file("timestamp.json", &paths.metadata())?;
+    Ok(true)
+}
+
+/// The expiries of timestamp, snapshot and targets as the files say, unverified; `None` when
+/// any cannot be read (then `refresh` opens the repository, which says what is wrong).
+fn peek_expiries(metadata: &Path) -> Option<Peeked> {
+    #[derive(serde::Deserialize)]
+    struct PeekFile {
+        signed: PeekSigned,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekSigned {
+        expires: Timestamp,
+        #[serde(default)]
+        meta: HashMap<String, PeekMeta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekMeta {
+        version: u64,
+    }
+    let read = |name: &str| -> Option<PeekSigned> {
+        let bytes = std::fs::read(metadata.join(name)).ok()?;
+        serde_json::from_slice::<PeekFile>(&bytes).ok().map(|f| f.signed)
+    };
+    let timestamp = read("timestamp.json")?;
+    let snapshot = read(&format!("{}.snapshot.json", timestamp.meta.get("snapshot.json")?.version))?;
+    let targets = read(&format!("{}.targets.json", snapshot.meta.get("targets.json")?.version))?;
+    Some(Peeked { timestamp: timestamp.expires, snapshot: snapshot.expires, targets: targets.expires })
+}
+
+struct Peeked {
+    timestamp: Timestamp,
+    snapshot: Timestamp,
+    targets: Timestamp,
 }

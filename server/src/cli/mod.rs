@@ -12,6 +12,7 @@ mod bundle;
 mod init;
 mod list;
 mod publish;
+mod serve;
 mod update;
 
 /// palier-server: build, sign and publish fix bundles for a fleet of Moodle platforms.
@@ -46,6 +47,9 @@ pub enum Command {
     Link(update::LinkArgs),
     /// List the published bundles with their metadata.
     List(list::Args),
+    /// Serve the repository over HTTP (`/repo/`, `/healthz`, `/metrics`) and keep its
+    /// timestamp and snapshot metadata re-signed before they expire.
+    Serve(serve::Args),
 }
 
 impl Cli {
@@ -61,6 +65,7 @@ impl Cli {
             Command::Yank(a) => a.run(now, palier_bundle::BundleState::Yanked).await,
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
+            Command::Serve(a) => a.run(self.now).await,
         }
     }
 }
