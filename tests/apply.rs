@@ -91,6 +91,16 @@ impl Site {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// A cycle whose intervention fails or is rolled back: exit 1, one line saying why.
+    fn run_once_refused(&self, config: &Path, now: &str, needle: &str) -> String {
+        let out = self.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", now]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "run --once should exit 1: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn last_receipt(&self) -> serde_json::Value {
         let dir = self.w.path("state-univ-a/receipts");
         let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -134,7 +144,7 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     let fatal = format!("<?php // {FATAL_MARKER}\n");
     s.publish("login-break", ("technical", "none"), &[("login/index.php", fatal.as_str())], "");
     let config = s.config(3, 1, "");
-    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    let out = s.run_once_refused(&config, "2026-12-01T10:00:00+01:00", "rolled back (login-break@1.0.0): check /login/index.php failed");
     assert!(out.contains("rolled back login-break@1.0.0"), "{out}");
     assert_eq!(s.hash(), before, "the whole tree is exactly the old one");
     let r = s.last_receipt();
@@ -176,7 +186,7 @@ fn level_3_with_a_failing_backup_applies_nothing_and_leaves_maintenance() {
     let config = s.config(3, 3, "");
     s.hooks.set(HookName::Backup, HookBehaviour::Fail).unwrap();
     s.run_once(&config, "2026-12-04T20:50:00+01:00");
-    let out = s.run_once(&config, "2026-12-05T21:30:00+01:00");
+    let out = s.run_once_refused(&config, "2026-12-05T21:30:00+01:00", "backup failed, nothing applied");
     assert!(out.contains("failed quiz-fix@1.0.0: backup failed, nothing applied"), "{out}");
     assert_eq!(s.hash(), before);
     assert_eq!(s.hooks.order().unwrap(), ["notice", "guard", "maintenance_on", "backup", "maintenance_off"]);

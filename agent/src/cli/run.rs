@@ -58,6 +58,18 @@ impl Args {
         if self.once {
             let report = cycle::run_once(&config, self.now.unwrap_or_else(Timestamp::now)).await?;
             print(&report);
+            // A cycle whose intervention failed or was rolled back exits 1, with the reason.
+            for r in [&report.watched, &report.intervention].into_iter().flatten() {
+                if matches!(r.outcome, Outcome::Failed | Outcome::RolledBack) {
+                    let what = if r.outcome == Outcome::Failed { "failed" } else { "rolled back" };
+                    return Err(crate::error::Error::Refused(format!(
+                        "intervention {} {what} ({}): {}",
+                        r.id,
+                        r.bundles.join(", "),
+                        r.reason.as_deref().unwrap_or("no reason recorded")
+                    )));
+                }
+            }
             return Ok(());
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(crate::error::Error::io("listen for SIGTERM on", &config.path))?;
