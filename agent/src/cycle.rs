@@ -15,7 +15,7 @@ use crate::hooks::{self, HookRun, Placeholders};
 use crate::intervene;
 use crate::receipt::Receipt;
 use crate::repository::{self, VerifiedBundle};
-use crate::{lock, site};
+use crate::{lock, report, site};
 
 /// How much earlier than planned a notice may go out, so that a poll every few minutes
 /// never posts it late (a late notice would lose the window). Never later than planned.
@@ -125,7 +125,39 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         let due = in_after_order(due)?;
         report.intervention = Some(intervene::intervene(config, &verified, &due, now).await?);
     }
+    send_reports(config, &plan, report.intervention.as_ref()).await?;
     Ok(report)
+}
+
+/// Send the queued receipts and this cycle's status; a server that is down delays them,
+/// it never fails the cycle.
+async fn send_reports(config: &Config, plan: &Plan, intervention: Option<&Receipt>) -> Result<()> {
+    if config.server.is_none() {
+        return Ok(());
+    }
+    let sent = report::send_pending(config).await?;
+    if sent.pending > 0 {
+        tracing::info!(pending = sent.pending, "receipts kept for the next cycle");
+    }
+    let installed = site::installed(&config.state_dir)?;
+    let last = match intervention {
+        Some(r) => Some(r.clone()),
+        None => crate::receipt::all(&config.state_dir)?.pop(),
+    };
+    let status = report::Status {
+        improvement_level: config.contract.improvement.level.get(),
+        stability_level: config.contract.stability.level.get(),
+        installed: installed.iter().map(|i| report::InstalledRef { id: i.id.to_string(), version: i.version.to_string() }).collect(),
+        next_intervention: plan
+            .bundles
+            .iter()
+            .filter(|d| d.decision == DecisionKind::Eligible)
+            .filter_map(|d| d.apply_at.as_ref())
+            .min_by_key(|z| z.timestamp())
+            .map(|z| z.timestamp().to_string()),
+        last_outcome: last.map(|r| serde_json::to_value(r.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+    };
+    report::send_status(config, &status).await
 }
 
 /// Post the notices whose time has come (levels 2 and 3; up to `NOTICE_EARLY` ahead of

@@ -94,6 +94,7 @@ impl Run<'_> {
         self.receipt.reason = reason;
         self.receipt.finished_at = Timestamp::now();
         receipt::save(&self.config.state_dir, &self.receipt)?;
+        crate::report::enqueue(self.config, &self.receipt)?;
         Ok(self.receipt)
     }
 }
@@ -613,6 +614,7 @@ pub async fn watch(config: &Config, now: Timestamp) -> Result<Option<Receipt>> {
     receipt.recovery_ms = Some(failed_at.elapsed().as_millis() as u64);
     receipt.checks = results;
     receipt::save(&config.state_dir, &receipt)?;
+    crate::report::enqueue(config, &receipt)?;
     Ok(Some(receipt))
 }
 

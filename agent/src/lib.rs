@@ -15,6 +15,7 @@ pub mod intervene;
 pub mod journal;
 pub mod lock;
 pub mod receipt;
+pub mod report;
 pub mod repository;
 pub mod site;
 

@@ -9,6 +9,7 @@ use crate::error::Result;
 
 mod calendar;
 pub mod plan;
+mod request_fix;
 mod rollback;
 mod run;
 mod status;
@@ -31,6 +32,8 @@ pub enum Command {
     Status(status::Args),
     /// Put the previous code tree back (and restore its backup where data changed).
     Rollback(rollback::Args),
+    /// File a fix request with the server (`--bundle`: we have the defect this bundle fixes).
+    RequestFix(request_fix::Args),
     /// The coming interventions and notices (next 90 days) as an iCalendar document.
     Calendar(calendar::Args),
     /// Validate the config file and print the contract it describes.
@@ -51,6 +54,7 @@ impl Cli {
             Command::Run(a) => a.run().await,
             Command::Status(a) => a.run().await,
             Command::Rollback(a) => a.run().await,
+            Command::RequestFix(a) => a.run().await,
             Command::Calendar(a) => a.run().await,
             Command::CheckConfig(a) => a.run(),
         }

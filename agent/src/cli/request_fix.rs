@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+use clap::Parser;
+use palier_bundle::{BundleRef, Component};
+
+use crate::error::Result;
+use crate::report;
+
+#[derive(Debug, Parser)]
+pub struct Args {
+    /// The agent config file.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The Moodle component with the defect (mod_quiz, theme_boost, core, ...).
+    #[arg(long)]
+    component: Component,
+    /// One line describing the defect.
+    #[arg(long)]
+    summary: String,
+    /// "We have the defect this published bundle fixes" (ID@VERSION).
+    #[arg(long, value_name = "ID@VERSION")]
+    bundle: Option<BundleRef>,
+}
+
+impl Args {
+    pub async fn run(self) -> Result<()> {
+        let config = super::load_config(&self.config)?;
+        let bundle = self.bundle.map(|b| b.to_string());
+        let fr = report::request_fix(&config, self.component.as_str(), self.summary.trim(), bundle.as_deref()).await?;
+        match &fr.bundle {
+            Some(b) => println!("{} filed for {} ({}), linked to {b}", fr.id, fr.platform, fr.component),
+            None => println!("{} filed for {} ({})", fr.id, fr.platform, fr.component),
+        }
+        Ok(())
+    }
+}
