@@ -79,7 +79,7 @@ fn current_slot(config: &Config, now: Timestamp) -> Option<Slot> {
 }
 
 /// Order bundles so each comes after those of its `after` list that are in the same set.
-fn in_after_order<'a>(mut rest: Vec<&'a VerifiedBundle>) -> Result<Vec<&'a VerifiedBundle>> {
+fn in_after_order(mut rest: Vec<&VerifiedBundle>) -> Result<Vec<&VerifiedBundle>> {
     let mut out: Vec<&VerifiedBundle> = Vec::new();
     while !rest.is_empty() {
         let ready = rest.iter().position(|b| {
