@@ -29,6 +29,13 @@ pub enum Error {
     },
     #[error("signing key {path}: {why}")]
     Key { path: PathBuf, why: String },
+    #[error("control-plane store {path}: cannot {what}: {source}")]
+    Store {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("{0}")]
     Refused(String),
 }

@@ -1,10 +1,12 @@
 //! palier-server: the release manager's side. The TUF repository editor (init, publish,
-//! validations, halt and yank), and the command line on top of it.
+//! validations, halt and yank), the control plane (its SQLite store, the agents' API, the
+//! fleet dashboard, the auto-halt), and the command line on top of it.
 
 pub mod cli;
 pub mod error;
 pub mod http;
 pub mod keys;
 pub mod repo;
+pub mod store;
 
 pub use error::{Error, Result};

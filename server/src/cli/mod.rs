@@ -11,6 +11,7 @@ use crate::repo::RepoPaths;
 mod bundle;
 mod init;
 mod list;
+mod platform;
 mod publish;
 mod serve;
 mod update;
@@ -47,8 +48,11 @@ pub enum Command {
     Link(update::LinkArgs),
     /// List the published bundles with their metadata.
     List(list::Args),
-    /// Serve the repository over HTTP (`/repo/`, `/healthz`, `/metrics`) and keep its
-    /// timestamp and snapshot metadata re-signed before they expire.
+    /// Register and list the platforms of the control plane.
+    #[command(subcommand)]
+    Platform(platform::Command),
+    /// Serve the repository over HTTP (`/repo/`), the control-plane API (`/api/v1/`), the fleet
+    /// dashboard (`/`), `/healthz` and `/metrics`; keep the metadata re-signed before it expires.
     Serve(serve::Args),
 }
 
@@ -65,6 +69,7 @@ impl Cli {
             Command::Yank(a) => a.run(now, palier_bundle::BundleState::Yanked).await,
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
+            Command::Platform(c) => c.run(now),
             Command::Serve(a) => a.run(self.now).await,
         }
     }

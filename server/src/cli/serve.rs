@@ -1,5 +1,6 @@
 //! `palier-server serve`: the repository over HTTP, its metadata kept fresh.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -8,7 +9,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::RepoArgs;
 use crate::error::{Error, Result};
-use crate::http::{self, Clock, ServeConfig};
+use crate::http::{self, Clock, DEFAULT_HALT_THRESHOLD, ServeConfig};
 use crate::repo::RefreshMargins;
 
 #[derive(Debug, Parser)]
@@ -21,6 +22,13 @@ pub struct Args {
     /// How often metadata expiries are checked (re-signed when due); for tests.
     #[arg(long, hide = true, value_name = "DURATION", default_value = "5m")]
     refresh_interval: SignedDuration,
+    /// The control-plane store (SQLite, created if missing): the API under `/api/v1/` and the
+    /// fleet on the dashboard. Without it, `/api/v1/` answers 503.
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+    /// Halt a bundle version in the signed metadata once this many platforms rolled it back.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HALT_THRESHOLD, value_parser = clap::value_parser!(u32).range(1..))]
+    halt_threshold: u32,
 }
 
 impl Args {
@@ -36,6 +44,8 @@ impl Args {
             clock: now.map(Clock::starting_at).unwrap_or_else(Clock::system),
             refresh_every,
             margins: RefreshMargins::default(),
+            db: self.db,
+            halt_threshold: self.halt_threshold,
         };
         if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
             return http::serve(config, http::shutdown_signal()).await;

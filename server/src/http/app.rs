@@ -13,9 +13,13 @@ use axum::routing::get;
 use jiff::{SignedDuration, Timestamp};
 
 use super::error::AppError;
-use super::files;
+use super::{api, dashboard, files};
 use super::metrics::{Metrics, RouteClass};
 use crate::repo::RepoPaths;
+use crate::store::Store;
+
+/// Platforms that must report a rollback of the same bundle version before the server halts it.
+pub const DEFAULT_HALT_THRESHOLD: u32 = 2;
 
 /// The server's clock: the system clock, or the system clock shifted so that it read a given
 /// instant when the server started (the hidden `--now` flag), so time still goes on.
@@ -51,12 +55,39 @@ struct Inner {
     clock: Clock,
     metrics: Metrics,
     hot: files::HotFiles,
+    store: Option<Arc<Store>>,
+    halt_threshold: u32,
 }
 
 impl AppState {
+    /// The repository only: `/api/v1/` answers 503 (no store), the dashboard shows bundles only.
     pub fn new(paths: RepoPaths, clock: Clock) -> Self {
+        Self::build(paths, clock, None, DEFAULT_HALT_THRESHOLD)
+    }
+    /// The repository and the control plane.
+    pub fn with_store(paths: RepoPaths, clock: Clock, store: Arc<Store>, halt_threshold: u32) -> Self {
+        Self::build(paths, clock, Some(store), halt_threshold)
+    }
+    fn build(paths: RepoPaths, clock: Clock, store: Option<Arc<Store>>, halt_threshold: u32) -> Self {
         let (metadata, targets) = (paths.metadata(), paths.targets());
-        AppState { inner: Arc::new(Inner { paths, metadata, targets, clock, metrics: Metrics::default(), hot: files::HotFiles::default() }) }
+        AppState {
+            inner: Arc::new(Inner {
+                paths,
+                metadata,
+                targets,
+                clock,
+                metrics: Metrics::default(),
+                hot: files::HotFiles::default(),
+                store,
+                halt_threshold: halt_threshold.max(1),
+            }),
+        }
+    }
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.inner.store.as_ref()
+    }
+    pub fn halt_threshold(&self) -> u32 {
+        self.inner.halt_threshold
     }
     pub fn paths(&self) -> &RepoPaths {
         &self.inner.paths
@@ -78,10 +109,13 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application. `/` and every other path answer 404 (JSON) for now.
+/// The whole HTTP application: `/` the dashboard, `/repo/` the repository, `/api/v1/` the
+/// control plane, `/healthz`, `/metrics`; anything else a JSON 404.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
         .route("/repo/{*path}", get(files::repo_file))
+        .nest("/api/v1", api::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

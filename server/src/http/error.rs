@@ -13,6 +13,15 @@ pub enum AppError {
     BadRequest(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No token, or a token of no platform: 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A platform acting as another: 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A body over the limit: 413.
+    #[error("{0}")]
+    TooLarge(String),
     /// The service cannot do its job right now (e.g. expired metadata): 503.
     #[error("{0}")]
     Unavailable(String),
@@ -39,6 +48,9 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,7 +66,11 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
+        let unauthorized = matches!(self, AppError::Unauthorized(_));
         let mut response = (self.status(), Json(serde_json::json!({ "error": message }))).into_response();
+        if unauthorized {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"palier\""));
+        }
         // An error must not be cached: `N+1.snapshot.json` is a 404 only until it is written.
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response

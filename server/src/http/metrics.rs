@@ -12,11 +12,32 @@ pub enum RouteClass {
     Targets,
     Health,
     Metrics,
+    /// `/`, the dashboard.
+    Dashboard,
+    /// `/api/v1/fix-requests`.
+    ApiFixRequests,
+    /// `/api/v1/receipts`.
+    ApiReceipts,
+    /// `/api/v1/status`.
+    ApiStatus,
+    /// Any other path under `/api/`.
+    ApiOther,
     Other,
 }
 
 impl RouteClass {
-    const ALL: [RouteClass; 5] = [RouteClass::Metadata, RouteClass::Targets, RouteClass::Health, RouteClass::Metrics, RouteClass::Other];
+    const ALL: [RouteClass; 10] = [
+        RouteClass::Metadata,
+        RouteClass::Targets,
+        RouteClass::Health,
+        RouteClass::Metrics,
+        RouteClass::Dashboard,
+        RouteClass::ApiFixRequests,
+        RouteClass::ApiReceipts,
+        RouteClass::ApiStatus,
+        RouteClass::ApiOther,
+        RouteClass::Other,
+    ];
 
     pub fn of(path: &str) -> Self {
         if path.starts_with("/repo/metadata/") {
@@ -27,6 +48,16 @@ impl RouteClass {
             RouteClass::Health
         } else if path == "/metrics" {
             RouteClass::Metrics
+        } else if path == "/" {
+            RouteClass::Dashboard
+        } else if path == "/api/v1/fix-requests" {
+            RouteClass::ApiFixRequests
+        } else if path == "/api/v1/receipts" {
+            RouteClass::ApiReceipts
+        } else if path == "/api/v1/status" {
+            RouteClass::ApiStatus
+        } else if path.starts_with("/api/") {
+            RouteClass::ApiOther
         } else {
             RouteClass::Other
         }
@@ -38,6 +69,11 @@ impl RouteClass {
             RouteClass::Targets => "targets",
             RouteClass::Health => "healthz",
             RouteClass::Metrics => "metrics",
+            RouteClass::Dashboard => "dashboard",
+            RouteClass::ApiFixRequests => "api_fix_requests",
+            RouteClass::ApiReceipts => "api_receipts",
+            RouteClass::ApiStatus => "api_status",
+            RouteClass::ApiOther => "api_other",
             RouteClass::Other => "other",
         }
     }
@@ -157,6 +193,9 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
         }
         assert_eq!(RouteClass::of("/repo/targets/x"), RouteClass::Targets);
-        assert_eq!(RouteClass::of("/"), RouteClass::Other);
+        assert_eq!(RouteClass::of("/"), RouteClass::Dashboard);
+        assert_eq!(RouteClass::of("/api/v1/receipts"), RouteClass::ApiReceipts);
+        assert_eq!(RouteClass::of("/api/v2/x"), RouteClass::ApiOther);
+        assert_eq!(RouteClass::of("/nope"), RouteClass::Other);
     }
 }

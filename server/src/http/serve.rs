@@ -2,6 +2,8 @@
 
 use std::future::Future;
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
@@ -12,6 +14,7 @@ use super::app::{AppState, Clock, app};
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::repo::{self, RefreshMargins, RepoPaths};
+use crate::store::Store;
 
 /// How long open connections (a slow download of a large target) may go on after a stop
 /// was asked for; then the server closes them and exits.
@@ -26,6 +29,10 @@ pub struct ServeConfig {
     /// How often the expiries are checked.
     pub refresh_every: Duration,
     pub margins: RefreshMargins,
+    /// The control-plane store; without it `/api/v1/` answers 503.
+    pub db: Option<PathBuf>,
+    /// Distinct platforms reporting a rollback of one bundle version before it is auto-halted.
+    pub halt_threshold: u32,
 }
 
 /// Serve until `shutdown` completes, then stop gracefully. Prints `listening on http://ADDR`
@@ -41,9 +48,17 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     keys::role_keys(&paths.keys, "snapshot")?;
     keys::role_keys(&paths.keys, "timestamp")?;
 
+    let store = match &config.db {
+        Some(path) => Some(Arc::new(Store::open(path)?)),
+        None => None,
+    };
+
     let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::Refused(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener.local_addr().map_err(|e| Error::Refused(format!("cannot read the bound address of {}: {e}", config.listen)))?;
-    let state = AppState::new(paths, config.clock);
+    let state = match store {
+        Some(store) => AppState::with_store(paths, config.clock, store, config.halt_threshold),
+        None => AppState::new(paths, config.clock),
+    };
     // Serve fresh metadata from the first request on.
     refresh_once(&state, config.margins).await;
 
