@@ -1,0 +1,307 @@
+//! The control-plane API under `/api/v1/`, the dashboard and the auto-halt, through `oneshot`
+//! on `app(state)` with a real repository and store in a temporary folder.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use jiff::Timestamp;
+use palier_bundle::{BundleRef, BundleState, PlatformId, hostile};
+use palier_server::http::{AppState, Clock, MAX_BODY, app};
+use palier_server::repo::{self, Expiries, RepoPaths, Thresholds};
+use palier_server::store::Store;
+use tower::ServiceExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_palier-server");
+
+struct Fx {
+    _tmp: tempfile::TempDir,
+    paths: RepoPaths,
+    db: PathBuf,
+    store: Arc<Store>,
+    app: axum::Router,
+    a: String,
+    b: String,
+}
+
+/// A repository holding `crafted@1.0.0`, a store with platforms `univ-a` and `univ-b`.
+async fn fixture(halt_threshold: u32) -> Fx {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths = RepoPaths::new(tmp.path().join("repo"), None);
+    let now = Timestamp::now();
+    repo::init(&paths, Thresholds::default(), Expiries::default(), now).await.unwrap();
+    let archive = tmp.path().join("crafted.tar.gz");
+    std::fs::write(&archive, hostile::craft(&hostile::valid_entries())).unwrap();
+    repo::publish(&paths, &archive, Default::default(), repo::DEFAULT_MAX_EXPANDED, now).await.unwrap();
+    let db = tmp.path().join("palier.db");
+    let store = Arc::new(Store::open(&db).unwrap());
+    let a = store.add_platform(&PlatformId::new("univ-a").unwrap(), now).unwrap();
+    let b = store.add_platform(&PlatformId::new("univ-b").unwrap(), now).unwrap();
+    let app = app(AppState::with_store(paths.clone(), Clock::system(), store.clone(), halt_threshold));
+    Fx { _tmp: tmp, paths, db, store, app, a, b }
+}
+
+async fn call(app: &axum::Router, method: Method, uri: &str, token: Option<&str>, body: impl Into<Body>) -> (StatusCode, Vec<u8>) {
+    let mut req = Request::builder().method(method).uri(uri).header(header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let response = app.clone().oneshot(req.body(body.into()).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, bytes)
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+/// A JSON error body `{"error": "..."}`, nothing else; returns the message.
+fn error(bytes: &[u8]) -> String {
+    let v = json(bytes);
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 1, "{v}");
+    obj["error"].as_str().unwrap().to_owned()
+}
+
+fn receipt(id: &str, platform: &str, outcome: &str, bundles: &[&str]) -> String {
+    serde_json::json!({
+        "id": id, "platform": platform, "outcome": outcome, "bundles": bundles,
+        "stability_level": 2, "started_at": "2026-03-01T10:00:00Z", "finished_at": "2026-03-01T10:01:00Z",
+        "steps": [], "hooks": [], "checks": [], "reason": null
+    })
+    .to_string()
+}
+
+fn crafted() -> BundleRef {
+    "crafted@1.0.0".parse().unwrap()
+}
+
+async fn state_of(paths: &RepoPaths, bundle: &BundleRef) -> (BundleState, Option<String>, Vec<String>) {
+    let all = repo::list(paths).await.unwrap();
+    let p = all.iter().find(|p| p.meta.manifest.id == bundle.id && p.meta.manifest.version == bundle.version).unwrap();
+    (p.meta.state, p.meta.state_reason.clone(), p.meta.reported_by.iter().map(|p| p.to_string()).collect())
+}
+
+fn nothing_stored(fx: &Fx) {
+    assert_eq!(fx.store.receipt_count().unwrap(), 0);
+    for p in ["univ-a", "univ-b"] {
+        assert!(fx.store.fix_requests_of(&PlatformId::new(p).unwrap()).unwrap().is_empty());
+    }
+    assert!(fx.store.platforms().unwrap().iter().all(|p| p.last_seen.is_none() && p.improvement_level.is_none()));
+}
+
+#[tokio::test]
+async fn a_fix_request_is_stored_and_listed_for_its_platform_only() {
+    let fx = fixture(2).await;
+    let (s, body) = call(&fx.app, Method::POST, "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"mod_quiz","summary":"quiz timer resets"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    let fr = json(&body);
+    assert_eq!(fr["id"], "FR-1");
+    assert_eq!(fr["platform"], "univ-a");
+    assert_eq!(fr["component"], "mod_quiz");
+    assert_eq!(fr["summary"], "quiz timer resets");
+    assert_eq!(fr["bundle"], serde_json::Value::Null);
+    assert_eq!(fr["status"], "open");
+    fr["created_at"].as_str().unwrap().parse::<Timestamp>().unwrap();
+    assert_eq!(fr.as_object().unwrap().len(), 7);
+
+    let (s, body) = call(&fx.app, Method::GET, "/api/v1/fix-requests", Some(&fx.a), Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body)["fix_requests"].as_array().unwrap(), &vec![fr]);
+    let (s, body) = call(&fx.app, Method::GET, "/api/v1/fix-requests", Some(&fx.b), Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body), serde_json::json!({ "fix_requests": [] }));
+}
+
+#[tokio::test]
+async fn a_fix_request_naming_a_published_bundle_adds_the_platform_to_reported_by() {
+    let fx = fixture(2).await;
+    assert!(state_of(&fx.paths, &crafted()).await.2.is_empty());
+    let before = std::fs::read(fx.paths.metadata().join("timestamp.json")).unwrap();
+    let (s, body) = call(&fx.app, Method::POST, "/api/v1/fix-requests", Some(&fx.b), r#"{"component":"mod_quiz","summary":"same bug","bundle":"crafted@1.0.0"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    let fr = json(&body);
+    assert_eq!((fr["status"].as_str(), fr["bundle"].as_str()), (Some("linked"), Some("crafted@1.0.0")));
+    assert_eq!(state_of(&fx.paths, &crafted()).await.2, vec!["univ-b"]);
+    assert_ne!(std::fs::read(fx.paths.metadata().join("timestamp.json")).unwrap(), before, "re-signed");
+
+    // Not published: 404, nothing stored, nothing re-signed.
+    let before = std::fs::read(fx.paths.metadata().join("timestamp.json")).unwrap();
+    let (s, body) = call(&fx.app, Method::POST, "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"mod_quiz","summary":"x","bundle":"crafted@9.9.9"}"#).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(error(&body).contains("crafted@9.9.9 is not published"));
+    assert!(fx.store.fix_requests_of(&PlatformId::new("univ-a").unwrap()).unwrap().is_empty());
+    assert_eq!(std::fs::read(fx.paths.metadata().join("timestamp.json")).unwrap(), before);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_json_error_and_nothing_stored() {
+    let fx = fixture(2).await;
+    let ok_fr = r#"{"component":"mod_quiz","summary":"s"}"#;
+    let status_body = r#"{"improvement_level":1,"stability_level":2,"installed":[],"next_intervention":null,"last_outcome":null}"#;
+    let cases: Vec<(&str, &str, Option<&str>, String, StatusCode, &str)> = vec![
+        ("no token", "/api/v1/fix-requests", None, ok_fr.into(), StatusCode::UNAUTHORIZED, "missing Authorization"),
+        ("wrong token", "/api/v1/fix-requests", Some("0123456789abcdef"), ok_fr.into(), StatusCode::UNAUTHORIZED, "unknown API token"),
+        ("no token, status", "/api/v1/status", None, status_body.into(), StatusCode::UNAUTHORIZED, "missing Authorization"),
+        ("wrong token, receipt", "/api/v1/receipts", Some(&fx.b[..63]), receipt("r1", "univ-b", "applied", &[]), StatusCode::UNAUTHORIZED, "unknown API token"),
+        ("another platform", "/api/v1/receipts", Some(&fx.b), receipt("r1", "univ-a", "rolled-back", &["crafted@1.0.0"]), StatusCode::FORBIDDEN, "univ-b cannot send a receipt for platform \"univ-a\""),
+        ("malformed JSON", "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"#.into(), StatusCode::BAD_REQUEST, "malformed JSON"),
+        ("malformed receipt", "/api/v1/receipts", Some(&fx.a), "not json".into(), StatusCode::BAD_REQUEST, "malformed JSON"),
+        ("too large", "/api/v1/fix-requests", Some(&fx.a), format!(r#"{{"component":"mod_quiz","summary":"{}"}}"#, "x".repeat(MAX_BODY)), StatusCode::PAYLOAD_TOO_LARGE, "larger than 1048576 bytes"),
+        ("too large receipt", "/api/v1/receipts", Some(&fx.a), format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_BODY)), StatusCode::PAYLOAD_TOO_LARGE, "larger than"),
+        ("unknown field", "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"mod_quiz","summary":"s","platform":"univ-b"}"#.into(), StatusCode::BAD_REQUEST, "unknown field `platform`"),
+        ("unknown status field", "/api/v1/status", Some(&fx.a), r#"{"improvement_level":1,"stability_level":2,"installed":[],"next_intervention":null,"last_outcome":null,"x":1}"#.into(), StatusCode::BAD_REQUEST, "unknown field `x`"),
+        ("bad component", "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"Mod Quiz","summary":"s"}"#.into(), StatusCode::BAD_REQUEST, "component"),
+        ("two-line summary", "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"mod_quiz","summary":"a\nb"}"#.into(), StatusCode::BAD_REQUEST, "summary: must be one line"),
+        ("long summary", "/api/v1/fix-requests", Some(&fx.a), format!(r#"{{"component":"mod_quiz","summary":"{}"}}"#, "x".repeat(201)), StatusCode::BAD_REQUEST, "summary"),
+        ("bad bundle ref", "/api/v1/fix-requests", Some(&fx.a), r#"{"component":"mod_quiz","summary":"s","bundle":"nope"}"#.into(), StatusCode::BAD_REQUEST, "bundle"),
+        ("bad outcome", "/api/v1/receipts", Some(&fx.a), receipt("r1", "univ-a", "exploded", &[]), StatusCode::BAD_REQUEST, "outcome"),
+        ("receipt missing id", "/api/v1/receipts", Some(&fx.a), r#"{"platform":"univ-a","outcome":"applied","bundles":[],"started_at":"2026-03-01T10:00:00Z","finished_at":"2026-03-01T10:00:00Z"}"#.into(), StatusCode::BAD_REQUEST, "missing field `id`"),
+        ("receipt not an object", "/api/v1/receipts", Some(&fx.a), "[1]".into(), StatusCode::BAD_REQUEST, "JSON object"),
+        ("bad level", "/api/v1/status", Some(&fx.a), r#"{"improvement_level":4,"stability_level":2,"installed":[],"next_intervention":null,"last_outcome":null}"#.into(), StatusCode::BAD_REQUEST, "improvement_level"),
+    ];
+    for (what, uri, token, body, want, needle) in cases {
+        let (s, bytes) = call(&fx.app, Method::POST, uri, token, body).await;
+        assert_eq!(s, want, "{what}: {}", String::from_utf8_lossy(&bytes));
+        let msg = error(&bytes);
+        assert!(msg.contains(needle), "{what}: {msg:?} lacks {needle:?}");
+        nothing_stored(&fx);
+    }
+    // GET without a token, and a wrong method.
+    let (s, bytes) = call(&fx.app, Method::GET, "/api/v1/fix-requests", None, Body::empty()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    error(&bytes);
+    let (s, bytes) = call(&fx.app, Method::GET, "/api/v1/receipts", Some(&fx.a), Body::empty()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    error(&bytes);
+    assert_eq!(state_of(&fx.paths, &crafted()).await.0, BundleState::Active);
+}
+
+#[tokio::test]
+async fn a_resent_receipt_is_stored_once() {
+    let fx = fixture(2).await;
+    let r = receipt("20260301T100000Z-abcd1234", "univ-a", "applied", &["crafted@1.0.0"]);
+    let (s, body) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.a), r.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body), serde_json::json!({ "id": "20260301T100000Z-abcd1234", "stored": true }));
+    let (s, body) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.a), r).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body)["stored"], false);
+    assert_eq!(fx.store.receipt_count().unwrap(), 1);
+    // The same id from another platform is that platform's own receipt.
+    let (s, _) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.b), receipt("20260301T100000Z-abcd1234", "univ-b", "applied", &[])).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(fx.store.receipt_count().unwrap(), 2);
+    assert_eq!(fx.store.bundle_outcomes().unwrap()["crafted@1.0.0"].applied, 1);
+}
+
+#[tokio::test]
+async fn a_status_report_updates_the_fleet_view() {
+    let fx = fixture(2).await;
+    let body = r#"{"improvement_level":1,"stability_level":3,"installed":[{"id":"crafted","version":"1.0.0"}],"next_intervention":"2026-03-02T02:00:00Z","last_outcome":"applied"}"#;
+    let (s, bytes) = call(&fx.app, Method::POST, "/api/v1/status", Some(&fx.b), body).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&bytes));
+    let b = fx.store.platforms().unwrap().into_iter().find(|p| p.name == "univ-b").unwrap();
+    assert_eq!((b.improvement_level, b.stability_level), (Some(1), Some(3)));
+    assert_eq!(b.installed.len(), 1);
+    assert_eq!(b.next_intervention.as_deref(), Some("2026-03-02T02:00:00Z"));
+    assert_eq!(b.last_outcome.as_deref(), Some("applied"));
+    assert!(b.last_seen.is_some());
+}
+
+#[tokio::test]
+async fn two_platforms_rolling_back_the_same_bundle_halt_it_in_the_signed_metadata() {
+    let fx = fixture(2).await;
+    // One platform, twice: still one platform.
+    for id in ["r1", "r2"] {
+        let (s, _) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.a), receipt(id, "univ-a", "rolled-back", &["crafted@1.0.0"])).await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    assert_eq!(state_of(&fx.paths, &crafted()).await.0, BundleState::Active);
+    let (s, _) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.b), receipt("r1", "univ-b", "rolled-back", &["crafted@1.0.0"])).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (state, reason, _) = state_of(&fx.paths, &crafted()).await;
+    assert_eq!(state, BundleState::Halted);
+    assert_eq!(reason.as_deref(), Some("auto-halt: rolled back on univ-a, univ-b"));
+
+    // As the release manager sees it.
+    let out = std::process::Command::new(BIN).args(["list", "--json", "--repo"]).arg(&fx.paths.dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &list["bundles"][0];
+    assert_eq!((row["id"].as_str(), row["state"].as_str()), (Some("crafted"), Some("halted")));
+    assert_eq!(row["state_reason"], "auto-halt: rolled back on univ-a, univ-b");
+    let _ = &fx.db;
+}
+
+#[tokio::test]
+async fn a_higher_threshold_waits_for_more_platforms() {
+    let fx = fixture(3).await;
+    for (token, p) in [(&fx.a, "univ-a"), (&fx.b, "univ-b")] {
+        let (s, _) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(token), receipt("r1", p, "rolled-back", &["crafted@1.0.0"])).await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    assert_eq!(state_of(&fx.paths, &crafted()).await.0, BundleState::Active);
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_the_fleet_and_escapes_every_value() {
+    let fx = fixture(2).await;
+    let evil = "<script>alert(1)</script>&\"'";
+    let body = serde_json::json!({ "component": "mod_quiz", "summary": evil }).to_string();
+    let (s, _) = call(&fx.app, Method::POST, "/api/v1/fix-requests", Some(&fx.a), body).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let status = serde_json::json!({
+        "improvement_level": 2, "stability_level": 1, "installed": [{"id": "crafted", "version": "1.0.0"}],
+        "next_intervention": null, "last_outcome": "<img src=x onerror=alert(2)>"
+    });
+    let (s, _) = call(&fx.app, Method::POST, "/api/v1/status", Some(&fx.a), status.to_string()).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.b), receipt("r1", "univ-b", "rolled-back", &["crafted@1.0.0"])).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let response = fx.app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let html = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!html.contains("<img"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;&#39;"), "{html}");
+    assert!(html.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    for needle in ["univ-a", "univ-b", "crafted@1.0.0", "FR-1", "mod_quiz", "active"] {
+        assert!(html.contains(needle), "no {needle} in {html}");
+    }
+    // crafted@1.0.0: installed on 1 platform, 0 applied, 1 rolled back, 0 failed.
+    assert!(html.contains("<td class=\"num\">1</td><td class=\"num\">0</td><td class=\"num\">1</td><td class=\"num\">0</td>"), "{html}");
+}
+
+#[tokio::test]
+async fn metrics_count_api_requests_by_endpoint_and_status() {
+    let fx = fixture(2).await;
+    call(&fx.app, Method::POST, "/api/v1/receipts", Some(&fx.a), receipt("r1", "univ-a", "applied", &[])).await;
+    call(&fx.app, Method::POST, "/api/v1/receipts", None, "{}").await;
+    call(&fx.app, Method::GET, "/api/v1/fix-requests", Some(&fx.a), Body::empty()).await;
+    let (s, body) = call(&fx.app, Method::GET, "/metrics", None, Body::empty()).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "palier_http_requests_total{route=\"api_receipts\",status=\"201\"} 1",
+        "palier_http_requests_total{route=\"api_receipts\",status=\"401\"} 1",
+        "palier_http_requests_total{route=\"api_fix_requests\",status=\"200\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_store_the_api_answers_503() {
+    let fx = fixture(2).await;
+    let app = app(AppState::new(fx.paths.clone(), Clock::system()));
+    let (s, body) = call(&app, Method::POST, "/api/v1/status", Some(&fx.a), "{}").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(error(&body).contains("--db"));
+}
