@@ -1,0 +1,116 @@
+//! The dashboard in a real browser: `palier-server serve` on port 0 with a store of two
+//! platforms, loaded by Debian's `chromium` in headless mode (the DOM dumped and checked, a
+//! screenshot saved). Chromium missing is a failure, not a skip: CI installs it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use jiff::Timestamp;
+use palier_bundle::{Component, PlatformId};
+use palier_server::store::{Installed, Status, Store};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palier-server");
+
+/// Stops the server (SIGTERM) however the test ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromium(profile: &Path, extra: &[&str], url: &str) -> Output {
+    // `timeout` bounds a browser that hangs; the flags keep it off the network but for `url`.
+    let out = Command::new("timeout")
+        .args(["120", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,900"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run timeout/chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed ({}); is Debian's `chromium` installed (apt-get install -y chromium)? stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn the_dashboard_renders_the_fleet_in_headless_chromium() {
+    let which = Command::new("sh").args(["-c", "command -v chromium"]).output().unwrap();
+    assert!(which.status.success(), "chromium is not installed: this test needs Debian's `chromium` package (apt-get install -y chromium)");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let db = tmp.path().join("palier.db");
+    let init = Command::new(BIN).args(["init", "--repo"]).arg(&repo).output().unwrap();
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    {
+        let store = Store::open(&db).unwrap();
+        let now = Timestamp::now();
+        let (a, b) = (PlatformId::new("univ-a").unwrap(), PlatformId::new("univ-b").unwrap());
+        store.add_platform(&a, now).unwrap();
+        store.add_platform(&b, now).unwrap();
+        let status = |improvement, stability, outcome: &str| Status {
+            improvement_level: improvement,
+            stability_level: stability,
+            installed: vec![Installed { id: "mod_quiz-fix".into(), version: "1.0.1".into() }],
+            next_intervention: Some("2026-03-02T02:00:00Z".parse().unwrap()),
+            last_outcome: Some(outcome.into()),
+        };
+        store.set_status(&a, &status(1, 3, "applied"), now).unwrap();
+        store.set_status(&b, &status(3, 1, "rolled-back"), now).unwrap();
+        store.add_fix_request(&a, &Component::new("mod_quiz").unwrap(), "timer <b>resets</b>", None, now).unwrap();
+    }
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--repo"])
+        .arg(&repo)
+        .arg("--db")
+        .arg(&db)
+        .env_remove("PALIER_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = format!("{}/", line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")));
+
+    let dom = chromium(&tmp.path().join("profile-dom"), &["--dump-dom"], &url);
+    let dom = String::from_utf8(dom.stdout).unwrap();
+    let rows: Vec<&str> = dom.split("<tr>").skip(1).collect();
+    let row = |name: &str| rows.iter().find(|r| r.contains(&format!("<td>{name}</td>"))).unwrap_or_else(|| panic!("no row for {name} in {dom}"));
+    let a = row("univ-a");
+    for cell in ["<td class=\"num\">1</td><td class=\"num\">3</td>", "mod_quiz-fix@1.0.1", "2026-03-02T02:00:00Z", ">applied<"] {
+        assert!(a.contains(cell), "univ-a row lacks {cell}: {a}");
+    }
+    let b = row("univ-b");
+    for cell in ["<td class=\"num\">3</td><td class=\"num\">1</td>", ">rolled-back<"] {
+        assert!(b.contains(cell), "univ-b row lacks {cell}: {b}");
+    }
+    assert!(dom.contains("<td>FR-1</td>"), "{dom}");
+    assert!(dom.contains("timer &lt;b&gt;resets&lt;/b&gt;"), "the summary is shown as text: {dom}");
+    assert!(dom.contains("<th>Last seen</th>"));
+
+    let png = tmp.path().join("dashboard.png");
+    chromium(&tmp.path().join("profile-shot"), &[&format!("--screenshot={}", png.display())], &url);
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(bytes.len() > 1000, "a suspiciously small screenshot: {} bytes", bytes.len());
+    if let Some(dir) = std::env::var_os("PALIER_SCREENSHOT_DIR") {
+        let _ = std::fs::copy(&png, Path::new(&dir).join("dashboard.png"));
+    }
+    drop(server);
+}
