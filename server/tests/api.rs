@@ -143,7 +143,9 @@ async fn bad_input_is_refused_with_a_json_error_and_nothing_stored() {
     let fx = fixture(2).await;
     let ok_fr = r#"{"component":"mod_quiz","summary":"s"}"#;
     let status_body = r#"{"improvement_level":1,"stability_level":2,"installed":[],"next_intervention":null,"last_outcome":null}"#;
-    let cases: Vec<(&str, &str, Option<&str>, String, StatusCode, &str)> = vec![
+    // (what, path, token, body, expected status, words of the error)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, String, StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("no token", "/api/v1/fix-requests", None, ok_fr.into(), StatusCode::UNAUTHORIZED, "missing Authorization"),
         ("wrong token", "/api/v1/fix-requests", Some("0123456789abcdef"), ok_fr.into(), StatusCode::UNAUTHORIZED, "unknown API token"),
         ("no token, status", "/api/v1/status", None, status_body.into(), StatusCode::UNAUTHORIZED, "missing Authorization"),
