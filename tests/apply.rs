@@ -337,3 +337,65 @@ fn reset(s: &Site, pristine: &Path) {
         }
     }
 }
+
+#[test]
+fn receipts_wait_in_the_outbox_while_the_server_is_down() {
+    let s = Site::new(100);
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = s.config(3, 1, "");
+    std::fs::write(s.w.path("token"), "not-a-real-token\n").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "trusted_root = ",
+        &format!("server = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\ntrusted_root = ", s.w.path("token").display()),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    assert!(out.contains("applied quiz-fix@1.0.0"), "an unreachable server does not stop the site's work: {out}");
+    let outbox: Vec<_> = std::fs::read_dir(s.w.path("state-univ-a/outbox")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(outbox.len(), 1, "the receipt is kept for the next cycle: {outbox:?}");
+    // The next cycle tries again and keeps it again.
+    s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert_eq!(std::fs::read_dir(s.w.path("state-univ-a/outbox")).unwrap().count(), 1);
+    let out = s.agent(&["request-fix", "--config", config.to_str().unwrap(), "--component", "mod_quiz", "--summary", "timer drifts"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unreachable"), "{}", stderr(&out));
+}
+
+/// Unmounts a test filesystem when dropped, even if the test panics.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The disk fills up while staging: the intervention fails, the site is untouched, and the
+/// half-written staging tree is gone. The site lives on a 4 MiB tmpfs (the tests run as
+/// root, as CI does).
+#[test]
+fn a_full_disk_during_staging_leaves_the_site_untouched() {
+    let s = Site::new(100);
+    let small = s.w.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&small).status().unwrap();
+    assert!(status.success(), "mounting a 4 MiB tmpfs needs root (CI runs as root)");
+    let _guard = Mounted(small.clone());
+    // Move the site onto the small filesystem.
+    let dirroot = small.join("dirroot");
+    copy_tree(&s.dirroot(), &dirroot);
+    let config = s.config(3, 1, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("dirroot = \"site/dirroot\"", &format!("dirroot = \"{}\"", dirroot.display()));
+    std::fs::write(&config, text).unwrap();
+    let before = tree_hash(&dirroot).unwrap();
+    // 6 MB of new files cannot fit in what is left.
+    let big: Vec<(String, String)> = (0..6).map(|i| (format!("mod/quiz/big{i}.php"), "x".repeat(1 << 20))).collect();
+    let files: Vec<(&str, &str)> = big.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    s.publish("quiz-big", ("technical", "none"), &files, "");
+    s.run_once_refused(&config, "2026-12-01T10:00:00+01:00", "No space left on device");
+    assert_eq!(tree_hash(&dirroot).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(&small).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from("dirroot")], "the staging tree was removed");
+    assert_eq!(s.last_receipt()["outcome"], "failed");
+}

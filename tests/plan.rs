@@ -188,3 +188,32 @@ fn calendar_is_an_icalendar_document_of_the_coming_interventions() {
     assert!(text.contains("DTSTART:20261201T210000Z"), "the Tuesday 22:00 Paris window, in UTC: {text}");
     assert!(text.contains("quiz-fix"), "{text}");
 }
+
+/// The agent reads the repository over HTTP from `palier-server serve` as well as from a
+/// folder.
+#[test]
+fn plan_over_http_from_palier_server_serve() {
+    use std::io::BufRead;
+    let w = World::new();
+    publish_mix(&w);
+    let mut server = std::process::Command::new(common::bin("palier-server"))
+        .args(["serve", "--repo", "repo", "--listen", "127.0.0.1:0"])
+        .current_dir(w.tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(addr.starts_with("http://127.0.0.1:"), "{line}");
+    let config = w.agent_config("univ-a", 2, 2);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.lines().map(|l| if l.starts_with("repository = ") { format!("repository = \"{addr}/repo\"") } else { l.to_owned() }).collect::<Vec<_>>().join("\n");
+    std::fs::write(&config, text).unwrap();
+    let doc = plan(&w, &config, "2026-12-01T10:00:00+01:00");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(by_id(&doc)["quiz-fix"].decision, "eligible");
+    assert_eq!(doc.bundles.len(), 4);
+}
