@@ -1,0 +1,118 @@
+//! The control plane through real processes: `palier-server serve --db`, agents filing fix
+//! requests and sending receipts, the level-1 flow and the auto-halt.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{World, bin, manifest, stderr};
+
+/// `palier-server serve` on a free port, stopped when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(w: &World) -> Served {
+    let mut child = Command::new(bin("palier-server"))
+        .args(["serve", "--repo", "repo", "--db", "palier.db", "--listen", "127.0.0.1:0"])
+        .current_dir(w.tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    Served { child, url }
+}
+
+/// Register `platform` and write an agent config (levels 1/1) talking to the server.
+fn platform(w: &World, served: &Served, name: &str, improvement: u8) -> PathBuf {
+    let out = w.server(&["platform", "add", name, "--db", "palier.db"]);
+    let token = out.lines().last().unwrap().trim().to_owned();
+    let token_file = w.path(&format!("token-{name}"));
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = w.agent_config(name, improvement, 1);
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "trusted_root = ",
+        &format!("server = \"{}\"\ntoken_file = \"{}\"\ntrusted_root = ", served.url, token_file.display()),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+fn agent_ok(w: &World, args: &[&str]) -> String {
+    let out = w.run("palier-agent", args);
+    assert!(out.status.success(), "palier-agent {args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn decision(w: &World, config: &Path, id: &str) -> (String, Option<String>) {
+    let out = agent_ok(w, &["plan", "--config", config.to_str().unwrap(), "--json", "--now", "2026-12-01T10:00:00+01:00"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let b = doc["bundles"].as_array().unwrap().iter().find(|b| b["id"] == id).unwrap_or_else(|| panic!("{id} not in {doc}"));
+    (b["decision"].as_str().unwrap().to_owned(), b["reason"].as_str().map(str::to_owned))
+}
+
+/// SPEC 2.1 level 1 through the real processes (issue 5's first acceptance point).
+#[test]
+fn level_1_receives_only_what_it_reported() {
+    let w = World::new();
+    let served = serve(&w);
+    let a = platform(&w, &served, "univ-a", 1);
+    let b = platform(&w, &served, "univ-b", 1);
+
+    // A files a fix request from its platform.
+    let out = agent_ok(&w, &["request-fix", "--config", a.to_str().unwrap(), "--component", "mod_quiz", "--summary", "quiz timer drifts"]);
+    let fr = out.split_whitespace().next().unwrap().to_owned();
+    assert!(fr.starts_with("FR-"), "{out}");
+
+    // The release manager publishes the fix naming that request, with the store.
+    let fixes = format!("\"{fr}\"");
+    w.publish(&manifest("quiz-fix", "1.0.1", "mod_quiz", "technical", "none", &fixes), &["--db", "palier.db"]);
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.1", "--alpha"]);
+
+    assert_eq!(decision(&w, &a, "quiz-fix"), ("eligible".into(), None));
+    assert_eq!(decision(&w, &b, "quiz-fix"), ("skipped".into(), Some("not-reported".into())));
+
+    // B reports that it has the defect this published bundle fixes.
+    let out = agent_ok(&w, &["request-fix", "--config", b.to_str().unwrap(), "--component", "mod_quiz", "--summary", "same here", "--bundle", "quiz-fix@1.0.1"]);
+    assert!(out.contains("linked to quiz-fix@1.0.1"), "{out}");
+    assert_eq!(decision(&w, &b, "quiz-fix"), ("eligible".into(), None));
+}
+
+/// Two platforms roll the same bundle back: the server halts it in the signed metadata, and
+/// a third platform's plan says `halted`.
+#[test]
+fn two_rollbacks_halt_a_bundle_for_everyone() {
+    let w = World::new();
+    let served = serve(&w);
+    let configs: Vec<PathBuf> = ["univ-a", "univ-b", "univ-c"].iter().map(|p| platform(&w, &served, p, 3)).collect();
+    w.publish(&manifest("quiz-fix", "1.0.1", "mod_quiz", "technical", "none", ""), &[]);
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.1", "--alpha"]);
+    // The sites of univ-a and univ-b answer nothing at wwwroot (port 9): their checks fail
+    // and the bundle is rolled back.
+    for config in &configs[..2] {
+        let out = w.run("palier-agent", &["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("rolled back"), "{}", stderr(&out));
+    }
+    let list: serde_json::Value = serde_json::from_str(&w.server(&["list", "--repo", "repo", "--json"])).unwrap();
+    let bundle = &list["bundles"][0];
+    assert_eq!(bundle["state"], "halted", "{bundle}");
+    assert!(bundle["state_reason"].as_str().unwrap().contains("univ-a"), "{bundle}");
+    assert_eq!(decision(&w, &configs[2], "quiz-fix"), ("skipped".into(), Some("halted".into())));
+}
