@@ -200,8 +200,12 @@ async fn nothing_outside_the_repository_files_is_reachable() {
     std::fs::create_dir(f.metadata("sub")).unwrap();
     assert!(f.tmp.path().join("keys/root.der").exists());
 
+    // `/` is the dashboard: HTML, no file of the repository or the keys.
+    let (r, body) = get(&app, "/").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h(&r, header::CONTENT_TYPE), "text/html; charset=utf-8");
+    assert!(String::from_utf8(body).unwrap().contains("<h1>palier fleet</h1>"));
     for uri in [
-        "/",
         "/repo",
         "/repo/",
         "/repo/../keys/root.der",
