@@ -399,3 +399,25 @@ fn a_full_disk_during_staging_leaves_the_site_untouched() {
     assert_eq!(leftovers, [std::ffi::OsString::from("dirroot")], "the staging tree was removed");
     assert_eq!(s.last_receipt()["outcome"], "failed");
 }
+
+#[test]
+fn only_keep_previous_trees_are_kept() {
+    let s = Site::new(100);
+    let config = s.config(3, 1, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[moodle]\n", "[moodle]\nkeep_previous = 1\n");
+    std::fs::write(&config, text).unwrap();
+    s.publish("first", ("technical", "none"), &[("mod/quiz/first.php", "<?php // 1\n")], "");
+    s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    s.publish("second", ("technical", "none"), &[("mod/quiz/second.php", "<?php // 2\n")], "");
+    s.run_once(&config, "2026-12-01T11:00:00+01:00");
+    let prev: Vec<_> = std::fs::read_dir(s.dirroot().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".palier-prev-"))
+        .collect();
+    assert_eq!(prev.len(), 1, "{prev:?}");
+    // The one kept is the tree from before the second intervention: a rollback goes one step back.
+    let out = s.agent(&["rollback", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.dirroot().join("mod/quiz/first.php").exists() && !s.dirroot().join("mod/quiz/second.php").exists());
+}

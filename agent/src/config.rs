@@ -64,6 +64,7 @@ struct RawMoodle {
     dirroot: PathBuf,
     dataroot: PathBuf,
     wwwroot: String,
+    keep_previous: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,12 +116,17 @@ struct RawHooks {
     long_timeout: Option<String>,
 }
 
+/// Previous code trees kept for rollback unless `[moodle] keep_previous` says otherwise.
+pub const DEFAULT_KEEP_PREVIOUS: usize = 2;
+
 /// The Moodle site the agent looks after.
 #[derive(Debug, Clone)]
 pub struct Moodle {
     pub dirroot: PathBuf,
     pub dataroot: PathBuf,
     pub wwwroot: Url,
+    /// Previous code trees kept beside dirroot for rollback (1 to 10).
+    pub keep_previous: usize,
 }
 
 /// A hook: an argv array (never a shell string) with placeholders.
@@ -190,6 +196,11 @@ impl Config {
         }
         let timezone = TimeZone::get(&raw.timezone).map_err(|e| err("timezone", format!("{:?} is not a known IANA time zone: {e}", raw.timezone)))?;
         let wwwroot = parse_url(&raw.moodle.wwwroot, &["http", "https"]).map_err(|why| err("moodle.wwwroot", why))?;
+        let keep_previous = match raw.moodle.keep_previous {
+            None => DEFAULT_KEEP_PREVIOUS,
+            Some(n @ 1..=10) => n as usize,
+            Some(n) => return Err(err("moodle.keep_previous", format!("{n}: keep 1 to 10 previous trees (a rollback needs at least one)"))),
+        };
 
         let mut ignored = Vec::new();
         let improvement = improvement(&raw.improvement, &mut ignored).map_err(|(key, why)| err(&key, why))?;
@@ -230,7 +241,7 @@ impl Config {
             state_dir: resolve(&raw.state_dir),
             timezone_name: raw.timezone,
             contract: Contract { platform, timezone, improvement, stability },
-            moodle: Moodle { dirroot: resolve(&raw.moodle.dirroot), dataroot: resolve(&raw.moodle.dataroot), wwwroot },
+            moodle: Moodle { dirroot: resolve(&raw.moodle.dirroot), dataroot: resolve(&raw.moodle.dataroot), wwwroot, keep_previous },
             smoke_checks,
             hooks,
             ignored,

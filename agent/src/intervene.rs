@@ -30,9 +30,6 @@ use crate::receipt::{self, Backup, Outcome, Receipt, Step};
 use crate::repository::{Verified, VerifiedBundle};
 use crate::site::{self, Installed};
 
-/// Previous trees kept for rollback.
-pub const KEEP_PREVIOUS: usize = 2;
-
 /// What the last applied intervention left, for a rollback by hand or by the watch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,7 +346,7 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     journal::write_atomically(&last_path(state), &text)?;
     journal.phase = Phase::Committed;
     journal::write(state, &journal)?;
-    prune_previous(dirroot, &previous);
+    prune_previous(dirroot, &previous, config.moodle.keep_previous);
     journal::clear(state)?;
     run.finish(Outcome::Applied, None)
 }
@@ -451,8 +448,8 @@ async fn undo(run: &mut Run<'_>, journal: &Journal, previous: &Path, failed_at: 
     Ok(())
 }
 
-/// Keep the newest `KEEP_PREVIOUS` previous trees of a real-directory dirroot.
-fn prune_previous(dirroot: &Path, just_kept: &Path) {
+/// Keep the newest `keep` previous trees of a real-directory dirroot.
+fn prune_previous(dirroot: &Path, just_kept: &Path, keep: usize) {
     let Some(parent) = dirroot.parent() else { return };
     let name = dirroot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let prefix = format!(".palier-prev-{name}-");
@@ -466,7 +463,7 @@ fn prune_previous(dirroot: &Path, just_kept: &Path) {
         .collect();
     // Ids start with the UTC time, so names sort by age.
     trees.sort();
-    let excess = trees.len().saturating_sub(KEEP_PREVIOUS);
+    let excess = trees.len().saturating_sub(keep);
     for (_, path) in trees.into_iter().take(excess) {
         if path != just_kept {
             let _ = std::fs::remove_dir_all(path);

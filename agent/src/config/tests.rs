@@ -69,6 +69,7 @@ fn spec_example_loads_and_reports_what_does_not_apply() {
     assert_eq!(c.contract.stability.windows.len(), 2);
     assert_eq!(c.contract.stability.notice.get(), SignedDuration::from_hours(2));
     assert_eq!(c.smoke_checks, default_smoke_checks());
+    assert_eq!(c.moodle.keep_previous, DEFAULT_KEEP_PREVIOUS);
     assert_eq!(c.hooks.backup.as_ref().unwrap().timeout, DEFAULT_LONG_HOOK_TIMEOUT);
     assert_eq!(c.hooks.guard.as_ref().unwrap().timeout, DEFAULT_HOOK_TIMEOUT);
     let ignored = c.ignored.join("; ");
@@ -110,6 +111,7 @@ fn each_bad_value_names_its_key() {
         ("guard   = [\"/usr/local/bin/no-quiz-running\"]", "guard   = [\"x\"]\nsurprise = [\"y\"]", "surprise"),
         ("state_dir = \"/var/lib/palier\"", "state_dir = \"/var/lib/palier\"\nsurprise = 1", "surprise"),
         ("token_file = \"/etc/palier/token\"", "token_file = 7", "token_file"),
+        ("wwwroot = \"http://127.0.0.1:8081\"", "wwwroot = \"http://127.0.0.1:8081\"\nkeep_previous = 0", "moodle.keep_previous"),
     ];
     for (from, to, key) in cases {
         assert!(SPEC_EXAMPLE.contains(from), "{from:?} is not in the example");
