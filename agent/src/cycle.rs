@@ -126,6 +126,7 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         report.intervention = Some(intervene::intervene(config, &verified, &due, now).await?);
     }
     send_reports(config, &plan, report.intervention.as_ref()).await?;
+    intervene::sweep_trash(&config.moodle.dirroot);
     Ok(report)
 }
 

@@ -441,11 +441,33 @@ async fn undo(run: &mut Run<'_>, journal: &Journal, previous: &Path, failed_at: 
     }
     site::write_installed(&config.state_dir, &journal.installed_before)?;
     journal::clear(&config.state_dir)?;
-    // The failed tree is no longer live: remove it now, after the intervention.
+    // The failed tree is no longer live: one rename sets it aside now, and the end of the
+    // cycle deletes it (deleting 30,000 links here would delay the command by a second).
     if swap::live_target(&config.moodle.dirroot).ok().flatten().as_deref() != Some(replaced.as_path()) && replaced != config.moodle.dirroot {
-        let _ = std::fs::remove_dir_all(&replaced);
+        let trash = apply::stage::sibling(&replaced, "trash", &run.receipt.id);
+        if std::fs::rename(&replaced, &trash).is_err() {
+            let _ = std::fs::remove_dir_all(&replaced);
+        }
     }
     Ok(())
+}
+
+/// Delete the trees set aside by rollbacks (`.palier-trash-*` beside dirroot or its
+/// symlink's target). Called at the end of a cycle, after any intervention, never just
+/// before staging.
+pub fn sweep_trash(dirroot: &Path) {
+    let mut parents = vec![dirroot.parent().map(Path::to_path_buf)];
+    if let Ok(Some(target)) = swap::live_target(dirroot) {
+        parents.push(target.parent().map(Path::to_path_buf));
+    }
+    for parent in parents.into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(&parent) else { continue };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".palier-trash-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Keep the newest `keep` previous trees of a real-directory dirroot.
