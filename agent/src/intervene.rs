@@ -66,7 +66,35 @@ struct Run<'a> {
     values: Placeholders,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// A run for receipt `id` over `bundles`, with the hook placeholders filled in.
+    fn new(config: &'a Config, id: String, bundles: Vec<String>, backup_dir: Option<&Path>) -> Run<'a> {
+        let values = Placeholders::from([
+            ("dirroot", config.moodle.dirroot.display().to_string()),
+            ("dataroot", config.moodle.dataroot.display().to_string()),
+            ("backup_dir", backup_dir.map(|d| d.display().to_string()).unwrap_or_default()),
+            ("minutes", "0".to_owned()),
+            ("bundles", bundles.join(",")),
+        ]);
+        let now = Timestamp::now();
+        let receipt = Receipt {
+            id,
+            platform: config.platform.to_string(),
+            stability_level: config.contract.stability.level.get(),
+            started_at: now,
+            finished_at: now,
+            bundles,
+            outcome: Outcome::Failed,
+            reason: None,
+            steps: Vec::new(),
+            hooks: Vec::new(),
+            checks: Vec::new(),
+            backup: None,
+            recovery_ms: None,
+        };
+        Run { config, receipt, values }
+    }
+
     fn step(&mut self, name: &str, started: (Timestamp, Instant), result: &std::result::Result<(), String>) {
         self.receipt.steps.push(Step {
             name: name.into(),
@@ -182,32 +210,7 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     let level = config.contract.stability.level;
     let state = &config.state_dir;
     let backup_dir = state.join("backups").join(&id);
-    let values = Placeholders::from([
-        ("dirroot", config.moodle.dirroot.display().to_string()),
-        ("dataroot", config.moodle.dataroot.display().to_string()),
-        ("backup_dir", backup_dir.display().to_string()),
-        ("minutes", "0".to_owned()),
-        ("bundles", keys.join(",")),
-    ]);
-    let mut run = Run {
-        config,
-        values,
-        receipt: Receipt {
-            id: id.clone(),
-            platform: config.platform.to_string(),
-            stability_level: level.get(),
-            started_at: Timestamp::now(),
-            finished_at: Timestamp::now(),
-            bundles: keys.clone(),
-            outcome: Outcome::Failed,
-            reason: None,
-            steps: Vec::new(),
-            hooks: Vec::new(),
-            checks: Vec::new(),
-            backup: None,
-            recovery_ms: None,
-        },
-    };
+    let mut run = Run::new(config, id.clone(), keys.clone(), Some(&backup_dir));
 
     // The guard says whether now is a good time (no quiz attempt open, ...).
     let t = started();
@@ -519,31 +522,7 @@ pub async fn rollback_last(config: &Config, reason: &str) -> Result<Receipt> {
         data_changed: last.data_changed,
     };
     journal::write(state, &journal)?;
-    let mut run = Run {
-        config,
-        values: Placeholders::from([
-            ("dirroot", config.moodle.dirroot.display().to_string()),
-            ("dataroot", config.moodle.dataroot.display().to_string()),
-            ("backup_dir", last.backup_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default()),
-            ("minutes", "0".to_owned()),
-            ("bundles", last.bundles.join(",")),
-        ]),
-        receipt: Receipt {
-            id: format!("{}-rollback", last.id),
-            platform: config.platform.to_string(),
-            stability_level: config.contract.stability.level.get(),
-            started_at: Timestamp::now(),
-            finished_at: Timestamp::now(),
-            bundles: last.bundles.clone(),
-            outcome: Outcome::RolledBack,
-            reason: None,
-            steps: Vec::new(),
-            hooks: Vec::new(),
-            checks: Vec::new(),
-            backup: None,
-            recovery_ms: None,
-        },
-    };
+    let mut run = Run::new(config, format!("{}-rollback", last.id), last.bundles.clone(), last.backup_dir.as_deref());
     undo(&mut run, &journal, &last.previous, None).await?;
     std::fs::remove_file(last_path(state)).map_err(Error::io("remove", last_path(state)))?;
     run.finish(Outcome::RolledBack, Some(reason.to_owned()))
@@ -557,31 +536,7 @@ pub async fn recover(config: &Config) -> Result<Option<Receipt>> {
     let dirroot = &config.moodle.dirroot;
     let live_path = swap::live_target(dirroot).map_err(Error::io("read", dirroot))?.unwrap_or_else(|| dirroot.clone());
     let live = TreeId::at(&live_path);
-    let mut run = Run {
-        config,
-        values: Placeholders::from([
-            ("dirroot", dirroot.display().to_string()),
-            ("dataroot", config.moodle.dataroot.display().to_string()),
-            ("backup_dir", journal.backup_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default()),
-            ("minutes", "0".to_owned()),
-            ("bundles", journal.bundles.join(",")),
-        ]),
-        receipt: Receipt {
-            id: format!("{}-recovery", journal.id),
-            platform: config.platform.to_string(),
-            stability_level: config.contract.stability.level.get(),
-            started_at: Timestamp::now(),
-            finished_at: Timestamp::now(),
-            bundles: journal.bundles.clone(),
-            outcome: Outcome::Recovered,
-            reason: None,
-            steps: Vec::new(),
-            hooks: Vec::new(),
-            checks: Vec::new(),
-            backup: None,
-            recovery_ms: None,
-        },
-    };
+    let mut run = Run::new(config, format!("{}-recovery", journal.id), journal.bundles.clone(), journal.backup_dir.as_deref());
     if journal.phase == Phase::Committed {
         journal::clear(state)?;
         return run.finish(Outcome::Recovered, Some("interrupted after it was committed: the new tree stays".into())).map(Some);
