@@ -155,6 +155,11 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     let status = s.agent(&["status", "--config", config.to_str().unwrap(), "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["installed"].as_array().unwrap().is_empty());
+    assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
+    // The next cycle does not try the same version again.
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("login-break@1.0.0 was rolled back on this site") && out.contains("not retried"), "{out}");
+    assert_eq!(s.hash(), before);
 }
 
 #[test]

@@ -150,7 +150,8 @@ fn oversize_truncated_and_missing_metadata_are_refused() {
 
 #[test]
 fn tampered_archives_in_the_repository_are_refused_at_download() {
-    let cases: [(&str, fn(&Path)); 3] = [
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper); 3] = [
         ("bit flip", |p| flip_byte(p, 100)),
         ("truncated", |p| {
             let b = std::fs::read(p).unwrap();

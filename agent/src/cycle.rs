@@ -54,6 +54,40 @@ fn write_notices(state_dir: &Path, notices: Vec<Notice>) -> Result<()> {
     crate::journal::write_atomically(&notices_path(state_dir), &text)
 }
 
+/// A bundle version rolled back on this site, never retried automatically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolledBack {
+    pub bundle: String,
+    pub at: Timestamp,
+    pub reason: String,
+}
+
+fn rolled_back_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("rolled-back.json")
+}
+
+/// The bundle versions rolled back on this site.
+pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
+    let p = rolled_back_path(state_dir);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Site { path: p, why: format!("unreadable record: {e}") }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io("read", p)(e)),
+    }
+}
+
+fn remember_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
+    let mut list = read_rolled_back(state_dir)?;
+    for b in &receipt.bundles {
+        if !list.iter().any(|r| &r.bundle == b) {
+            list.push(RolledBack { bundle: b.clone(), at: receipt.finished_at, reason: receipt.reason.clone().unwrap_or_default() });
+        }
+    }
+    let text = serde_json::to_vec_pretty(&list).map_err(|e| Error::Refused(format!("cannot encode the record: {e}")))?;
+    crate::journal::write_atomically(&rolled_back_path(state_dir), &text)
+}
+
 /// What a cycle did.
 #[derive(Debug, Default)]
 pub struct CycleReport {
@@ -120,10 +154,30 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
             due_in_window(config, &plan, now, &mut report.waiting)?
         }
     };
+    // A bundle version that was rolled back on this site is not retried automatically: the
+    // release manager publishes a new version (or halts it fleet-wide).
+    let rolled_back = read_rolled_back(&config.state_dir)?;
+    let due_keys: Vec<String> = due_keys
+        .into_iter()
+        .filter(|k| match rolled_back.iter().find(|r| &r.bundle == k) {
+            Some(r) => {
+                report.waiting.push(format!("{k} was rolled back on this site at {}: not retried ({})", r.at, r.reason));
+                false
+            }
+            None => true,
+        })
+        .collect();
     let due: Vec<&VerifiedBundle> = due_keys.iter().filter_map(|k| find(k)).collect();
     if !due.is_empty() {
         let due = in_after_order(due)?;
-        report.intervention = Some(intervene::intervene(config, &verified, &due, now).await?);
+        let receipt = intervene::intervene(config, &verified, &due, now).await?;
+        if receipt.outcome == crate::receipt::Outcome::RolledBack {
+            remember_rolled_back(&config.state_dir, &receipt)?;
+        }
+        report.intervention = Some(receipt);
+    }
+    if let Some(r) = report.watched.as_ref() {
+        remember_rolled_back(&config.state_dir, r)?;
     }
     send_reports(config, &plan, report.intervention.as_ref()).await?;
     intervene::sweep_trash(&config.moodle.dirroot);

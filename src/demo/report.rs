@@ -203,7 +203,6 @@ pub fn platform(out: &mut dyn Write, clock: &Clock, p: &Platform, happened: &[Ha
 
     writeln!(out, "  Interventions:")?;
     let mut any = false;
-    let mut rolled_back: BTreeMap<String, usize> = BTreeMap::new();
     for h in happened {
         let What::Intervention { receipt: r, tree_unchanged } = &h.what else { continue };
         any = true;
@@ -242,24 +241,10 @@ pub fn platform(out: &mut dyn Write, clock: &Clock, p: &Platform, happened: &[Ha
             writeln!(out, "{}", wrap(&pad, pad.len(), &format!("{live} the contract's recovery budget is 5 min")))?;
             let same = if *tree_unchanged { "byte for byte the code it ran before (same tree digest)" } else { "NOT the code it ran before" };
             writeln!(out, "{pad}the site runs {same}")?;
-            *rolled_back.entry(bundles(&r.bundles)).or_default() += 1;
         }
     }
     if !any {
         writeln!(out, "    none")?;
-    }
-    if rolled_back.values().any(|n| *n > 1) {
-        writeln!(
-            out,
-            "{}",
-            wrap(
-                "  Note:",
-                8,
-                "at its next run, still inside the window, the agent applied the same bundle again and rolled it back \
-                 again: today it does not remember that a bundle rolled back on this site, and retries it until the \
-                 release manager halts it."
-            )
-        )?;
     }
 
     let installed: Vec<String> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Installed).map(|d| d.key()).collect();

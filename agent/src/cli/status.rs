@@ -33,6 +33,8 @@ struct Status {
     watch_until: Option<jiff::Timestamp>,
     /// An intervention was interrupted and not yet recovered (the next run recovers it).
     interrupted: Option<String>,
+    /// Bundle versions rolled back on this site: not retried automatically.
+    rolled_back: Vec<crate::cycle::RolledBack>,
 }
 
 impl Args {
@@ -50,6 +52,7 @@ impl Args {
             last_intervention: receipt::all(&config.state_dir)?.pop(),
             watch_until: last.as_ref().map(|l| l.watch_until),
             interrupted: journal::read(&config.state_dir)?.map(|j| j.id),
+            rolled_back: crate::cycle::read_rolled_back(&config.state_dir)?,
         };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
@@ -76,6 +79,9 @@ impl Args {
                 r.reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
             ),
             None => println!("last          -"),
+        }
+        for r in &status.rolled_back {
+            println!("rolled back   {} at {}: not retried ({})", r.bundle, r.at, r.reason);
         }
         if let Some(j) = &status.interrupted {
             println!("interrupted   {j} (the next run recovers it)");
