@@ -393,18 +393,15 @@ fn parse_url(s: &str, schemes: &[&str]) -> Result<Url, String> {
 
 /// The key a TOML error is about, when the parser says, and its message on one line.
 fn toml_error(text: &str, e: &toml::de::Error) -> (String, String) {
-    let msg = e.message().trim().replace('\n', " ");
-    match e.span() {
-        Some(span) => {
-            let start = span.start.min(text.len());
-            let line = text[..start].matches('\n').count() + 1;
-            let line_text: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
-            let key = line_text.split('=').next().unwrap_or("").trim().to_owned();
-            let key = if key.is_empty() || key.starts_with('[') { format!("line {line}") } else { format!("{key} (line {line})") };
-            (key, msg)
+    let at = palier_bundle::error::TomlErrorAt::new(text, e);
+    let key = match at.line {
+        Some((line, line_text)) => {
+            let key = line_text.split('=').next().unwrap_or("").trim();
+            if key.is_empty() || key.starts_with('[') { format!("line {line}") } else { format!("{key} (line {line})") }
         }
-        None => ("(file)".into(), msg),
-    }
+        None => "(file)".into(),
+    };
+    (key, at.message)
 }
 
 #[cfg(test)]

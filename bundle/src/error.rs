@@ -73,3 +73,23 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out.replace('\n', " ")
 }
+
+/// Where a TOML error is: its one-line message and, when the parser knows, the line number
+/// and that line's text (trimmed, at most 80 characters).
+pub struct TomlErrorAt {
+    pub message: String,
+    pub line: Option<(usize, String)>,
+}
+
+impl TomlErrorAt {
+    pub fn new(text: &str, e: &toml::de::Error) -> Self {
+        let message = e.message().trim().replace('\n', " ");
+        let line = e.span().map(|span| {
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let line_text: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
+            (line, line_text)
+        });
+        TomlErrorAt { message, line }
+    }
+}

@@ -471,15 +471,10 @@ fn check_no_file_dir_clash<'a>(sorted: impl Iterator<Item = &'a str>) -> Result<
 }
 
 fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().trim().replace('\n', " ");
-    match e.span() {
-        Some(span) => {
-            let start = span.start.min(text.len());
-            let line = text[..start].matches('\n').count() + 1;
-            let line_text: String = text.lines().nth(line - 1).unwrap_or("").trim().chars().take(80).collect();
-            format!("line {line} `{line_text}`: {msg}")
-        }
-        None => msg,
+    let at = crate::error::TomlErrorAt::new(text, e);
+    match at.line {
+        Some((line, line_text)) => format!("line {line} `{line_text}`: {}", at.message),
+        None => at.message,
     }
 }
 
