@@ -15,7 +15,7 @@ use crate::hooks::{self, HookRun, Placeholders};
 use crate::intervene;
 use crate::receipt::Receipt;
 use crate::repository::{self, VerifiedBundle};
-use crate::{lock, report, site};
+use crate::{journal, lock, report, site};
 
 /// How much earlier than planned a notice may go out, so that a poll every few minutes
 /// never posts it late (a late notice would lose the window). Never later than planned.
@@ -41,17 +41,11 @@ fn notices_path(state_dir: &Path) -> PathBuf {
 }
 
 pub fn read_notices(state_dir: &Path) -> Result<Vec<Notice>> {
-    let p = notices_path(state_dir);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice::<Notices>(&b).map(|n| n.notices).map_err(|e| Error::Site { path: p, why: format!("unreadable notices: {e}") }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("read", p)(e)),
-    }
+    Ok(journal::read_record::<Notices>(&notices_path(state_dir), "notices")?.map(|n| n.notices).unwrap_or_default())
 }
 
 fn write_notices(state_dir: &Path, notices: Vec<Notice>) -> Result<()> {
-    let text = serde_json::to_vec_pretty(&Notices { notices }).map_err(|e| Error::Refused(format!("cannot encode notices: {e}")))?;
-    crate::journal::write_atomically(&notices_path(state_dir), &text)
+    journal::write_record(&notices_path(state_dir), &Notices { notices }, "notices")
 }
 
 /// A bundle version rolled back on this site, never retried automatically.
@@ -69,12 +63,7 @@ fn rolled_back_path(state_dir: &Path) -> PathBuf {
 
 /// The bundle versions rolled back on this site.
 pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
-    let p = rolled_back_path(state_dir);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Site { path: p, why: format!("unreadable record: {e}") }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::io("read", p)(e)),
-    }
+    Ok(journal::read_record(&rolled_back_path(state_dir), "rolled-back record")?.unwrap_or_default())
 }
 
 fn remember_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
@@ -84,8 +73,7 @@ fn remember_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
             list.push(RolledBack { bundle: b.clone(), at: receipt.finished_at, reason: receipt.reason.clone().unwrap_or_default() });
         }
     }
-    let text = serde_json::to_vec_pretty(&list).map_err(|e| Error::Refused(format!("cannot encode the record: {e}")))?;
-    crate::journal::write_atomically(&rolled_back_path(state_dir), &text)
+    journal::write_record(&rolled_back_path(state_dir), &list, "rolled-back record")
 }
 
 /// What a cycle did.

@@ -51,12 +51,7 @@ fn last_path(state_dir: &Path) -> PathBuf {
 }
 
 pub fn read_last(state_dir: &Path) -> Result<Option<Last>> {
-    let p = last_path(state_dir);
-    match std::fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::Site { path: p, why: format!("unreadable record: {e}") }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", p)(e)),
-    }
+    journal::read_record(&last_path(state_dir), "record of the last intervention")
 }
 
 /// Records steps, hooks and checks as the intervention goes.
@@ -345,8 +340,7 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
         backup_dir: journal.backup_dir.clone(),
         data_changed: journal.data_changed,
     };
-    let text = serde_json::to_vec_pretty(&last).map_err(|e| Error::Refused(format!("cannot encode the record: {e}")))?;
-    journal::write_atomically(&last_path(state), &text)?;
+    journal::write_record(&last_path(state), &last, "record of the last intervention")?;
     journal.phase = Phase::Committed;
     journal::write(state, &journal)?;
     prune_previous(dirroot, &previous, config.moodle.keep_previous);

@@ -76,16 +76,25 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// Write the journal atomically (temporary file, fsync, rename, fsync of the folder).
 pub fn write(state_dir: &Path, journal: &Journal) -> Result<()> {
-    let text = serde_json::to_vec_pretty(journal).map_err(|e| Error::Refused(format!("cannot encode the journal: {e}")))?;
-    write_atomically(&path(state_dir), &text)
+    write_record(&path(state_dir), journal, "journal")
 }
 
 pub fn read(state_dir: &Path) -> Result<Option<Journal>> {
-    let p = path(state_dir);
-    match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Site { path: p, why: format!("unreadable journal: {e}") }),
+    read_record(&path(state_dir), "journal")
+}
+
+/// Write one of the agent's JSON records (`what` names it in errors) atomically.
+pub fn write_record<T: Serialize>(path: &Path, value: &T, what: &str) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Refused(format!("cannot encode the {what}: {e}")))?;
+    write_atomically(path, &text)
+}
+
+/// Read one of the agent's JSON records; `None` when it does not exist.
+pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Site { path: path.into(), why: format!("unreadable {what}: {e}") }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", p)(e)),
+        Err(e) => Err(Error::io("read", path)(e)),
     }
 }
 

@@ -75,8 +75,7 @@ pub fn save(state_dir: &Path, receipt: &Receipt) -> Result<PathBuf> {
     let dir = dir(state_dir);
     std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
     let path = dir.join(format!("{}.json", receipt.id));
-    let text = serde_json::to_vec_pretty(receipt).map_err(|e| Error::Refused(format!("cannot encode the receipt: {e}")))?;
-    crate::journal::write_atomically(&path, &text)?;
+    crate::journal::write_record(&path, receipt, "receipt")?;
     Ok(path)
 }
 

@@ -38,21 +38,13 @@ pub fn installed_path(state_dir: &Path) -> PathBuf {
 
 /// The installed bundles; none when nothing was ever installed.
 pub fn installed(state_dir: &Path) -> Result<Vec<Installed>> {
-    let path = installed_path(state_dir);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read", &path)(e)),
-    };
-    let file: InstalledFile = serde_json::from_str(&text).map_err(|e| Error::Site { path, why: format!("invalid installed bundles record: {e}") })?;
-    Ok(file.bundles)
+    let file: Option<InstalledFile> = crate::journal::read_record(&installed_path(state_dir), "installed bundles record")?;
+    Ok(file.map(|f| f.bundles).unwrap_or_default())
 }
 
 /// Record the installed bundles (atomically).
 pub fn write_installed(state_dir: &Path, bundles: &[Installed]) -> Result<()> {
-    let file = InstalledFile { bundles: bundles.to_vec() };
-    let text = serde_json::to_vec_pretty(&file).map_err(|e| Error::Refused(format!("cannot encode the installed record: {e}")))?;
-    crate::journal::write_atomically(&installed_path(state_dir), &text)
+    crate::journal::write_record(&installed_path(state_dir), &InstalledFile { bundles: bundles.to_vec() }, "installed bundles record")
 }
 
 /// The installed bundles as references, for the policy.
