@@ -17,6 +17,7 @@ use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::policy::Level;
 use serde::{Deserialize, Serialize};
+use palier_bundle::archive::HashWriter;
 use sha2::{Digest, Sha256};
 use tough::TargetName;
 
@@ -136,7 +137,7 @@ async fn download(verified: &Verified, bundle: &VerifiedBundle, dir: &Path) -> R
     // An archive downloaded by an earlier cycle is reused when its digest still matches.
     if let Ok(mut file) = std::fs::File::open(&path) {
         let mut hasher = Sha256::new();
-        if std::io::copy(&mut file, &mut HashWrite(&mut hasher)).is_ok() && hex::encode(hasher.finalize()) == bundle.sha256() {
+        if std::io::copy(&mut file, &mut HashWriter(&mut hasher)).is_ok() && hex::encode(hasher.finalize()) == bundle.sha256() {
             return Ok(path);
         }
     }
@@ -182,21 +183,11 @@ fn backup_digest(path: &Path) -> Result<Backup> {
         hasher.update(rel.as_bytes());
         hasher.update([0]);
         let mut file = std::fs::File::open(f).map_err(Error::io("read backup", f))?;
-        bytes += std::io::copy(&mut file, &mut HashWrite(&mut hasher)).map_err(Error::io("read backup", f))?;
+        bytes += std::io::copy(&mut file, &mut HashWriter(&mut hasher)).map_err(Error::io("read backup", f))?;
     }
     Ok(Backup { dir: path.into(), sha256: hex::encode(hasher.finalize()), bytes, files: files.len() as u64 })
 }
 
-struct HashWrite<'a>(&'a mut Sha256);
-impl std::io::Write for HashWrite<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Apply `due` (in `after` order) in one intervention. The lock must be held.
 pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBundle], now: Timestamp) -> Result<Receipt> {

@@ -153,7 +153,9 @@ impl<R: Read> Read for ExactReader<'_, R> {
     }
 }
 
-struct HashWriter<'a>(&'a mut Sha256);
+/// A writer that feeds a sha256: `io::copy(&mut file, &mut HashWriter(&mut hasher))` hashes a
+/// stream without holding it.
+pub struct HashWriter<'a>(pub &'a mut Sha256);
 
 impl Write for HashWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
