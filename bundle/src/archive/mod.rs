@@ -382,6 +382,14 @@ fn read_err(e: io::Error) -> Error {
     if e.get_ref().is_some_and(|inner| inner.is::<TrailingData>()) {
         return Error::ArchiveRefused(TrailingData.to_string());
     }
+    // The tar reader quotes header bytes in its messages ("numeric field was not a number:
+    // ..."): bytes of the archive, which may hold a newline or a terminal escape. Refusals are
+    // one line and must not carry an attacker's control characters into a log or a terminal.
+    let text = e.to_string();
+    if text.chars().any(char::is_control) {
+        let printable: String = text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect();
+        return Error::Read(io::Error::new(e.kind(), printable));
+    }
     Error::Read(e)
 }
 

@@ -3,7 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 
 
 use super::*;
-use crate::hostile::{A, cases, craft, manifest_entry, manifest_for, tar_bytes, valid_entries};
+use crate::hostile::{self, A, cases, craft, manifest_entry, manifest_for, tar_bytes, valid_entries};
 use crate::manifest::tests_support::SOURCE;
 
 fn source_tree() -> tempfile::TempDir {
@@ -139,6 +139,21 @@ fn every_hostile_archive_is_refused_with_its_reason() {
         let e = refusal(&archive);
         assert!(e.contains(needle), "{name}: expected {needle:?} in: {e}");
     }
+}
+
+/// Found by the `archive` fuzz target: the tar reader quoted a header's bytes, newline included,
+/// in its message, so the refusal spanned two lines and carried the archive's bytes as they were.
+#[test]
+fn header_bytes_quoted_in_a_refusal_are_escaped() {
+    let mut tar = tar_bytes(&valid_entries());
+    // The second header (after bundle.toml's header and data blocks) gets a checksum field
+    // holding a newline and an escape character.
+    let manifest_len = u64::from_str_radix(std::str::from_utf8(&tar[124..135]).unwrap(), 8).unwrap() as usize;
+    let second = 512 + manifest_len.div_ceil(512) * 512;
+    tar[second + 148..second + 156].copy_from_slice(b"av>\n\x1b[2J");
+    let e = refusal(&hostile::gzip(&tar));
+    assert!(e.contains("cksum") || e.contains("checksum"), "{e}");
+    assert!(!e.chars().any(char::is_control), "control characters in the refusal: {e:?}");
 }
 
 #[test]
