@@ -18,6 +18,7 @@ pub mod receipt;
 pub mod report;
 pub mod repository;
 pub mod site;
+pub mod transport;
 
 pub use config::{Config, ConfigError};
 pub use error::{Error, Result};

@@ -3,14 +3,14 @@
 //! metadata is checked before the policy sees it.
 
 use std::path::Path;
-use std::time::Duration;
 
 use palier_bundle::BundleMetadata;
-use tough::{DefaultTransport, ExpirationEnforcement, HttpTransportBuilder, RepositoryLoader};
+use tough::{ExpirationEnforcement, RepositoryLoader};
 use url::Url;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::transport::RepoTransport;
 
 /// A bundle whose metadata came out of a verified repository. Only [`load`] makes one, so
 /// code that plans or applies cannot be handed metadata that was not verified.
@@ -62,14 +62,10 @@ pub async fn load(config: &Config) -> Result<Verified> {
     let datastore = config.state_dir.join("tuf");
     create_private_dir(&datastore)?;
     let (metadata_url, targets_url) = urls(&config.repository)?;
-    let http = HttpTransportBuilder::new()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .tries(3)
-        .initial_backoff(Duration::from_millis(200));
     let url = config.repository.to_string();
+    let transport = RepoTransport::new().map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
     let repository = RepositoryLoader::new(&root, metadata_url, targets_url)
-        .transport(DefaultTransport::new_with_http_settings(http))
+        .transport(transport)
         .datastore(&datastore)
         .expiration_enforcement(ExpirationEnforcement::Safe)
         .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() })
