@@ -60,9 +60,22 @@ fn the_demo_tells_the_week_and_exits_0() {
     ] {
         has(code);
     }
+    // The control plane: the fix request filed from univ-a, linked to its fix at publication;
+    // every receipt stored; the rollback receipt halting the broken bundle for everyone.
+    has("Mon 30 Nov 09:00 univ-a reports a defect from its platform (`palier-agent request-fix");
+    has("the control plane files it as FR-1");
+    has("Thu 3 Dec 22:00 control plane halts mod_quiz-broken-login@1.0.0 in the signed metadata (auto-halt: rolled back on univ-b)");
+    has("fix request FR-1 from univ-a (mod_quiz): \"Quiz timers drift when the server clock jumps\" -> mod_quiz-timer-drift@1.0.1");
+    has("auto-halt: mod_quiz-broken-login@1.0.0");
+    has("lists 3 of 3 platforms");
+    let receipts = text.split("receipts: ").nth(1).unwrap_or_default();
+    let mut numbers = receipts.split(' ').filter_map(|w| w.parse::<u32>().ok());
+    let (stored, written) = (numbers.next().unwrap(), numbers.next().unwrap());
+    assert!(stored == 4 && stored == written, "four interventions, four receipts stored: {receipts:.60}");
     has("SUMMARY");
     has("went live on univ-a on Mon 30 Nov 09:00, univ-b on Tue 1 Dec 22:00, univ-c on Sat 5 Dec 21:00");
-    has(&format!("Kept {}.", dir.display()));
+    has(&format!("Kept {}; stopped the control plane", dir.display()));
+    has("The dashboard was at http://127.0.0.1:");
 
     // The folder holds what the story says happened.
     let hooks = std::fs::read_to_string(dir.join("univ-c/hooks.log")).unwrap();
@@ -75,6 +88,48 @@ fn the_demo_tells_the_week_and_exits_0() {
     for p in ["univ-a", "univ-b", "univ-c"] {
         assert!(Path::new(&dir.join(p).join("agent.toml")).is_file());
     }
+}
+
+/// `--keep` leaves the control plane running after the demo exits: the dashboard answers at
+/// the address the demo printed, and the process it named stops when asked.
+#[test]
+fn keep_leaves_the_control_plane_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = palier(&["demo", "--keep", "--dir", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "stderr: {}\nstdout:\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    // The last lines: what was kept and how to reach it.
+    let after = |label: &str| stdout.lines().rev().find_map(|l| l.trim().strip_prefix(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{stdout}")).trim().to_owned();
+    let dashboard = after("dashboard:");
+    let pid: i32 = after("stop it:").strip_prefix("kill ").unwrap().parse().unwrap();
+    let _stop = Stop(pid);
+    let addr = dashboard.strip_prefix("http://").unwrap().trim_end_matches('/');
+    let page = get(addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"), "{page:.200}");
+    for p in ["univ-a", "univ-b", "univ-c", "mod_quiz-broken-login"] {
+        assert!(page.contains(p), "{p} not on the dashboard");
+    }
+    let healthz = get(addr, "/healthz");
+    assert!(healthz.contains(" 200 "), "{healthz:.200}");
+}
+
+/// Stops the kept control plane at the end of the test, pass or fail.
+struct Stop(i32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
+}
+
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod release;
 pub mod repo;
 pub mod store;
 

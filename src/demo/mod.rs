@@ -1,18 +1,23 @@
 //! `palier demo`: the whole product on one machine, in a temporary folder, in under a minute.
 //!
-//! A release manager's repository, three fixture Moodle sites with the contracts 1/1, 2/2 and
-//! 3/3, a defect reported by one of them, and each site's agent run once an hour through a
-//! simulated week (virtual time, as `palier-agent run --once --now T` does). Then, per
-//! platform, in plain language: its contract, what was applied and when, the notices, the
-//! level-3 backup, the automatic rollback of a broken bundle, and why everything else was
-//! not applied.
+//! A release manager's repository, the control plane serving it (`palier-server serve --db`
+//! on a free loopback port), three fixture Moodle sites with the contracts 1/1, 2/2 and 3/3,
+//! a fix request filed from one of them, and each site's agent run once an hour through a
+//! simulated week (virtual time, as `palier-agent run --once --now T` does), reading the
+//! repository over HTTP and sending its receipts to the control plane. Then, per platform,
+//! in plain language: its contract, what was applied and when, the notices, the level-3
+//! backup, the automatic rollback of a broken bundle (which the control plane then halts for
+//! everyone), and why everything else was not applied. It ends with the dashboard's address.
 //!
-//! # Why in-process
+//! # What runs where
 //!
-//! The demo links the server's and the agent's libraries and calls the functions their
-//! commands are thin wrappers of (`palier_server::repo::{init, publish, update}`,
-//! `palier_agent::cycle::run_once`, `palier_agent::cli::plan::make_plan`) rather than
-//! spawning the `palier-server` and `palier-agent` binaries:
+//! The control plane is a process of its own: this binary again, as the hidden `palier
+//! server serve ...`, which is `palier-server`'s command line (so `palier demo --keep` can
+//! leave it running, and the agents talk to it over real HTTP). The release manager's
+//! commands and the agents' cycles run in this process, through the functions the
+//! `palier-server` and `palier-agent` commands are thin wrappers of
+//! (`palier_server::{repo, release}`, `palier_agent::cycle::run_once`,
+//! `palier_agent::report::request_fix`, `palier_agent::cli::plan::make_plan`):
 //!
 //! - `cargo run --release -- demo` builds only the root package's binary; linking the crates
 //!   makes that build include everything the demo runs, so no second binary can be missing
@@ -33,11 +38,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use palier_bundle::{BundleMetadata, BundleRef, Manifest, ManifestKind};
+use palier_bundle::{BundleMetadata, BundleRef, BundleState, Manifest, ManifestKind};
 
 use report::{Clock, Happening};
-use scenario::{Action, EVENTS, EXAMPLES, HOURS, PLATFORMS, REPORTER, ZONE};
-use world::{Repository, Site};
+use scenario::{Action, EVENTS, EXAMPLES, HOURS, PLATFORMS, REPORT_COMPONENT, REPORT_SUMMARY, REPORTER, ZONE};
+use world::{ControlPlane, HALT_THRESHOLD, Repository, Site};
 
 /// `palier demo [--keep] [--dir DIR]`.
 #[derive(Debug, clap::Args)]
@@ -83,16 +88,39 @@ fn example_ref(id: &str) -> Result<BundleRef> {
     Ok(BundleRef { id: m.id, version: m.version })
 }
 
-async fn release_manager(repository: &Repository, action: &Action) -> Result<()> {
+/// Do `action`; the fix request returns the sentence that tells it (with the id the control
+/// plane gave it).
+async fn perform(repository: &Repository, control: &ControlPlane, sites: &[Site], action: &Action) -> Result<Option<String>> {
     match *action {
-        Action::Publish { id, reported_by } => {
+        Action::RequestFix => {
+            let site = sites.iter().find(|s| s.platform.id == REPORTER).ok_or_else(|| anyhow!("the demo has no platform {REPORTER}"))?;
+            let fr = palier_agent::report::request_fix(&site.config, REPORT_COMPONENT, REPORT_SUMMARY, None)
+                .await
+                .map_err(|e| anyhow!("{REPORTER}: request-fix: {}", palier_bundle::error::one_line(&e)))?;
+            return Ok(Some(format!(
+                "reports a defect from its platform (`palier-agent request-fix --component {REPORT_COMPONENT} --summary \"{REPORT_SUMMARY}\"`): \
+                 the control plane files it as {} ({}).",
+                fr.id, fr.status
+            )));
+        }
+        Action::Publish { id } => {
             let example = EXAMPLES.iter().find(|e| e.id == id).ok_or_else(|| anyhow!("the demo has no example bundle {id}"))?;
-            repository.publish(example, reported_by).await?;
+            repository.publish(example, &control.store).await?;
         }
         Action::Validate { id, alpha, datasets } => repository.validate(&example_ref(id)?, alpha, datasets).await?,
-        Action::Halt { id, reason } => repository.halt(&example_ref(id)?, reason).await?,
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The bundles the signed metadata says are halted, with why.
+async fn halted(repository: &Repository) -> Result<BTreeMap<String, String>> {
+    Ok(repository
+        .list()
+        .await?
+        .into_iter()
+        .filter(|m| m.state == BundleState::Halted)
+        .map(|m| (m.manifest.key(), m.state_reason.unwrap_or_default()))
+        .collect())
 }
 
 fn rel(root: &Path, p: &Path) -> String {
@@ -125,9 +153,10 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     writeln!(out)?;
 
     let repository = Repository::init(&root).await?;
+    let control = ControlPlane::start(&root, &repository.paths)?;
     let mut sites = Vec::new();
     for p in PLATFORMS {
-        sites.push(Site::create(&root, p, &repository.paths)?);
+        sites.push(Site::create(&root, p, &control)?);
     }
     writeln!(out, "THE PLATFORMS")?;
     writeln!(
@@ -155,11 +184,31 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         let p = &s.platform;
         writeln!(out, "  {}  improvement {} / stability {}   site {}   config {}", p.id, p.improvement, p.stability, s.server.url(), rel(&root, &s.config_path))?;
     }
+    writeln!(
+        out,
+        "{}",
+        report::wrap(
+            "",
+            0,
+            &format!(
+                "The control plane, `palier-server serve --db`, runs at {url}: the signed repository under {url}/repo/ (the agents \
+                 read it over HTTP and trust only the root metadata they were given), the agents' API under /api/v1/ (fix \
+                 requests, receipts, status; one token per platform) and the fleet dashboard at /. Its log: {log}.",
+                url = control.url,
+                log = rel(&root, &control.log)
+            )
+        )
+    )?;
     writeln!(out)?;
 
-    // What the release manager publishes before the week starts (hour 0, before any agent runs).
+    // What happens before the week starts (hour 0, before any agent runs): the release
+    // manager's roadmap, the fix request and its fix. Told at the start of the week.
+    let mut first_hour = Vec::new();
     for e in EVENTS.iter().filter(|e| e.hour == 0) {
-        release_manager(&repository, &e.action).await?;
+        let told = perform(&repository, &control, &sites, &e.action).await?;
+        if let Some(story) = told.or_else(|| (!e.story.is_empty()).then(|| e.story.to_owned())) {
+            first_hour.push((e.who, story));
+        }
     }
     writeln!(out, "THE BUNDLES (built, signed and published by the release manager with palier-server, {})", clock.short(clock.start))?;
     report::bundles_table(out, &repository.list().await?)?;
@@ -175,24 +224,27 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             "",
             0,
             &format!(
-                "This demo does not use fix requests and the control plane yet: {REPORTER}'s defect report is simulated by publishing \
-                 the fix with `palier-server publish --reported-by {REPORTER}`, and the release manager halts the bundle that rolled \
-                 back by hand."
+                "After each intervention an agent sends its receipt to the control plane. A bundle rolled back on {HALT_THRESHOLD} \
+                 platform is halted for everyone by the control plane (`palier-server serve --halt-threshold {HALT_THRESHOLD}`)."
             )
         )
     )?;
     let mut story: Vec<Vec<Happening>> = sites.iter().map(|_| Vec::new()).collect();
     let mut hashes: Vec<String> = sites.iter().map(Site::tree_hash).collect::<Result<_>>()?;
+    let mut halts = halted(&repository).await?;
+    let mut auto_halted = Vec::new();
     for hour in 0..=HOURS {
         let now = clock.at(hour)?;
-        for e in EVENTS.iter().filter(|e| e.hour == hour) {
-            if hour > 0 {
-                release_manager(&repository, &e.action).await?;
+        let mut told = if hour == 0 { std::mem::take(&mut first_hour) } else { Vec::new() };
+        for e in EVENTS.iter().filter(|e| e.hour == hour && hour > 0) {
+            let sentence = perform(&repository, &control, &sites, &e.action).await?;
+            if let Some(story) = sentence.or_else(|| (!e.story.is_empty()).then(|| e.story.to_owned())) {
+                told.push((e.who, story));
             }
-            if !e.story.is_empty() {
-                let line = format!("{}  {:<15}  ", clock.show(now), e.who);
-                writeln!(out, "{}", report::wrap(&line, line.len(), e.story))?;
-            }
+        }
+        for (who, story) in told {
+            let line = format!("{}  {:<15}  ", clock.show(now), who);
+            writeln!(out, "{}", report::wrap(&line, line.len(), &story))?;
         }
         for (i, site) in sites.iter().enumerate() {
             let before = site.notices()?;
@@ -207,6 +259,18 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             }
             story[i].extend(happened);
         }
+        // The control plane acts on the receipts as they arrive: a halt it signed shows in
+        // the repository's metadata.
+        let now_halted = halted(&repository).await?;
+        for (key, reason) in &now_halted {
+            if !halts.contains_key(key) {
+                let line = format!("{}  {:<15}  ", clock.show(now), "control plane");
+                let text = format!("halts {key} in the signed metadata ({reason}): no agent applies it any more.");
+                writeln!(out, "{}", report::wrap(&line, line.len(), &text))?;
+                auto_halted.push(key.clone());
+            }
+        }
+        halts = now_halted;
     }
     writeln!(out)?;
 
@@ -222,8 +286,12 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         plans.push(plan);
     }
 
-    writeln!(out, "SUMMARY")?;
     let mut problems = Vec::new();
+    writeln!(out, "THE CONTROL PLANE (what `palier-server serve` recorded; its dashboard shows the same)")?;
+    problems.extend(control_plane(out, &control, &sites, &story, &auto_halted)?);
+    writeln!(out)?;
+
+    writeln!(out, "SUMMARY")?;
     for ((site, happened), plan) in sites.iter().zip(&story).zip(&plans) {
         let p = &site.platform;
         let line = format!("  {} ({}/{}) ", p.id, p.improvement, p.stability);
@@ -243,36 +311,78 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         )
     )?;
     writeln!(out)?;
-    writeln!(
-        out,
-        "{}",
-        report::wrap(
-            "",
-            0,
-            "Not in this demo yet: fix requests (`palier-agent request-fix`), the control plane and its dashboard \
-             (`palier-server serve`). The agents read the repository from its folder (file://), as they would from any web server."
-        )
-    )?;
     writeln!(out, "The demo took {:.1} s.", started.elapsed().as_secs_f64())?;
 
     // Stop the Moodle servers before their folder goes.
     drop(sites);
-    match folder {
-        Folder::Temp(t) if args.keep => {
-            let kept = t.keep();
-            writeln!(out, "Kept {}. To look around (within a day: the repository's signed timestamp expires then):", kept.display())?;
-            writeln!(out, "  cargo run -p palier-agent -- plan --config {}/univ-b/agent.toml --now {}", kept.display(), end)?;
-            writeln!(out, "  cargo run -p palier-agent -- status --config {}/univ-c/agent.toml", kept.display())?;
+    let dashboard = format!("{}/", control.url);
+    if args.keep {
+        let kept = match folder {
+            Folder::Temp(t) => t.keep(),
+            Folder::Given(dir) => dir,
+        };
+        let pid = control.keep();
+        writeln!(out, "Kept {}; the control plane is still running (process {pid}).", kept.display())?;
+        writeln!(out, "  dashboard:  {dashboard}")?;
+        writeln!(out, "  plan:       cargo run -p palier-agent -- plan --config {}/univ-b/agent.toml --now {end}", kept.display())?;
+        writeln!(out, "  status:     cargo run -p palier-agent -- status --config {}/univ-c/agent.toml", kept.display())?;
+        writeln!(out, "  stop it:    kill {pid}")?;
+    } else {
+        drop(control);
+        match folder {
+            Folder::Temp(t) => {
+                let path = t.path().to_path_buf();
+                t.close().with_context(|| format!("cannot remove {}", path.display()))?;
+                writeln!(out, "Removed {} and stopped the control plane (`palier demo --keep` keeps both).", path.display())?;
+            }
+            Folder::Given(dir) => writeln!(out, "Kept {}; stopped the control plane (`--keep` leaves it running).", dir.display())?,
         }
-        Folder::Temp(t) => {
-            let path = t.path().to_path_buf();
-            t.close().with_context(|| format!("cannot remove {}", path.display()))?;
-            writeln!(out, "Removed {} (`palier demo --keep` keeps it).", path.display())?;
-        }
-        Folder::Given(dir) => writeln!(out, "Kept {}.", dir.display())?,
+        writeln!(out, "The dashboard was at {dashboard}")?;
     }
     if !problems.is_empty() {
         return Err(anyhow!("the demo did not go as its story says: {}", problems.join("; ")));
     }
     Ok(())
+}
+
+/// What the control plane holds at the end of the week, told from its store and its dashboard,
+/// and what of it is not as the story says.
+fn control_plane(out: &mut dyn Write, control: &ControlPlane, sites: &[Site], story: &[Vec<Happening>], auto_halted: &[String]) -> Result<Vec<String>> {
+    let err = |e: palier_server::Error| anyhow!(palier_server::error::one_line(&e));
+    let mut problems = Vec::new();
+    let fixed = example_ref(scenario::REPORTED_FIX)?;
+    let fixed = format!("{}@{}", fixed.id, fixed.version);
+    let requests = control.store.fix_requests_of(&palier_bundle::PlatformId::new(REPORTER)?).map_err(err)?;
+    for fr in &requests {
+        let bundle = fr.bundle.as_deref().unwrap_or("no bundle yet");
+        let line = format!("  fix request {} ", fr.id);
+        writeln!(out, "{}", report::wrap(&line, 4, &format!("from {} ({}): \"{}\" -> {bundle}, status {}", fr.platform, fr.component, fr.summary, fr.status)))?;
+    }
+    if !requests.iter().any(|fr| fr.bundle.as_deref() == Some(fixed.as_str())) {
+        problems.push(format!("the control plane has no fix request of {REPORTER} linked to {fixed}"));
+    }
+    let sent: usize = story.iter().map(|h| h.iter().filter(|h| matches!(h.what, report::What::Intervention { .. })).count()).sum();
+    let stored = control.store.receipt_count().map_err(err)?;
+    writeln!(out, "  receipts: {stored} stored, of the {sent} the agents wrote")?;
+    if stored != sent as u64 {
+        problems.push(format!("the control plane stored {stored} receipts, the agents wrote {sent}"));
+    }
+    for (bundle, o) in control.store.bundle_outcomes().map_err(err)? {
+        let line = format!("  {bundle:<36} ");
+        writeln!(out, "{}", report::wrap(&line, line.len(), &format!("applied on {} platform(s), rolled back on {}, failed on {}", o.applied, o.rolled_back, o.failed)))?;
+    }
+    if auto_halted.is_empty() {
+        problems.push("the control plane halted no bundle".to_owned());
+    }
+    for key in auto_halted {
+        writeln!(out, "  auto-halt: {key}, after {HALT_THRESHOLD} platform's rollback receipt")?;
+    }
+    // The dashboard, as a browser would get it.
+    let page = control.get("/")?;
+    let listed = sites.iter().filter(|s| page.contains(s.platform.id)).count();
+    writeln!(out, "  dashboard: {}/ lists {listed} of {} platforms", control.url, sites.len())?;
+    if listed != sites.len() {
+        problems.push(format!("the dashboard lists {listed} of {} platforms", sites.len()));
+    }
+    Ok(problems)
 }

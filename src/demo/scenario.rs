@@ -54,8 +54,10 @@ pub const PLATFORMS: [Platform; 3] = [
     },
 ];
 
-/// The platform that reports a defect (its fix request).
+/// The platform that reports a defect (its fix request), and what it says.
 pub const REPORTER: &str = "univ-a";
+pub const REPORT_COMPONENT: &str = "mod_quiz";
+pub const REPORT_SUMMARY: &str = "Quiz timers drift when the server clock jumps";
 
 /// An example bundle of `manifests/bundles/`, compiled into the binary so the demo runs
 /// from anywhere.
@@ -91,19 +93,21 @@ pub const EXAMPLES: [Example; 7] = [
 /// Something the release manager does (with `palier-server`), or a platform's fix request.
 #[derive(Debug, Clone, Copy)]
 pub enum Action {
-    /// `palier-server publish`, with `--reported-by` when a platform reported the defect.
-    Publish { id: &'static str, reported_by: Option<&'static str> },
+    /// [`REPORTER`] files a fix request from its platform (`palier-agent request-fix`).
+    RequestFix,
+    /// `palier-server publish --db`: a manifest whose `fixes` names a fix request is linked to
+    /// it, and its platform becomes a reporter of the bundle.
+    Publish { id: &'static str },
     /// `palier-server validate --alpha` and/or `--dataset` for each of `datasets`.
     Validate { id: &'static str, alpha: bool, datasets: &'static [&'static str] },
-    /// `palier-server halt --reason`.
-    Halt { id: &'static str, reason: &'static str },
 }
 
-/// The bundle of [`REPORTER`]'s defect report.
+/// The bundle of [`REPORTER`]'s defect report (its manifest says `fixes = ["FR-1"]`).
 pub const REPORTED_FIX: &str = "mod_quiz-timer-drift";
 
 /// An action at `hour` hours after [`START`], with who does it and the sentence that tells
-/// it in the week's log (none for the publications listed in the bundles table).
+/// it in the week's log (none for the publications listed in the bundles table; the fix
+/// request's sentence is made when it is filed, with the id the control plane gave it).
 #[derive(Debug, Clone, Copy)]
 pub struct Event {
     pub hour: i64,
@@ -120,22 +124,23 @@ const fn quiet(action: Action) -> Event {
 
 pub const EVENTS: &[Event] = &[
     // Before the week: the roadmap and earlier reports, at various stages of validation.
-    quiet(Action::Publish { id: "mod_assign-grading-speedup", reported_by: None }),
+    quiet(Action::Publish { id: "mod_assign-grading-speedup" }),
     quiet(Action::Validate { id: "mod_assign-grading-speedup", alpha: true, datasets: &DATASETS }),
-    quiet(Action::Publish { id: "core-session-cleanup", reported_by: None }),
+    quiet(Action::Publish { id: "core-session-cleanup" }),
     quiet(Action::Validate { id: "core-session-cleanup", alpha: true, datasets: &DATASETS }),
-    quiet(Action::Publish { id: "mod_forum-digest-options", reported_by: None }),
+    quiet(Action::Publish { id: "mod_forum-digest-options" }),
     quiet(Action::Validate { id: "mod_forum-digest-options", alpha: true, datasets: &[] }),
-    quiet(Action::Publish { id: "theme_boost-new-nav", reported_by: None }),
+    quiet(Action::Publish { id: "theme_boost-new-nav" }),
     quiet(Action::Validate { id: "theme_boost-new-nav", alpha: true, datasets: &[] }),
-    quiet(Action::Publish { id: "core-gradebook-rework", reported_by: None }),
+    quiet(Action::Publish { id: "core-gradebook-rework" }),
     // Monday 09:00: a platform reports a defect; its fix is ready and passed the alpha team.
+    Event { hour: 0, who: REPORTER, action: Action::RequestFix, story: "" },
     Event {
         hour: 0,
-        who: REPORTER,
-        action: Action::Publish { id: REPORTED_FIX, reported_by: Some(REPORTER) },
-        story: "reports a defect: quiz timers drift when the server clock jumps (fix request FR-1). Its fix \
-                mod_quiz-timer-drift@1.0.1 is published as reported by univ-a, validated by the alpha team only.",
+        who: RM,
+        action: Action::Publish { id: REPORTED_FIX },
+        story: "publishes its fix, mod_quiz-timer-drift@1.0.1, whose manifest says `fixes = [\"FR-1\"]`: the control plane \
+                links FR-1 to it and the signed metadata lists univ-a as a reporter. Validated by the alpha team only.",
     },
     quiet(Action::Validate { id: REPORTED_FIX, alpha: true, datasets: &[] }),
     Event {
@@ -147,16 +152,9 @@ pub const EVENTS: &[Event] = &[
     Event {
         hour: 48,
         who: RM,
-        action: Action::Publish { id: "mod_quiz-broken-login", reported_by: None },
+        action: Action::Publish { id: "mod_quiz-broken-login" },
         story: "publishes mod_quiz-broken-login@1.0.0 (technical, mod_quiz) and records alpha + 2 datasets. \
                 Unknown to everyone, it breaks the login page on some sites.",
     },
     Event { hour: 48, who: RM, action: Action::Validate { id: "mod_quiz-broken-login", alpha: true, datasets: &DATASETS }, story: "" },
-    Event {
-        hour: 96,
-        who: RM,
-        action: Action::Halt { id: "mod_quiz-broken-login", reason: "rolled back on univ-b: login page fatal error" },
-        story: "reads univ-b's rollback receipt and halts mod_quiz-broken-login@1.0.0 (`palier-server halt`): \
-                no agent applies it any more.",
-    },
 ];

@@ -1,15 +1,19 @@
-//! The demo's world in its folder: the release manager's repository and keys, and one
-//! fixture Moodle site per platform with its HTTP server, hook scripts and agent config.
+//! The demo's world in its folder: the release manager's repository and keys, the control
+//! plane (`palier-server serve --db`, a process of its own), and one fixture Moodle site per
+//! platform with its HTTP server, hook scripts, agent config and control-plane token.
 
 use std::collections::BTreeSet;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, anyhow};
 use jiff::Timestamp;
-use palier_bundle::{BundleMetadata, BundleRef, BundleState, Manifest, ManifestKind, PlatformId};
+use palier_bundle::{BundleMetadata, BundleRef, Manifest, ManifestKind, PlatformId};
 use palier_fixture::{HookName, Hooks, MoodleServer, TreeOptions};
+use palier_server::release::{self, PublishedFix};
 use palier_server::repo::{self, DEFAULT_MAX_EXPANDED, Expiries, RepoPaths, Thresholds};
+use palier_server::store::Store;
 
 use super::scenario::{Example, Platform, ZONE};
 
@@ -37,8 +41,9 @@ impl Repository {
         Ok(Repository { paths, bundles: dir.join("bundles") })
     }
 
-    /// `palier-server bundle build` then `palier-server publish [--reported-by P]`.
-    pub async fn publish(&self, example: &Example, reported_by: Option<&str>) -> Result<BundleMetadata> {
+    /// `palier-server bundle build` then `palier-server publish --db FILE`: the fix requests
+    /// the manifest's `fixes` names are looked up in the control plane's store and linked.
+    pub async fn publish(&self, example: &Example, store: &Store) -> Result<PublishedFix> {
         let dir = self.bundles.join(example.id);
         let files = dir.join("files");
         for (path, content) in example.files {
@@ -56,9 +61,7 @@ impl Repository {
         let mut writer = BufWriter::new(file);
         palier_bundle::archive::build_from_dir(&manifest, &files, &mut writer).with_context(|| format!("cannot build bundle {}", manifest.key()))?;
         writer.flush().with_context(|| format!("cannot write {}", archive.display()))?;
-        let reported: BTreeSet<PlatformId> = reported_by.map(PlatformId::new).transpose()?.into_iter().collect();
-        let published = repo::publish(&self.paths, &archive, reported, DEFAULT_MAX_EXPANDED, Timestamp::now()).await.map_err(server_err)?;
-        Ok(published.meta)
+        release::publish(&self.paths, &archive, BTreeSet::new(), Some(store), DEFAULT_MAX_EXPANDED, Timestamp::now()).await.map_err(server_err)
     }
 
     /// `palier-server validate ID@VERSION --alpha` and `--dataset NAME` for each dataset.
@@ -79,26 +82,109 @@ impl Repository {
         Ok(())
     }
 
-    /// `palier-server halt ID@VERSION --reason R`.
-    pub async fn halt(&self, bundle: &BundleRef, reason: &str) -> Result<()> {
-        repo::update(&self.paths, bundle, Timestamp::now(), |m| {
-            m.state = BundleState::Halted;
-            m.state_reason = Some(reason.to_owned());
-            Ok(true)
-        })
-        .await
-        .map_err(server_err)?;
-        Ok(())
-    }
-
     /// `palier-server list`: every bundle's signed metadata.
     pub async fn list(&self) -> Result<Vec<BundleMetadata>> {
         Ok(repo::list(&self.paths).await.map_err(server_err)?.into_iter().map(|p| p.meta).collect())
     }
 }
 
+/// The control plane: `palier-server serve --db` on a free loopback port, run as a process of
+/// its own (this binary again, as `palier server serve`: the same code as `palier-server`), so
+/// that `palier demo --keep` can leave it running. Stopped when dropped, unless kept.
+pub struct ControlPlane {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub store: Store,
+    pub log: PathBuf,
+}
+
+/// Distinct platforms rolling a bundle back before the control plane halts it: one, in the
+/// demo (a fleet would use more; `palier-server serve` defaults to 2).
+pub const HALT_THRESHOLD: u32 = 1;
+
+impl ControlPlane {
+    pub fn start(dir: &Path, repository: &RepoPaths) -> Result<ControlPlane> {
+        let db = dir.join("control-plane.db");
+        let log = dir.join("control-plane.log");
+        let store = Store::open(&db).map_err(server_err)?;
+        let exe = std::env::current_exe().context("cannot find this program's path to start the control plane")?;
+        let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let keys = repository.keys.to_str().ok_or_else(|| anyhow!("{}: not UTF-8", repository.keys.display()))?;
+        let mut child = Command::new(exe)
+            .args(["server", "serve", "--listen", "127.0.0.1:0", "--halt-threshold", &HALT_THRESHOLD.to_string(), "--keys", keys])
+            .arg("--repo")
+            .arg(&repository.dir)
+            .arg("--db")
+            .arg(&db)
+            .env("PALIER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .context("cannot start the control plane (palier server serve)")?;
+        // Its first line on stdout, once bound and its metadata fresh: `listening on http://ADDR`.
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("the control plane has no stdout"))?;
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let url = line.trim().strip_prefix("listening on ").map(str::to_owned);
+        let Some(url) = url.filter(|_| read.is_ok()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = std::fs::read_to_string(&log).unwrap_or_default();
+            let why = why.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it printed nothing");
+            return Err(anyhow!("the control plane did not start: {why} (log {})", log.display()));
+        };
+        Ok(ControlPlane { child: Some(child), url, store, log })
+    }
+
+    /// Register a platform (`palier-server platform add`); its token goes to `token_file` (0600).
+    pub fn add_platform(&self, platform: &str, token_file: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let token = self.store.add_platform(&PlatformId::new(platform)?, Timestamp::now()).map_err(server_err)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(token_file)
+            .with_context(|| format!("cannot create {}", token_file.display()))?;
+        writeln!(file, "{token}").with_context(|| format!("cannot write {}", token_file.display()))
+    }
+
+    /// `GET path` from the control plane (as a browser would): the body of a 200 answer.
+    pub fn get(&self, path: &str) -> Result<String> {
+        use std::io::Read;
+        let addr = self.url.strip_prefix("http://").unwrap_or(&self.url);
+        let mut stream = std::net::TcpStream::connect(addr).with_context(|| format!("cannot connect to the control plane at {addr}"))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).context("cannot set a read timeout")?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").with_context(|| format!("cannot ask the control plane for {path}"))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).with_context(|| format!("cannot read the control plane's answer to {path}"))?;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head.lines().next().unwrap_or_default();
+        if !status.contains(" 200 ") {
+            return Err(anyhow!("the control plane answered {path} with {status:?}"));
+        }
+        Ok(body.to_owned())
+    }
+
+    /// Leave the server running after the demo; its process id.
+    pub fn keep(mut self) -> u32 {
+        self.child.take().map(|c| c.id()).unwrap_or_default()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// One platform: a generated Moodle code tree served over HTTP, hook scripts that log their
-/// calls, and the agent config of its contract.
+/// calls, and the agent config of its contract, talking to the control plane.
 pub struct Site {
     pub platform: Platform,
     pub dirroot: PathBuf,
@@ -108,7 +194,7 @@ pub struct Site {
 }
 
 impl Site {
-    pub fn create(root: &Path, platform: Platform, repository: &RepoPaths) -> Result<Site> {
+    pub fn create(root: &Path, platform: Platform, control: &ControlPlane) -> Result<Site> {
         let dir = root.join(platform.id);
         let dirroot = dir.join("moodle");
         let dataroot = dir.join("moodledata");
@@ -127,8 +213,9 @@ impl Site {
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         }
         let hooks = palier_fixture::write_hook_scripts(&dir.join("hooks"), &dir.join("hooks.log")).context("cannot write the hook scripts")?;
+        control.add_platform(platform.id, &dir.join("token"))?;
         let config_path = dir.join("agent.toml");
-        let text = config_text(&platform, repository, server.url(), &hooks)?;
+        let text = config_text(&platform, &control.url, server.url(), &hooks)?;
         std::fs::write(&config_path, text).with_context(|| format!("cannot write {}", config_path.display()))?;
         let config = palier_agent::Config::load(&config_path).map_err(|e| anyhow!(e.to_string()))?;
         if !config.ignored.is_empty() {
@@ -158,15 +245,16 @@ fn list(items: &[&str]) -> String {
 }
 
 /// The agent config of `p`'s contract, as an operator would write it (SPEC 5). Paths are
-/// relative to the config's folder.
-fn config_text(p: &Platform, repository: &RepoPaths, wwwroot: &str, hooks: &Hooks) -> Result<String> {
-    let repo_dir = std::fs::canonicalize(&repository.dir).with_context(|| format!("cannot resolve {}", repository.dir.display()))?;
-    let repo_url = format!("file://{}", repo_dir.display());
+/// relative to the config's folder. The repository and the control plane are the same server.
+fn config_text(p: &Platform, control: &str, wwwroot: &str, hooks: &Hooks) -> Result<String> {
     let mut text = format!(
         "# Agent config of {id}: improvement level {i}, stability level {s} (written by `palier demo`).\n\
          platform = {id_q}\n\
          repository = {repo}\n\
+         # The repository's first root metadata, copied from the release manager: the agent trusts only it.\n\
          trusted_root = \"../repo/metadata/1.root.json\"\n\
+         server = {control}\n\
+         token_file = \"token\"\n\
          state_dir = \"state\"\n\
          timezone = {zone}\n\n\
          [moodle]\n\
@@ -179,7 +267,8 @@ fn config_text(p: &Platform, repository: &RepoPaths, wwwroot: &str, hooks: &Hook
         id_q = q(p.id),
         i = p.improvement,
         s = p.stability,
-        repo = q(&repo_url),
+        repo = q(&format!("{control}/repo")),
+        control = q(control),
         zone = q(ZONE),
         www = q(wwwroot),
     );

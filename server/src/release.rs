@@ -1,0 +1,55 @@
+//! Publishing against the control plane: a bundle whose manifest `fixes` names fix requests
+//! (`FR-<n>`) is published as reported by their platforms, and the requests are linked to it.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use jiff::Timestamp;
+use palier_bundle::{BundleRef, PlatformId};
+
+use crate::error::{Error, Result};
+use crate::repo::{self, Published, RepoPaths};
+use crate::store::{self, Store};
+
+/// What `publish --db` did: the published bundle and the fix requests now linked to it.
+#[derive(Debug)]
+pub struct PublishedFix {
+    pub published: Published,
+    /// The linked fix requests' ids (`FR-<n>`), in the manifest's order.
+    pub linked: Vec<String>,
+}
+
+/// `palier-server publish [--reported-by P]... [--db FILE] ARCHIVE`. With a store, every
+/// `FR-<n>` in the manifest's `fixes` must be a fix request it holds (else nothing is
+/// published); their platforms join `reported_by` and the requests are linked to the bundle.
+/// Other ids (defects tracked elsewhere) are left alone.
+pub async fn publish(paths: &RepoPaths, archive: &Path, mut reported: BTreeSet<PlatformId>, store: Option<&Store>, max_expanded: u64, now: Timestamp) -> Result<PublishedFix> {
+    let mut linked: Vec<(i64, String)> = Vec::new();
+    if let Some(store) = store {
+        // The archive is checked here for its manifest, and again by `repo::publish`.
+        let path = archive.to_path_buf();
+        let checked = tokio::task::spawn_blocking(move || repo::check_archive(&path, max_expanded))
+            .await
+            .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
+        for fix in &checked.manifest.fixes {
+            if !store::looks_like_fix_id(fix) {
+                continue;
+            }
+            let fr = store::parse_fix_id(fix).map(|n| store.fix_request(n).map(|f| f.map(|f| (n, f)))).transpose()?.flatten();
+            let Some((n, fr)) = fr else {
+                return Err(Error::Refused(format!("manifest fixes {fix}: no such fix request in {}; nothing published", store.path().display())));
+            };
+            reported.insert(PlatformId::new(&fr.platform)?);
+            linked.push((n, fr.id));
+        }
+    }
+    let published = repo::publish(paths, archive, reported, max_expanded, now).await?;
+    if let Some(store) = store
+        && !linked.is_empty()
+    {
+        let bundle = BundleRef { id: published.meta.manifest.id.clone(), version: published.meta.manifest.version.clone() };
+        let ns: Vec<i64> = linked.iter().map(|(n, _)| *n).collect();
+        store.link_fix_requests(&ns, &bundle)?;
+    }
+    Ok(PublishedFix { published, linked: linked.into_iter().map(|(_, id)| id).collect() })
+}
