@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{World, bin, manifest, stderr};
+use common::{World, bin, http_get, manifest, stderr};
 
 /// `palier-server serve` on a free port, stopped when dropped.
 struct Served {
@@ -115,4 +115,13 @@ fn two_rollbacks_halt_a_bundle_for_everyone() {
     assert_eq!(bundle["state"], "halted", "{bundle}");
     assert!(bundle["state_reason"].as_str().unwrap().contains("univ-a"), "{bundle}");
     assert_eq!(decision(&w, &configs[2], "quiz-fix"), ("skipped".into(), Some("halted".into())));
+
+    // The dashboard shows the fleet and the halt, with the two rollbacks that caused it.
+    let page = http_get(served.url.strip_prefix("http://").unwrap(), "/");
+    assert!(page.lines().next().is_some_and(|l| l.ends_with(" 200 OK")), "{page:.200}");
+    for p in ["univ-a", "univ-b", "univ-c", "quiz-fix"] {
+        assert!(page.contains(p), "{p} not on the dashboard");
+    }
+    assert!(page.contains("state-halted"), "the halt is not on the dashboard");
+    assert!(page.contains("auto-halt: rolled back on univ-a, univ-b"), "the halt's reason is not on the dashboard");
 }

@@ -2,9 +2,13 @@
 //! and what it leaves in the folder it was given.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use common::http_get;
 
 fn palier(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_palier")).args(args).env_remove("PALIER_LOG").output().unwrap()
@@ -105,12 +109,12 @@ fn keep_leaves_the_control_plane_running() {
     let pid: i32 = after("stop it:").strip_prefix("kill ").unwrap().parse().unwrap();
     let _stop = Stop(pid);
     let addr = dashboard.strip_prefix("http://").unwrap().trim_end_matches('/');
-    let page = get(addr, "/");
+    let page = http_get(addr, "/");
     assert!(page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"), "{page:.200}");
     for p in ["univ-a", "univ-b", "univ-c", "mod_quiz-broken-login"] {
         assert!(page.contains(p), "{p} not on the dashboard");
     }
-    let healthz = get(addr, "/healthz");
+    let healthz = http_get(addr, "/healthz");
     assert!(healthz.contains(" 200 "), "{healthz:.200}");
 }
 
@@ -121,15 +125,6 @@ impl Drop for Stop {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(self.0.to_string()).status();
     }
-}
-
-fn get(addr: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
 }
 
 #[test]

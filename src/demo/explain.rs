@@ -100,7 +100,10 @@ pub fn why_not(p: &Platform, d: &Decision, meta: Option<&BundleMetadata>) -> Str
         Reason::Yanked => format!("the release manager withdrew it ({detail})"),
         Reason::Halted => {
             let why = meta.and_then(|m| m.state_reason.clone()).unwrap_or(detail);
-            format!("the release manager paused it: {why}")
+            match why.strip_prefix("auto-halt: ") {
+                Some(rollbacks) => format!("the control plane paused it for every platform: {rollbacks}"),
+                None => format!("the release manager paused it: {why}"),
+            }
         }
     };
     let kind = match d.decision {

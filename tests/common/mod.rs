@@ -147,3 +147,14 @@ pub fn manifest(id: &str, version: &str, component: &str, class: &str, impact: &
         "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"{component}\"\nclass = \"{class}\"\ndata_impact = \"{impact}\"\nsummary = \"test bundle {id}\"\nfixes = [{fixes}]\norigin = \"report\"\n"
     )
 }
+
+/// `GET path` from `addr` (`HOST:PORT`) over plain HTTP/1.0, as a browser's first request:
+/// the whole answer, status line and headers included.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
