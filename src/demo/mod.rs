@@ -136,18 +136,13 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
 
     writeln!(out, "palier demo: signed fix bundles, applied to three Moodle platforms as each one's contract allows")?;
     writeln!(out, "Everything runs on this machine, in {}.", root.display())?;
-    writeln!(
+    report::paragraph(
         out,
-        "{}",
-        report::wrap(
-            "",
-            0,
-            &format!(
-                "The week is simulated: it starts {} ({ZONE}) and each platform's agent runs once an hour, as \
-                 `palier-agent run --once --now T` does, until {}.",
-                clock.short(clock.start),
-                clock.short(clock.at(HOURS)?)
-            )
+        &format!(
+            "The week is simulated: it starts {} ({ZONE}) and each platform's agent runs once an hour, as \
+             `palier-agent run --once --now T` does, until {}.",
+            clock.short(clock.start),
+            clock.short(clock.at(HOURS)?)
         )
     )?;
     writeln!(out)?;
@@ -159,44 +154,29 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         sites.push(Site::create(&root, p, &control)?);
     }
     writeln!(out, "THE PLATFORMS")?;
-    writeln!(
+    report::paragraph(
         out,
-        "{}",
-        report::wrap(
-            "",
-            0,
-            "Each runs a Moodle site (a generated fixture, served over HTTP) and palier-agent with its contract. A contract \
-             has two levels: improvement (1-3) says WHICH fixes the platform receives, stability (1-3) WHEN and HOW they are applied."
-        )
+        "Each runs a Moodle site (a generated fixture, served over HTTP) and palier-agent with its contract. A contract \
+         has two levels: improvement (1-3) says WHICH fixes the platform receives, stability (1-3) WHEN and HOW they are applied."
     )?;
-    writeln!(
+    report::paragraph(
         out,
-        "{}",
-        report::wrap(
-            "",
-            0,
-            "An intervention's steps: guard (the operator's hook that can say \"not now\", e.g. while a quiz is running), \
-             download (checked against the signed metadata), stage (a hard-linked copy of the live code with the bundle's \
-             files), swap (one atomic exchange with the live code), the upgrade and cache hooks, then the checks."
-        )
+        "An intervention's steps: guard (the operator's hook that can say \"not now\", e.g. while a quiz is running), \
+         download (checked against the signed metadata), stage (a hard-linked copy of the live code with the bundle's \
+         files), swap (one atomic exchange with the live code), the upgrade and cache hooks, then the checks."
     )?;
     for s in &sites {
         let p = &s.platform;
         writeln!(out, "  {}  improvement {} / stability {}   site {}   config {}", p.id, p.improvement, p.stability, s.server.url(), rel(&root, &s.config_path))?;
     }
-    writeln!(
+    report::paragraph(
         out,
-        "{}",
-        report::wrap(
-            "",
-            0,
-            &format!(
-                "The control plane, `palier-server serve --db`, runs at {url}: the signed repository under {url}/repo/ (the agents \
-                 read it over HTTP and trust only the root metadata they were given), the agents' API under /api/v1/ (fix \
-                 requests, receipts, status; one token per platform) and the fleet dashboard at /. Its log: {log}.",
-                url = control.url,
-                log = rel(&root, &control.log)
-            )
+        &format!(
+            "The control plane, `palier-server serve --db`, runs at {url}: the signed repository under {url}/repo/ (the agents \
+             read it over HTTP and trust only the root metadata they were given), the agents' API under /api/v1/ (fix \
+             requests, receipts, status; one token per platform) and the fleet dashboard at /. Its log: {log}.",
+            url = control.url,
+            log = rel(&root, &control.log)
         )
     )?;
     writeln!(out)?;
@@ -217,16 +197,11 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     writeln!(out)?;
 
     writeln!(out, "THE WEEK (only the hours when something happened)")?;
-    writeln!(
+    report::paragraph(
         out,
-        "{}",
-        report::wrap(
-            "",
-            0,
-            &format!(
-                "After each intervention an agent sends its receipt to the control plane. A bundle rolled back on {HALT_THRESHOLD} \
-                 platform is halted for everyone by the control plane (`palier-server serve --halt-threshold {HALT_THRESHOLD}`)."
-            )
+        &format!(
+            "After each intervention an agent sends its receipt to the control plane. A bundle rolled back on {HALT_THRESHOLD} \
+             platform is halted for everyone by the control plane (`palier-server serve --halt-threshold {HALT_THRESHOLD}`)."
         )
     )?;
     let mut story: Vec<Vec<Happening>> = sites.iter().map(|_| Vec::new()).collect();

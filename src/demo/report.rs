@@ -100,6 +100,12 @@ pub fn wrap(first: &str, indent: usize, text: &str) -> String {
     out
 }
 
+/// `text` as a paragraph of its own, wrapped to [`WIDTH`].
+pub fn paragraph(out: &mut dyn Write, text: &str) -> Result<()> {
+    writeln!(out, "{}", wrap("", 0, text))?;
+    Ok(())
+}
+
 pub fn bundles(keys: &[String]) -> String {
     keys.join(" + ")
 }
