@@ -308,11 +308,11 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             Folder::Temp(t) => {
                 let path = t.path().to_path_buf();
                 t.close().with_context(|| format!("cannot remove {}", path.display()))?;
-                writeln!(out, "Removed {} and stopped the control plane (`palier demo --keep` keeps both).", path.display())?;
+                writeln!(out, "Removed {}.", path.display())?;
             }
-            Folder::Given(dir) => writeln!(out, "Kept {}; stopped the control plane (`--keep` leaves it running).", dir.display())?,
+            Folder::Given(dir) => writeln!(out, "Kept {}.", dir.display())?,
         }
-        writeln!(out, "The dashboard was at {dashboard}")?;
+        writeln!(out, "The dashboard was at {dashboard}; the control plane stopped with the demo (`palier demo --keep` leaves it running).")?;
     }
     if !problems.is_empty() {
         return Err(anyhow!("the demo did not go as its story says: {}", problems.join("; ")));
