@@ -41,7 +41,7 @@ use anyhow::{Context, Result, anyhow};
 use palier_bundle::{BundleMetadata, BundleRef, BundleState, Manifest, ManifestKind};
 
 use report::{Clock, Happening};
-use scenario::{Action, EVENTS, EXAMPLES, HOURS, PLATFORMS, REPORT_COMPONENT, REPORT_SUMMARY, REPORTER, ZONE};
+use scenario::{Action, EVENTS, Event, EXAMPLES, HOURS, PLATFORMS, REPORT_COMPONENT, REPORT_SUMMARY, REPORTER, ZONE};
 use world::{ControlPlane, HALT_THRESHOLD, Repository, Site};
 
 /// `palier demo [--keep] [--dir DIR]`.
@@ -88,19 +88,22 @@ fn example_ref(id: &str) -> Result<BundleRef> {
     Ok(BundleRef { id: m.id, version: m.version })
 }
 
-/// Do `action`; the fix request returns the sentence that tells it (with the id the control
-/// plane gave it).
-async fn perform(repository: &Repository, control: &ControlPlane, sites: &[Site], action: &Action) -> Result<Option<String>> {
-    match *action {
+/// Do `event`'s action, and say what the week's log tells of it, with who did it: the
+/// event's sentence, or for the fix request one with the id the control plane gave it.
+async fn perform(repository: &Repository, control: &ControlPlane, sites: &[Site], event: &Event) -> Result<Option<(&'static str, String)>> {
+    match event.action {
         Action::RequestFix => {
             let site = sites.iter().find(|s| s.platform.id == REPORTER).ok_or_else(|| anyhow!("the demo has no platform {REPORTER}"))?;
             let fr = palier_agent::report::request_fix(&site.config, REPORT_COMPONENT, REPORT_SUMMARY, None)
                 .await
                 .map_err(|e| anyhow!("{REPORTER}: request-fix: {}", palier_bundle::error::one_line(&e)))?;
-            return Ok(Some(format!(
-                "reports a defect from its platform (`palier-agent request-fix --component {REPORT_COMPONENT} --summary \"{REPORT_SUMMARY}\"`): \
-                 the control plane files it as {} ({}).",
-                fr.id, fr.status
+            return Ok(Some((
+                event.who,
+                format!(
+                    "reports a defect from its platform (`palier-agent request-fix --component {REPORT_COMPONENT} --summary \"{REPORT_SUMMARY}\"`): \
+                     the control plane files it as {} ({}).",
+                    fr.id, fr.status
+                ),
             )));
         }
         Action::Publish { id } => {
@@ -109,7 +112,7 @@ async fn perform(repository: &Repository, control: &ControlPlane, sites: &[Site]
         }
         Action::Validate { id, alpha, datasets } => repository.validate(&example_ref(id)?, alpha, datasets).await?,
     }
-    Ok(None)
+    Ok((!event.story.is_empty()).then(|| (event.who, event.story.to_owned())))
 }
 
 /// The bundles the signed metadata says are halted, with why.
@@ -185,10 +188,7 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     // manager's roadmap, the fix request and its fix. Told at the start of the week.
     let mut first_hour = Vec::new();
     for e in EVENTS.iter().filter(|e| e.hour == 0) {
-        let told = perform(&repository, &control, &sites, &e.action).await?;
-        if let Some(story) = told.or_else(|| (!e.story.is_empty()).then(|| e.story.to_owned())) {
-            first_hour.push((e.who, story));
-        }
+        first_hour.extend(perform(&repository, &control, &sites, e).await?);
     }
     writeln!(out, "THE BUNDLES (built, signed and published by the release manager with palier-server, {})", clock.short(clock.start))?;
     report::bundles_table(out, &repository.list().await?)?;
@@ -212,10 +212,7 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         let now = clock.at(hour)?;
         let mut told = if hour == 0 { std::mem::take(&mut first_hour) } else { Vec::new() };
         for e in EVENTS.iter().filter(|e| e.hour == hour && hour > 0) {
-            let sentence = perform(&repository, &control, &sites, &e.action).await?;
-            if let Some(story) = sentence.or_else(|| (!e.story.is_empty()).then(|| e.story.to_owned())) {
-                told.push((e.who, story));
-            }
+            told.extend(perform(&repository, &control, &sites, e).await?);
         }
         for (who, story) in told {
             let line = format!("{}  {:<15}  ", clock.show(now), who);

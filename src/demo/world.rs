@@ -110,9 +110,10 @@ impl ControlPlane {
         let store = Store::open(&db).map_err(server_err)?;
         let exe = std::env::current_exe().context("cannot find this program's path to start the control plane")?;
         let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let keys = repository.keys.to_str().ok_or_else(|| anyhow!("{}: not UTF-8", repository.keys.display()))?;
         let mut child = Command::new(exe)
-            .args(["server", "serve", "--listen", "127.0.0.1:0", "--halt-threshold", &HALT_THRESHOLD.to_string(), "--keys", keys])
+            .args(["server", "serve", "--listen", "127.0.0.1:0", "--halt-threshold", &HALT_THRESHOLD.to_string()])
+            .arg("--keys")
+            .arg(&repository.keys)
             .arg("--repo")
             .arg(&repository.dir)
             .arg("--db")
