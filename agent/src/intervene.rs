@@ -398,11 +398,12 @@ async fn prepare(
     let dirroot = &config.moodle.dirroot;
     let journal_failed = |e: Error| format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e));
     if config.contract.stability.level == Level::Three {
+        // Journaled before the hook: a kill right after it must still turn maintenance off.
+        journal.maintenance = true;
+        journal::write(state, journal).map_err(journal_failed)?;
         if let Err(why) = run.maintenance_on("maintenance on").await {
             return Err(format!("maintenance mode could not be turned on: {why}"));
         }
-        journal.maintenance = true;
-        journal::write(state, journal).map_err(journal_failed)?;
 
         let t = started();
         let mut backup = std::fs::create_dir_all(backup_dir).map_err(|e| format!("cannot create {}: {e}", backup_dir.display()));
