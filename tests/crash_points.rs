@@ -33,6 +33,8 @@ enum Scenario {
     FailedValidation,
     /// `palier-agent rollback` of the applied bundle (its data restored from the backup).
     HandRollback,
+    /// The apply, with dirroot a symlink to `releases/moodle-4.5`: the symlink is flipped.
+    ApplySymlinked,
 }
 
 /// A level-3 site (small tree, a data marker in the dataroot) with the bundle published
@@ -40,17 +42,24 @@ enum Scenario {
 struct Lab {
     s: Site,
     config: PathBuf,
+    /// dirroot is a symlink to `site/releases/moodle-4.5`.
+    symlinked: bool,
     old: String,
     new: String,
     data: String,
 }
 
 impl Lab {
-    fn new() -> Lab {
+    fn new(symlinked: bool) -> Lab {
         // In memory where the system has one: a kill of the process loses no page cache, so
         // the fsyncs the agent makes only cost time here (hundreds of runs).
         let shm = Path::new("/dev/shm");
         let s = if shm.is_dir() { Site::new_in(60, shm) } else { Site::new(60) };
+        if symlinked {
+            std::fs::create_dir_all(s.w.path("site/releases")).unwrap();
+            std::fs::rename(s.dirroot(), s.w.path("site/releases/moodle-4.5")).unwrap();
+            std::os::unix::fs::symlink("releases/moodle-4.5", s.dirroot()).unwrap();
+        }
         std::fs::create_dir_all(s.w.path("site/dataroot/filedir")).unwrap();
         std::fs::write(s.w.path("site/dataroot/filedir/marker"), "course files").unwrap();
         s.publish("quiz-fix", ("technical", "minor"), QUIZ_FIX, "upgrade = true\n");
@@ -59,14 +68,15 @@ impl Lab {
         let old = s.hash();
         let data = tree_hash(&s.w.path("site/dataroot")).unwrap();
         std::fs::create_dir_all(s.w.path("pristine")).unwrap();
-        for (from, to) in [("site/dirroot", "pristine/dirroot"), ("site/dataroot", "pristine/dataroot"), ("state-univ-a", "pristine/state")] {
+        let code = if symlinked { "site/releases" } else { "site/dirroot" };
+        for (from, to) in [(code, "pristine/code"), ("site/dataroot", "pristine/dataroot"), ("state-univ-a", "pristine/state")] {
             copy_tree(&s.w.path(from), &s.w.path(to));
         }
         let out = s.run_once(&config, NOW);
         assert!(out.contains(&format!("applied {BUNDLE}")), "{out}");
         let new = s.hash();
         assert_ne!(old, new);
-        Lab { s, config, old, new, data }
+        Lab { s, config, symlinked, old, new, data }
     }
 
     /// Back to the pristine site: old tree, data, state; hooks behaving.
@@ -75,13 +85,20 @@ impl Lab {
         for e in std::fs::read_dir(&site).unwrap() {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name == "dirroot" || name == "dataroot" || name.starts_with(".palier-") {
+            if name == "dirroot" && self.symlinked {
+                std::fs::remove_file(&p).unwrap();
+            } else if name == "dirroot" || name == "dataroot" || name == "releases" || name.starts_with(".palier-") {
                 std::fs::remove_dir_all(&p).unwrap();
             }
         }
         let state = self.s.w.path("state-univ-a");
         std::fs::remove_dir_all(&state).unwrap();
-        copy_tree(&self.s.w.path("pristine/dirroot"), &self.s.dirroot());
+        if self.symlinked {
+            copy_tree(&self.s.w.path("pristine/code"), &site.join("releases"));
+            std::os::unix::fs::symlink("releases/moodle-4.5", self.s.dirroot()).unwrap();
+        } else {
+            copy_tree(&self.s.w.path("pristine/code"), &self.s.dirroot());
+        }
         copy_tree(&self.s.w.path("pristine/dataroot"), &site.join("dataroot"));
         copy_tree(&self.s.w.path("pristine/state"), &state);
         let _ = std::fs::remove_file(&self.s.hooks.log);
@@ -107,7 +124,7 @@ impl Lab {
     fn start(&self, sc: Scenario) -> Vec<&str> {
         self.reset();
         match sc {
-            Scenario::Apply => self.run_args(),
+            Scenario::Apply | Scenario::ApplySymlinked => self.run_args(),
             Scenario::FailedValidation => {
                 self.s.hooks.set(HookName::Validate, HookBehaviour::Fail).unwrap();
                 self.run_args()
@@ -145,6 +162,9 @@ impl Lab {
         let hash = s.hash();
         let is_new = hash == self.new;
         assert!(is_new || hash == self.old, "{what}: the site is on neither the old nor the new tree");
+        if self.symlinked {
+            assert!(std::fs::symlink_metadata(s.dirroot()).unwrap().file_type().is_symlink(), "{what}: dirroot is still a symlink");
+        }
         if sc == Scenario::FailedValidation {
             assert!(!is_new, "{what}: a bundle whose validation fails never stays");
         }
@@ -157,9 +177,16 @@ impl Lab {
             .map(|v| v["bundles"].as_array().unwrap().iter().map(|b| format!("{}@{}", b["id"].as_str().unwrap(), b["version"].as_str().unwrap())).collect())
             .unwrap_or_default();
         let receipts: Vec<serde_json::Value> = std::fs::read_dir(state.join("receipts")).unwrap().map(|e| read_json(&e.unwrap().path()).unwrap()).collect();
-        let siblings: Vec<PathBuf> = std::fs::read_dir(s.dirroot().parent().unwrap()).unwrap().map(|e| e.unwrap().path()).collect();
+        // Where the trees are: beside dirroot, or beside its symlink's targets.
+        let (beside, live) = if self.symlinked {
+            let target = std::fs::read_link(s.dirroot()).unwrap();
+            (s.w.path("site/releases"), Some(s.w.path("site").join(target)))
+        } else {
+            (s.w.path("site"), None)
+        };
+        let siblings: Vec<PathBuf> = std::fs::read_dir(&beside).unwrap().map(|e| e.unwrap().path()).collect();
         assert!(
-            !siblings.iter().any(|p| p.file_name().unwrap().to_string_lossy().starts_with(".palier-stage-")),
+            !siblings.iter().any(|p| p.file_name().unwrap().to_string_lossy().starts_with(".palier-stage-") && Some(p) != live.as_ref()),
             "{what}: a staged tree was left: {siblings:?}"
         );
         if is_new {
@@ -169,7 +196,10 @@ impl Lab {
                 "{what}: no receipt for the committed intervention"
             );
             assert_eq!(std::fs::read_to_string(dataroot.join("palier-fixture-upgrades")).unwrap(), "upgraded\n", "{what}: upgraded once");
-            let kept = siblings.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".palier-prev-dirroot-"));
+            let kept = siblings.iter().filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with(".palier-prev-dirroot-") || (self.symlinked && name == "moodle-4.5")
+            });
             assert!(kept.into_iter().any(|p| tree_hash(p).unwrap() == self.old), "{what}: the old tree was destroyed");
         } else {
             assert!(installed.is_empty(), "{what}: installed record {installed:?} on the old tree");
@@ -201,7 +231,7 @@ fn points(trace: &Path) -> Vec<String> {
 
 /// Kill the scenario at each point it passes, then at each point of each recovery.
 fn every_point(sc: Scenario) {
-    let lab = Lab::new();
+    let lab = Lab::new(sc == Scenario::ApplySymlinked);
     // The points the undisturbed scenario passes.
     let args = lab.start(sc);
     let trace = lab.s.w.path("trace");
@@ -258,12 +288,17 @@ fn a_kill_at_every_point_of_a_rollback_by_hand_and_its_recovery() {
     every_point(Scenario::HandRollback);
 }
 
+#[test]
+fn a_kill_at_every_point_of_an_apply_on_a_symlinked_dirroot_and_its_recovery() {
+    every_point(Scenario::ApplySymlinked);
+}
+
 /// Issue 11, item 1: the restore hook emptied the dataroot and the agent died. The next
 /// run restores the original backup again (no new backup of the emptied dataroot, no new
 /// apply in that cycle) and leaves maintenance only once it succeeded.
 #[test]
 fn a_kill_during_the_restore_restores_the_original_backup_again() {
-    let lab = Lab::new();
+    let lab = Lab::new(false);
     let args = lab.start(Scenario::FailedValidation);
     lab.kill(&args, "journal:restoring", "restore");
     // What a restore hook killed half-way leaves: an empty dataroot.
@@ -298,7 +333,7 @@ fn a_kill_during_the_restore_restores_the_original_backup_again() {
 /// old tree back. The old tree survives, and the next apply (a new id) keeps it.
 #[test]
 fn a_kill_during_the_recovery_of_a_kill_after_the_swap_destroys_no_tree() {
-    let lab = Lab::new();
+    let lab = Lab::new(false);
     let args = lab.start(Scenario::Apply);
     lab.kill(&args, "swap:keep-previous", "after the swap");
     lab.kill(&lab.run_args(), "rollback:exchange", "during the undo");
