@@ -80,7 +80,7 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn platform_add_prints_the_token_once_on_the_last_line_and_stores_its_hash() {
     let site = Site::new();
     let db = site.s("palier.db");
-    let out = site.ok(&["platform", "add", "univ-a", "--db", &db]);
+    let out = site.ok(&["platform", "add", "univ-a", "--improvement", "1", "--stability", "1", "--db", &db]);
     let token = out.lines().last().unwrap();
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -92,11 +92,11 @@ fn platform_add_prints_the_token_once_on_the_last_line_and_stores_its_hash() {
         assert!(!raw.windows(token.len()).any(|w| w == token.as_bytes()), "the token itself is stored in {file}");
     }
 
-    site.refused(&["platform", "add", "univ-a", "--db", &db], "platform univ-a already exists");
-    let bad = site.run(&["platform", "add", "Univ A", "--db", &db]);
+    site.refused(&["platform", "add", "univ-a", "--improvement", "1", "--stability", "1", "--db", &db], "platform univ-a already exists");
+    let bad = site.run(&["platform", "add", "Univ A", "--improvement", "1", "--stability", "1", "--db", &db]);
     assert_eq!(bad.status.code(), Some(2), "a bad name is a usage error");
 
-    site.ok(&["platform", "add", "univ-b", "--db", &db]);
+    site.ok(&["platform", "add", "univ-b", "--improvement", "1", "--stability", "1", "--db", &db]);
     let list: serde_json::Value = serde_json::from_str(&site.ok(&["platform", "list", "--db", &db, "--json"])).unwrap();
     let names: Vec<&str> = list["platforms"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["univ-a", "univ-b"]);
@@ -107,8 +107,8 @@ fn platform_add_prints_the_token_once_on_the_last_line_and_stores_its_hash() {
 fn publish_with_db_turns_fix_requests_into_reported_by_and_links_them() {
     let site = Site::new();
     let db = site.s("palier.db");
-    site.ok(&["platform", "add", "univ-a", "--db", &db]);
-    site.ok(&["platform", "add", "univ-b", "--db", &db]);
+    site.ok(&["platform", "add", "univ-a", "--improvement", "1", "--stability", "1", "--db", &db]);
+    site.ok(&["platform", "add", "univ-b", "--improvement", "1", "--stability", "1", "--db", &db]);
     {
         let store = Store::open(Path::new(&db)).unwrap();
         let c = Component::new("mod_quiz").unwrap();
@@ -133,7 +133,7 @@ fn publish_with_db_turns_fix_requests_into_reported_by_and_links_them() {
 fn publish_with_db_refuses_an_unknown_fr_id_and_changes_nothing() {
     let site = Site::new();
     let db = site.s("palier.db");
-    site.ok(&["platform", "add", "univ-a", "--db", &db]);
+    site.ok(&["platform", "add", "univ-a", "--improvement", "1", "--stability", "1", "--db", &db]);
     let before = tree(&site.path("repo"));
     for fixes in [&["FR-7"][..], &["FR-0"], &["MDL-1", "FR-01"]] {
         let archive = site.build("quiz-fix", fixes);
