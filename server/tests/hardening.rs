@@ -400,3 +400,34 @@ fn tls_from_the_server_itself_reloaded_on_sighup() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn serve_logs_its_start_each_auto_halt_and_each_refused_platform_without_colour() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let f = rt.block_on(fleet());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--repo", f.paths.dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--db", f.db.to_str().unwrap()])
+        .env_remove("PALIER_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on http://").unwrap().to_owned();
+    for (token, p) in [(&f.a, "univ-a"), (&f.b, "univ-b")] {
+        let (s, _) = request(&addr, "POST", "/api/v1/receipts", &[("Authorization", &format!("Bearer {token}"))], &receipt("r1", p, "crafted@1.0.0"));
+        assert!(s.contains(" 201 "), "{s}");
+    }
+    let (s, _) = request(&addr, "POST", "/api/v1/status", &[("Authorization", "Bearer 0000000000000000"), ("X-Palier-Platform", "univ-z")], "{}");
+    assert!(s.contains(" 401 "), "{s}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
+    for needle in ["palier-server serving", "auto-halt", "receipts=univ-a/r1,univ-b/r1", "refused an API request", "claimed=univ-z"] {
+        assert!(err.contains(needle), "{needle:?} not logged: {err}");
+    }
+}
