@@ -24,6 +24,10 @@ pub struct Args {
     /// How often metadata expiries are checked (re-signed when due); for tests.
     #[arg(long, hide = true, value_name = "DURATION", default_value = "5m")]
     refresh_interval: SignedDuration,
+    /// Re-sign the timestamp when it expires within this; for benchmarks (longer than the
+    /// timestamp's lifetime, 1 day, re-signs it at every refresh).
+    #[arg(long, hide = true, value_name = "DURATION")]
+    timestamp_margin: Option<SignedDuration>,
     /// The control-plane store (SQLite; `platform add` creates it): the API under `/api/v1/`
     /// and the fleet on the dashboard. Without it, `/api/v1/` answers 503.
     #[arg(long, value_name = "FILE")]
@@ -131,7 +135,10 @@ impl Args {
             listen,
             clock: now.map(Clock::starting_at).unwrap_or_else(Clock::system),
             refresh_every,
-            margins: RefreshMargins::default(),
+            margins: match self.timestamp_margin {
+                Some(timestamp) => RefreshMargins { timestamp, ..RefreshMargins::default() },
+                None => RefreshMargins::default(),
+            },
             db: self.db,
             create_store: self.create,
             options: AppOptions {

@@ -79,6 +79,7 @@ impl FromRequestParts<AppState> for Caller {
                     .map_or_else(|| "unknown source".to_owned(), |c| format!("source {}", c.0.ip())),
             };
             if state.failed_tokens().record(&key, state.clock().now()) {
+                state.view().store_changed();
                 tracing::warn!(claimed = %key, why, "refused an API request: wrong token (counted on the dashboard; re-issue with `palier-server platform token NAME`)");
             }
             AppError::Unauthorized(why.to_owned())

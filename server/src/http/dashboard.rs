@@ -6,13 +6,15 @@
 //! auto-halts with the receipts behind them, failing tokens, and the fix requests not yet fixed.
 //!
 //! Nothing here reads the repository or the store per request: the bundles come from a view
-//! rebuilt when `timestamp.json` changes, the fleet from one re-read at most every second, and
-//! at most [`MAX_RENDERS`] pages render at once.
+//! rebuilt when `timestamp.json` changes, the fleet from one re-read at most every second; a
+//! page is rendered once per pair of views (then served from memory), and at most
+//! [`MAX_RENDERS`] render at once.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -46,7 +48,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Dashboard renders at once; more wait (within the request's deadline).
-const MAX_RENDERS: usize = 4;
+const MAX_RENDERS: usize = 2;
 /// Rows per page of the platforms and fix-requests tables.
 pub(crate) const PAGE_ROWS: usize = 100;
 /// The fleet view is rebuilt from the store at most this often while the store changes...
@@ -110,7 +112,27 @@ pub(crate) struct ViewCache {
     /// Bumped by every change the API makes to the store.
     generation: AtomicU64,
     renders: Arc<Semaphore>,
+    /// Pages rendered from the current views, by (page, fix page, operator): a storm of
+    /// `GET /` costs one render per page and view, not one per request.
+    pages: Mutex<RenderedPages>,
 }
+
+#[derive(Debug, Default)]
+struct RenderedPages {
+    repo: Option<Arc<RepoView>>,
+    fleet: Option<Arc<FleetView>>,
+    html: HashMap<(usize, usize, bool), Arc<str>>,
+}
+
+impl RenderedPages {
+    /// Whether the pages were rendered from these views.
+    fn of(&self, repo: &Arc<RepoView>, fleet: &Arc<FleetView>) -> bool {
+        self.repo.as_ref().is_some_and(|r| Arc::ptr_eq(r, repo)) && self.fleet.as_ref().is_some_and(|f| Arc::ptr_eq(f, fleet))
+    }
+}
+
+/// Pages kept per pair of views; past it the oldest set is dropped (a crawler of every page).
+const MAX_CACHED_PAGES: usize = 64;
 
 impl Default for ViewCache {
     fn default() -> Self {
@@ -121,6 +143,7 @@ impl Default for ViewCache {
             fleet_rebuild: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(0),
             renders: Arc::new(Semaphore::new(MAX_RENDERS)),
+            pages: Mutex::new(RenderedPages::default()),
         }
     }
 }
@@ -250,28 +273,38 @@ struct View<'a> {
 }
 
 pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap, uri: axum::http::Uri) -> Result<Response, AppError> {
-    let pages = Pages::of(uri.query());
     operator::check(&state, &headers)?;
-    let _permit = state
-        .view()
-        .renders
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| AppError::Unavailable("the dashboard is shutting down".into()))?;
+    let pages = Pages::of(uri.query());
+    let operator = operator::is_operator(&state, &headers);
     let repo = repo_view(&state, Some(REPO_VIEW_WAIT)).await;
     let fleet = fleet_view(&state).await?;
-    let stale_after = state.options().poll_interval.checked_mul(3).unwrap_or(SignedDuration::MAX);
-    let view = View {
-        now: state.clock().now(),
-        repo: &repo,
-        fleet: &fleet,
-        pages,
-        operator: operator::is_operator(&state, &headers),
-        failed_tokens: state.failed_tokens().snapshot(),
-        stale_after,
+    let key = (pages.page.unwrap_or(1), pages.fix_page.unwrap_or(1), operator);
+    let cached = {
+        let cache = state.view().pages.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.of(&repo, &fleet) { cache.html.get(&key).cloned() } else { None }
     };
-    let mut response = render(&view).into_response();
+    let html = match cached {
+        Some(html) => html,
+        None => {
+            let _permit = state
+                .view()
+                .renders
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| AppError::Unavailable("the dashboard is shutting down".into()))?;
+            let stale_after = state.options().poll_interval.checked_mul(3).unwrap_or(SignedDuration::MAX);
+            let view = View { now: state.clock().now(), repo: &repo, fleet: &fleet, pages, operator, failed_tokens: state.failed_tokens().snapshot(), stale_after };
+            let html: Arc<str> = Arc::from(render(&view));
+            let mut cache = state.view().pages.lock().unwrap_or_else(PoisonError::into_inner);
+            if !cache.of(&repo, &fleet) || cache.html.len() >= MAX_CACHED_PAGES {
+                *cache = RenderedPages { repo: Some(repo.clone()), fleet: Some(fleet.clone()), html: HashMap::new() };
+            }
+            cache.html.insert(key, html.clone());
+            html
+        }
+    };
+    let mut response = axum::body::Body::from(axum::body::Bytes::from(html.as_bytes().to_vec())).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

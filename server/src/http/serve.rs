@@ -143,7 +143,7 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
         None => None,
     };
 
-    let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::Refused(format!("cannot listen on {}: {e}", config.listen)))?;
+    let listener = bind(&config.listen).await.map_err(|e| Error::Refused(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener.local_addr().map_err(|e| Error::Refused(format!("cannot read the bound address of {}: {e}", config.listen)))?;
     let descriptors = raise_nofile_limit();
     // Keep some descriptors for the store, the repository and the log.
@@ -263,6 +263,19 @@ where
             let _ = conn.await;
         }
     }
+}
+
+/// Listen on `listen` with a deep accept queue (the kernel caps it at `somaxconn`): a burst of
+/// connections waits there rather than being dropped and retried seconds later.
+async fn bind(listen: &str) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(listen)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address"))?;
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// One connection too many: say so in one answer and close it.
