@@ -185,10 +185,63 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
     let connections = Arc::new(Semaphore::new(max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).keep_alive(true).max_buf_size(64 << 10);
-    let http = Arc::new(http);
+    let conn = Arc::new(Conn { router, http, stop: stop.clone(), tls, header_timeout: config.header_timeout });
+
+    // The accept loop has a thread (and a small runtime) of its own: when the workers are busy
+    // answering a storm, connections are still taken off the kernel's queue at once (and the
+    // header timeout starts), rather than waiting their turn among thousands of tasks.
+    let listener = listener.into_std().map_err(|e| Error::Refused(format!("cannot listen on {local}: {e}")))?;
+    let (main, accept_stop, accepting, (done_tx, done_rx)) = (tokio::runtime::Handle::current(), stop.clone(), connections.clone(), tokio::sync::oneshot::channel::<()>());
+    let metrics_state = state.clone();
+    std::thread::Builder::new()
+        .name("palier-accept".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!(error = %e, "cannot start the accept thread's runtime"),
+            };
+            runtime.block_on(accept_loop(listener, main, accepting, conn, metrics_state, accept_stop));
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| Error::Refused(format!("cannot start the accept thread: {e}")))?;
+    // Ends when asked to stop (or if the accept thread could not run).
+    let _ = done_rx.await;
+    stop.cancel();
+
+    // Every connection holds a permit: all back means all closed.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(GRACE, connections.acquire_many(all)).await.is_err() {
+        tracing::warn!(grace_s = GRACE.as_secs(), "connections still open after the grace period; closing them");
+    }
+    let _ = refresher.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What every connection needs.
+struct Conn {
+    router: axum::Router,
+    http: hyper::server::conn::http1::Builder,
+    stop: CancellationToken,
+    tls: Option<Arc<RwLock<tokio_rustls::TlsAcceptor>>>,
+    header_timeout: Duration,
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    main: tokio::runtime::Handle,
+    connections: Arc<Semaphore>,
+    conn: Arc<Conn>,
+    state: AppState,
+    stop: CancellationToken,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!(error = %e, "cannot accept connections"),
+    };
     loop {
         let (tcp, peer) = tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -207,22 +260,33 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let (router, http, stop, tls) = (router.clone(), http.clone(), stop.clone(), tls.clone());
-        let header_timeout = config.header_timeout;
-        tokio::spawn(async move {
+        // Handed to the main runtime, whose I/O driver takes it over.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot hand a connection over");
+                continue;
+            }
+        };
+        let conn = conn.clone();
+        main.spawn(async move {
             let _permit = permit;
-            let service = router.map_request(move |r: hyper::Request<hyper::body::Incoming>| {
+            let tcp = match TcpStream::from_std(tcp) {
+                Ok(t) => t,
+                Err(e) => return tracing::debug!(error = %e, "cannot take a connection over"),
+            };
+            let service = conn.router.clone().map_request(move |r: hyper::Request<hyper::body::Incoming>| {
                 let mut r = r.map(axum::body::Body::new);
                 r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 r
             });
             let service = TowerToHyperService::new(service);
-            match tls {
-                None => serve_connection(&http, TokioIo::new(tcp), service, &stop).await,
+            match &conn.tls {
+                None => serve_connection(&conn.http, TokioIo::new(tcp), service, &conn.stop).await,
                 Some(acceptor) => {
                     let acceptor = acceptor.read().unwrap_or_else(PoisonError::into_inner).clone();
-                    match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(&http, TokioIo::new(stream), service, &stop).await,
+                    match tokio::time::timeout(conn.header_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(&conn.http, TokioIo::new(stream), service, &conn.stop).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake too slow; closed"),
                     }
@@ -230,15 +294,6 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()> + Sen
             }
         });
     }
-
-    // Every connection holds a permit: all back means all closed.
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(GRACE, connections.acquire_many(all)).await.is_err() {
-        tracing::warn!(grace_s = GRACE.as_secs(), "connections still open after the grace period; closing them");
-    }
-    let _ = refresher.await;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 async fn serve_connection<I, S>(http: &hyper::server::conn::http1::Builder, io: I, service: S, stop: &CancellationToken)
