@@ -348,7 +348,7 @@ pub fn raise_nofile_limit() -> u64 {
     let current = getrlimit(Resource::Nofile);
     let (soft, hard) = (current.current.unwrap_or(u64::MAX), current.maximum);
     if hard.is_none_or(|h| h > soft) {
-        let mut raised = current.clone();
+        let mut raised = current;
         raised.current = hard.or(Some(1 << 20));
         match setrlimit(Resource::Nofile, raised) {
             Ok(()) => return getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX),
