@@ -112,6 +112,8 @@ impl ControlPlane {
         let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(exe)
             .args(["server", "serve", "--listen", "127.0.0.1:0", "--halt-threshold", &HALT_THRESHOLD.to_string()])
+            // The demo's week passes in seconds: an hourly agent reports many times a minute.
+            .args(["--statuses-per-minute", "100000", "--receipts-per-minute", "100000", "--fix-requests-per-minute", "1000"])
             .arg("--keys")
             .arg(&repository.keys)
             .arg("--repo")
