@@ -58,7 +58,12 @@ impl Site {
 
     /// Publish a bundle whose files are `(path, content)`, validated alpha + 2 datasets.
     fn publish(&self, id: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
-        let dir = self.w.path(&format!("bundles/{id}"));
+        self.publish_version(id, "1.0.0", class_impact, files, extra);
+    }
+
+    /// [`Site::publish`] at `version`.
+    fn publish_version(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
+        let dir = self.w.path(&format!("bundles/{id}-{version}"));
         for (p, c) in files {
             let f = dir.join("files").join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -67,7 +72,7 @@ impl Site {
         std::fs::write(
             dir.join("bundle.toml"),
             format!(
-                "id = \"{id}\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
+                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
                 class_impact.0, class_impact.1
             ),
         )
@@ -75,7 +80,7 @@ impl Site {
         let d = dir.to_str().unwrap();
         self.w.server(&["bundle", "build", "--manifest", &format!("{d}/bundle.toml"), "--source", &format!("{d}/files"), "--out", &format!("{d}.tar.gz")]);
         self.w.server(&["publish", "--repo", "repo", &format!("{d}.tar.gz")]);
-        let b = format!("{id}@1.0.0");
+        let b = format!("{id}@{version}");
         self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
         self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
         self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
@@ -156,9 +161,9 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["installed"].as_array().unwrap().is_empty());
     assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
-    // The next cycle does not try the same version again.
+    // The next cycle does not try the same version again: it is held on this site.
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
-    assert!(out.contains("login-break@1.0.0 was rolled back on this site") && out.contains("not retried"), "{out}");
+    assert!(out.contains("login-break@1.0.0: held on this site since") && out.contains("palier-agent release login-break@1.0.0"), "{out}");
     assert_eq!(s.hash(), before);
 }
 
@@ -425,4 +430,59 @@ fn only_keep_previous_trees_are_kept() {
     let out = s.agent(&["rollback", "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(s.dirroot().join("mod/quiz/first.php").exists() && !s.dirroot().join("mod/quiz/second.php").exists());
+}
+
+/// The decision and reason of `key` in `plan --json`, with its detail.
+fn decision(s: &Site, config: &Path, now: &str, key: &str) -> (String, String, String) {
+    let out = s.agent(&["plan", "--config", config.to_str().unwrap(), "--json", "--now", now]);
+    assert!(out.status.success(), "plan: {}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = plan["bundles"].as_array().unwrap().iter().find(|d| format!("{}@{}", d["id"].as_str().unwrap(), d["version"].as_str().unwrap()) == key).unwrap().clone();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    (text(&d["decision"]), text(&d["reason"]), text(&d["detail"]))
+}
+
+/// A rollback by hand holds the version: the next cycle does not apply it again, `plan`
+/// says `held` with since when and why, the older good version is eligible again (a held
+/// version supersedes nothing), `release` lifts the hold and `hold` sets one by hand.
+#[test]
+fn a_rollback_by_hand_holds_the_version_until_released() {
+    let s = Site::new(200);
+    let before = s.hash();
+    s.publish_version("quiz-fix", "1.0.0", ("technical", "none"), QUIZ_FIX, "");
+    s.publish_version("quiz-fix", "1.0.1", ("technical", "none"), &[("mod/quiz/view.php", "<?php // fixed quiz view 1.0.1\n")], "");
+    let config = s.config(3, 1, "");
+    let c = config.to_str().unwrap();
+    let now = "2026-12-01T10:00:00+01:00";
+    assert_eq!(decision(&s, &config, now, "quiz-fix@1.0.0").1, "superseded");
+    let out = s.run_once(&config, now);
+    assert!(out.contains("applied quiz-fix@1.0.1"), "{out}");
+    let applied = s.hash();
+
+    let out = s.agent(&["rollback", "--config", c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.hash(), before);
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-fix@1.0.1");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
+    assert!(detail.contains("held on this site since") && detail.contains("rolled back by hand"), "{detail}");
+    assert_eq!(decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-fix@1.0.0").0, "eligible", "a held version supersedes nothing");
+
+    // plan and run agree: the next cycle applies 1.0.0, never 1.0.1.
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("applied quiz-fix@1.0.0") && !out.contains("applied quiz-fix@1.0.1"), "{out}");
+    assert_ne!(s.hash(), applied);
+
+    let out = s.agent(&["release", "--config", c, "quiz-fix@1.0.1"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("released quiz-fix@1.0.1"), "{}", stderr(&out));
+    assert_eq!(decision(&s, &config, "2026-12-01T10:10:00+01:00", "quiz-fix@1.0.1").0, "eligible");
+    let again = s.agent(&["release", "--config", c, "quiz-fix@1.0.1"]);
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).contains("was not held"), "releasing twice changes nothing");
+
+    let out = s.agent(&["hold", "--config", c, "quiz-fix@1.0.1", "--reason", "waiting for the exam week to end"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, reason, detail) = decision(&s, &config, "2026-12-01T10:10:00+01:00", "quiz-fix@1.0.1");
+    assert_eq!(reason, "held");
+    assert!(detail.contains("waiting for the exam week to end") && detail.contains("palier-agent release quiz-fix@1.0.1"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:10:00+01:00");
+    assert!(!out.contains("applied"), "{out}");
 }
