@@ -63,6 +63,16 @@ impl Site {
 
     /// [`Site::publish`] at `version`.
     fn publish_version(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
+        let out = self.try_publish(id, version, class_impact, files, extra);
+        assert!(out.status.success(), "publish {id}@{version}: {}", stderr(&out));
+        let b = format!("{id}@{version}");
+        self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
+        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
+        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
+    }
+
+    /// Build and publish a bundle; the output of `publish`, whether it succeeded or not.
+    fn try_publish(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) -> Output {
         let dir = self.w.path(&format!("bundles/{id}-{version}"));
         for (p, c) in files {
             let f = dir.join("files").join(p);
@@ -79,11 +89,7 @@ impl Site {
         .unwrap();
         let d = dir.to_str().unwrap();
         self.w.server(&["bundle", "build", "--manifest", &format!("{d}/bundle.toml"), "--source", &format!("{d}/files"), "--out", &format!("{d}.tar.gz")]);
-        self.w.server(&["publish", "--repo", "repo", &format!("{d}.tar.gz")]);
-        let b = format!("{id}@{version}");
-        self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
+        self.w.run("palier-server", &["publish", "--repo", "repo", &format!("{d}.tar.gz")])
     }
 
     fn agent(&self, args: &[&str]) -> Output {
@@ -485,4 +491,67 @@ fn a_rollback_by_hand_holds_the_version_until_released() {
     assert!(detail.contains("waiting for the exam week to end") && detail.contains("palier-agent release quiz-fix@1.0.1"), "{detail}");
     let out = s.run_once(&config, "2026-12-01T10:10:00+01:00");
     assert!(!out.contains("applied"), "{out}");
+}
+
+/// Two bundles due together, one of which cannot be staged (it writes a file where the site
+/// has a folder): the set fails to stage, each is then staged alone, the good one is
+/// applied and the culprit held with a back-off that `plan` shows.
+#[test]
+fn a_bundle_that_cannot_be_staged_is_held_and_the_others_are_applied() {
+    let s = Site::new(200);
+    std::fs::create_dir_all(s.dirroot().join("local/blocker/inside")).unwrap();
+    std::fs::write(s.dirroot().join("local/blocker/inside/keep.txt"), "site file\n").unwrap();
+    s.publish("bad-fix", ("technical", "none"), &[("local/blocker", "a file where the site has a folder\n")], "");
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = s.config(3, 1, "");
+    let now = "2026-12-01T10:00:00+01:00";
+    let out = s.run_once(&config, now);
+    assert!(out.contains("could not stage bad-fix@1.0.0, quiz-fix@1.0.0 together"), "{out}");
+    assert!(out.contains("held bad-fix@1.0.0 until") && out.contains("it cannot be staged"), "{out}");
+    assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("fixed quiz view"));
+    assert!(s.dirroot().join("local/blocker/inside/keep.txt").exists());
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "bad-fix@1.0.0");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
+    assert!(detail.contains("cannot be staged") && detail.contains("retried after"), "{detail}");
+    // After the back-off (15 minutes for a first failure) it is tried again, alone, and held longer.
+    assert_eq!(decision(&s, &config, "2026-12-01T10:20:00+01:00", "bad-fix@1.0.0").0, "eligible");
+    let out = s.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:20:00+01:00"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr(&out).contains("staging failed"), "{}", stderr(&out));
+    let (_, _, detail) = decision(&s, &config, "2026-12-01T10:21:00+01:00", "bad-fix@1.0.0");
+    assert!(detail.contains("failed once") && detail.contains("retried after"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:25:00+01:00");
+    assert!(!out.contains("(receipt"), "the same set waits for its back-off, no intervention: {out}");
+}
+
+/// File ownership: `publish` refuses a bundle writing a path another active bundle of a
+/// different id writes; once that one is yanked it can be published, but a site where the
+/// first is installed refuses it, naming both.
+#[test]
+fn two_bundles_writing_the_same_file_are_refused_at_publish_and_on_the_site() {
+    let s = Site::new(200);
+    s.publish("quiz-a", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a\n")], "");
+    let config = s.config(3, 1, "");
+    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    assert!(out.contains("applied quiz-a@1.0.0"), "{out}");
+
+    let refused = s.try_publish("quiz-b", "1.0.0", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-b\n")], "");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = stderr(&refused);
+    assert!(err.contains("quiz-a@1.0.0 and quiz-b@1.0.0 both write or delete mod/quiz/view.php") && err.contains("nothing published"), "{err}");
+    // Naming the other in `after` carries both fixes: accepted.
+    let after = s.try_publish("quiz-c", "1.0.0", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a and c\n")], "after = [\"quiz-a >=1.0.0\"]\n");
+    assert!(after.status.success(), "{}", stderr(&after));
+
+    s.w.server(&["yank", "--repo", "repo", "quiz-a@1.0.0", "--reason", "replaced"]);
+    s.w.server(&["yank", "--repo", "repo", "quiz-c@1.0.0", "--reason", "replaced"]);
+    s.publish("quiz-b", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-b\n")], "");
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-b@1.0.0");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "file-conflict"));
+    assert!(detail.contains("quiz-a@1.0.0") && detail.contains("quiz-b@1.0.0") && detail.contains("mod/quiz/view.php"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("quiz-b@1.0.0: refused: quiz-a@1.0.0 and quiz-b@1.0.0 both write"), "{out}");
+    assert!(!out.contains("applied quiz-b"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("quiz-a"));
 }
