@@ -38,7 +38,11 @@ fn print(report: &CycleReport) {
             Outcome::Recovered => "recovered",
         };
         let reason = r.reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
-        println!("{what} {}{reason} (receipt {})", r.bundles.join(", "), r.id);
+        let times = if r.count > 1 { format!(", {} times in a row", r.count) } else { String::new() };
+        println!("{what} {}{reason} (receipt {}{times})", r.bundles.join(", "), r.id);
+    }
+    if let Some(r) = &report.set_aside {
+        println!("could not stage {} together: {} (receipt {}); staged one by one", r.bundles.join(", "), r.reason.as_deref().unwrap_or("no reason recorded"), r.id);
     }
     for n in &report.notices {
         if n.ok() {
@@ -55,6 +59,10 @@ fn print(report: &CycleReport) {
 impl Args {
     pub async fn run(self) -> Result<()> {
         let config = super::load_config(&self.config)?;
+        // Once per start: the daemon says it here, not every cycle.
+        for w in crate::report::plain_http_warnings(&config) {
+            eprintln!("{w}");
+        }
         if self.once {
             let report = cycle::run_once(&config, self.now.unwrap_or_else(Timestamp::now)).await?;
             print(&report);
