@@ -40,7 +40,7 @@ impl Api {
     fn new(config: &Config) -> Result<Option<Api>> {
         let Some(server) = &config.server else { return Ok(None) };
         let token = match &config.token_file {
-            Some(path) => std::fs::read_to_string(path).map_err(Error::io("read token", path))?.trim().to_owned(),
+            Some(path) => crate::config::read_token(path).map_err(|e| Error::Refused(e.to_string()))?,
             None => return Err(Error::Refused(format!("{}: `server` is set but there is no `token_file`", config.path.display()))),
         };
         let mut base = server.clone();
@@ -164,6 +164,11 @@ pub async fn send_status(config: &Config, status: &Status) -> Result<()> {
     let Some(api) = Api::new(config)? else { return Ok(()) };
     match api.post("status", status).await {
         Ok((200..=299, _)) => {}
+        Ok((401, _)) => tracing::warn!(
+            "the server refused this platform's token (401): put the token `palier-server platform add {}` printed into {}",
+            config.platform,
+            config.token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+        ),
         Ok((code, text)) => tracing::warn!(code, error = %server_error(&text), "status not accepted"),
         Err(e) => tracing::warn!(error = %palier_bundle::error::one_line(&e), "status not sent"),
     }

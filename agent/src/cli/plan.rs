@@ -13,9 +13,10 @@ pub struct Args {
     /// The agent config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Plan as if the clock said this (RFC 3339); default: now.
-    #[arg(long, value_name = "RFC3339")]
-    now: Option<Timestamp>,
+    /// Plan as if the clock said this: a local date-time in the platform's time zone
+    /// (`2026-12-01T22:00`) or RFC 3339; default: now.
+    #[arg(long, value_name = "DATETIME")]
+    now: Option<String>,
     /// One JSON document on stdout (SPEC 5 shape).
     #[arg(long)]
     json: bool,
@@ -23,7 +24,7 @@ pub struct Args {
 
 /// Refresh and verify the repository, read the site, and plan every bundle.
 pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
-    let verified = repository::load(config).await?;
+    let verified = repository::load(config).await.map_err(|e| super::explain(config, e))?;
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
     let metas: Vec<_> = verified.bundles.iter().map(|b| b.meta().clone()).collect();
@@ -33,7 +34,7 @@ pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
 impl Args {
     pub async fn run(self) -> Result<()> {
         let config = super::load_config(&self.config)?;
-        let plan = make_plan(&config, self.now.unwrap_or_else(Timestamp::now)).await?;
+        let plan = make_plan(&config, super::now(self.now.as_deref(), &config)?).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
         } else {
