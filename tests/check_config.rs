@@ -255,5 +255,8 @@ fn online_verifies_the_repository_and_says_unreachable_or_not_found() {
 
     // Port 9 (discard) on loopback: nothing listens there.
     std::fs::write(&config, no_server.replace("http://127.0.0.1:8080/repo", "http://127.0.0.1:9/repo")).unwrap();
-    refused(&f.check(&config, &["--online"]), &["unreachable"]);
+    let out = f.check(&config, &["--online"]);
+    refused(&out, &["unreachable", "Connection refused", "is the server up"]);
+    let line = text(&out.stderr).lines().find(|l| l.contains("unreachable")).unwrap().to_owned();
+    assert_eq!(line.matches("127.0.0.1:9").count(), 1, "the address once, not three times: {line}");
 }

@@ -115,3 +115,23 @@ fn a_missing_trusted_root_is_one_line() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("missing-root.json"), "{err}");
 }
+
+#[test]
+fn a_trusted_root_that_is_not_a_root_is_named_as_the_local_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(dir.path().join("root.json"), "{\"signed\": {\"_type\": \"targets\"}, \"signatures\": []}").unwrap();
+    let text = std::fs::read_to_string(examples().join("improvement3-stability1.toml"))
+        .unwrap()
+        .replace("/etc/palier/root.json", "root.json")
+        .replace("/var/lib/palier", "state")
+        .replace("http://127.0.0.1:8080/repo", &format!("file://{}/repo", dir.path().display()));
+    std::fs::write(&path, text).unwrap();
+    let out = run(&["plan", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let root = dir.path().join("root.json");
+    assert!(err.contains(&format!("trusted root {} (trusted_root in", root.display())) && err.contains("is not a TUF root.json"), "the local file is blamed, not the repository: {err}");
+    assert!(err.contains("copy the repository's metadata/1.root.json there"), "{err}");
+}

@@ -117,7 +117,10 @@ pub fn explain(config: &Config, e: Error) -> Error {
             config.path.display()
         ),
         tough::error::Error::Transport { source: t, .. } => {
+            // The innermost causes (`tcp connect error: Connection refused`), not the URL again.
             let cause = std::error::Error::source(t).map(|c| c.to_string()).unwrap_or_else(|| t.to_string());
+            let parts: Vec<&str> = cause.split(": ").collect();
+            let cause = parts[parts.len().saturating_sub(2)..].join(": ");
             format!("repository {url} unreachable ({cause}): is the server up and the address right? Nothing on the site changed; the next cycle tries again")
         }
         tough::error::Error::ParseTrustedMetadata { source: why, .. } => format!(

@@ -82,7 +82,7 @@ fn holder_pid(ino: u64, locks: &str) -> Option<u32> {
         // `1: FLOCK  ADVISORY  WRITE 2107 fe:00:5324946 0 EOF`
         let i = f.iter().position(|x| x.matches(':').count() == 2)?;
         let inode: u64 = f[i].rsplit(':').next()?.parse().ok()?;
-        (inode == ino).then(|| f.get(i - 1)?.parse().ok()).flatten()
+        (inode == ino).then(|| f.get(i.checked_sub(1)?)?.parse().ok()).flatten()
     })
 }
 
@@ -199,6 +199,7 @@ mod tests {
         let locks = "1: FLOCK  ADVISORY  WRITE 2107 fe:00:5324946 0 EOF\n2: FLOCK  ADVISORY  WRITE 27483 fe:00:77 0 EOF\n";
         assert_eq!(holder_pid(77, locks), Some(27483));
         assert_eq!(holder_pid(78, locks), None);
+        assert_eq!(holder_pid(77, "fe:00:77 x\n"), None, "a malformed line is skipped");
     }
 
     #[test]
