@@ -247,6 +247,8 @@ fn receipts_wait_in_the_outbox_while_the_server_is_down() {
     s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
     let config = s.config(3, 1, "");
     std::fs::write(s.w.path("token"), "not-a-real-token\n").unwrap();
+    // The agent reads only a token file its owner alone may read.
+    std::fs::set_permissions(s.w.path("token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "trusted_root = ",
         &format!("server = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\ntrusted_root = ", s.w.path("token").display()),
