@@ -205,8 +205,7 @@ impl Lab {
             assert!(installed.is_empty(), "{what}: installed record {installed:?} on the old tree");
             assert_eq!(tree_hash(&dataroot).unwrap(), self.data, "{what}: the data was not restored");
             if sc == Scenario::HandRollback {
-                let held = read_json(&state.join("rolled-back.json")).unwrap();
-                assert_eq!(held[0]["bundle"], BUNDLE, "{what}: the rollback by hand is remembered");
+                assert_eq!(held(&state), [BUNDLE], "{what}: the rollback by hand holds the bundle");
             }
         }
     }
@@ -214,6 +213,11 @@ impl Lab {
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {
     std::fs::read(path).ok().map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+/// The bundle versions held on the site (`state_dir/holds.json`).
+fn held(state: &Path) -> Vec<String> {
+    read_json(&state.join("holds.json")).map_or_else(Vec::new, |h| h["holds"].as_array().unwrap().iter().map(|h| h["bundle"].as_str().unwrap().to_owned()).collect())
 }
 
 /// The crash points of a trace, each as `name:N` (its N-th hit).
@@ -325,8 +329,7 @@ fn a_kill_during_the_restore_restores_the_original_backup_again() {
     let order = lab.s.hooks.order().unwrap();
     assert!(!order.contains(&"backup".to_owned()) && !order.contains(&"upgrade".to_owned()), "nothing new applied: {order:?}");
     assert_eq!(std::fs::read_dir(lab.s.w.path("state-univ-a/backups")).unwrap().count(), 1, "one backup, the original");
-    let held = read_json(&lab.s.w.path("state-univ-a/rolled-back.json")).unwrap();
-    assert_eq!(held[0]["bundle"], BUNDLE, "the recovered rollback is remembered");
+    assert_eq!(held(&lab.s.w.path("state-univ-a")), [BUNDLE], "the recovered rollback holds the bundle");
 }
 
 /// Issue 11, item 2: killed after the swap, then killed again while its recovery put the
