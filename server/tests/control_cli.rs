@@ -46,7 +46,7 @@ impl Site {
     fn build(&self, id: &str, fixes: &[&str]) -> PathBuf {
         let src = self.path(&format!("src-{id}"));
         std::fs::create_dir_all(src.join("mod/quiz")).unwrap();
-        std::fs::write(src.join("mod/quiz/view.php"), "<?php // fixed\n").unwrap();
+        std::fs::write(src.join(format!("mod/quiz/{id}.php")), "<?php // fixed\n").unwrap();
         let manifest = self.path(&format!("{id}.toml"));
         let fixes: Vec<String> = fixes.iter().map(|f| format!("{f:?}")).collect();
         std::fs::write(
