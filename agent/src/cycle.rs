@@ -66,11 +66,16 @@ pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
     Ok(journal::read_record(&rolled_back_path(state_dir), "rolled-back record")?.unwrap_or_default())
 }
 
-fn remember_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
+/// Remember `bundles` as rolled back on this site. Called by the rollback itself before its
+/// journal is cleared (so a recovered rollback is remembered too); idempotent.
+pub(crate) fn remember_rolled_back(state_dir: &Path, bundles: &[String], at: Timestamp, reason: &str) -> Result<()> {
     let mut list = read_rolled_back(state_dir)?;
-    for b in &receipt.bundles {
+    if bundles.iter().all(|b| list.iter().any(|r| &r.bundle == b)) {
+        return Ok(());
+    }
+    for b in bundles {
         if !list.iter().any(|r| &r.bundle == b) {
-            list.push(RolledBack { bundle: b.clone(), at: receipt.finished_at, reason: receipt.reason.clone().unwrap_or_default() });
+            list.push(RolledBack { bundle: b.clone(), at, reason: reason.to_owned() });
         }
     }
     journal::write_record(&rolled_back_path(state_dir), &list, "rolled-back record")
@@ -121,6 +126,9 @@ fn in_after_order(mut rest: Vec<&VerifiedBundle>) -> Result<Vec<&VerifiedBundle>
 pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     let _lock = lock::acquire(&config.state_dir)?;
     let mut report = CycleReport { recovered: intervene::recover(config).await?, ..CycleReport::default() };
+    // A cycle that had to recover an interrupted intervention applies nothing new: the next
+    // cycle starts from the state the recovery left, with its own checks.
+    let recovered = report.recovered.is_some();
     report.watched = intervene::watch(config, now).await?;
 
     let verified = repository::load(config).await?;
@@ -156,16 +164,13 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         })
         .collect();
     let due: Vec<&VerifiedBundle> = due_keys.iter().filter_map(|k| find(k)).collect();
-    if !due.is_empty() {
+    if !due.is_empty() && recovered {
+        report.waiting.push(format!("{} due, not applied in the cycle that recovered an interrupted intervention: next cycle", due_keys.join(", ")));
+    } else if !due.is_empty() {
+        // A rollback (here or by the watch) remembers its bundles itself, before its journal
+        // is cleared.
         let due = in_after_order(due)?;
-        let receipt = intervene::intervene(config, &verified, &due, now).await?;
-        if receipt.outcome == crate::receipt::Outcome::RolledBack {
-            remember_rolled_back(&config.state_dir, &receipt)?;
-        }
-        report.intervention = Some(receipt);
-    }
-    if let Some(r) = report.watched.as_ref() {
-        remember_rolled_back(&config.state_dir, r)?;
+        report.intervention = Some(intervene::intervene(config, &verified, &due, now).await?);
     }
     send_reports(config, &plan, report.intervention.as_ref()).await?;
     intervene::sweep_trash(&config.moodle.dirroot);

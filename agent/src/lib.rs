@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod cycle;
 pub mod checks;
+pub mod crash;
 pub mod error;
 pub mod hooks;
 pub mod intervene;

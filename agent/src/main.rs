@@ -5,6 +5,7 @@ use palier_agent::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    palier_agent::crash::arm(std::env::var("PALIER_CRASH_AT").ok(), std::env::var_os("PALIER_CRASH_TRACE").map(Into::into));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PALIER_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
