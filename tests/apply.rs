@@ -58,9 +58,9 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["installed"].as_array().unwrap().is_empty());
     assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
-    // The next cycle does not try the same version again.
+    // The next cycle does not try the same version again: it is held on this site.
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
-    assert!(out.contains("login-break@1.0.0 was rolled back on this site") && out.contains("not retried"), "{out}");
+    assert!(out.contains("login-break@1.0.0: held on this site since") && out.contains("palier-agent release login-break@1.0.0"), "{out}");
     assert_eq!(s.hash(), before);
 }
 
@@ -247,6 +247,8 @@ fn receipts_wait_in_the_outbox_while_the_server_is_down() {
     s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
     let config = s.config(3, 1, "");
     std::fs::write(s.w.path("token"), "not-a-real-token\n").unwrap();
+    // The agent reads only a token file its owner alone may read.
+    std::fs::set_permissions(s.w.path("token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "trusted_root = ",
         &format!("server = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\ntrusted_root = ", s.w.path("token").display()),
@@ -387,4 +389,122 @@ fn a_symlinked_dirroot_keeps_its_names_and_prunes_previous_trees() {
     let out = s.agent(&["rollback", "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(s.dirroot().join("mod/quiz/third.php").exists() && !s.dirroot().join("mod/quiz/fourth.php").exists());
+}
+
+/// The decision and reason of `key` in `plan --json`, with its detail.
+fn decision(s: &Site, config: &Path, now: &str, key: &str) -> (String, String, String) {
+    let out = s.agent(&["plan", "--config", config.to_str().unwrap(), "--json", "--now", now]);
+    assert!(out.status.success(), "plan: {}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = plan["bundles"].as_array().unwrap().iter().find(|d| format!("{}@{}", d["id"].as_str().unwrap(), d["version"].as_str().unwrap()) == key).unwrap().clone();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    (text(&d["decision"]), text(&d["reason"]), text(&d["detail"]))
+}
+
+/// A rollback by hand holds the version: the next cycle does not apply it again, `plan`
+/// says `held` with since when and why, the older good version is eligible again (a held
+/// version supersedes nothing), `release` lifts the hold and `hold` sets one by hand.
+#[test]
+fn a_rollback_by_hand_holds_the_version_until_released() {
+    let s = Site::new(200);
+    let before = s.hash();
+    s.publish_version("quiz-fix", "1.0.0", ("technical", "none"), QUIZ_FIX, "");
+    s.publish_version("quiz-fix", "1.0.1", ("technical", "none"), &[("mod/quiz/view.php", "<?php // fixed quiz view 1.0.1\n")], "");
+    let config = s.config(3, 1, "");
+    let c = config.to_str().unwrap();
+    let now = "2026-12-01T10:00:00+01:00";
+    assert_eq!(decision(&s, &config, now, "quiz-fix@1.0.0").1, "superseded");
+    let out = s.run_once(&config, now);
+    assert!(out.contains("applied quiz-fix@1.0.1"), "{out}");
+    let applied = s.hash();
+
+    let out = s.agent(&["rollback", "--config", c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.hash(), before);
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-fix@1.0.1");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
+    assert!(detail.contains("held on this site since") && detail.contains("rolled back by hand"), "{detail}");
+    assert_eq!(decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-fix@1.0.0").0, "eligible", "a held version supersedes nothing");
+
+    // plan and run agree: the next cycle applies 1.0.0, never 1.0.1.
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("applied quiz-fix@1.0.0") && !out.contains("applied quiz-fix@1.0.1"), "{out}");
+    assert_ne!(s.hash(), applied);
+
+    let out = s.agent(&["release", "--config", c, "quiz-fix@1.0.1"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("released quiz-fix@1.0.1"), "{}", stderr(&out));
+    assert_eq!(decision(&s, &config, "2026-12-01T10:10:00+01:00", "quiz-fix@1.0.1").0, "eligible");
+    let again = s.agent(&["release", "--config", c, "quiz-fix@1.0.1"]);
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).contains("was not held"), "releasing twice changes nothing");
+
+    let out = s.agent(&["hold", "--config", c, "quiz-fix@1.0.1", "--reason", "waiting for the exam week to end"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, reason, detail) = decision(&s, &config, "2026-12-01T10:10:00+01:00", "quiz-fix@1.0.1");
+    assert_eq!(reason, "held");
+    assert!(detail.contains("waiting for the exam week to end") && detail.contains("palier-agent release quiz-fix@1.0.1"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:10:00+01:00");
+    assert!(!out.contains("applied"), "{out}");
+}
+
+/// Two bundles due together, one of which cannot be staged (it writes a file where the site
+/// has a folder): the set fails to stage, each is then staged alone, the good one is
+/// applied and the culprit held with a back-off that `plan` shows.
+#[test]
+fn a_bundle_that_cannot_be_staged_is_held_and_the_others_are_applied() {
+    let s = Site::new(200);
+    std::fs::create_dir_all(s.dirroot().join("local/blocker/inside")).unwrap();
+    std::fs::write(s.dirroot().join("local/blocker/inside/keep.txt"), "site file\n").unwrap();
+    s.publish("bad-fix", ("technical", "none"), &[("local/blocker", "a file where the site has a folder\n")], "");
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = s.config(3, 1, "");
+    let now = "2026-12-01T10:00:00+01:00";
+    let out = s.run_once(&config, now);
+    assert!(out.contains("could not stage bad-fix@1.0.0, quiz-fix@1.0.0 together"), "{out}");
+    assert!(out.contains("held bad-fix@1.0.0 until") && out.contains("it cannot be staged"), "{out}");
+    assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("fixed quiz view"));
+    assert!(s.dirroot().join("local/blocker/inside/keep.txt").exists());
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "bad-fix@1.0.0");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
+    assert!(detail.contains("cannot be staged") && detail.contains("retried after"), "{detail}");
+    // After the back-off (15 minutes for a first failure) it is tried again, alone, and held longer.
+    assert_eq!(decision(&s, &config, "2026-12-01T10:20:00+01:00", "bad-fix@1.0.0").0, "eligible");
+    let out = s.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:20:00+01:00"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr(&out).contains("staging failed"), "{}", stderr(&out));
+    let (_, _, detail) = decision(&s, &config, "2026-12-01T10:21:00+01:00", "bad-fix@1.0.0");
+    assert!(detail.contains("failed once") && detail.contains("retried after"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:25:00+01:00");
+    assert!(!out.contains("(receipt"), "the same set waits for its back-off, no intervention: {out}");
+}
+
+/// File ownership: `publish` refuses a bundle writing a path another active bundle of a
+/// different id writes; once that one is yanked it can be published, but a site where the
+/// first is installed refuses it, naming both.
+#[test]
+fn two_bundles_writing_the_same_file_are_refused_at_publish_and_on_the_site() {
+    let s = Site::new(200);
+    s.publish("quiz-a", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a\n")], "");
+    let config = s.config(3, 1, "");
+    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    assert!(out.contains("applied quiz-a@1.0.0"), "{out}");
+
+    let refused = s.try_publish("quiz-b", "1.0.0", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-b\n")], "");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = stderr(&refused);
+    assert!(err.contains("quiz-a@1.0.0 and quiz-b@1.0.0 both write or delete mod/quiz/view.php") && err.contains("nothing published"), "{err}");
+    // Naming the other in `after` carries both fixes: accepted.
+    let after = s.try_publish("quiz-c", "1.0.0", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a and c\n")], "after = [\"quiz-a >=1.0.0\"]\n");
+    assert!(after.status.success(), "{}", stderr(&after));
+
+    s.w.server(&["yank", "--repo", "repo", "quiz-a@1.0.0", "--reason", "replaced"]);
+    s.w.server(&["yank", "--repo", "repo", "quiz-c@1.0.0", "--reason", "replaced"]);
+    s.publish("quiz-b", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-b\n")], "");
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-b@1.0.0");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "file-conflict"));
+    assert!(detail.contains("quiz-a@1.0.0") && detail.contains("quiz-b@1.0.0") && detail.contains("mod/quiz/view.php"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("quiz-b@1.0.0: refused: quiz-a@1.0.0 and quiz-b@1.0.0 both write"), "{out}");
+    assert!(!out.contains("applied quiz-b"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("quiz-a"));
 }

@@ -46,6 +46,8 @@ fn platform(w: &World, served: &Served, name: &str, improvement: u8) -> PathBuf 
     let token = out.lines().last().unwrap().trim().to_owned();
     let token_file = w.path(&format!("token-{name}"));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    // The agent reads only a token file its owner alone may read.
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let config = w.agent_config(name, improvement, 1);
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "trusted_root = ",

@@ -15,13 +15,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::policy::Level;
 use serde::{Deserialize, Serialize};
 use palier_bundle::archive::HashWriter;
 use sha2::{Digest, Sha256};
-use tough::TargetName;
 
 use crate::apply::{self, swap};
 use crate::checks;
@@ -92,6 +90,7 @@ impl<'a> Run<'a> {
             checks: Vec::new(),
             backup: None,
             recovery_ms: None,
+            count: 1,
         };
         Run { config, receipt, values, maintenance: false }
     }
@@ -163,16 +162,9 @@ fn started() -> (Timestamp, Instant) {
     (Timestamp::now(), Instant::now())
 }
 
-/// Id of an intervention: its time, a digest of its bundles and a random part, so that an
-/// id is never used twice, not even by a retry in the same second after a crash.
+/// Id of an intervention: its time, a digest of its bundles and a random part.
 fn intervention_id(now: Timestamp, keys: &[String]) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let digest = Sha256::digest(keys.join(",").as_bytes());
-    // `RandomState` is seeded from the operating system's random source.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    format!("{}-{}-{:08x}", now.strftime("%Y%m%dT%H%M%SZ"), &hex::encode(digest)[..8], h.finish() as u32)
+    receipt::unique_id(now, keys)
 }
 
 /// Refuse to start when the filesystem of `path` has less than `need` bytes free.
@@ -201,37 +193,6 @@ fn human(bytes: u64) -> String {
 /// Room the agent's own records need on the state folder's filesystem (journal, receipt,
 /// installed record) whatever the intervention.
 const STATE_ROOM: u64 = 1 << 20;
-
-
-/// Download a bundle's archive through tough (length and hash checked) into `dir`.
-async fn download(verified: &Verified, bundle: &VerifiedBundle, dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    let path = dir.join(format!("{}.{}", bundle.sha256(), bundle.target()));
-    // An archive downloaded by an earlier cycle is reused when its digest still matches.
-    if let Ok(mut file) = std::fs::File::open(&path) {
-        let mut hasher = Sha256::new();
-        if std::io::copy(&mut file, &mut HashWriter(&mut hasher)).is_ok() && hex::encode(hasher.finalize()) == bundle.sha256() {
-            return Ok(path);
-        }
-    }
-    let name = TargetName::new(bundle.target()).map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
-    let stream = verified
-        .repository
-        .read_target(&name)
-        .await
-        .map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?
-        .ok_or_else(|| Error::Refused(format!("target {} is not in the repository", bundle.target())))?;
-    let tmp = tempfile::Builder::new().prefix(".download-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
-    let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(Error::io("open", tmp.path()))?);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(Error::io("write", tmp.path()))?;
-    }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(Error::io("write", tmp.path()))?;
-    tmp.persist(&path).map_err(|e| Error::io("store", &path)(e.error))?;
-    Ok(path)
-}
 
 /// Digest of a backup artifact (a file, or every file of a folder in path order).
 fn backup_digest(path: &Path) -> Result<Backup> {
@@ -276,13 +237,18 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     let guard = run.hook("guard", config.hooks.guard.as_ref()).await;
     run.step("guard", t, &guard);
     if let Err(why) = guard {
-        return run.finish(Outcome::Postponed, Some(format!("postponed: {why}")));
+        // A guard that cannot start is a broken config, not a "not now": say so, do not
+        // postpone for ever.
+        if run.receipt.hooks.last().is_some_and(hooks::HookRun::could_not_start) {
+            return run.finish(Outcome::Failed, Some(why));
+        }
+        return run.finish(Outcome::Postponed, Some(why));
     }
 
     let t = started();
     let mut archives = Vec::new();
     for b in due {
-        match download(verified, b, &state.join("downloads")).await {
+        match crate::download::download(verified, b, &state.join("downloads")).await {
             Ok(p) => archives.push(p),
             Err(e) => {
                 let why = palier_bundle::error::one_line(&e);

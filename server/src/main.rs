@@ -1,16 +1,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use palier_server::cli::{Cli, exit_code};
+use palier_server::cli::{Cli, Command, exit_code};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `serve` says at the default level when it starts, each auto-halt and each refused token.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PALIER_LOG").unwrap_or_else(|_| "warn,palier_server::http=info".into()))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    // Warnings and errors for a one-shot command; the long-running one says what it does too.
+    palier_bundle::log::init(if matches!(cli.command, Command::Serve(_)) { "warn,palier_server=info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

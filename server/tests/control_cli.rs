@@ -141,10 +141,17 @@ fn publish_with_db_refuses_an_unknown_fr_id_and_changes_nothing() {
         site.refused(&["publish", "--repo", &site.s("repo"), "--db", &db, archive.to_str().unwrap()], &format!("manifest fixes {}: no such fix request", fixes.last().unwrap()));
         assert_eq!(tree(&site.path("repo")), before);
     }
-    // Without --db, fixes are not looked up (as before the control plane).
+    // A forgotten --db would drop the reporters' link: refused, saying what to add.
     let archive = site.build("quiz-fix", &["FR-7"]);
-    site.ok(&["publish", "--repo", &site.s("repo"), archive.to_str().unwrap()]);
+    site.refused(&["publish", "--repo", &site.s("repo"), archive.to_str().unwrap()], "quiz-fix@1.0.0 fixes FR-7 (fix requests of the control plane) but no --db was given");
+    site.refused(&["publish", "--repo", &site.s("repo"), archive.to_str().unwrap()], "add --db FILE");
+    assert_eq!(tree(&site.path("repo")), before);
+    // --no-db says it on purpose: fixes are not looked up.
+    site.ok(&["publish", "--repo", &site.s("repo"), "--no-db", archive.to_str().unwrap()]);
     assert_eq!(site.bundles()["bundles"][0]["reported_by"], serde_json::json!([]));
+    // Fixes tracked elsewhere need no store.
+    let other = site.build("other-fix", &["MDL-81234"]);
+    site.ok(&["publish", "--repo", &site.s("repo"), other.to_str().unwrap()]);
 }
 
 #[test]

@@ -97,7 +97,8 @@ impl World {
         let version = manifest.lines().find_map(|l| l.strip_prefix("version = \"")).unwrap().trim_end_matches('"').to_owned();
         let dir = self.path(&format!("bundles/{id}-{version}"));
         std::fs::create_dir_all(dir.join("files/mod/quiz")).unwrap();
-        std::fs::write(dir.join("files/mod/quiz/fix.php"), format!("<?php // {id} {version}\n")).unwrap();
+        // One file per id: two ids writing the same path are refused at publish.
+        std::fs::write(dir.join(format!("files/mod/quiz/fix-{id}.php")), format!("<?php // {id} {version}\n")).unwrap();
         std::fs::write(dir.join("bundle.toml"), manifest).unwrap();
         let archive = dir.join("bundle.tar.gz");
         let (m, s, a) = (dir.join("bundle.toml"), dir.join("files"), archive.clone());

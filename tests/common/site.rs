@@ -60,7 +60,22 @@ impl Site {
 
     /// Publish a bundle whose files are `(path, content)`, validated alpha + 2 datasets.
     pub fn publish(&self, id: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
-        let dir = self.w.path(&format!("bundles/{id}"));
+        self.publish_version(id, "1.0.0", class_impact, files, extra);
+    }
+
+    /// [`Site::publish`] at `version`.
+    pub fn publish_version(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
+        let out = self.try_publish(id, version, class_impact, files, extra);
+        assert!(out.status.success(), "publish {id}@{version}: {}", stderr(&out));
+        let b = format!("{id}@{version}");
+        self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
+        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
+        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
+    }
+
+    /// Build and publish a bundle; the output of `publish`, whether it succeeded or not.
+    pub fn try_publish(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) -> Output {
+        let dir = self.w.path(&format!("bundles/{id}-{version}"));
         for (p, c) in files {
             let f = dir.join("files").join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -69,18 +84,14 @@ impl Site {
         std::fs::write(
             dir.join("bundle.toml"),
             format!(
-                "id = \"{id}\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
+                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
                 class_impact.0, class_impact.1
             ),
         )
         .unwrap();
         let d = dir.to_str().unwrap();
         self.w.server(&["bundle", "build", "--manifest", &format!("{d}/bundle.toml"), "--source", &format!("{d}/files"), "--out", &format!("{d}.tar.gz")]);
-        self.w.server(&["publish", "--repo", "repo", &format!("{d}.tar.gz")]);
-        let b = format!("{id}@1.0.0");
-        self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
+        self.w.run("palier-server", &["publish", "--repo", "repo", &format!("{d}.tar.gz")])
     }
 
     pub fn agent(&self, args: &[&str]) -> Output {
