@@ -239,6 +239,31 @@ fn slowloris_and_idle_connections_are_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let f = rt.block_on(fleet());
+    // Started with a soft limit of 256 (the hard limit left as it is).
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("ulimit -Sn 256 && exec {BIN} serve --repo {} --listen 127.0.0.1:0", f.paths.dir.display())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let (soft, hard) = (cells[3], cells[4]);
+    assert_eq!(soft, hard, "{row}");
+    assert_ne!(soft, "256", "{row}");
+}
+
+#[test]
 fn past_the_connection_cap_a_connection_is_refused_in_one_line() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let f = rt.block_on(fleet());
