@@ -192,3 +192,30 @@ fn plain_http_to_another_host_is_warned_once() {
     let out = w.run("palier-agent", &["plan", "--config", loopback.to_str().unwrap()]);
     assert!(!stderr(&out).contains("warning: "), "{}", stderr(&out));
 }
+
+/// Run as root on a state folder that belongs to the service's user, `plan` and `run`
+/// refuse and name the user to run as; nothing is created as root. (CI runs as root; as
+/// another user there is no root to refuse.)
+#[test]
+fn root_on_another_users_state_folder_is_refused_naming_the_user() {
+    let w = World::new();
+    let config = w.agent_config("univ-a", 3, 1);
+    let state = w.path("state-univ-a");
+    std::fs::create_dir_all(&state).unwrap();
+    let chown = std::process::Command::new("chown").args(["65534", state.to_str().unwrap()]).status().unwrap();
+    let is_root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !is_root {
+        assert!(!chown.success(), "only root can give the folder away");
+        return;
+    }
+    assert!(chown.success());
+    for args in [&["plan", "--config"][..], &["run", "--once", "--config"][..]] {
+        let mut args = args.to_vec();
+        args.push(config.to_str().unwrap());
+        let out = w.run("palier-agent", &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("runs as root") && err.contains("sudo -u ") && err.contains("palier-agent"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "nothing written as root");
+}
