@@ -230,7 +230,9 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         Ok(v) => v,
         Err(e) => {
             // The control plane hears why, every cycle, even when nothing can be planned.
-            send_reports(config, now, None, None, Some(palier_bundle::error::one_line(&e))).await?;
+            if let Err(not_sent) = send_reports(config, now, None, None, Some(palier_bundle::error::one_line(&e))).await {
+                tracing::warn!(error = %palier_bundle::error::one_line(&not_sent), "status not sent");
+            }
             return Err(e);
         }
     };
