@@ -68,13 +68,20 @@ pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
         .collect())
 }
 
-/// A rollback, automatic or by hand, holds every version it took back on this site.
-pub fn hold_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
-    let why = format!("rolled back: {}", receipt.reason.as_deref().unwrap_or("no reason recorded"));
-    for b in &receipt.bundles {
-        holds::hold(state_dir, b, receipt.finished_at, &why)?;
+/// Hold `bundles` on this site after a rollback, automatic or by hand. Called by the
+/// rollback itself before its journal is cleared (so a recovered rollback holds them too);
+/// idempotent: a version already held keeps its first time and reason.
+pub(crate) fn remember_rolled_back(state_dir: &Path, bundles: &[String], at: Timestamp, reason: &str) -> Result<()> {
+    let why = format!("rolled back: {reason}");
+    for b in bundles {
+        holds::hold(state_dir, b, at, &why)?;
     }
     Ok(())
+}
+
+/// [`remember_rolled_back`] for the bundles of a rollback's receipt.
+pub fn hold_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
+    remember_rolled_back(state_dir, &receipt.bundles, receipt.finished_at, receipt.reason.as_deref().unwrap_or("no reason recorded"))
 }
 
 /// What a cycle did.
@@ -221,6 +228,9 @@ fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
 pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     let _lock = lock::acquire(&config.state_dir)?;
     let mut report = CycleReport { recovered: intervene::recover(config).await?, ..CycleReport::default() };
+    // A cycle that had to recover an interrupted intervention applies nothing new: the next
+    // cycle starts from the state the recovery left, with its own checks.
+    let recovered = report.recovered.is_some();
     report.watched = intervene::watch(config, now).await?;
     if let Some(r) = report.watched.as_ref() {
         hold_rolled_back(&config.state_dir, r)?;
@@ -258,7 +268,11 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         }
     };
     let due: Vec<&VerifiedBundle> = due_keys.iter().filter_map(|k| find(k)).collect();
-    if !due.is_empty() {
+    if !due.is_empty() && recovered {
+        report.waiting.push(format!("{} due, not applied in the cycle that recovered an interrupted intervention: next cycle", due_keys.join(", ")));
+    } else if !due.is_empty() {
+        // A rollback (here or by the watch) remembers its bundles itself, before its journal
+        // is cleared.
         let due = in_after_order(due)?;
         let receipt = intervene::intervene(config, &verified, &due, now).await?;
         let receipt = isolate(config, &verified, &due, receipt, now, &mut report).await?;

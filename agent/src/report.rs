@@ -48,7 +48,7 @@ impl Api {
     fn new(config: &Config) -> Result<Option<Api>> {
         let Some(server) = &config.server else { return Ok(None) };
         let token = match &config.token_file {
-            Some(path) => std::fs::read_to_string(path).map_err(Error::io("read token", path))?.trim().to_owned(),
+            Some(path) => crate::config::read_token(path).map_err(|e| Error::Refused(e.to_string()))?,
             None => return Err(Error::Refused(format!("{}: `server` is set but there is no `token_file`", config.path.display()))),
         };
         let mut base = server.clone();
@@ -314,6 +314,11 @@ pub async fn send_status(config: &Config, now: Timestamp, status: &Status) -> Re
         Ok(a) if fate(a.status) == Fate::Wait => {
             remember_wait(&config.state_dir, now, a.retry_after)?;
         }
+        Ok(a) if a.status == 401 => tracing::warn!(
+            "the server refused this platform's token (401): put the token `palier-server platform add {}` printed into {}",
+            config.platform,
+            config.token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+        ),
         Ok(a) => tracing::warn!(code = a.status, error = %server_error(&a.text), "status not accepted"),
         Err(e) => tracing::warn!(error = %palier_bundle::error::one_line(&e), "status not sent"),
     }

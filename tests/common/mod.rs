@@ -2,6 +2,8 @@
 //! and an agent config, all in a temporary folder.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod site;
+
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,7 +59,12 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        let w = World { tmp: tempfile::tempdir().unwrap() };
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A world in a temporary folder under `parent`.
+    pub fn new_in(parent: &Path) -> Self {
+        let w = World { tmp: tempfile::tempdir_in(parent).unwrap() };
         w.server(&["init", "--repo", "repo"]);
         std::fs::create_dir_all(w.path("site/dirroot")).unwrap();
         std::fs::create_dir_all(w.path("site/dataroot")).unwrap();

@@ -13,9 +13,10 @@ pub struct Args {
     /// The agent config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Plan as if the clock said this (RFC 3339); default: now.
-    #[arg(long, value_name = "RFC3339")]
-    now: Option<Timestamp>,
+    /// Plan as if the clock said this: a local date-time in the platform's time zone
+    /// (`2026-12-01T22:00`) or RFC 3339; default: now.
+    #[arg(long, value_name = "DATETIME")]
+    now: Option<String>,
     /// One JSON document on stdout (SPEC 5 shape).
     #[arg(long)]
     json: bool,
@@ -25,7 +26,7 @@ pub struct Args {
 /// (the site's holds, back-off and file ownership included: see `cycle::site_plan`).
 pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
     let _lock = lock::acquire_shared(&config.state_dir)?;
-    let verified = repository::load(config).await?;
+    let verified = repository::load(config).await.map_err(|e| super::explain(config, e))?;
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
     let held = holds::read_all(&config.state_dir)?;
@@ -38,7 +39,7 @@ impl Args {
         for w in crate::report::plain_http_warnings(&config) {
             eprintln!("{w}");
         }
-        let plan = make_plan(&config, self.now.unwrap_or_else(Timestamp::now)).await?;
+        let plan = make_plan(&config, super::now(self.now.as_deref(), &config)?).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
         } else {
