@@ -60,7 +60,10 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
     // The next cycle does not try the same version again: it is held on this site.
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
-    assert!(out.contains("login-break@1.0.0: held on this site since") && out.contains("palier-agent release login-break@1.0.0"), "{out}");
+    assert!(!out.contains("applied"), "{out}");
+    let (_, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "login-break@1.0.0");
+    assert_eq!(reason, "held");
+    assert!(detail.contains("held on this site since") && detail.contains("palier-agent release login-break@1.0.0"), "{detail}");
     assert_eq!(s.hash(), before);
 }
 

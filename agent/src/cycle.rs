@@ -251,7 +251,9 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     let held = holds::read_all(&config.state_dir)?;
     let plan = site_plan(config, &verified.bundles, &release, &installed, &held, now);
     let find = |key: &str| verified.bundles.iter().find(|b| b.meta().manifest.key() == key);
-    for d in plan.bundles.iter().filter(|d| matches!(d.reason, Some(Reason::FileConflict | Reason::Held))) {
+    // A refusal the release manager must resolve is said every cycle; holds are the site's
+    // own decisions, which `plan` and `status` show.
+    for d in plan.bundles.iter().filter(|d| d.reason == Some(Reason::FileConflict)) {
         report.waiting.push(format!("{}: {}", d.key(), d.detail.as_deref().unwrap_or("file conflict")));
     }
 
