@@ -21,10 +21,13 @@ struct Seen {
     body: serde_json::Value,
 }
 
+/// Per path: the status to answer and the `Retry-After` seconds to send with it.
+type Answers = Arc<Mutex<HashMap<String, (u16, Option<u32>)>>>;
+
 /// A server answering each path with a scripted status (and `Retry-After` when given).
 struct Scripted {
     addr: String,
-    answers: Arc<Mutex<HashMap<String, (u16, Option<u32>)>>>,
+    answers: Answers,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -32,7 +35,7 @@ impl Scripted {
     fn start() -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let answers: Arc<Mutex<HashMap<String, (u16, Option<u32>)>>> = Arc::default();
+        let answers: Answers = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (a, s) = (answers.clone(), seen.clone());
         std::thread::spawn(move || {
