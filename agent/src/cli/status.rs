@@ -92,7 +92,7 @@ fn phase_words(p: Phase) -> &'static str {
         Phase::Swapping => "swapping and checking (the new tree may be live; a failed check puts the old one back)",
         Phase::Committed => "committed (checks passed; finishing)",
         Phase::RollingBack => "rolling back (the old tree goes back live)",
-        Phase::Restoring => "restoring the backup (the old tree is live; in maintenance until the restore succeeds)",
+        Phase::Restoring => "restoring the backup in maintenance (the old tree is live again)",
     }
 }
 
