@@ -60,7 +60,10 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
     // The next cycle does not try the same version again: it is held on this site.
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
-    assert!(out.contains("login-break@1.0.0: held on this site since") && out.contains("palier-agent release login-break@1.0.0"), "{out}");
+    assert!(!out.contains("applied"), "{out}");
+    let (_, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "login-break@1.0.0");
+    assert_eq!(reason, "held");
+    assert!(detail.contains("held on this site since") && detail.contains("palier-agent release login-break@1.0.0"), "{detail}");
     assert_eq!(s.hash(), before);
 }
 
@@ -507,4 +510,24 @@ fn two_bundles_writing_the_same_file_are_refused_at_publish_and_on_the_site() {
     assert!(out.contains("quiz-b@1.0.0: refused: quiz-a@1.0.0 and quiz-b@1.0.0 both write"), "{out}");
     assert!(!out.contains("applied quiz-b"), "{out}");
     assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("quiz-a"));
+}
+
+/// A bundle built on another (`after`) carries both fixes in a shared file; a newer version
+/// of the first must not write over it, or the installed record would list a bundle whose
+/// file is no longer live: the site refuses it, naming both.
+#[test]
+fn a_newer_version_does_not_overwrite_a_bundle_built_on_the_older_one() {
+    let s = Site::new(200);
+    s.publish("quiz-a", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a\n")], "");
+    s.publish("quiz-b", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a and quiz-b\n")], "after = [\"quiz-a >=1.0.0\"]\n");
+    let config = s.config(3, 1, "");
+    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    assert!(out.contains("applied quiz-a@1.0.0, quiz-b@1.0.0"), "{out}");
+    s.publish_version("quiz-a", "1.0.1", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a 1.0.1\n")], "");
+    let (_, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-a@1.0.1");
+    assert_eq!(reason, "file-conflict", "{detail}");
+    assert!(detail.contains("quiz-b@1.0.0 and quiz-a@1.0.1 both write or delete mod/quiz/view.php"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(!out.contains("applied"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("quiz-a and quiz-b"));
 }

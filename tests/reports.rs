@@ -21,10 +21,13 @@ struct Seen {
     body: serde_json::Value,
 }
 
+/// Per path: the status to answer and the `Retry-After` seconds to send with it.
+type Answers = Arc<Mutex<HashMap<String, (u16, Option<u32>)>>>;
+
 /// A server answering each path with a scripted status (and `Retry-After` when given).
 struct Scripted {
     addr: String,
-    answers: Arc<Mutex<HashMap<String, (u16, Option<u32>)>>>,
+    answers: Answers,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -32,7 +35,7 @@ impl Scripted {
     fn start() -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let answers: Arc<Mutex<HashMap<String, (u16, Option<u32>)>>> = Arc::default();
+        let answers: Answers = Arc::default();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let (a, s) = (answers.clone(), seen.clone());
         std::thread::spawn(move || {
@@ -192,4 +195,31 @@ fn plain_http_to_another_host_is_warned_once() {
     let loopback = w.agent_config("univ-b", 3, 1);
     let out = w.run("palier-agent", &["plan", "--config", loopback.to_str().unwrap()]);
     assert!(!stderr(&out).contains("warning: "), "{}", stderr(&out));
+}
+
+/// Run as root on a state folder that belongs to the service's user, `plan` and `run`
+/// refuse and name the user to run as; nothing is created as root. (CI runs as root; as
+/// another user there is no root to refuse.)
+#[test]
+fn root_on_another_users_state_folder_is_refused_naming_the_user() {
+    let w = World::new();
+    let config = w.agent_config("univ-a", 3, 1);
+    let state = w.path("state-univ-a");
+    std::fs::create_dir_all(&state).unwrap();
+    let chown = std::process::Command::new("chown").args(["65534", state.to_str().unwrap()]).status().unwrap();
+    let is_root = std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !is_root {
+        assert!(!chown.success(), "only root can give the folder away");
+        return;
+    }
+    assert!(chown.success());
+    for args in [&["plan", "--config"][..], &["run", "--once", "--config"][..]] {
+        let mut args = args.to_vec();
+        args.push(config.to_str().unwrap());
+        let out = w.run("palier-agent", &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("runs as root") && err.contains("sudo -u ") && err.contains("palier-agent"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "nothing written as root");
 }

@@ -158,29 +158,37 @@ pub fn eligible_keys(plan: &Plan) -> Vec<String> {
 }
 
 /// File ownership (`palier_bundle::ownership`) over what the site would run: an eligible
-/// bundle that writes or deletes a path an installed bundle, or an eligible one taken
-/// before it (in id order), of a different id also touches, is refused with both named;
-/// then the bundles whose `after` it was are refused as `dependency-missing`.
+/// bundle that writes or deletes a path an installed bundle of a different id touches
+/// (unless it names that bundle in `after`), or that an eligible one taken before it (in id
+/// order) touches (unless one names the other), is refused with both named; then the
+/// bundles whose `after` it was are refused as `dependency-missing`. So the installed
+/// record never lists a bundle whose files another bundle replaced.
 fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
     let manifest = |d: &Decision| metas.iter().find(|m| m.manifest.id == d.id && m.manifest.version == d.version).map(|m| &m.manifest);
     let eligible_ids: std::collections::HashSet<&BundleId> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).map(|d| &d.id).collect();
     // Installed versions that an eligible version of their id will replace own nothing.
-    let mut active: Vec<&Manifest> = plan
+    let active: Vec<&Manifest> = plan
         .bundles
         .iter()
         .filter(|d| d.decision == DecisionKind::Installed && !eligible_ids.contains(&d.id))
         .filter_map(manifest)
         .collect();
+    let live = active.clone();
+    let mut accepted: Vec<&Manifest> = Vec::new();
     let mut refused: Vec<(usize, String, Reason)> = Vec::new();
     for (i, d) in plan.bundles.iter().enumerate() {
         if d.decision != DecisionKind::Eligible {
             continue;
         }
         let Some(m) = manifest(d) else { continue };
-        active.push(m);
+        // Over what is live, only a bundle built on it (`after`) may write; among the
+        // bundles due, `after` order applies the named one first.
+        let over_live = ownership::overwrites(&live, m);
+        accepted.push(m);
         let me = BundleRef { id: m.id.clone(), version: m.version.clone() };
-        if let Some(c) = ownership::conflicts(&active).into_iter().find(|c| c.second == me || c.first == me) {
-            active.pop();
+        let among_due = || ownership::conflicts(&accepted).into_iter().find(|c| c.second == me || c.first == me);
+        if let Some(c) = over_live.or_else(among_due) {
+            accepted.pop();
             refused.push((i, format!("refused: {c}"), Reason::FileConflict));
         }
     }
@@ -232,7 +240,9 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         Ok(v) => v,
         Err(e) => {
             // The control plane hears why, every cycle, even when nothing can be planned.
-            send_reports(config, now, None, None, Some(palier_bundle::error::one_line(&e))).await?;
+            if let Err(not_sent) = send_reports(config, now, None, None, Some(palier_bundle::error::one_line(&e))).await {
+                tracing::warn!(error = %palier_bundle::error::one_line(&not_sent), "status not sent");
+            }
             return Err(e);
         }
     };
@@ -241,7 +251,9 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     let held = holds::read_all(&config.state_dir)?;
     let plan = site_plan(config, &verified.bundles, &release, &installed, &held, now);
     let find = |key: &str| verified.bundles.iter().find(|b| b.meta().manifest.key() == key);
-    for d in plan.bundles.iter().filter(|d| matches!(d.reason, Some(Reason::FileConflict | Reason::Held))) {
+    // A refusal the release manager must resolve is said every cycle; holds are the site's
+    // own decisions, which `plan` and `status` show.
+    for d in plan.bundles.iter().filter(|d| d.reason == Some(Reason::FileConflict)) {
         report.waiting.push(format!("{}: {}", d.key(), d.detail.as_deref().unwrap_or("file conflict")));
     }
 

@@ -349,6 +349,8 @@ struct NewFixRequest<'a> {
 /// File a fix request with the server.
 pub async fn request_fix(config: &Config, component: &str, summary: &str, bundle: Option<&str>) -> Result<FixRequest> {
     let api = Api::new(config)?.ok_or_else(|| Error::Refused(format!("{}: no `server` configured to file a fix request with", config.path.display())))?;
+    // It may write state (a 429's wait): never as root in another user's state folder.
+    crate::lock::check_owner(&config.state_dir, rustix::process::geteuid().as_raw())?;
     let now = Timestamp::now();
     if let Some(t) = server_wait(&config.state_dir, now)? {
         return Err(Error::Refused(format!("the server asked not to be called before {t} (429); try again after that")));

@@ -90,6 +90,20 @@ pub fn conflicts(manifests: &[&Manifest]) -> Vec<Conflict> {
         .collect()
 }
 
+/// The first path `next` would take from a bundle of `live` (of another id) on a site where
+/// `live` is installed: unlike [`conflicts`], the order matters. `next` may write over a
+/// live bundle's path only if `next` names that bundle in `after` (it is built on top of
+/// it); a live bundle naming `next`'s id does not let a newer `next` undo it. `first` is
+/// the live bundle, `second` is `next`.
+pub fn overwrites(live: &[&Manifest], next: &Manifest) -> Option<Conflict> {
+    live.iter().filter(|m| m.id != next.id && !names_in_after(next, m)).find_map(|m| {
+        // Pairwise, without the `after` exemption the live bundle would give.
+        let mut unnamed = (*m).clone();
+        unnamed.after.retain(|d| d.id != next.id);
+        conflicts(&[&unnamed, next]).into_iter().next()
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -151,5 +165,19 @@ mod tests {
         assert_eq!(conflicts(&[&a, &wrong_version]).len(), 1);
         let a2 = manifest("quiz-a", "1.0.1", &["mod/quiz/view.php"], &[], &[]);
         assert!(conflicts(&[&a, &a2]).is_empty(), "versions of one id replace each other");
+    }
+
+    #[test]
+    fn a_newer_version_may_not_overwrite_a_live_bundle_built_on_its_older_one() {
+        // quiz-b was built on quiz-a 1.0.0 and carries both fixes in view.php.
+        let b = manifest("quiz-b", "1.0.0", &["mod/quiz/view.php"], &[], &["quiz-a >=1.0.0"]);
+        let a2 = manifest("quiz-a", "1.0.1", &["mod/quiz/view.php"], &[], &[]);
+        let c = overwrites(&[&b], &a2).unwrap();
+        assert_eq!((c.first.to_string(), c.second.to_string(), c.path.as_str()), ("quiz-b@1.0.0".into(), "quiz-a@1.0.1".into(), "mod/quiz/view.php"));
+        // A bundle built on the live one may replace its file; other paths are free.
+        let c2 = manifest("quiz-c", "1.0.0", &["mod/quiz/view.php"], &[], &["quiz-b >=1.0.0"]);
+        assert!(overwrites(&[&b], &c2).is_none());
+        let elsewhere = manifest("quiz-a", "1.0.2", &["mod/quiz/other.php"], &[], &[]);
+        assert!(overwrites(&[&b], &elsewhere).is_none());
     }
 }
