@@ -273,9 +273,8 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     }
 
     let t = started();
-    // The file lists come from the archives, checked against the signed metadata.
-    let manifests: Result<Vec<palier_bundle::Manifest>> = due.iter().zip(&archives).map(|(b, a)| b.archive_manifest(a)).collect();
-    let staged = match manifests.and_then(|m| apply::stage_all(dirroot, &id, &m.iter().zip(&archives).map(|(m, a)| (m, a.as_path())).collect::<Vec<_>>())) {
+    let pairs: Vec<(&palier_bundle::Manifest, &Path)> = due.iter().zip(&archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
+    let staged = match apply::stage_all(dirroot, &id, &pairs) {
         Ok(s) => s,
         Err(e) => {
             let why = palier_bundle::error::one_line(&e);

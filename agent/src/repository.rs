@@ -14,8 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use palier_bundle::archive::{self, ReadLimits, VerifyOnly};
-use palier_bundle::{BundleMetadata, Manifest};
+use palier_bundle::BundleMetadata;
 use tough::{ExpirationEnforcement, RepositoryLoader, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
@@ -45,18 +44,6 @@ impl VerifiedBundle {
     }
     pub fn sha256(&self) -> &str {
         &self.sha256
-    }
-
-    /// The file list is not in the signed metadata: read the downloaded archive (its sha256
-    /// was checked against the signed one), verify every entry, and check its manifest
-    /// against the signed metadata (same manifest, same file count, expanded size and file
-    /// list digest). The manifest returned is the one staging applies.
-    pub fn archive_manifest(&self, archive_path: &Path) -> Result<Manifest> {
-        let refused = |why: String| Error::Site { path: archive_path.into(), why: format!("bundle {} refused: {why}", self.meta.manifest.key()) };
-        let file = std::fs::File::open(archive_path).map_err(Error::io("open bundle archive", archive_path))?;
-        let manifest = archive::read_archive(file, ReadLimits { max_expanded: self.meta.expanded_size, expected: None }, &mut VerifyOnly)
-            .map_err(|e| refused(e.to_string()))?;
-        self.meta.check_archive_manifest(manifest).map_err(|e| refused(e.to_string()))
     }
 }
 
