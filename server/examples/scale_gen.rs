@@ -73,6 +73,9 @@ async fn main() {
     let tv = snapshot.signed.meta["targets.json"].version;
     let mut targets: Signed<Targets> = read(&md, &format!("{tv}.targets.json"));
 
+    // The single-targets layout may carry an empty `delegations`.
+    let delegations = targets.signed.delegations.clone().filter(|d| !d.roles.is_empty());
+    let single = delegations.is_none();
     let entries = (0..count).map(|i| {
         let m = manifest(i, files);
         let name = m.target_name();
@@ -87,7 +90,7 @@ async fn main() {
             custom: custom.into_iter().collect(),
             _extra: HashMap::new(),
         };
-        if targets.signed.delegations.is_none() {
+        if single {
             custom.insert("format".into(), 1.into());
             custom.remove("file_count");
             custom.remove("files_sha256");
@@ -96,7 +99,7 @@ async fn main() {
         (TargetName::new(name.clone()).unwrap(), target(custom))
     });
 
-    match targets.signed.delegations.clone() {
+    match delegations {
         None => {
             targets.signed.targets.extend(entries);
             targets.signed.version = targets.signed.version.checked_add(1).unwrap();

@@ -837,6 +837,31 @@ pub async fn refresh(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins)
     Ok(true)
 }
 
+/// A role's expiry as the verified repository says, and whether it is within its margin.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    pub role: &'static str,
+    pub version: u64,
+    pub expires: Timestamp,
+    pub due: bool,
+}
+
+/// The expiries of timestamp, snapshot and top-level targets (bins expire no earlier than
+/// the targets), verified, without the writers' lock and without keys: what `refresh
+/// --check` reports.
+pub fn expiries(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins) -> Result<Vec<Expiry>> {
+    paths.require()?;
+    let head = Head::load(paths)?;
+    let due = |expires: Timestamp, margin: SignedDuration| -> Result<bool> {
+        Ok(expires <= now.checked_add(margin).map_err(|e| Error::Refused(format!("refresh margin out of range: {e}")))?)
+    };
+    Ok(vec![
+        Expiry { role: "timestamp", version: head.timestamp.signed.version.get(), expires: head.timestamp.signed.expires, due: due(head.timestamp.signed.expires, margins.timestamp)? },
+        Expiry { role: "snapshot", version: head.snapshot.signed.version.get(), expires: head.snapshot.signed.expires, due: due(head.snapshot.signed.expires, margins.snapshot)? },
+        Expiry { role: "targets", version: head.targets.signed.version.get(), expires: head.targets.signed.expires, due: due(head.targets.signed.expires, margins.targets)? },
+    ])
+}
+
 /// The expiries of timestamp, snapshot and targets as the files say, unverified; `None` when
 /// any cannot be read (then `refresh` opens the repository, which says what is wrong).
 fn peek_expiries(metadata: &Path) -> Option<Peeked> {

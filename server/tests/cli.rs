@@ -430,3 +430,35 @@ fn yanking_a_yanked_bundle_succeeds_and_says_so() {
     assert_eq!(before, tree_hash(&s.repo()));
     assert_eq!(s.list()["bundles"][0]["state_reason"], "withdrawn");
 }
+
+/// A repository served by a plain static file server (python's, in tuf_client.py, port 0)
+/// expires unless something re-signs it: `refresh --check` says so, `refresh` re-signs, and
+/// a standard TUF client then accepts it.
+#[test]
+fn refresh_keeps_a_statically_served_repository_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Site { tmp };
+    let then = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(25)).to_string();
+    s.ok(&["init", "--repo", "repo", "--now", &then]);
+    let a = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", "repo", a.to_str().unwrap(), "--now", &then]);
+    let client = |dir: &str| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf_client.py");
+        Command::new("python3").arg(script).arg(s.repo()).arg("b-1.0.0.tar.gz").arg(s.path(dir)).output().unwrap()
+    };
+    let expired = client("client-1");
+    assert!(!expired.status.success(), "an expired timestamp must be refused");
+    let repo = s.repo_arg();
+    let err = s.refused(&["refresh", "--repo", &repo, "--check"], &format!("run `palier-server refresh --repo {repo}`"));
+    assert!(err.contains("timestamp"), "{err}");
+    let before = tree_hash(&s.repo());
+    s.run(&["refresh", "--repo", &repo, "--check"]);
+    assert_eq!(before, tree_hash(&s.repo()), "--check writes nothing");
+
+    s.ok(&["refresh", "--repo", &repo]);
+    let check = s.ok(&["refresh", "--repo", &repo, "--check"]);
+    assert!(check.contains("timestamp") && !check.contains("(due)"), "{check}");
+    let fresh = client("client-2");
+    assert!(fresh.status.success(), "{}{}", String::from_utf8_lossy(&fresh.stdout), stderr(&fresh));
+    assert!(s.ok(&["refresh", "--repo", &repo]).contains("nothing due"));
+}
