@@ -8,10 +8,13 @@ pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
 pub mod ical_out;
+#[cfg(feature = "log")]
+pub mod log;
 pub mod manifest;
 pub mod metadata;
 pub mod moodle;
 pub mod names;
+pub mod ownership;
 pub mod policy;
 pub mod schedule;
 

@@ -52,7 +52,7 @@ pub enum Command {
     /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
     /// served repository, from cron or a systemd timer. `--check` only reports.
     Refresh(refresh::Args),
-    /// Register and list the platforms of the control plane.
+    /// Register, change and list the platforms of the control plane and their contracts.
     #[command(subcommand)]
     Platform(platform::Command),
     /// Serve the repository over HTTP (`/repo/`), the control-plane API (`/api/v1/`), the fleet
