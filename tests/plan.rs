@@ -130,10 +130,15 @@ fn tampered_metadata_is_refused() {
     let w = World::new();
     w.publish(&manifest("quiz-fix", "1.0.1", "mod_quiz", "technical", "none", ""), &[]);
     let config = w.agent_config("univ-a", 3, 1);
-    let path = w.path("repo/metadata/2.targets.json");
+    // The bundle's entry is in the hashed bin its name falls in, re-signed at version 2.
+    let bin = std::fs::read_dir(w.path("repo/metadata")).unwrap().map(|e| e.unwrap().path()).find(|p| {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        name.starts_with("2.bin-") && std::fs::read_to_string(p).unwrap().contains("quiz-fix")
+    });
+    let path = bin.expect("the bin holding quiz-fix");
     let text = std::fs::read_to_string(&path).unwrap().replace("test bundle quiz-fix", "evil bundle quiz-fix");
     std::fs::write(&path, text).unwrap();
-    refused(&w, &config, "hash mismatch");
+    refused(&w, &config, "signature");
 }
 
 #[test]

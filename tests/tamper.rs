@@ -10,11 +10,19 @@ mod common;
 
 use std::path::Path;
 
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+
 use common::{World, manifest, stderr};
+use tough::TargetName;
+use tough::editor::signed::SignedRole;
+use tough::key_source::{KeySource, LocalKeySource};
+use tough::schema::{DelegatedTargets, Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot, Targets, Timestamp};
 use palier_bundle::{Manifest, ManifestKind, hostile};
 use palier_fixture::tree_hash;
 
-/// A world with three publishes (metadata versions 2, 3, 4), before any agent has run.
+/// A world with three publishes (snapshot versions 2, 3, 4), before any agent has run. The
+/// top-level targets stay at version 1; each publish re-signs the bin of its bundle.
 fn world() -> World {
     let w = World::new();
     for v in ["1.0.0", "1.0.1", "1.0.2"] {
@@ -39,6 +47,13 @@ fn refused(w: &World, name: &str, needle: &str) {
     assert!(!w.path("state-univ-a/installed.json").exists(), "{name}: something was recorded as installed");
 }
 
+/// `plan` must succeed (the agent sees the repository as it is now).
+fn plans(w: &World) {
+    let config = w.agent_config("univ-a", 3, 1);
+    let out = w.run("palier-agent", &["plan", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn flip_byte(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     let i = at.min(bytes.len() - 1);
@@ -50,7 +65,7 @@ fn flip_byte(path: &Path, at: usize) {
 fn offsets(path: &Path) -> Vec<(String, usize)> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut out = Vec::new();
-    for key in ["\"version\"", "\"expires\"", "\"sha256\"", "\"length\"", "\"sig\"", "\"keyid\""] {
+    for key in ["\"version\"", "\"expires\"", "\"sha256\"", "\"length\"", "\"sig\"", "\"keyid\"", "\"path_hash_prefixes\""] {
         if let Some(i) = text.find(key) {
             // A byte of the value after the key, not of the key itself.
             let value = text[i + key.len()..].find(|c: char| c.is_ascii_alphanumeric()).map(|j| i + key.len() + j + 1).unwrap_or(i);
@@ -60,15 +75,33 @@ fn offsets(path: &Path) -> Vec<(String, usize)> {
     out
 }
 
+/// The bin that holds `target` (`bin-XX`, 256 bins: the first two hex digits of its sha256).
+fn bin_of(target: &str) -> String {
+    use sha2::Digest;
+    format!("bin-{}", &hex::encode(sha2::Sha256::digest(target.as_bytes()))[..2])
+}
+
+/// The version the current snapshot names for `role`.
+fn version_in_snapshot(w: &World, role: &str) -> u64 {
+    let ts: serde_json::Value = serde_json::from_slice(&std::fs::read(w.path("repo/metadata/timestamp.json")).unwrap()).unwrap();
+    let v = ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap();
+    let snap: serde_json::Value = serde_json::from_slice(&std::fs::read(w.path(&format!("repo/metadata/{v}.snapshot.json"))).unwrap()).unwrap();
+    snap["signed"]["meta"][format!("{role}.json")]["version"].as_u64().unwrap()
+}
+
 #[test]
 fn bit_flips_in_every_metadata_role_are_refused() {
+    let bin = bin_of("quiz-fix-1.0.2.tar.gz");
+    let bin_file = format!("2.{bin}.json");
     let mut cases = 0;
     for (file, needles) in [
         ("timestamp.json", &["timestamp", "signature", "json", "version"][..]),
         ("4.snapshot.json", &["snapshot", "hash"][..]),
-        ("4.targets.json", &["targets", "hash"][..]),
+        ("1.targets.json", &["targets", "signature", "json", "version"][..]),
+        (bin_file.as_str(), &["targets", "signature", "json", "version", "delegat"][..]),
     ] {
         let template = world();
+        assert_eq!(version_in_snapshot(&template, &bin), 2);
         let path = template.path(&format!("repo/metadata/{file}"));
         for (field, at) in offsets(&path) {
             let w = world();
@@ -82,21 +115,23 @@ fn bit_flips_in_every_metadata_role_are_refused() {
             cases += 1;
         }
     }
-    assert!(cases >= 15, "{cases} metadata bit flips");
+    assert!(cases >= 20, "{cases} metadata bit flips");
 }
 
 #[test]
 fn signatures_by_a_wrong_key_are_refused() {
-    for file in ["timestamp.json", "2.snapshot.json", "2.targets.json"] {
+    let bin = bin_of("quiz-fix-1.0.0.tar.gz");
+    for file in ["timestamp.json".to_owned(), "2.snapshot.json".into(), "1.targets.json".into(), format!("2.{bin}.json")] {
         let w = World::new();
         w.publish(&manifest("quiz-fix", "1.0.0", "mod_quiz", "technical", "none", ""), &[]);
         w.server(&["init", "--repo", "other/repo"]);
         w.server(&["publish", "--repo", "other/repo", "bundles/quiz-fix-1.0.0/bundle.tar.gz"]);
         std::fs::copy(w.path(&format!("other/repo/metadata/{file}")), w.path(&format!("repo/metadata/{file}"))).unwrap();
-        // A foreign snapshot or targets file also breaks the hash chain; either refusal is right.
-        // A foreign file longer than the length the chain declares is refused for its size
-        // before its hash is computed; either refusal is right.
-        refused(&w, &format!("foreign {file}"), if file == "timestamp.json" { "signature" } else { "hash|maximum size" });
+        // A foreign snapshot also breaks the hash chain; either refusal is right. A foreign file
+        // longer than the length the chain declares is refused for its size before its hash is
+        // computed; either refusal is right.
+        let needle = if file.ends_with(".snapshot.json") { "hash|maximum size" } else { "signature" };
+        refused(&w, &format!("foreign {file}"), needle);
     }
 }
 
@@ -110,21 +145,52 @@ fn expired_rolled_back_and_mixed_metadata_are_refused() {
 
     // Rolled back: an older timestamp after a newer one was seen.
     let w = world();
-    let config = w.agent_config("univ-a", 3, 1);
     let old = w.path("repo/metadata/timestamp.json");
     let old_bytes = std::fs::read(&old).unwrap();
     w.publish(&manifest("quiz-fix", "1.0.3", "mod_quiz", "technical", "none", ""), &[]);
-    let out = w.run("palier-agent", &["plan", "--config", config.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    plans(&w);
     std::fs::write(&old, old_bytes).unwrap();
     refused(&w, "rolled-back timestamp", "previously fetched");
 
-    // Mix and match: an older snapshot or targets under the newer name.
-    for (older, newer, needle) in [("3.snapshot.json", "4.snapshot.json", "hash|maximum size"), ("3.targets.json", "4.targets.json", "hash|maximum size")] {
+    // Mix and match: an older snapshot or bin under the newer name.
+    let bin = bin_of("quiz-fix-1.0.2.tar.gz");
+    let (older_bin, newer_bin) = (format!("1.{bin}.json"), format!("2.{bin}.json"));
+    for (older, newer, needle) in [("3.snapshot.json", "4.snapshot.json", "hash|maximum size"), (older_bin.as_str(), newer_bin.as_str(), "version")] {
         let w = world();
         std::fs::copy(w.path(&format!("repo/metadata/{older}")), w.path(&format!("repo/metadata/{newer}"))).unwrap();
         refused(&w, &format!("{older} as {newer}"), needle);
     }
+}
+
+/// A bin rolled back by a snapshot that is correctly signed (a stolen snapshot key): after the
+/// agent has seen a bin at version 3, a new snapshot naming its version 2 is refused.
+#[test]
+fn a_bin_rolled_back_by_a_signed_snapshot_is_refused() {
+    let w = World::new();
+    w.publish(&manifest("quiz-fix", "1.0.0", "mod_quiz", "technical", "none", ""), &[]);
+    let bin = bin_of("quiz-fix-1.0.0.tar.gz");
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.0", "--alpha"]);
+    assert_eq!(version_in_snapshot(&w, &bin), 3);
+    plans(&w);
+    resign(&w, Vec::new(), |meta| meta.get_mut(&format!("{bin}.json")).unwrap().version = NonZeroU64::new(2).unwrap());
+    refused(&w, "rolled-back bin", "is greater than version 2");
+}
+
+/// A bundle entry moved into a bin whose hash prefixes do not cover its name is refused,
+/// even though the bin is signed by the right key.
+#[test]
+fn a_bundle_in_the_wrong_bin_is_refused() {
+    let w = World::new();
+    w.publish(&manifest("quiz-fix", "1.0.0", "mod_quiz", "technical", "none", ""), &[]);
+    let right = bin_of("quiz-fix-1.0.0.tar.gz");
+    let wrong = if right == "bin-00" { "bin-01".to_owned() } else { "bin-00".to_owned() };
+    let name = TargetName::new("quiz-fix-1.0.0.tar.gz").unwrap();
+    let mut from = read_bin(&w, &right);
+    let mut to = read_bin(&w, &wrong);
+    let target = from.targets.remove(&name).unwrap();
+    to.targets.insert(name, target);
+    resign(&w, vec![(right, from), (wrong, to)], |_| {});
+    refused(&w, "bundle in the wrong bin", "target file not delegated: quiz-fix-1.0.0.tar.gz");
 }
 
 #[test]
@@ -143,8 +209,12 @@ fn oversize_truncated_and_missing_metadata_are_refused() {
     refused(&w, "truncated timestamp", "timestamp");
 
     let w = world();
-    std::fs::remove_file(w.path("repo/metadata/4.targets.json")).unwrap();
+    std::fs::remove_file(w.path("repo/metadata/1.targets.json")).unwrap();
     refused(&w, "missing targets", "targets");
+
+    let w = world();
+    std::fs::remove_file(w.path(&format!("repo/metadata/2.{}.json", bin_of("quiz-fix-1.0.1.tar.gz")))).unwrap();
+    refused(&w, "missing bin", "bin-");
 
     let w = world();
     std::fs::write(w.path("repo/metadata/4.snapshot.json"), b"").unwrap();
@@ -210,4 +280,87 @@ fn signed_manifest_of(bytes: &[u8]) -> Option<Manifest> {
     let mut text = String::new();
     first.read_to_string(&mut text).ok()?;
     Manifest::parse(&text, ManifestKind::Built).ok()
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(w: &World, file: &str) -> T {
+    serde_json::from_slice(&std::fs::read(w.path(&format!("repo/metadata/{file}"))).unwrap()).unwrap()
+}
+
+/// The current content of a bin, as the snapshot names it.
+fn read_bin(w: &World, bin: &str) -> Targets {
+    read_json::<Signed<Targets>>(w, &format!("{}.{bin}.json", version_in_snapshot(w, bin))).signed
+}
+
+/// Sign `role` with the key file `keys/<key>.der`, as the holder's metadata allows.
+fn sign<T: Role + serde::Serialize>(w: &World, role: T, holder: &KeyHolder, key: &str) -> Vec<u8> {
+    let keys: Vec<Box<dyn KeySource>> = vec![Box::new(LocalKeySource { path: w.path(&format!("keys/{key}.der")) })];
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let signed = rt.block_on(SignedRole::new(role, holder, &keys, &aws_lc_rs::rand::SystemRandom::new())).unwrap();
+    serde_json::to_vec(signed.signed()).unwrap()
+}
+
+/// What a holder of the repository's own online keys (bins, snapshot, timestamp) can write:
+/// `bins` re-signed at their next version, then a snapshot whose meta `edit` may change, then
+/// a timestamp over it.
+fn resign(w: &World, bins: Vec<(String, Targets)>, edit: impl FnOnce(&mut HashMap<String, Metafile>)) {
+    let root: Signed<Root> = read_json(w, "1.root.json");
+    let top: Signed<Targets> = read_json(w, "1.targets.json");
+    let root_holder = KeyHolder::Root(root.signed);
+    let bin_holder = KeyHolder::Delegations(top.signed.delegations.unwrap());
+    let mut timestamp: Signed<Timestamp> = read_json(w, "timestamp.json");
+    let snapshot_version = timestamp.signed.meta["snapshot.json"].version;
+    let mut snapshot: Signed<Snapshot> = read_json(w, &format!("{snapshot_version}.snapshot.json"));
+    for (name, mut bin) in bins {
+        let meta = snapshot.signed.meta.get_mut(&format!("{name}.json")).unwrap();
+        meta.version = meta.version.checked_add(1).unwrap();
+        bin.version = meta.version;
+        let bytes = sign(w, DelegatedTargets { name: name.clone(), targets: bin }, &bin_holder, "bins");
+        std::fs::write(w.path(&format!("repo/metadata/{}.{name}.json", meta.version)), bytes).unwrap();
+    }
+    edit(&mut snapshot.signed.meta);
+    snapshot.signed.version = snapshot.signed.version.checked_add(1).unwrap();
+    let version = snapshot.signed.version;
+    let bytes = sign(w, snapshot.signed, &root_holder, "snapshot");
+    std::fs::write(w.path(&format!("repo/metadata/{version}.snapshot.json")), &bytes).unwrap();
+    use sha2::Digest;
+    timestamp.signed.meta.insert(
+        "snapshot.json".into(),
+        Metafile { length: Some(bytes.len() as u64), hashes: Some(Hashes { sha256: sha2::Sha256::digest(&bytes).to_vec().into(), _extra: HashMap::new() }), version, _extra: HashMap::new() },
+    );
+    timestamp.signed.version = timestamp.signed.version.checked_add(1).unwrap();
+    let bytes = sign(w, timestamp.signed, &root_holder, "timestamp");
+    std::fs::write(w.path("repo/metadata/timestamp.json"), bytes).unwrap();
+}
+
+/// The agent keeps the versioned bins of its last verified load and downloads only the bins
+/// a new snapshot changed; a cached file is verified like a downloaded one, and a bad one is
+/// replaced by the repository's file without refusing the repository.
+#[test]
+fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
+    let w = world();
+    plans(&w);
+    let cache = w.path("state-univ-a/tuf-cache");
+    let bin = bin_of("quiz-fix-1.0.2.tar.gz");
+    let cached = cache.join(format!("2.{bin}.json"));
+    let original = std::fs::read(&cached).unwrap();
+    assert_eq!(original, std::fs::read(w.path(&format!("repo/metadata/2.{bin}.json"))).unwrap());
+    let files = std::fs::read_dir(&cache).unwrap().count();
+    assert_eq!(files, 257, "the top-level targets and every bin are cached");
+
+    // After a change to one bin, its old version leaves the cache and the new one is there.
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.2", "--alpha"]);
+    plans(&w);
+    assert!(!cached.exists());
+    assert!(cache.join(format!("3.{bin}.json")).exists());
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 257);
+
+    // A cached bin changed on disk: the load that used it fails, the one without the cache
+    // succeeds, and the cache holds the repository's file again.
+    let cached = cache.join(format!("3.{bin}.json"));
+    let good = std::fs::read(&cached).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap().replace("test bundle quiz-fix", "evil bundle quiz-fix");
+    assert_ne!(text.as_bytes(), good.as_slice());
+    std::fs::write(&cached, text).unwrap();
+    plans(&w);
+    assert_eq!(std::fs::read(&cached).unwrap(), good);
 }

@@ -1,11 +1,21 @@
 //! The agent's view of the TUF repository: only the pinned root is trusted; expired,
 //! rolled-back or badly signed metadata is refused by tough, and every bundle's signed
 //! metadata is checked before the policy sees it.
+//!
+//! The bundles are targets of hashed bins delegated by the top-level targets. tough verifies
+//! every bin on every load; with consistent snapshots a bin's file `N.bin-XX.json` never
+//! changes once written, so the transport keeps the versioned targets and bins files of the
+//! last successful load in `state_dir/tuf-cache` and downloads only those whose version the
+//! new snapshot changed. A cached file is verified exactly like a downloaded one (signature,
+//! version named by the snapshot); if a load that used the cache fails, it is tried once more
+//! without it.
 
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use palier_bundle::BundleMetadata;
-use tough::{ExpirationEnforcement, RepositoryLoader};
+use tough::{ExpirationEnforcement, RepositoryLoader, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
 use crate::config::Config;
@@ -61,19 +71,29 @@ pub async fn load(config: &Config) -> Result<Verified> {
     let root = std::fs::read(&config.trusted_root).map_err(Error::io("read trusted root", &config.trusted_root))?;
     let datastore = config.state_dir.join("tuf");
     create_private_dir(&datastore)?;
+    let cache_dir = config.state_dir.join("tuf-cache");
+    create_private_dir(&cache_dir)?;
     let (metadata_url, targets_url) = urls(&config.repository)?;
     let url = config.repository.to_string();
-    let transport = RepoTransport::new().map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
-    let repository = RepositoryLoader::new(&root, metadata_url, targets_url)
-        .transport(transport)
-        .datastore(&datastore)
-        .expiration_enforcement(ExpirationEnforcement::Safe)
-        .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() })
-        .load()
-        .await
-        .map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
+    let inner = RepoTransport::new().map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
+    let load = |use_cache: bool| {
+        let cache = MetadataCache::new(inner.clone(), metadata_url.clone(), cache_dir.clone(), use_cache);
+        let loader = RepositoryLoader::new(&root, metadata_url.clone(), targets_url.clone())
+            .transport(cache.clone())
+            .datastore(&datastore)
+            .expiration_enforcement(ExpirationEnforcement::Safe)
+            .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() });
+        async move { (loader.load().await, cache) }
+    };
+    let (mut loaded, mut cache) = load(true).await;
+    if loaded.is_err() && cache.hits() > 0 {
+        tracing::debug!("the load that used cached metadata failed; trying again without the cache");
+        (loaded, cache) = load(false).await;
+    }
+    let repository = loaded.map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
+    cache.keep_only_this_load();
     let mut bundles = Vec::new();
-    for (name, target) in &repository.targets().signed.targets {
+    for (name, target) in repository.all_targets() {
         let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         let meta = BundleMetadata::from_custom(custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
         if meta.manifest.target_name() != name.raw() {
@@ -87,6 +107,110 @@ pub async fn load(config: &Config) -> Result<Verified> {
     }
     bundles.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
     Ok(Verified { bundles, repository })
+}
+
+/// Largest metadata file the cache holds in memory while a load runs (tough's own limit for
+/// targets metadata).
+const MAX_CACHED_FILE: usize = 256 << 20;
+
+/// A transport that answers the versioned targets and bins files (`N.targets.json`,
+/// `N.bin-XX.json`) of the metadata folder from `dir` when it holds them, and otherwise fetches
+/// them through `inner`. Files fetched are written to `dir` only by
+/// [`MetadataCache::keep_only_this_load`], after tough verified the whole load.
+#[derive(Debug, Clone)]
+struct MetadataCache {
+    inner: RepoTransport,
+    metadata_url: Url,
+    dir: PathBuf,
+    enabled: bool,
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    hits: HashSet<String>,
+    fetched: HashMap<String, Vec<u8>>,
+}
+
+impl MetadataCache {
+    fn new(inner: RepoTransport, metadata_url: Url, dir: PathBuf, enabled: bool) -> Self {
+        MetadataCache { inner, metadata_url, dir, enabled, seen: Arc::default() }
+    }
+
+    /// The file name under which `url` may be cached: a versioned, immutable metadata file.
+    fn cacheable(&self, url: &Url) -> Option<String> {
+        let name = url.as_str().strip_prefix(self.metadata_url.as_str())?;
+        let (version, rest) = name.split_once('.')?;
+        let role = rest.strip_suffix(".json")?;
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || matches!(role, "root" | "snapshot" | "timestamp") || !role.chars().all(plain) {
+            return None;
+        }
+        Some(name.to_owned())
+    }
+
+    fn hits(&self) -> usize {
+        self.seen.lock().map(|s| s.hits.len()).unwrap_or(0)
+    }
+
+    /// After a verified load: store what was downloaded, drop every cached file this load did
+    /// not use (older versions of changed bins).
+    fn keep_only_this_load(&self) {
+        let Ok(mut seen) = self.seen.lock() else { return };
+        for (name, bytes) in std::mem::take(&mut seen.fetched) {
+            let path = self.dir.join(&name);
+            let written = tempfile::NamedTempFile::new_in(&self.dir).and_then(|mut tmp| {
+                std::io::Write::write_all(&mut tmp, &bytes)?;
+                tmp.persist(&path).map_err(|e| e.error)
+            });
+            match written {
+                Ok(_) => {
+                    seen.hits.insert(name);
+                }
+                Err(e) => tracing::debug!(file = %path.display(), error = %e, "cannot cache metadata"),
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !seen.hits.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn one_chunk(bytes: Vec<u8>) -> TransportStream {
+    Box::pin(futures::stream::iter([Ok(bytes::Bytes::from(bytes))]))
+}
+
+#[async_trait::async_trait]
+impl Transport for MetadataCache {
+    async fn fetch(&self, url: Url) -> std::result::Result<TransportStream, TransportError> {
+        let Some(name) = self.cacheable(&url) else {
+            return self.inner.fetch(url).await;
+        };
+        if self.enabled
+            && let Ok(bytes) = std::fs::read(self.dir.join(&name))
+        {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.hits.insert(name);
+            }
+            return Ok(one_chunk(bytes));
+        }
+        let mut stream = self.inner.fetch(url.clone()).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            bytes.extend_from_slice(&chunk?);
+            if bytes.len() > MAX_CACHED_FILE {
+                return Err(TransportError::new_with_cause(TransportErrorKind::Other, url.as_str(), format!("metadata file larger than {MAX_CACHED_FILE} bytes")));
+            }
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.fetched.insert(name, bytes.clone());
+        }
+        Ok(one_chunk(bytes))
+    }
 }
 
 pub(crate) fn create_private_dir(path: &Path) -> Result<()> {

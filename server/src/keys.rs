@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 /// The four TUF top-level roles, in the order their keys are made.
 pub const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
+/// The delegated roles with keys of their own: the hashed bins (one key set for all of them).
+pub const DELEGATED: [&str; 1] = ["bins"];
+
 /// File of key `i` (from 1) of `role`: `root.der`, then `root-2.der`, ...
 pub fn key_path(keys: &Path, role: &str, i: usize) -> PathBuf {
     if i == 1 { keys.join(format!("{role}.der")) } else { keys.join(format!("{role}-{i}.der")) }

@@ -2,8 +2,16 @@
 //! (publish, validations, state, reporters) with every change re-signed and written atomically.
 //!
 //! Layout: `DIR/metadata/` (consistent snapshots: `N.root.json`, `N.targets.json`,
-//! `N.snapshot.json`, `timestamp.json`) and `DIR/targets/<sha256>.<id>-<version>.tar.gz`.
-//! Keys live in a separate folder, one DER PKCS#8 file per key.
+//! `N.bin-XX.json`, `N.snapshot.json`, `timestamp.json`) and
+//! `DIR/targets/<sha256>.<id>-<version>.tar.gz`. The top-level `targets` role lists no bundle:
+//! it delegates to a fixed number of hashed bins (`path_hash_prefixes` on the sha256 of the
+//! target name, chosen at `init`), and each bundle is a target of the one bin its name hashes
+//! to. A change re-signs that bin, the snapshot and the timestamp, nothing else, so its cost
+//! and what an agent downloads next do not grow with the repository's history.
+//!
+//! Readers take no lock: writes only add files and rename new ones into place, timestamp last,
+//! and versioned files are never removed, so a reader always finds a consistent set. Writers
+//! hold a lock in the keys folder. Keys live in a separate folder, one DER PKCS#8 file per key.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -14,19 +22,26 @@ use std::path::{Path, PathBuf};
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::archive::{self, ReadLimits, VerifyOnly};
 use palier_bundle::{BundleMetadata, BundleRef, Manifest, PlatformId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tough::editor::RepositoryEditor;
 use tough::editor::signed::SignedRole;
 use tough::key_source::KeySource;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
-use tough::schema::{Hashes, KeyHolder, Metafile, RoleKeys, RoleType, Root, Target};
+use tough::schema::{
+    DelegatedRole, DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, PathHashPrefix, PathSet, Role, RoleKeys, RoleType, Root, Signed,
+    Snapshot, Target, Targets,
+};
 use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
 
 use crate::error::{Error, Result};
 use crate::keys;
 
-/// How long each role's metadata stays valid after it is signed.
+type TufTimestamp = tough::schema::Timestamp;
+
+/// How long each role's metadata stays valid after it is signed. The bins live as long as the
+/// top-level targets.
 #[derive(Debug, Clone, Copy)]
 pub struct Expiries {
     pub root: SignedDuration,
@@ -76,6 +91,14 @@ impl RepoPaths {
     pub fn pinned_root(&self) -> PathBuf {
         self.metadata().join("1.root.json")
     }
+    /// Refuse a folder that holds no repository, saying how to make one.
+    pub fn require(&self) -> Result<()> {
+        if self.pinned_root().is_file() {
+            return Ok(());
+        }
+        let dir = self.dir.display();
+        Err(Error::Refused(format!("no repository at {dir} (run `palier-server init --repo {dir}`)")))
+    }
 }
 
 /// Signature thresholds per role; each role gets that many keys.
@@ -85,11 +108,13 @@ pub struct Thresholds {
     pub targets: u64,
     pub snapshot: u64,
     pub timestamp: u64,
+    /// The hashed bins' role (one key set for every bin).
+    pub bins: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { root: 1, targets: 1, snapshot: 1, timestamp: 1 }
+        Thresholds { root: 1, targets: 1, snapshot: 1, timestamp: 1, bins: 1 }
     }
 }
 
@@ -99,6 +124,7 @@ impl Thresholds {
             "root" => self.root,
             "targets" => self.targets,
             "snapshot" => self.snapshot,
+            "bins" => self.bins,
             _ => self.timestamp,
         }
     }
@@ -113,10 +139,62 @@ fn role_type(role: &str) -> RoleType {
     }
 }
 
+/// Number of hashed bins `init` makes unless told otherwise. At 10,000 bundles a bin holds
+/// about 40 entries, and the snapshot lists 256 versions: both stay a few tens of KB.
+pub const DEFAULT_BINS: u32 = 256;
+
+/// The hashed bins: `count` delegated roles `bin-<hex>`, each trusted for the target names
+/// whose sha256 (hex) starts with one of its prefixes. Every prefix has the same length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bins(u32);
+
+impl Default for Bins {
+    fn default() -> Self {
+        Bins(DEFAULT_BINS)
+    }
+}
+
+impl Bins {
+    pub fn new(count: u32) -> Result<Bins> {
+        if !(16..=65536).contains(&count) || !count.is_power_of_two() {
+            return Err(Error::Refused(format!("{count} bins: expected a power of two from 16 to 65536")));
+        }
+        Ok(Bins(count))
+    }
+    pub fn count(self) -> u32 {
+        self.0
+    }
+    fn hex_len(self) -> usize {
+        self.0.trailing_zeros().div_ceil(4) as usize
+    }
+    fn per_bin(self) -> u32 {
+        (1u32 << (4 * self.hex_len())) / self.0
+    }
+    /// The role name of bin `i`.
+    pub fn name(self, i: u32) -> String {
+        format!("bin-{:0w$x}", i, w = self.hex_len())
+    }
+    fn prefixes(self, i: u32) -> Vec<String> {
+        let per = self.per_bin();
+        (i * per..(i + 1) * per).map(|p| format!("{:0w$x}", p, w = self.hex_len())).collect()
+    }
+    /// The bin a target name hashes to.
+    pub fn of(self, target_name: &str) -> u32 {
+        let digest = Sha256::digest(target_name.as_bytes());
+        let head = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        let prefix = head >> (32 - 4 * self.hex_len() as u32);
+        prefix / self.per_bin()
+    }
+}
+
 /// Expiry `after` from `now`, in whole seconds: other TUF clients refuse fractions.
 fn expiry(now: Timestamp, after: SignedDuration) -> Result<Timestamp> {
     let t = now.checked_add(after).map_err(|e| Error::Refused(format!("expiry out of range: {e}")))?;
     Timestamp::from_second(t.as_second()).map_err(|e| Error::Refused(format!("expiry out of range: {e}")))
+}
+
+fn next(v: NonZeroU64) -> Result<NonZeroU64> {
+    v.checked_add(1).ok_or_else(|| Error::Refused("metadata version overflow".into()))
 }
 
 fn tuf_err(dir: &Path, what: &'static str) -> impl FnOnce(tough::error::Error) -> Error {
@@ -124,8 +202,45 @@ fn tuf_err(dir: &Path, what: &'static str) -> impl FnOnce(tough::error::Error) -
     move |source| Error::Tuf { dir, what, source: Box::new(source) }
 }
 
-/// Create a new repository with fresh keys.
+/// Metadata that does not verify: named, with why.
+fn refused(dir: &Path, what: impl std::fmt::Display, why: impl std::fmt::Display) -> Error {
+    Error::Refused(format!("repository {}: {what} does not verify: {why}", dir.display()))
+}
+
+/// A new ed25519 key for `role`, written as key file `i`; returns its TUF form and id.
+fn new_key(keys_dir: &Path, role: &str, i: usize) -> Result<(Decoded<Hex>, Key)> {
+    let path = keys::key_path(keys_dir, role, i);
+    let public = keys::generate(&path)?;
+    let key = Key::Ed25519 {
+        keyval: Ed25519Key { public: Decoded::<Hex>::from(public), _extra: HashMap::new() },
+        scheme: Ed25519Scheme::Ed25519,
+        _extra: HashMap::new(),
+    };
+    let id = key.key_id().map_err(|e| Error::Key { path, why: format!("cannot compute key id: {e}") })?;
+    Ok((id, key))
+}
+
+/// Sign `role` with the keys among `keys` that `holder` names for it; the compact JSON bytes.
+async fn sign<T: Role + Serialize>(dir: &Path, role: T, holder: &KeyHolder, keys: &[Box<dyn KeySource>], what: &'static str) -> Result<Vec<u8>> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let signed = SignedRole::new(role, holder, keys, &rng).await.map_err(tuf_err(dir, what))?;
+    let mut bytes = serde_json::to_vec(signed.signed()).map_err(|e| Error::Refused(format!("cannot serialise {what}: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn version_only(version: NonZeroU64) -> Metafile {
+    Metafile { length: None, hashes: None, version, _extra: HashMap::new() }
+}
+
+/// Create a new repository with fresh keys and the default number of bins.
 pub async fn init(paths: &RepoPaths, thresholds: Thresholds, expiries: Expiries, now: Timestamp) -> Result<()> {
+    init_with_bins(paths, thresholds, expiries, Bins::default(), now).await
+}
+
+/// Create a new repository with fresh keys: root, the top-level targets delegating to `bins`
+/// empty hashed bins, snapshot and timestamp, all version 1.
+pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries: Expiries, bins: Bins, now: Timestamp) -> Result<()> {
     if paths.pinned_root().exists() {
         return Err(Error::Refused(format!("repository {} already exists (found {})", paths.dir.display(), paths.pinned_root().display())));
     }
@@ -139,13 +254,14 @@ pub async fn init(paths: &RepoPaths, thresholds: Thresholds, expiries: Expiries,
             paths.dir.display()
         )));
     }
-    for role in keys::ROLES {
+    for role in keys::ROLES.iter().chain(keys::DELEGATED.iter()) {
         if keys::key_path(&paths.keys, role, 1).exists() {
             return Err(Error::Refused(format!("keys folder {} already holds a {role} key; use an empty folder", paths.keys.display())));
         }
     }
     std::fs::create_dir_all(paths.metadata()).map_err(Error::io("create folder", paths.metadata()))?;
     std::fs::create_dir_all(paths.targets()).map_err(Error::io("create folder", paths.targets()))?;
+    let dir = &paths.dir;
 
     let mut root = Root {
         spec_version: "1.0.0".into(),
@@ -156,46 +272,79 @@ pub async fn init(paths: &RepoPaths, thresholds: Thresholds, expiries: Expiries,
         roles: HashMap::new(),
         _extra: HashMap::new(),
     };
+    let threshold_of = |role: &str| NonZeroU64::new(thresholds.of(role)).ok_or_else(|| Error::Refused(format!("threshold of {role} must be at least 1")));
     for role in keys::ROLES {
-        let n = thresholds.of(role);
-        let threshold = NonZeroU64::new(n).ok_or_else(|| Error::Refused(format!("threshold of {role} must be at least 1")))?;
+        let threshold = threshold_of(role)?;
         let mut keyids = Vec::new();
-        for i in 1..=n as usize {
-            let public = keys::generate(&keys::key_path(&paths.keys, role, i))?;
-            let key = Key::Ed25519 {
-                keyval: Ed25519Key { public: Decoded::<Hex>::from(public), _extra: HashMap::new() },
-                scheme: Ed25519Scheme::Ed25519,
-                _extra: HashMap::new(),
-            };
-            let id = key.key_id().map_err(|e| Error::Key { path: keys::key_path(&paths.keys, role, i), why: format!("cannot compute key id: {e}") })?;
+        for i in 1..=threshold.get() as usize {
+            let (id, key) = new_key(&paths.keys, role, i)?;
             keyids.push(id.clone());
             root.keys.insert(id, key);
         }
         root.roles.insert(role_type(role), RoleKeys { keyids, threshold, _extra: HashMap::new() });
     }
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let root_keys = keys::role_keys(&paths.keys, "root")?;
-    let signed_root = SignedRole::new(root.clone(), &KeyHolder::Root(root), &root_keys, &rng)
-        .await
-        .map_err(tuf_err(&paths.dir, "sign root"))?;
-    let staging = Staging::new(&paths.dir)?;
-    signed_root.write(staging.path(), true).await.map_err(tuf_err(&paths.dir, "write root"))?;
-    staging.publish_file("1.root.json", &paths.metadata())?;
+    let mut delegations = Delegations::new();
+    let bins_threshold = threshold_of("bins")?;
+    let mut bin_keyids = Vec::new();
+    for i in 1..=bins_threshold.get() as usize {
+        let (id, key) = new_key(&paths.keys, "bins", i)?;
+        bin_keyids.push(id.clone());
+        delegations.keys.insert(id, key);
+    }
+    for i in 0..bins.count() {
+        let prefixes = bins.prefixes(i).into_iter().map(PathHashPrefix::new).collect::<std::result::Result<Vec<_>, _>>();
+        let prefixes = prefixes.map_err(|e| Error::Refused(format!("bin prefix: {e}")))?;
+        delegations.roles.push(DelegatedRole {
+            name: bins.name(i),
+            keyids: bin_keyids.clone(),
+            threshold: bins_threshold,
+            paths: PathSet::PathHashPrefixes(prefixes),
+            terminating: true,
+            targets: None,
+        });
+    }
 
-    let mut editor = RepositoryEditor::new(paths.pinned_root()).await.map_err(tuf_err(&paths.dir, "open root"))?;
-    let targets_expires = expiry(now, expiries.targets)?;
-    editor.targets_version(NonZeroU64::MIN).map_err(tuf_err(&paths.dir, "set targets version"))?;
-    editor.targets_expires(targets_expires).map_err(tuf_err(&paths.dir, "set targets expiry"))?;
-    editor
-        .snapshot_version(NonZeroU64::MIN)
-        .snapshot_expires(expiry(now, expiries.snapshot)?)
-        .timestamp_version(NonZeroU64::MIN)
-        .timestamp_expires(expiry(now, expiries.timestamp)?);
-    let signed = editor.sign(&signing_keys(&paths.keys)?).await.map_err(tuf_err(&paths.dir, "sign"))?;
-    let staging = Staging::new(&paths.dir)?;
-    signed.write(staging.path()).await.map_err(tuf_err(&paths.dir, "write metadata"))?;
-    staging.publish_metadata(&paths.metadata(), 1)?;
-    Ok(())
+    let staging = Staging::new(dir)?;
+    let root_holder = KeyHolder::Root(root.clone());
+    let root_bytes = sign(dir, root, &root_holder, &keys::role_keys(&paths.keys, "root")?, "sign root").await?;
+    staging.write("1.root.json", &root_bytes)?;
+
+    let mut snapshot = Snapshot::new("1.0.0".into(), NonZeroU64::MIN, expiry(now, expiries.snapshot)?);
+    let bin_holder = KeyHolder::Delegations(delegations.clone());
+    let bin_keys = keys::role_keys(&paths.keys, "bins")?;
+    let bins_expire = expiry(now, expiries.targets)?;
+    for i in 0..bins.count() {
+        let name = bins.name(i);
+        let role = DelegatedTargets { name: name.clone(), targets: Targets::new("1.0.0".into(), NonZeroU64::MIN, bins_expire) };
+        let bytes = sign(dir, role, &bin_holder, &bin_keys, "sign bin").await?;
+        staging.write(&format!("1.{name}.json"), &bytes)?;
+        snapshot.meta.insert(format!("{name}.json"), version_only(NonZeroU64::MIN));
+    }
+    let mut targets = Targets::new("1.0.0".into(), NonZeroU64::MIN, expiry(now, expiries.targets)?);
+    targets.delegations = Some(delegations);
+    let bytes = sign(dir, targets, &root_holder, &keys::role_keys(&paths.keys, "targets")?, "sign targets").await?;
+    staging.write("1.targets.json", &bytes)?;
+    snapshot.meta.insert("targets.json".into(), version_only(NonZeroU64::MIN));
+
+    let mut online = keys::role_keys(&paths.keys, "snapshot")?;
+    online.extend(keys::role_keys(&paths.keys, "timestamp")?);
+    let snapshot_bytes = sign(dir, snapshot, &root_holder, &online, "sign snapshot").await?;
+    staging.write("1.snapshot.json", &snapshot_bytes)?;
+    let mut timestamp = TufTimestamp::new("1.0.0".into(), NonZeroU64::MIN, expiry(now, expiries.timestamp)?);
+    timestamp.meta.insert("snapshot.json".into(), snapshot_metafile(NonZeroU64::MIN, &snapshot_bytes));
+    let bytes = sign(dir, timestamp, &root_holder, &online, "sign timestamp").await?;
+    staging.write("timestamp.json", &bytes)?;
+    // The pinned root last but one, the timestamp last: until then the folder is no repository.
+    staging.publish_all(&paths.metadata())
+}
+
+fn snapshot_metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
+    Metafile {
+        length: Some(bytes.len() as u64),
+        hashes: Some(Hashes { sha256: Decoded::from(Sha256::digest(bytes).to_vec()), _extra: HashMap::new() }),
+        version,
+        _extra: HashMap::new(),
+    }
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
@@ -210,15 +359,6 @@ fn canonical(path: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(path).map_err(Error::io("resolve", path))
 }
 
-/// The keys that sign everyday changes: targets, snapshot, timestamp (root stays offline).
-fn signing_keys(keys_dir: &Path) -> Result<Vec<Box<dyn KeySource>>> {
-    let mut all = Vec::new();
-    for role in ["targets", "snapshot", "timestamp"] {
-        all.extend(keys::role_keys(keys_dir, role)?);
-    }
-    Ok(all)
-}
-
 /// One published bundle as the repository holds it.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -226,98 +366,6 @@ pub struct Published {
     pub length: u64,
     pub sha256: String,
     pub meta: BundleMetadata,
-}
-
-/// An open repository, locked against other writers until dropped.
-pub struct Repo {
-    paths: RepoPaths,
-    repository: tough::Repository,
-    _lock: File,
-}
-
-impl Repo {
-    /// Open and verify the repository (signatures and versions; expiry is not enforced here,
-    /// so the release manager can re-sign an expired repository).
-    pub async fn open(paths: &RepoPaths) -> Result<Repo> {
-        let lock_path = paths.keys.join(".lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(Error::io("open lock", &lock_path))?;
-        lock.lock().map_err(Error::io("lock", &lock_path))?;
-        let root_path = paths.pinned_root();
-        let root = std::fs::read(&root_path).map_err(Error::io("read root metadata", &root_path))?;
-        let meta_url = dir_url(&paths.metadata())?;
-        let targets_url = dir_url(&paths.targets())?;
-        let repository = RepositoryLoader::new(&root, meta_url, targets_url)
-            .transport(FilesystemTransport)
-            .expiration_enforcement(ExpirationEnforcement::Unsafe)
-            .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() })
-            .load()
-            .await
-            .map_err(tuf_err(&paths.dir, "load"))?;
-        Ok(Repo { paths: paths.clone(), repository, _lock: lock })
-    }
-
-    /// Every bundle, sorted by id then version.
-    pub fn bundles(&self) -> Result<Vec<Published>> {
-        let mut out = Vec::new();
-        for (name, target) in &self.repository.targets().signed.targets {
-            out.push(published(name, target)?);
-        }
-        out.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
-        Ok(out)
-    }
-
-    fn find(&self, bundle: &BundleRef) -> Result<(TargetName, Target)> {
-        let name = TargetName::new(bundle.target_name()).map_err(tuf_err(&self.paths.dir, "target name"))?;
-        match self.repository.targets().signed.targets.get(&name) {
-            Some(t) => Ok((name, t.clone())),
-            None => Err(Error::Refused(format!("bundle {bundle} is not published in {}", self.paths.dir.display()))),
-        }
-    }
-
-    /// Re-sign targets, snapshot and timestamp with `edits` applied, and write them atomically.
-    /// `archive` is copied into `targets/` first, under its consistent-snapshot name.
-    async fn write(self, now: Timestamp, edits: Vec<(TargetName, Target)>, archive: Option<(&Path, &str)>) -> Result<()> {
-        let dir = self.paths.dir.clone();
-        let latest_root = latest_root(&self.paths.metadata())?;
-        let next = |v: NonZeroU64| v.checked_add(1).ok_or_else(|| Error::Refused("metadata version overflow".into()));
-        let targets_version = next(self.repository.targets().signed.version)?;
-        let snapshot_version = next(self.repository.snapshot().signed.version)?;
-        let timestamp_version = next(self.repository.timestamp().signed.version)?;
-        let exp = Expiries::default();
-        let mut editor = RepositoryEditor::from_repo(&latest_root, self.repository).await.map_err(tuf_err(&dir, "edit"))?;
-        for (name, target) in edits {
-            editor.remove_target(&name).map_err(tuf_err(&dir, "edit target"))?;
-            editor.add_target(name, target).map_err(tuf_err(&dir, "add target"))?;
-        }
-        // from_repo drops versions and expiries: set them again.
-        let targets_expires = expiry(now, exp.targets)?;
-        editor.targets_version(targets_version).map_err(tuf_err(&dir, "set targets version"))?;
-        editor.targets_expires(targets_expires).map_err(tuf_err(&dir, "set targets expiry"))?;
-        editor
-            .snapshot_version(snapshot_version)
-            .snapshot_expires(expiry(now, exp.snapshot)?)
-            .timestamp_version(timestamp_version)
-            .timestamp_expires(expiry(now, exp.timestamp)?);
-        let signed = editor.sign(&signing_keys(&self.paths.keys)?).await.map_err(tuf_err(&dir, "sign"))?;
-        let staging = Staging::new(&dir)?;
-        signed.write(staging.path()).await.map_err(tuf_err(&dir, "write metadata"))?;
-        let copied = match archive {
-            Some((path, name)) => Some(copy_target(path, &self.paths.targets(), name)?),
-            None => None,
-        };
-        if let Err(e) = staging.publish_metadata(&self.paths.metadata(), targets_version.get()) {
-            if let Some(copied) = copied {
-                let _ = std::fs::remove_file(copied);
-            }
-            return Err(e);
-        }
-        Ok(())
-    }
 }
 
 fn published(name: &TargetName, target: &Target) -> Result<Published> {
@@ -332,19 +380,220 @@ fn dir_url(path: &Path) -> Result<url::Url> {
     url::Url::from_directory_path(&abs).map_err(|()| Error::Refused(format!("{} cannot be a file URL", abs.display())))
 }
 
-/// The newest `N.root.json` in the metadata folder.
-fn latest_root(metadata: &Path) -> Result<PathBuf> {
-    let mut best = (1u64, metadata.join("1.root.json"));
-    for entry in std::fs::read_dir(metadata).map_err(Error::io("list", metadata))? {
-        let entry = entry.map_err(Error::io("list", metadata))?;
-        let name = entry.file_name();
-        if let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".root.json")).and_then(|n| n.parse::<u64>().ok())
-            && n > best.0
-        {
-            best = (n, entry.path());
+/// Every bundle, sorted by id then version, read and verified (signatures, versions,
+/// delegations; not expiry) from the pinned root, without any lock or key: writers only add
+/// files and rename new ones in, so a reader never sees a half-written repository.
+pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
+    paths.require()?;
+    let root_path = paths.pinned_root();
+    let root = std::fs::read(&root_path).map_err(Error::io("read root metadata", &root_path))?;
+    let repository = RepositoryLoader::new(&root, dir_url(&paths.metadata())?, dir_url(&paths.targets())?)
+        .transport(FilesystemTransport)
+        .expiration_enforcement(ExpirationEnforcement::Unsafe)
+        .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() })
+        .load()
+        .await
+        .map_err(tuf_err(&paths.dir, "load"))?;
+    let mut out = Vec::new();
+    for (name, target) in repository.all_targets() {
+        out.push(published(name, target)?);
+    }
+    out.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
+    Ok(out)
+}
+
+/// The writers' lock, in the keys folder. Held until dropped.
+fn lock(paths: &RepoPaths) -> Result<File> {
+    paths.require()?;
+    if !paths.keys.is_dir() {
+        return Err(Error::Key {
+            path: paths.keys.clone(),
+            why: "no such keys folder (pass --keys KEYDIR, the folder `init` wrote the keys to)".into(),
+        });
+    }
+    let lock_path = paths.keys.join(".lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(Error::io("open lock", &lock_path))?;
+    lock.lock().map_err(Error::io("lock", &lock_path))?;
+    Ok(lock)
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(Error::io("read metadata", path))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Refused(format!("metadata {} cannot be parsed: {e}", path.display())))
+}
+
+/// The newest root, reached from the pinned `1.root.json` through each `N+1.root.json`, each
+/// signed by a threshold of the previous root's keys and of its own.
+fn load_root(paths: &RepoPaths) -> Result<Signed<Root>> {
+    let md = paths.metadata();
+    let mut root: Signed<Root> = read_json(&md.join("1.root.json"))?;
+    root.signed.verify_role(&root).map_err(|e| refused(&paths.dir, "1.root.json", e))?;
+    loop {
+        let name = format!("{}.root.json", next(root.signed.version)?);
+        let path = md.join(&name);
+        if !path.exists() {
+            return Ok(root);
+        }
+        let newer: Signed<Root> = read_json(&path)?;
+        root.signed.verify_role(&newer).map_err(|e| refused(&paths.dir, format!("{name} (by the previous root's keys)"), e))?;
+        newer.signed.verify_role(&newer).map_err(|e| refused(&paths.dir, format!("{name} (by its own keys)"), e))?;
+        if newer.signed.version != next(root.signed.version)? {
+            return Err(refused(&paths.dir, &name, format!("it says version {}", newer.signed.version)));
+        }
+        root = newer;
+    }
+}
+
+/// The verified top of the repository, what a writer starts from: the newest root, the
+/// timestamp, the snapshot it names and the top-level targets the snapshot names.
+struct Head {
+    root: Signed<Root>,
+    timestamp: Signed<TufTimestamp>,
+    snapshot: Signed<Snapshot>,
+    targets: Signed<Targets>,
+}
+
+impl Head {
+    fn load(paths: &RepoPaths) -> Result<Head> {
+        let md = paths.metadata();
+        let dir = &paths.dir;
+        let root = load_root(paths)?;
+        let timestamp: Signed<TufTimestamp> = read_json(&md.join("timestamp.json"))?;
+        root.signed.verify_role(&timestamp).map_err(|e| refused(dir, "timestamp.json", e))?;
+        let version = timestamp.signed.meta.get("snapshot.json").ok_or_else(|| refused(dir, "timestamp.json", "it names no snapshot"))?.version;
+        let name = format!("{version}.snapshot.json");
+        let snapshot: Signed<Snapshot> = read_json(&md.join(&name))?;
+        root.signed.verify_role(&snapshot).map_err(|e| refused(dir, &name, e))?;
+        if snapshot.signed.version != version {
+            return Err(refused(dir, &name, format!("it says version {}", snapshot.signed.version)));
+        }
+        let version = snapshot.signed.meta.get("targets.json").ok_or_else(|| refused(dir, &name, "it names no targets"))?.version;
+        let name = format!("{version}.targets.json");
+        let targets: Signed<Targets> = read_json(&md.join(&name))?;
+        root.signed.verify_role(&targets).map_err(|e| refused(dir, &name, e))?;
+        if targets.signed.version != version {
+            return Err(refused(dir, &name, format!("it says version {}", targets.signed.version)));
+        }
+        Ok(Head { root, timestamp, snapshot, targets })
+    }
+
+    fn delegations(&self, dir: &Path) -> Result<&Delegations> {
+        match &self.targets.signed.delegations {
+            Some(d) if !d.roles.is_empty() => Ok(d),
+            _ => Err(Error::Refused(format!(
+                "repository {} keeps every bundle in its top-level targets (the layout before hashed bins); run `palier-server migrate --repo {}` first",
+                dir.display(),
+                dir.display()
+            ))),
         }
     }
-    Ok(best.1)
+
+    /// The delegated role trusted for `target_name`: the first whose hash prefixes match.
+    fn bin_of(&self, dir: &Path, target_name: &str) -> Result<String> {
+        let digest = hex::encode(Sha256::digest(target_name.as_bytes()));
+        let delegations = self.delegations(dir)?;
+        for role in &delegations.roles {
+            if let PathSet::PathHashPrefixes(prefixes) = &role.paths
+                && prefixes.iter().any(|p| digest.starts_with(p.value()))
+            {
+                return Ok(role.name.clone());
+            }
+        }
+        Err(Error::Refused(format!("repository {}: no bin is trusted for {target_name}", dir.display())))
+    }
+
+    /// A delegated role's metadata, at the version the snapshot names, verified by the keys
+    /// the top-level targets give it.
+    fn load_bin(&self, paths: &RepoPaths, name: &str) -> Result<Signed<Targets>> {
+        let dir = &paths.dir;
+        let version = self.snapshot.signed.meta.get(&format!("{name}.json")).ok_or_else(|| refused(dir, "snapshot", format!("it does not list {name}")))?.version;
+        let file = format!("{version}.{name}.json");
+        let bin: Signed<Targets> = read_json(&paths.metadata().join(&file))?;
+        self.delegations(dir)?.verify_role(&bin, name).map_err(|e| refused(dir, &file, e))?;
+        if bin.signed.version != version {
+            return Err(refused(dir, &file, format!("it says version {}", bin.signed.version)));
+        }
+        Ok(bin)
+    }
+}
+
+/// What one change re-signs besides snapshot and timestamp.
+#[derive(Default)]
+struct Change {
+    /// Bins with their new content (versions and expiries are set here).
+    bins: Vec<(String, Targets)>,
+    /// The top-level targets with new content, or re-signed as they are.
+    targets: Option<Targets>,
+    /// Re-sign the snapshot even if nothing above changed.
+    snapshot: bool,
+}
+
+/// Sign what `change` says, then a new snapshot (when anything under it changed, or asked) and
+/// a new timestamp, all with versions + 1 and fresh expiries, and move them in: bins and
+/// targets first, then the snapshot, the timestamp last. `archive` is copied into `targets/`
+/// first, under its consistent-snapshot name.
+async fn commit(paths: &RepoPaths, head: Head, change: Change, now: Timestamp, archive: Option<(&Path, &str)>) -> Result<()> {
+    let dir = &paths.dir;
+    let exp = Expiries::default();
+    let root_holder = KeyHolder::Root(head.root.signed.clone());
+    let staging = Staging::new(dir)?;
+    let mut snapshot = head.snapshot.signed.clone();
+    let resign_snapshot = change.snapshot || change.targets.is_some() || !change.bins.is_empty();
+    let mut delegations = head.targets.signed.delegations.clone();
+    if let Some(mut targets) = change.targets {
+        targets.version = next(head.targets.signed.version)?;
+        targets.expires = expiry(now, exp.targets)?;
+        let version = targets.version;
+        delegations = targets.delegations.clone();
+        let bytes = sign(dir, targets, &root_holder, &keys::role_keys(&paths.keys, "targets")?, "sign targets").await?;
+        staging.write(&format!("{version}.targets.json"), &bytes)?;
+        snapshot.meta.insert("targets.json".into(), version_only(version));
+    }
+    if !change.bins.is_empty() {
+        let holder = KeyHolder::Delegations(delegations.ok_or_else(|| Error::Refused(format!("repository {}: the targets delegate to no bin", dir.display())))?);
+        let bin_keys = keys::role_keys(&paths.keys, "bins")?;
+        for (name, mut bin) in change.bins {
+            let meta_name = format!("{name}.json");
+            let old = snapshot.meta.get(&meta_name).map(|m| m.version).unwrap_or(NonZeroU64::MIN);
+            bin.version = next(old.max(bin.version))?;
+            bin.expires = expiry(now, exp.targets)?;
+            let version = bin.version;
+            let bytes = sign(dir, DelegatedTargets { name: name.clone(), targets: bin }, &holder, &bin_keys, "sign bin").await?;
+            staging.write(&format!("{version}.{name}.json"), &bytes)?;
+            snapshot.meta.insert(meta_name, version_only(version));
+        }
+    }
+    let mut online = keys::role_keys(&paths.keys, "snapshot")?;
+    online.extend(keys::role_keys(&paths.keys, "timestamp")?);
+    let mut timestamp = head.timestamp.signed.clone();
+    if resign_snapshot {
+        snapshot.version = next(snapshot.version)?;
+        snapshot.expires = expiry(now, exp.snapshot)?;
+        let version = snapshot.version;
+        let bytes = sign(dir, snapshot, &root_holder, &online, "sign snapshot").await?;
+        staging.write(&format!("{version}.snapshot.json"), &bytes)?;
+        timestamp.meta.insert("snapshot.json".into(), snapshot_metafile(version, &bytes));
+    }
+    timestamp.version = next(timestamp.version)?;
+    timestamp.expires = expiry(now, exp.timestamp)?;
+    let bytes = sign(dir, timestamp, &root_holder, &online, "sign timestamp").await?;
+    staging.write("timestamp.json", &bytes)?;
+    let copied = match archive {
+        Some((path, name)) => Some(copy_target(path, &paths.targets(), name)?),
+        None => None,
+    };
+    if let Err(e) = staging.publish_all(&paths.metadata()) {
+        if let Some(copied) = copied {
+            let _ = std::fs::remove_file(copied);
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Copy an archive into `targets/` as `<sha256>.<name>`, through a temporary file and a rename.
@@ -381,15 +630,16 @@ impl Staging {
     fn path(&self) -> &Path {
         self.0.path()
     }
-    fn publish_file(&self, name: &str, metadata: &Path) -> Result<()> {
-        let src = self.path().join(name);
-        File::open(&src).and_then(|f| f.sync_all()).map_err(Error::io("sync", &src))?;
-        std::fs::rename(&src, metadata.join(name)).map_err(Error::io("move into place", metadata.join(name)))?;
-        sync_dir(metadata)
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.path().join(name);
+        let mut file = File::create(&path).map_err(Error::io("create", &path))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(Error::io("write", &path))?;
+        set_readable(&file, &path)
     }
-    /// Move the new metadata in, timestamp last: a client reading meanwhile sees the old
-    /// timestamp (and the old, still present, versioned files) or the new one.
-    fn publish_metadata(&self, metadata: &Path, targets_version: u64) -> Result<()> {
+    /// Move everything staged in: new roots first, then bins and targets, the snapshot, and
+    /// the timestamp last. A client reading meanwhile sees the old timestamp (and the old,
+    /// still present, versioned files) or the new one.
+    fn publish_all(&self, metadata: &Path) -> Result<()> {
         let mut names: Vec<String> = Vec::new();
         for entry in std::fs::read_dir(self.path()).map_err(Error::io("list", self.path()))? {
             let name = entry.map_err(Error::io("list", self.path()))?.file_name().to_string_lossy().into_owned();
@@ -399,19 +649,26 @@ impl Staging {
             names.push(name);
         }
         let rank = |n: &str| match n {
-            n if n.ends_with(".targets.json") => 0,
-            n if n.ends_with(".snapshot.json") => 1,
-            "timestamp.json" => 2,
-            _ => 0,
+            n if n.ends_with(".root.json") => 0,
+            n if n.ends_with(".snapshot.json") => 2,
+            "timestamp.json" => 3,
+            _ => 1,
         };
-        names.sort_by_key(|n| rank(n));
-        if !names.iter().any(|n| n == &format!("{targets_version}.targets.json")) {
-            return Err(Error::Refused(format!("signed metadata is missing {targets_version}.targets.json")));
+        names.sort_by_key(|n| (rank(n), n.clone()));
+        for name in &names {
+            let src = self.path().join(name);
+            File::open(&src).and_then(|f| f.sync_all()).map_err(Error::io("sync", &src))?;
         }
-        for name in names {
-            self.publish_file(&name, metadata)?;
+        // One folder sync per group, so each group is on disk before the next one names it.
+        let mut group = None;
+        for name in &names {
+            if group.is_some_and(|g| g != rank(name)) {
+                sync_dir(metadata)?;
+            }
+            group = Some(rank(name));
+            std::fs::rename(self.path().join(name), metadata.join(name)).map_err(Error::io("move into place", metadata.join(name)))?;
         }
-        Ok(())
+        sync_dir(metadata)
     }
 }
 
@@ -446,16 +703,21 @@ impl Read for HashingFile {
     }
 }
 
-/// Publish a bundle archive: check it, add it as a target with its signed metadata, re-sign.
+/// Publish a bundle archive: check it, add it as a target of its bin with its signed
+/// metadata, re-sign that bin, the snapshot and the timestamp.
 pub async fn publish(paths: &RepoPaths, archive_path: &Path, reported_by: BTreeSet<PlatformId>, max_expanded: u64, now: Timestamp) -> Result<Published> {
-    let repo = Repo::open(paths).await?;
+    let _lock = lock(paths)?;
+    let head = Head::load(paths)?;
     let path = archive_path.to_path_buf();
     let checked = tokio::task::spawn_blocking(move || check_archive(&path, max_expanded))
         .await
         .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
     let name = checked.manifest.target_name();
     let bundle = BundleRef { id: checked.manifest.id.clone(), version: checked.manifest.version.clone() };
-    if repo.find(&bundle).is_ok() {
+    let target_name = TargetName::new(name.clone()).map_err(tuf_err(&paths.dir, "target name"))?;
+    let bin_name = head.bin_of(&paths.dir, &name)?;
+    let mut bin = head.load_bin(paths, &bin_name)?;
+    if bin.signed.targets.contains_key(&target_name) {
         return Err(Error::Refused(format!("bundle {bundle} is already published; publish a new version")));
     }
     let meta = BundleMetadata::new(checked.manifest, reported_by, now.to_string());
@@ -465,10 +727,11 @@ pub async fn publish(paths: &RepoPaths, archive_path: &Path, reported_by: BTreeS
         custom: custom_map(&meta),
         _extra: HashMap::new(),
     };
-    let target_name = TargetName::new(name.clone()).map_err(tuf_err(&paths.dir, "target name"))?;
+    bin.signed.targets.insert(target_name, target);
     let sha256 = hex::encode(&checked.sha256);
     let stored_name = format!("{sha256}.{name}");
-    repo.write(now, vec![(target_name, target)], Some((archive_path, &stored_name))).await?;
+    let change = Change { bins: vec![(bin_name, bin.signed)], ..Default::default() };
+    commit(paths, head, change, now, Some((archive_path, &stored_name))).await?;
     Ok(Published { target: name, length: checked.length, sha256, meta })
 }
 
@@ -480,27 +743,30 @@ fn custom_map(meta: &BundleMetadata) -> HashMap<String, serde_json::Value> {
 }
 
 /// Change a published bundle's signed metadata. `change` returns whether it changed anything;
-/// when it did not, nothing is re-signed.
+/// when it did not, nothing is re-signed. Only the bundle's bin, the snapshot and the
+/// timestamp are re-signed.
 pub async fn update(
     paths: &RepoPaths,
     bundle: &BundleRef,
     now: Timestamp,
     change: impl FnOnce(&mut BundleMetadata) -> Result<bool>,
 ) -> Result<(Published, bool)> {
-    let repo = Repo::open(paths).await?;
-    let (name, mut target) = repo.find(bundle)?;
-    let mut meta = published(&name, &target)?.meta;
+    let _lock = lock(paths)?;
+    let head = Head::load(paths)?;
+    let name = TargetName::new(bundle.target_name()).map_err(tuf_err(&paths.dir, "target name"))?;
+    let bin_name = head.bin_of(&paths.dir, name.raw())?;
+    let mut bin = head.load_bin(paths, &bin_name)?;
+    let Some(target) = bin.signed.targets.get_mut(&name) else {
+        return Err(Error::Refused(format!("bundle {bundle} is not published in {} (see `palier-server list --repo {}`)", paths.dir.display(), paths.dir.display())));
+    };
+    let mut meta = published(&name, target)?.meta;
     if !change(&mut meta)? {
-        return Ok((published(&name, &target)?, false));
+        return Ok((published(&name, target)?, false));
     }
     target.custom = custom_map(&meta);
-    repo.write(now, vec![(name.clone(), target.clone())], None).await?;
-    Ok((published(&name, &target)?, true))
-}
-
-/// Open the repository and list its bundles.
-pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
-    Repo::open(paths).await?.bundles()
+    let after = published(&name, target)?;
+    commit(paths, head, Change { bins: vec![(bin_name, bin.signed)], ..Default::default() }, now, None).await?;
+    Ok((after, true))
 }
 
 /// How close to its expiry a role must be for [`refresh`] to re-sign it.
@@ -523,12 +789,14 @@ impl Default for RefreshMargins {
 ///
 /// - timestamp due: a new timestamp (version + 1, fresh expiry) over the same snapshot;
 /// - snapshot due: a new snapshot (version + 1, same targets) and a new timestamp over it;
-/// - targets due: everything, through the same path as publish ([`Repo::write`] with no edit).
+/// - targets due: the top-level targets and every bin, then snapshot and timestamp. Bins are
+///   signed with the same lifetime as the top-level targets and only ever made fresher by a
+///   publish, so no bin expires before the targets that delegate to it.
 ///
-/// Targets are never re-signed unless they are due themselves, so agents do not download the
-/// (possibly large) targets metadata again for a timestamp refresh. Returns whether it wrote
-/// anything. A cheap unlocked look at the files comes first; only when something is due is the
-/// repository opened (locked and verified) and the decision taken again on what was verified.
+/// Targets and bins are never re-signed unless they are due themselves, so agents download
+/// nothing but the timestamp (and snapshot) for a refresh. Returns whether it wrote anything.
+/// A cheap unlocked look at the files comes first; only when something is due is the
+/// repository locked and verified and the decision taken again on what was verified.
 #[tracing::instrument(skip_all, fields(repo = %paths.dir.display()))]
 pub async fn refresh(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins) -> Result<bool> {
     let due = |expires: Timestamp, margin: SignedDuration| -> Result<bool> {
@@ -543,62 +811,55 @@ pub async fn refresh(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins)
         return Ok(false);
     }
 
-    let repo = Repo::open(paths).await?;
-    let r = &repo.repository;
-    if due(r.targets().signed.expires, margins.targets)? {
-        tracing::info!(version = r.targets().signed.version.get() + 1, "re-signing targets, snapshot and timestamp");
-        repo.write(now, Vec::new(), None).await?;
+    let _lock = lock(paths)?;
+    let head = Head::load(paths)?;
+    if due(head.targets.signed.expires, margins.targets)? {
+        tracing::info!(version = head.targets.signed.version.get() + 1, "re-signing targets, bins, snapshot and timestamp");
+        let mut bins = Vec::new();
+        if let Some(d) = &head.targets.signed.delegations {
+            for role in &d.roles {
+                bins.push((role.name.clone(), head.load_bin(paths, &role.name)?.signed));
+            }
+        }
+        let change = Change { bins, targets: Some(head.targets.signed.clone()), snapshot: true };
+        commit(paths, head, change, now, None).await?;
         return Ok(true);
     }
-    let snapshot_due = due(r.snapshot().signed.expires, margins.snapshot)?;
-    if !snapshot_due && !due(r.timestamp().signed.expires, margins.timestamp)? {
+    let snapshot_due = due(head.snapshot.signed.expires, margins.snapshot)?;
+    if !snapshot_due && !due(head.timestamp.signed.expires, margins.timestamp)? {
         return Ok(false);
     }
-
-    let dir = &paths.dir;
-    let exp = Expiries::default();
-    let next = |v: NonZeroU64| v.checked_add(1).ok_or_else(|| Error::Refused("metadata version overflow".into()));
-    let root = r.root().signed.clone();
-    let consistent = root.consistent_snapshot;
-    let holder = KeyHolder::Root(root);
-    let mut keys = keys::role_keys(&paths.keys, "snapshot")?;
-    keys.extend(keys::role_keys(&paths.keys, "timestamp")?);
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let staging = Staging::new(dir)?;
-
-    let mut timestamp = r.timestamp().signed.clone();
-    let mut snapshot_file = None;
     if snapshot_due {
-        let mut snapshot = r.snapshot().signed.clone();
-        snapshot.version = next(snapshot.version)?;
-        snapshot.expires = expiry(now, exp.snapshot)?;
-        let signed = SignedRole::new(snapshot, &holder, &keys, &rng).await.map_err(tuf_err(dir, "sign snapshot"))?;
-        signed.write(staging.path(), consistent).await.map_err(tuf_err(dir, "write snapshot"))?;
-        let version = signed.signed().signed.version;
-        timestamp.meta.insert(
-            "snapshot.json".to_owned(),
-            Metafile {
-                length: Some(*signed.length()),
-                hashes: Some(Hashes { sha256: Decoded::from(signed.sha256().to_vec()), _extra: HashMap::new() }),
-                version,
-                _extra: HashMap::new(),
-            },
-        );
-        snapshot_file = Some(if consistent { format!("{version}.snapshot.json") } else { "snapshot.json".to_owned() });
-        tracing::info!(%version, "re-signing snapshot");
+        tracing::info!(version = head.snapshot.signed.version.get() + 1, "re-signing snapshot");
     }
-    timestamp.version = next(timestamp.version)?;
-    timestamp.expires = expiry(now, exp.timestamp)?;
-    tracing::info!(version = %timestamp.version, expires = %timestamp.expires, "re-signing timestamp");
-    let signed = SignedRole::new(timestamp, &holder, &keys, &rng).await.map_err(tuf_err(dir, "sign timestamp"))?;
-    signed.write(staging.path(), consistent).await.map_err(tuf_err(dir, "write timestamp"))?;
-    // Snapshot first, timestamp last: a client sees the old timestamp or the new one, and
-    // whichever it sees names a snapshot that is in place.
-    if let Some(name) = snapshot_file {
-        staging.publish_file(&name, &paths.metadata())?;
-    }
-    staging.publish_file("timestamp.json", &paths.metadata())?;
+    tracing::info!(version = head.timestamp.signed.version.get() + 1, "re-signing timestamp");
+    commit(paths, head, Change { snapshot: snapshot_due, ..Default::default() }, now, None).await?;
     Ok(true)
+}
+
+/// A role's expiry as the verified repository says, and whether it is within its margin.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    pub role: &'static str,
+    pub version: u64,
+    pub expires: Timestamp,
+    pub due: bool,
+}
+
+/// The expiries of timestamp, snapshot and top-level targets (bins expire no earlier than
+/// the targets), verified, without the writers' lock and without keys: what `refresh
+/// --check` reports.
+pub fn expiries(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins) -> Result<Vec<Expiry>> {
+    paths.require()?;
+    let head = Head::load(paths)?;
+    let due = |expires: Timestamp, margin: SignedDuration| -> Result<bool> {
+        Ok(expires <= now.checked_add(margin).map_err(|e| Error::Refused(format!("refresh margin out of range: {e}")))?)
+    };
+    Ok(vec![
+        Expiry { role: "timestamp", version: head.timestamp.signed.version.get(), expires: head.timestamp.signed.expires, due: due(head.timestamp.signed.expires, margins.timestamp)? },
+        Expiry { role: "snapshot", version: head.snapshot.signed.version.get(), expires: head.snapshot.signed.expires, due: due(head.snapshot.signed.expires, margins.snapshot)? },
+        Expiry { role: "targets", version: head.targets.signed.version.get(), expires: head.targets.signed.expires, due: due(head.targets.signed.expires, margins.targets)? },
+    ])
 }
 
 /// The expiries of timestamp, snapshot and targets as the files say, unverified; `None` when

@@ -86,6 +86,32 @@ fn tree_hash(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The newest metadata file of the bin that holds `target` (the one whose text names it).
+fn bin_file(repo: &Path, target: &str) -> PathBuf {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(repo.join("metadata")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some((v, rest)) = name.split_once('.') else { continue };
+        if !rest.starts_with("bin-") || !std::fs::read_to_string(&path).unwrap().contains(target) {
+            continue;
+        }
+        let v: u64 = v.parse().unwrap();
+        if best.as_ref().is_none_or(|(b, _)| v > *b) {
+            best = Some((v, path));
+        }
+    }
+    best.unwrap_or_else(|| panic!("no bin names {target}")).1
+}
+
+/// The files that differ between two `tree_hash`es (added, changed or removed).
+fn changed(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out: Vec<String> = after.iter().filter(|(k, v)| before.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect();
+    out.extend(before.keys().filter(|k| !after.contains_key(*k)).cloned());
+    out.sort();
+    out
+}
+
 #[test]
 fn init_writes_private_keys_beside_the_repository() {
     let s = Site::new();
@@ -122,12 +148,16 @@ fn init_with_thresholds_makes_that_many_keys() {
     let root: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/1.root.json")).unwrap()).unwrap();
     assert_eq!(root["signed"]["roles"]["root"]["threshold"], 2);
     assert_eq!(root["signatures"].as_array().unwrap().len(), 2);
-    // Publishing needs both targets keys, and signs with both.
-    let archive = s.build("b", "1.0.0", "x");
-    s.ok(&["publish", "--repo", "repo", archive.to_str().unwrap()]);
-    let targets: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/2.targets.json")).unwrap()).unwrap();
+    // The top-level targets are signed by both targets keys.
+    let targets: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/1.targets.json")).unwrap()).unwrap();
     assert_eq!(targets["signatures"].as_array().unwrap().len(), 2);
     s.refused(&["init", "--repo", "r2", "--keys", "k2", "--threshold", "root=0"], "--threshold");
+    // A bins threshold of 2: publishing signs the bin with both bins keys.
+    s.ok(&["init", "--repo", "r3", "--keys", "k3", "--threshold", "bins=2"]);
+    let archive = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", "r3", "--keys", "k3", archive.to_str().unwrap()]);
+    let bin: serde_json::Value = serde_json::from_slice(&std::fs::read(bin_file(&s.path("r3"), "b-1.0.0.tar.gz")).unwrap()).unwrap();
+    assert_eq!(bin["signatures"].as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -249,7 +279,7 @@ fn tampered_metadata_is_refused_by_the_editor() {
     let s = Site::new();
     let a = s.build("b", "1.0.0", "x");
     s.ok(&["publish", "--repo", &s.repo_arg(), a.to_str().unwrap()]);
-    let path = s.repo().join("metadata/2.targets.json");
+    let path = bin_file(&s.repo(), "b-1.0.0.tar.gz");
     let text = std::fs::read_to_string(&path).unwrap().replace("test bundle", "evil bundle");
     std::fs::write(&path, text).unwrap();
     s.refused(&["list", "--repo", &s.repo_arg()], "repository");
@@ -288,4 +318,164 @@ fn a_standard_tuf_client_reads_the_repository() {
     assert_eq!(custom["validations"]["datasets"], serde_json::json!(["ds-1"]));
     assert_eq!(custom["reported_by"], serde_json::json!(["univ-a"]));
     assert_eq!(custom["state"], "active");
+}
+
+#[test]
+fn init_spreads_bundles_over_hashed_bins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Site { tmp };
+    s.ok(&["init", "--repo", "repo", "--bins", "16"]);
+    let bins: Vec<String> = std::fs::read_dir(s.path("repo/metadata"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("1.bin-"))
+        .collect();
+    assert_eq!(bins.len(), 16, "{bins:?}");
+    let targets: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/1.targets.json")).unwrap()).unwrap();
+    assert!(targets["signed"]["targets"].as_object().unwrap().is_empty(), "the top-level targets list no bundle");
+    let roles = targets["signed"]["delegations"]["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 16);
+    assert_eq!(roles[0]["path_hash_prefixes"], serde_json::json!(["0"]));
+    assert_eq!(roles[15]["name"], "bin-f");
+    for bad in ["100", "8", "131072"] {
+        s.refused(&["init", "--repo", &format!("r{bad}"), "--keys", &format!("k{bad}"), "--bins", bad], "power of two");
+    }
+}
+
+/// A change re-signs the bin of its bundle, the snapshot and the timestamp: nothing else.
+#[test]
+fn every_change_re_signs_one_bin_the_snapshot_and_the_timestamp() {
+    let s = Site::new();
+    let repo = s.repo_arg();
+    let a = s.build("b", "1.0.0", "x");
+    let before = tree_hash(&s.repo());
+    s.ok(&["publish", "--repo", &repo, a.to_str().unwrap()]);
+    let after = tree_hash(&s.repo());
+    let bin = bin_file(&s.repo(), "b-1.0.0.tar.gz");
+    let bin_name = bin.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(bin_name.starts_with("2.bin-"), "{bin_name}");
+    let stored = after.keys().find(|k| k.starts_with("targets/")).unwrap().clone();
+    assert_eq!(changed(&before, &after), [format!("metadata/{bin_name}"), "metadata/2.snapshot.json".into(), "metadata/timestamp.json".into(), stored]);
+    for args in [
+        vec!["validate", "--repo", &repo, "b@1.0.0", "--alpha"],
+        vec!["link", "--repo", &repo, "b@1.0.0", "--platform", "univ-b"],
+        vec!["halt", "--repo", &repo, "b@1.0.0", "--reason", "r"],
+        vec!["resume", "--repo", &repo, "b@1.0.0"],
+        vec!["yank", "--repo", &repo, "b@1.0.0", "--reason", "r"],
+    ] {
+        let before = tree_hash(&s.repo());
+        s.ok(&args);
+        let diff = changed(&before, &tree_hash(&s.repo()));
+        assert_eq!(diff.len(), 3, "{args:?}: {diff:?}");
+        let bin = bin_name.split_once('.').unwrap().1;
+        assert!(diff[0].ends_with(bin) && diff[1].ends_with(".snapshot.json") && diff[2] == "metadata/timestamp.json", "{args:?}: {diff:?}");
+    }
+}
+
+/// Readers take no lock and need no keys: `list` works while a writer holds the lock, and on
+/// a copy of the repository without its keys folder.
+#[test]
+fn list_reads_without_the_lock_or_the_keys() {
+    let s = Site::new();
+    let a = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", &s.repo_arg(), a.to_str().unwrap()]);
+    let lock = std::fs::File::options().create(true).truncate(false).write(true).open(s.path("keys/.lock")).unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new(BIN).args(["list", "--repo", &s.repo_arg(), "--json"]).current_dir(s.tmp.path()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut status = None;
+    for _ in 0..600 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if status.is_none() {
+        child.kill().unwrap();
+        panic!("list waited on the writers' lock");
+    }
+    assert!(status.unwrap().success());
+    drop(lock);
+
+    let copy = s.path("copy/repo");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in walkdir::WalkDir::new(s.repo()) {
+        let e = e.unwrap();
+        let dest = copy.join(e.path().strip_prefix(s.repo()).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+    assert!(!s.path("copy/keys").exists());
+    let listed: serde_json::Value = serde_json::from_str(&s.ok(&["list", "--repo", copy.to_str().unwrap(), "--json"])).unwrap();
+    assert_eq!(listed["bundles"][0]["id"], "b");
+}
+
+#[test]
+fn a_wrong_repo_says_there_is_no_repository_and_how_to_make_one() {
+    let s = Site::new();
+    let a = s.build("b", "1.0.0", "x");
+    let wrong = s.path("nowhere");
+    let w = wrong.to_str().unwrap();
+    let needle = format!("no repository at {w} (run `palier-server init --repo {w}`)");
+    for args in [
+        vec!["list", "--repo", w],
+        vec!["publish", "--repo", w, a.to_str().unwrap()],
+        vec!["validate", "--repo", w, "b@1.0.0", "--alpha"],
+        vec!["halt", "--repo", w, "b@1.0.0", "--reason", "r"],
+        vec!["resume", "--repo", w, "b@1.0.0"],
+        vec!["yank", "--repo", w, "b@1.0.0", "--reason", "r"],
+        vec!["link", "--repo", w, "b@1.0.0", "--platform", "univ-a"],
+    ] {
+        s.refused(&args, &needle);
+    }
+    assert!(!wrong.exists(), "nothing was created");
+}
+
+#[test]
+fn yanking_a_yanked_bundle_succeeds_and_says_so() {
+    let s = Site::new();
+    let repo = s.repo_arg();
+    let a = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", &repo, a.to_str().unwrap()]);
+    s.ok(&["yank", "--repo", &repo, "b@1.0.0", "--reason", "withdrawn"]);
+    let before = tree_hash(&s.repo());
+    let out = s.ok(&["yank", "--repo", &repo, "b@1.0.0", "--reason", "withdrawn again"]);
+    assert!(out.contains("already yanked"), "{out}");
+    assert_eq!(before, tree_hash(&s.repo()));
+    assert_eq!(s.list()["bundles"][0]["state_reason"], "withdrawn");
+}
+
+/// A repository served by a plain static file server (python's, in tuf_client.py, port 0)
+/// expires unless something re-signs it: `refresh --check` says so, `refresh` re-signs, and
+/// a standard TUF client then accepts it.
+#[test]
+fn refresh_keeps_a_statically_served_repository_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Site { tmp };
+    let then = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(25)).to_string();
+    s.ok(&["init", "--repo", "repo", "--now", &then]);
+    let a = s.build("b", "1.0.0", "x");
+    s.ok(&["publish", "--repo", "repo", a.to_str().unwrap(), "--now", &then]);
+    let client = |dir: &str| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf_client.py");
+        Command::new("python3").arg(script).arg(s.repo()).arg("b-1.0.0.tar.gz").arg(s.path(dir)).output().unwrap()
+    };
+    let expired = client("client-1");
+    assert!(!expired.status.success(), "an expired timestamp must be refused");
+    let repo = s.repo_arg();
+    let err = s.refused(&["refresh", "--repo", &repo, "--check"], &format!("run `palier-server refresh --repo {repo}`"));
+    assert!(err.contains("timestamp"), "{err}");
+    let before = tree_hash(&s.repo());
+    s.run(&["refresh", "--repo", &repo, "--check"]);
+    assert_eq!(before, tree_hash(&s.repo()), "--check writes nothing");
+
+    s.ok(&["refresh", "--repo", &repo]);
+    let check = s.ok(&["refresh", "--repo", &repo, "--check"]);
+    assert!(check.contains("timestamp") && !check.contains("(due)"), "{check}");
+    let fresh = client("client-2");
+    assert!(fresh.status.success(), "{}{}", String::from_utf8_lossy(&fresh.stdout), stderr(&fresh));
+    assert!(s.ok(&["refresh", "--repo", &repo]).contains("nothing due"));
 }

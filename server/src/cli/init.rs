@@ -3,7 +3,7 @@ use jiff::Timestamp;
 
 use super::RepoArgs;
 use crate::error::{Error, Result};
-use crate::repo::{self, Expiries, Thresholds};
+use crate::repo::{self, Bins, Expiries, Thresholds};
 
 #[derive(Debug, Parser)]
 pub struct Args {
@@ -13,13 +13,17 @@ pub struct Args {
     /// role gets N keys. Default 1 for each.
     #[arg(long = "threshold", value_name = "ROLE=N")]
     thresholds: Vec<String>,
+    /// Number of hashed bins the bundles are spread over (a power of two from 16 to 65536);
+    /// fixed for the repository's life.
+    #[arg(long, default_value_t = repo::DEFAULT_BINS)]
+    bins: u32,
 }
 
 impl Args {
     pub async fn run(self, now: Timestamp) -> Result<()> {
         let mut t = Thresholds::default();
         for spec in &self.thresholds {
-            let bad = || Error::Refused(format!("--threshold {spec:?}: expected ROLE=N with ROLE one of root, targets, snapshot, timestamp and N from 1 to 16"));
+            let bad = || Error::Refused(format!("--threshold {spec:?}: expected ROLE=N with ROLE one of root, targets, snapshot, timestamp, bins and N from 1 to 16"));
             let (role, n) = spec.split_once('=').ok_or_else(bad)?;
             let n: u64 = n.parse().ok().filter(|n| (1..=16).contains(n)).ok_or_else(bad)?;
             match role {
@@ -27,12 +31,14 @@ impl Args {
                 "targets" => t.targets = n,
                 "snapshot" => t.snapshot = n,
                 "timestamp" => t.timestamp = n,
+                "bins" => t.bins = n,
                 _ => return Err(bad()),
             }
         }
+        let bins = Bins::new(self.bins)?;
         let paths = self.repo.paths();
-        repo::init(&paths, t, Expiries::default(), now).await?;
-        println!("created repository {}", paths.dir.display());
+        repo::init_with_bins(&paths, t, Expiries::default(), bins, now).await?;
+        println!("created repository {} ({} hashed bins)", paths.dir.display(), bins.count());
         println!("keys in {} (keep the root key offline)", paths.keys.display());
         println!("agents pin {}", paths.pinned_root().display());
         Ok(())

@@ -13,6 +13,7 @@ mod init;
 mod list;
 mod platform;
 mod publish;
+mod refresh;
 mod serve;
 mod update;
 
@@ -48,6 +49,9 @@ pub enum Command {
     Link(update::LinkArgs),
     /// List the published bundles with their metadata.
     List(list::Args),
+    /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
+    /// served repository, from cron or a systemd timer. `--check` only reports.
+    Refresh(refresh::Args),
     /// Register, change and list the platforms of the control plane and their contracts.
     #[command(subcommand)]
     Platform(platform::Command),
@@ -69,6 +73,7 @@ impl Cli {
             Command::Yank(a) => a.run(now, palier_bundle::BundleState::Yanked).await,
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
+            Command::Refresh(a) => a.run(now).await,
             Command::Platform(c) => c.run(now),
             Command::Serve(a) => a.run(self.now).await,
         }

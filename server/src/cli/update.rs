@@ -87,10 +87,11 @@ impl StateArgs {
             return Err(Error::Refused("--reason must be one line of 1 to 200 bytes".into()));
         }
         let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| {
-            refuse_yanked(&self.bundle, m)?;
+            // Already in that state (yanking a yanked bundle included): nothing to do.
             if m.state == state {
                 return Ok(false);
             }
+            refuse_yanked(&self.bundle, m)?;
             m.state = state;
             m.state_reason = Some(reason);
             Ok(true)

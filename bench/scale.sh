@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Scale benchmark: the repository at 1, 100, 1,000 and 10,000 bundles (20 files each), in the
+# hashed-bins layout of this tree and in the single-targets layout of `main`, measured in the
+# same run. For each size: the time and peak memory of one `publish`, the bytes an agent
+# downloads for the refresh after that publish, and the agent's refresh + plan (wall, CPU,
+# peak memory). Goals at 10,000 bundles: publish <= 100 ms and <= 64 MiB, refresh after one
+# change <= 64 KB, plan <= 100 ms CPU and <= 64 MiB. See bench/README.md.
+#
+#   bench/scale.sh                 # SIZES="1 100 1000 10000" FILES=20 MAIN_REF=<merge base with main>
+#
+# Both layouts are built with the dev profile (workspace code unoptimised, dependencies at
+# opt-level 2), the build this machine has warm; main's binaries are built from a `git
+# worktree` of MAIN_REF in bench/out/scale/main-src with the same target folder and copied
+# aside. The N-1 bundles before the measured publish are generated in one signing pass by
+# server/examples/scale_gen.rs (10,000 publishes of the single-targets layout would take
+# hours); the measured publish is the real command on a real 20-file archive. Results:
+# bench/out/scale/TABLE.md and bench/out/scale.json.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+SIZES=${SIZES:-"1 100 1000 10000"}
+FILES=${FILES:-20}
+# The single-targets layout as this branch found it on main (main itself may be mid-merge).
+MAIN_REF=${MAIN_REF:-$(git merge-base HEAD main)}
+out="$root/bench/out/scale"
+mkdir -p "$out"
+
+# --- binaries ------------------------------------------------------------------------------
+if [ ! -d "$out/main-src" ]; then
+    git worktree add --detach "$out/main-src" "$MAIN_REF" >/dev/null
+fi
+git -C "$out/main-src" checkout --quiet --detach "$MAIN_REF"
+# Cargo gives the workspace crates of both checkouts the same artifact names, and its
+# freshness check compares modification times: touch the sources of the side being built.
+touch_sources() { find "$1/bundle" "$1/agent" "$1/server" "$1/fixture" "$1/src" -name '*.rs' -exec touch {} +; }
+touch_sources "$out/main-src"
+CARGO_INCREMENTAL=0 cargo build --quiet --manifest-path "$out/main-src/Cargo.toml" --target-dir "$root/target" -p palier-server -p palier-agent
+mkdir -p "$out/main-bin" "$out/ours-bin"
+cp target/debug/palier-server target/debug/palier-agent "$out/main-bin/"
+rm -f target/debug/palier-server target/debug/palier-agent
+touch_sources "$root"
+cargo build --quiet -p palier-server -p palier-agent
+cargo build --quiet -p palier-server --example scale_gen
+cp target/debug/palier-server target/debug/palier-agent "$out/ours-bin/"
+gen="$root/target/debug/examples/scale_gen"
+if cmp -s "$out/main-bin/palier-server" "$out/ours-bin/palier-server"; then
+    echo "bench: main's and this tree's palier-server are the same file" >&2
+    exit 1
+fi
+
+# --- a static server that counts the bytes it sends ------------------------------------------
+cat > "$out/count_server.py" <<'PY'
+import functools, http.server, json, sys, threading
+sent = {"bytes": 0, "files": []}
+lock = threading.Lock()
+class Counting(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/__count":
+            with lock:
+                body = json.dumps(sent).encode()
+                sent["bytes"], sent["files"] = 0, []
+            self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+    def copyfile(self, source, outputfile):
+        data = source.read()
+        outputfile.write(data)
+        with lock:
+            sent["bytes"] += len(data)
+            sent["files"].append([self.path, len(data)])
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Counting, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+with open(sys.argv[2], "w") as f:
+    f.write(str(server.server_address[1]))
+server.serve_forever()
+PY
+
+# --- one real 20-file bundle ----------------------------------------------------------------
+src="$out/bundle-src"
+rm -rf "$src"; mkdir -p "$src/files/mod/quiz/classes/measured"
+for i in $(seq -w 1 "$FILES"); do
+    head -c 2000 /dev/urandom | base64 > "$src/files/mod/quiz/classes/measured/file-$i.php"
+done
+cat > "$src/bundle.toml" <<'TOML'
+id = "measured-fix"
+version = "1.0.0"
+component = "mod_quiz"
+class = "technical"
+data_impact = "none"
+summary = "the bundle whose publish is measured"
+fixes = []
+origin = "report"
+TOML
+"$out/ours-bin/palier-server" bundle build --manifest "$src/bundle.toml" --source "$src/files" --out "$out/measured.tar.gz" >/dev/null
+
+results="$out/results.jsonl"
+: > "$results"
+measure() { # layout size
+    local layout=$1 n=$2 bin="$out/$1-bin" dir="$out/$1-$2"
+    rm -rf "$dir"; mkdir -p "$dir/site/dirroot" "$dir/site/dataroot"
+    "$bin/palier-server" init --repo "$dir/repo" --keys "$dir/keys" >/dev/null
+    "$gen" "$dir/repo" "$dir/keys" "$((n - 1))" "$FILES" >/dev/null
+    printf '<?php\n$version  = 2024100702.00;\n$release  = '"'"'4.5.2+ (Build: 20250101)'"'"';\n$branch   = '"'"'405'"'"';\n' > "$dir/site/dirroot/version.php"
+    python3 "$out/count_server.py" "$dir/repo" "$dir/port" & local server=$!
+    for _ in $(seq 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
+    local port; port=$(cat "$dir/port")
+    cat > "$dir/agent.toml" <<TOML
+platform = "univ-a"
+repository = "http://127.0.0.1:$port/"
+trusted_root = "$dir/repo/metadata/1.root.json"
+state_dir = "$dir/state"
+timezone = "Europe/Paris"
+
+[moodle]
+dirroot = "$dir/site/dirroot"
+dataroot = "$dir/site/dataroot"
+wwwroot = "http://127.0.0.1:9"
+
+[improvement]
+level = 3
+
+[stability]
+level = 1
+low_load = ["20:00-07:00"]
+max_defer = "4h"
+TOML
+    # First refresh: everything is new to the agent.
+    /usr/bin/time -f "%e %U %S %M" -o "$dir/plan0.time" "$bin/palier-agent" plan --config "$dir/agent.toml" --json > "$dir/plan0.json"
+    local first; first=$(curl -s "http://127.0.0.1:$port/__count")
+    /usr/bin/time -f "%e %U %S %M" -o "$dir/publish.time" "$bin/palier-server" publish --repo "$dir/repo" --keys "$dir/keys" "$out/measured.tar.gz" >/dev/null
+    /usr/bin/time -f "%e %U %S %M" -o "$dir/plan1.time" "$bin/palier-agent" plan --config "$dir/agent.toml" --json > "$dir/plan1.json"
+    local after; after=$(curl -s "http://127.0.0.1:$port/__count")
+    kill "$server"; wait "$server" 2>/dev/null || true
+    python3 - "$layout" "$n" "$dir" "$first" "$after" >> "$results" <<'PY'
+import json, sys
+layout, n, d, first, after = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5])
+def t(name):
+    wall, user, system, rss = open(f"{d}/{name}.time").read().split()[-4:]
+    return dict(wall_ms=float(wall) * 1000, cpu_ms=(float(user) + float(system)) * 1000, rss_mib=int(rss) / 1024)
+planned = json.load(open(f"{d}/plan1.json"))
+count = len(planned) if isinstance(planned, list) else len(planned.get("bundles", planned.get("decisions", [])))
+print(json.dumps(dict(layout=layout, bundles=n, publish=t("publish"), refresh_plan=t("plan1"), first_plan=t("plan0"),
+                      first_bytes=first["bytes"], refresh_bytes=after["bytes"], refresh_files=after["files"], planned=count)))
+PY
+    echo "measured $layout at $n bundles" >&2
+}
+for n in $SIZES; do
+    for layout in main ours; do
+        measure "$layout" "$n"
+    done
+done
+
+BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) python3 - "$results" "$out/TABLE.md" "$root/bench/out/scale.json" <<'PY'
+import json, os, sys, time
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {(r["layout"], r["bundles"]): r for r in rows}
+sizes = sorted({r["bundles"] for r in rows})
+lines = ["| bundles | measure | main (single targets) | ours (hashed bins) | ratio | goal at 10,000 |", "|---:|---|---:|---:|---:|---|"]
+measures = [
+    ("publish wall (ms)", lambda r: r["publish"]["wall_ms"], "<= 100 ms"),
+    ("publish peak RSS (MiB)", lambda r: r["publish"]["rss_mib"], "<= 64 MiB"),
+    ("refresh after one publish (bytes downloaded)", lambda r: r["refresh_bytes"], "<= 65536"),
+    ("refresh + plan CPU (ms)", lambda r: r["refresh_plan"]["cpu_ms"], "<= 100 ms (plan)"),
+    ("refresh + plan wall (ms)", lambda r: r["refresh_plan"]["wall_ms"], ""),
+    ("refresh + plan peak RSS (MiB)", lambda r: r["refresh_plan"]["rss_mib"], "<= 64 MiB"),
+    ("first refresh (bytes downloaded)", lambda r: r["first_bytes"], ""),
+]
+for n in sizes:
+    m, o = by.get(("main", n)), by.get(("ours", n))
+    for name, f, goal in measures:
+        a, b = (f(m) if m else None), (f(o) if o else None)
+        ratio = f"{b / a:.3f}" if a and b is not None else "-"
+        fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if isinstance(v, int) or v >= 100 else f"{v:.1f}")
+        lines.append(f"| {n:,} | {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal if n == max(sizes) else ''} |")
+table = "\n".join(lines)
+caption = f"bench/scale.sh, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {os.environ['BENCH_COMMIT']}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, dev profile\n\n"
+open(sys.argv[2], "w").write(caption + table + "\n")
+json.dump(dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), commit=os.environ["BENCH_COMMIT"], rows=rows), open(sys.argv[3], "w"), indent=1)
+print(caption + table)
+PY
