@@ -56,6 +56,18 @@ struct RawConfig {
     checks: Option<RawChecks>,
     #[serde(default)]
     hooks: RawHooks,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<String>,
+    backups: Option<i64>,
+    downloads: Option<i64>,
+    receipts: Option<i64>,
+    rejected: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +141,45 @@ pub struct Moodle {
     pub keep_previous: usize,
 }
 
+/// What the end of each cycle keeps in `state_dir` (`[retention]`): of each kind, at most
+/// the newest `count`, and of those none older than `max_age`, except the newest backup and
+/// the backup the last intervention may still need for a rollback, which are always kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: SignedDuration,
+    pub backups: usize,
+    pub downloads: usize,
+    pub receipts: usize,
+    pub rejected: usize,
+}
+
+impl Default for Retention {
+    /// 30 days; 3 backups, 10 downloads, 1,000 receipts, 100 rejected receipts.
+    fn default() -> Retention {
+        Retention { max_age: SignedDuration::from_hours(30 * 24), backups: 3, downloads: 10, receipts: 1000, rejected: 100 }
+    }
+}
+
+fn retention(raw: &RawRetention) -> Result<Retention, (String, String)> {
+    let d = Retention::default();
+    let count = |key: &str, v: Option<i64>, default: usize| match v {
+        None => Ok(default),
+        Some(n @ 1..=100_000) => Ok(n as usize),
+        Some(n) => Err((format!("retention.{key}"), format!("{n}: keep 1 to 100000"))),
+    };
+    let max_age = match &raw.max_age {
+        None => d.max_age,
+        Some(s) => palier_bundle::schedule::parse_duration(s).map_err(|e| ("retention.max_age".to_owned(), format!("{s:?}: {e}; for example \"30d\"")))?,
+    };
+    Ok(Retention {
+        max_age,
+        backups: count("backups", raw.backups, d.backups)?,
+        downloads: count("downloads", raw.downloads, d.downloads)?,
+        receipts: count("receipts", raw.receipts, d.receipts)?,
+        rejected: count("rejected", raw.rejected, d.rejected)?,
+    })
+}
+
 /// A hook: an argv array (never a shell string) with placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hook {
@@ -169,6 +220,8 @@ pub struct Config {
     /// Keys that are set but do not apply at the configured levels (the agent warns, and
     /// ignores them, so one file can carry every level's settings as SPEC 5's example does).
     pub ignored: Vec<String>,
+    /// What is kept of backups, downloads and receipts.
+    pub retention: Retention,
 }
 
 impl Config {
@@ -216,6 +269,7 @@ impl Config {
             }
         };
         let hooks = hooks(&raw.hooks).map_err(|(key, why)| err(&key, why))?;
+        let retention = retention(&raw.retention).map_err(|(key, why)| err(&key, why))?;
         let needs = |hook: &Option<Hook>, name: &str, level: u8, why: &str| match hook {
             Some(_) => Ok(()),
             None => Err(err(&format!("hooks.{name}"), format!("stability level {level} needs it: {why}"))),
@@ -245,6 +299,7 @@ impl Config {
             smoke_checks,
             hooks,
             ignored,
+            retention,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod moodle;
 pub mod names;
+pub mod ownership;
 pub mod policy;
 pub mod schedule;
 

@@ -56,6 +56,8 @@ pub fn why_not(p: &Platform, d: &Decision, meta: Option<&BundleMetadata>) -> Str
                 None => format!("the release manager paused it: {why}"),
             }
         }
+        Reason::Held => format!("this site holds it ({detail})"),
+        Reason::FileConflict => format!("it would overwrite another bundle's fix ({detail})"),
     };
     let kind = match d.decision {
         DecisionKind::WaitingValidation => "waiting for validation: ",

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 mod calendar;
 pub mod check_config;
 pub mod contract;
+mod hold;
 pub mod plan;
 mod request_fix;
 mod rollback;
@@ -33,8 +34,13 @@ pub enum Command {
     Run(run::Args),
     /// Installed bundles, current and previous code trees, last intervention and its result.
     Status(status::Args),
-    /// Put the previous code tree back (and restore its backup where data changed).
+    /// Put the previous code tree back (and restore its backup where data changed); the
+    /// versions it takes back are held on this site.
     Rollback(rollback::Args),
+    /// Hold a bundle version on this site: it is not applied until released.
+    Hold(hold::HoldArgs),
+    /// Lift the hold on bundle versions (set by a rollback or by `hold`).
+    Release(hold::ReleaseArgs),
     /// File a fix request with the server (`--bundle`: we have the defect this bundle fixes).
     RequestFix(request_fix::Args),
     /// The coming interventions and notices (next 90 days) as an iCalendar document.
@@ -51,6 +57,8 @@ impl Cli {
             Command::Run(a) => a.run().await,
             Command::Status(a) => a.run().await,
             Command::Rollback(a) => a.run().await,
+            Command::Hold(a) => a.run(),
+            Command::Release(a) => a.run(),
             Command::RequestFix(a) => a.run().await,
             Command::Calendar(a) => a.run().await,
             Command::CheckConfig(a) => a.run().await,

@@ -39,7 +39,11 @@ fn print(report: &CycleReport, daemon: bool) {
     };
     for r in [&report.recovered, &report.watched, &report.intervention].into_iter().flatten() {
         let reason = r.reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
-        say(matches!(r.outcome, Outcome::Failed | Outcome::RolledBack), format!("{} {}{reason} (receipt {})", super::outcome_word(r.outcome), r.bundles.join(", "), r.id));
+        let times = if r.count > 1 { format!(", {} times in a row", r.count) } else { String::new() };
+        say(matches!(r.outcome, Outcome::Failed | Outcome::RolledBack), format!("{} {}{reason} (receipt {}{times})", super::outcome_word(r.outcome), r.bundles.join(", "), r.id));
+    }
+    if let Some(r) = &report.set_aside {
+        say(true, format!("could not stage {} together: {} (receipt {}); staged one by one", r.bundles.join(", "), r.reason.as_deref().unwrap_or("no reason recorded"), r.id));
     }
     for n in &report.notices {
         if n.ok() {
@@ -63,6 +67,10 @@ impl Args {
 impl Args {
     pub async fn run(self) -> Result<()> {
         let config = super::load_config(&self.config)?;
+        // Once per start: the daemon says it here, not every cycle.
+        for w in crate::report::plain_http_warnings(&config) {
+            eprintln!("{w}");
+        }
         if self.once {
             let now = super::now(self.now.as_deref(), &config)?;
             let report = cycle::run_once(&config, now).await.map_err(|e| super::explain(&config, e))?;
