@@ -94,8 +94,8 @@ fn phase_words(p: Phase) -> &'static str {
         Phase::Preparing => "preparing (guard, maintenance, backup or staging; the live tree has not changed)",
         Phase::Swapping => "swapping and checking (the new tree may be live; a failed check puts the old one back)",
         Phase::Committed => "committed (checks passed; finishing)",
-        Phase::RollingBack => "rolling back (the previous tree is going back)",
-        Phase::Restoring => "restoring the backup (the previous tree is live again, in maintenance)",
+        Phase::RollingBack => "rolling back (the old tree goes back live)",
+        Phase::Restoring => "restoring the backup in maintenance (the old tree is live again)",
     }
 }
 
