@@ -6,11 +6,7 @@ use palier_server::cli::{Cli, Command, exit_code};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Warnings and errors for a one-shot command; the long-running one says what it does too.
-    let serve = matches!(cli.command, Command::Serve(_));
-    palier_bundle::log::init(if serve { "warn,palier_server=info" } else { "warn" });
-    if serve {
-        tracing::info!("palier-server {} starting", env!("CARGO_PKG_VERSION"));
-    }
+    palier_bundle::log::init(if matches!(cli.command, Command::Serve(_)) { "warn,palier_server=info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
