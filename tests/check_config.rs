@@ -43,7 +43,7 @@ impl Fixture {
         for (name, script) in [("moodle-notice", &hooks.notice), ("no-quiz-running", &hooks.guard), ("moodle-backup", &hooks.backup), ("moodle-restore", &hooks.restore), ("php", &hooks.purge_caches)] {
             std::os::unix::fs::symlink(&script[0], bin_dir.join(name)).unwrap();
         }
-        let out = w.server(&["platform", "add", "example", "--db", "palier.db", "--improvement", "3", "--stability", "1"]);
+        let out = w.server(&["platform", "add", "example", "--improvement", "3", "--stability", "1", "--db", "palier.db"]);
         let token = out.lines().last().unwrap().trim().to_owned();
         let f = Fixture { w, bin_dir, token };
         f.write_token(&format!("{}\n", f.token), 0o600);

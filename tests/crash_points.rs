@@ -205,8 +205,8 @@ impl Lab {
             assert!(installed.is_empty(), "{what}: installed record {installed:?} on the old tree");
             assert_eq!(tree_hash(&dataroot).unwrap(), self.data, "{what}: the data was not restored");
             if sc == Scenario::HandRollback {
-                let held = read_json(&state.join("rolled-back.json")).unwrap();
-                assert_eq!(held[0]["bundle"], BUNDLE, "{what}: the rollback by hand is remembered");
+                let held = read_json(&state.join("holds.json")).unwrap();
+                assert_eq!(held["holds"][0]["bundle"], BUNDLE, "{what}: the rollback by hand is remembered");
             }
         }
     }
@@ -325,8 +325,8 @@ fn a_kill_during_the_restore_restores_the_original_backup_again() {
     let order = lab.s.hooks.order().unwrap();
     assert!(!order.contains(&"backup".to_owned()) && !order.contains(&"upgrade".to_owned()), "nothing new applied: {order:?}");
     assert_eq!(std::fs::read_dir(lab.s.w.path("state-univ-a/backups")).unwrap().count(), 1, "one backup, the original");
-    let held = read_json(&lab.s.w.path("state-univ-a/rolled-back.json")).unwrap();
-    assert_eq!(held[0]["bundle"], BUNDLE, "the recovered rollback is remembered");
+    let held = read_json(&lab.s.w.path("state-univ-a/holds.json")).unwrap();
+    assert_eq!(held["holds"][0]["bundle"], BUNDLE, "the recovered rollback is remembered");
 }
 
 /// Issue 11, item 2: killed after the swap, then killed again while its recovery put the

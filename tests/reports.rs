@@ -78,7 +78,6 @@ impl Scripted {
 fn config(w: &World, server: &Scripted, guard: &str) -> PathBuf {
     let path = w.agent_config("univ-a", 3, 1);
     std::fs::write(w.path("token"), "a-token\n").unwrap();
-    // The agent reads only a token file its owner alone may read.
     std::fs::set_permissions(w.path("token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = std::fs::read_to_string(&path)
         .unwrap()

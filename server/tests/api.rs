@@ -392,6 +392,9 @@ async fn an_agent_that_reports_what_is_due_counts_only_for_bundles_it_had() {
     let halts = fx.store.auto_halts().unwrap();
     assert_eq!(halts.len(), 1);
     assert_eq!(halts[0].receipts, vec!["univ-a/r1".to_owned(), "univ-b/r1".to_owned()]);
+    let (_, _, html) = get(&fx.app, "/", None).await;
+    let row = html.split("<tr>").find(|r| r.contains("univ-a/r1")).unwrap_or_else(|| panic!("no auto-halt row: {html}"));
+    assert!(row.contains("<td>crafted@1.0.0</td>") && row.contains("univ-b/r1"), "{row}");
 }
 
 #[tokio::test]

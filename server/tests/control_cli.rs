@@ -46,7 +46,7 @@ impl Site {
     fn build(&self, id: &str, fixes: &[&str]) -> PathBuf {
         let src = self.path(&format!("src-{id}"));
         std::fs::create_dir_all(src.join("mod/quiz")).unwrap();
-        std::fs::write(src.join("mod/quiz/view.php"), "<?php // fixed\n").unwrap();
+        std::fs::write(src.join(format!("mod/quiz/{id}.php")), "<?php // fixed\n").unwrap();
         let manifest = self.path(&format!("{id}.toml"));
         let fixes: Vec<String> = fixes.iter().map(|f| format!("{f:?}")).collect();
         std::fs::write(
@@ -149,7 +149,10 @@ fn publish_with_db_refuses_an_unknown_fr_id_and_changes_nothing() {
     // --no-db says it on purpose: fixes are not looked up.
     site.ok(&["publish", "--repo", &site.s("repo"), "--no-db", archive.to_str().unwrap()]);
     assert_eq!(site.bundles()["bundles"][0]["reported_by"], serde_json::json!([]));
-    // Fixes tracked elsewhere (MDL-1) need no store: tests/cli.rs publishes those without --db.
+    // Fixes tracked elsewhere need no store (quiz-fix is yanked first: both change the same file).
+    site.ok(&["yank", "--repo", &site.s("repo"), "quiz-fix@1.0.0", "--reason", "replaced"]);
+    let other = site.build("other-fix", &["MDL-81234"]);
+    site.ok(&["publish", "--repo", &site.s("repo"), other.to_str().unwrap()]);
 }
 
 #[test]

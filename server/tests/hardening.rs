@@ -90,18 +90,23 @@ async fn fleet() -> Fleet {
 
 /// One HTTP/1.1 request on a new connection; the status line and the body.
 fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    try_request(addr, method, path, headers, body).unwrap()
+}
+
+/// [`request`], or the I/O error (a server at its connection cap may close before it reads).
+fn try_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<(String, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    write!(stream, "{head}\r\n{body}").unwrap();
+    write!(stream, "{head}\r\n{body}")?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+    Ok((head.lines().next().unwrap_or_default().to_owned(), body.to_owned()))
 }
 
 fn receipt(id: &str, platform: &str, bundle: &str) -> String {
@@ -234,6 +239,31 @@ fn slowloris_and_idle_connections_are_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let f = rt.block_on(fleet());
+    // Started with a soft limit of 256 (the hard limit left as it is).
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("ulimit -Sn 256 && exec {BIN} serve --repo {} --listen 127.0.0.1:0", f.paths.dir.display())])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let (soft, hard) = (cells[3], cells[4]);
+    assert_eq!(soft, hard, "{row}");
+    assert_ne!(soft, "256", "{row}");
+}
+
+#[test]
 fn past_the_connection_cap_a_connection_is_refused_in_one_line() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let f = rt.block_on(fleet());
@@ -257,11 +287,11 @@ fn past_the_connection_cap_a_connection_is_refused_in_one_line() {
     // Once they are gone, connections are served again.
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (s, _) = request(&server.addr, "GET", "/healthz", &[], "");
-        if s.contains(" 200 ") {
+        let answer = try_request(&server.addr, "GET", "/healthz", &[], "");
+        if answer.as_ref().is_ok_and(|(s, _)| s.contains(" 200 ")) {
             break;
         }
-        assert!(Instant::now() < deadline, "still refused: {s}");
+        assert!(Instant::now() < deadline, "still refused: {answer:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -427,7 +457,7 @@ fn serve_logs_its_start_each_auto_halt_and_each_refused_platform_without_colour(
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     child.wait().unwrap();
     assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
-    for needle in ["palier-server serving", "auto-halt", "receipts=univ-a/r1,univ-b/r1", "refused an API request", "claimed=univ-z"] {
+    for needle in ["palier-server serving", "auto-halt", "receipts: univ-a/r1,univ-b/r1", "refused an API request", "claimed: univ-z"] {
         assert!(err.contains(needle), "{needle:?} not logged: {err}");
     }
 }

@@ -165,7 +165,8 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     report::paragraph(
         out,
         "An intervention's steps: guard (the operator's hook that can say \"not now\", e.g. while a quiz is running), \
-         download (checked against the signed metadata), stage (a hard-linked copy of the live code with the bundle's \
+         download (checked against the signed metadata), free space (enough for the staged tree and the backup, \
+         checked before anything changes), stage (a hard-linked copy of the live code with the bundle's \
          files), swap (one atomic exchange with the live code), the upgrade and cache hooks, then the checks."
     )?;
     for s in &sites {

@@ -176,6 +176,15 @@ fn one_line(field: &str, value: &str, max: usize) -> Result<String, AppError> {
     Ok(v.to_owned())
 }
 
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewFixRequest {
@@ -452,8 +461,9 @@ async fn set_status(State(state): State<AppState>, request: axum::extract::Reque
     if let Some(o) = &status.last_outcome {
         one_line("last_outcome", o, 200)?;
     }
+    // The agent's own error text: kept to its first 500 bytes rather than losing the status.
     if let Some(e) = &status.repository_error {
-        status.repository_error = Some(one_line("repository_error", e, 500)?);
+        status.repository_error = Some(one_line("repository_error", truncated(e, 500), 500)?);
     }
     const MAX_LISTED: usize = 1000;
     let lists = [("installed", Some(&status.installed)), ("due", status.due.as_ref())];
@@ -473,7 +483,7 @@ async fn set_status(State(state): State<AppState>, request: axum::extract::Reque
     for h in holds {
         format!("{}@{}", h.id, h.version).parse::<BundleRef>().map_err(|e| AppError::BadRequest(format!("holds: {e}")))?;
         one_line("holds: since", &h.since, 64)?;
-        one_line("holds: reason", &h.reason, 500)?;
+        one_line("holds: reason", truncated(&h.reason, 500), 500)?;
     }
     for (name, list) in [("components", &status.components), ("level2_classes", &status.level2_classes)] {
         let list = list.as_deref().unwrap_or_default();
