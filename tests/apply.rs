@@ -58,6 +58,11 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["installed"].as_array().unwrap().is_empty());
     assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
+    // In plain words: the hold and how to release it, the outcome in the receipts' words.
+    let words = String::from_utf8(s.agent(&["status", "--config", config.to_str().unwrap()]).stdout).unwrap();
+    assert!(words.contains("held:        login-break@1.0.0 since"), "{words}");
+    assert!(words.contains("palier-agent release login-break@1.0.0 --config"), "{words}");
+    assert!(words.contains("login-break@1.0.0 rolled back on") && !words.contains("RolledBack"), "{words}");
     // The next cycle does not try the same version again: it is held on this site.
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
     assert!(!out.contains("applied"), "{out}");

@@ -55,7 +55,7 @@ where
     }
 }
 
-/// One log line: `warning: MESSAGE (key: value, ...)`; info lines carry no level word.
+/// One log line: `warning: MESSAGE key=value ...`; info lines carry no level word.
 pub fn line(level: Level, message: &str, fields: &[(String, String)], colour: bool) -> String {
     let (word, ansi) = match level {
         Level::ERROR => ("error: ", "\x1b[1;31m"),
@@ -71,9 +71,9 @@ pub fn line(level: Level, message: &str, fields: &[(String, String)], colour: bo
         out.push_str(word);
     }
     out.push_str(message);
-    if !fields.is_empty() {
-        let list: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let _ = write!(out, " ({})", list.join(", "));
+    // Fields as `key=value`, the way tracing writes them, so a log can be grepped for them.
+    for (k, v) in fields {
+        let _ = write!(out, " {k}={v}");
     }
     // One event, one line: a value with a newline (a hook's output) stays on it.
     out.replace('\n', " ")
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn warnings_read_like_cargo_s_without_time_or_module() {
         let f = vec![("config".to_owned(), "/etc/palier/agent.toml".to_owned())];
-        assert_eq!(line(Level::WARN, "ignoring stability.windows", &f, false), "warning: ignoring stability.windows (config: /etc/palier/agent.toml)");
+        assert_eq!(line(Level::WARN, "ignoring stability.windows", &f, false), "warning: ignoring stability.windows config=/etc/palier/agent.toml");
         assert_eq!(line(Level::ERROR, "cycle failed", &[], false), "error: cycle failed");
         assert_eq!(line(Level::INFO, "applied a@1.0.0", &[], false), "applied a@1.0.0");
         assert_eq!(line(Level::INFO, "two\nlines", &[], false), "two lines");

@@ -45,6 +45,9 @@ struct Status {
     running: Option<Running>,
     /// Bundle versions rolled back on this site: not retried automatically.
     rolled_back: Vec<crate::cycle::RolledBack>,
+    /// Every hold on this site (`state_dir/holds.json`): after a rollback or by hand until
+    /// released, or a back-off lifting itself at `until`.
+    holds: Vec<crate::holds::Hold>,
 }
 
 /// An intervention under way, from the lock (its holder) and the journal (its step).
@@ -132,6 +135,7 @@ impl Args {
             interrupted: if running.is_none() { journal.map(|j| j.id) } else { None },
             running,
             rolled_back: crate::cycle::read_rolled_back(&config.state_dir)?,
+            holds: crate::holds::read(&config.state_dir)?,
         };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
@@ -169,8 +173,12 @@ fn words(s: &Status, last: Option<&Last>, c: &Config, now: Timestamp) -> String 
     if let Some(j) = &s.interrupted {
         out.push_str(&format!("interrupted: {j}: the next `run` (or `rollback`) brings the site back to one whole tree\n"));
     }
-    for h in &s.rolled_back {
-        out.push_str(&format!("held:        {} since {}, rolled back: {} (not retried; a new version is)\n", h.bundle, local(h.at, c), h.reason));
+    for h in &s.holds {
+        let until = match h.until {
+            Some(t) => format!("until {}", local(t, c)),
+            None => format!("until `palier-agent release {} --config {}`", h.bundle, c.path.display()),
+        };
+        out.push_str(&format!("held:        {} since {}: {} ({until})\n", h.bundle, local(h.since, c), h.reason));
     }
     match &s.last_intervention {
         Some(r) => {
