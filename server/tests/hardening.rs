@@ -457,7 +457,7 @@ fn serve_logs_its_start_each_auto_halt_and_each_refused_platform_without_colour(
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     child.wait().unwrap();
     assert!(!err.contains('\x1b'), "colour codes in a pipe: {err:?}");
-    for needle in ["palier-server serving", "auto-halt", "receipts: univ-a/r1,univ-b/r1", "refused an API request", "claimed: univ-z"] {
+    for needle in ["palier-server serving", "auto-halt", "receipts=univ-a/r1,univ-b/r1", "refused an API request", "claimed=univ-z"] {
         assert!(err.contains(needle), "{needle:?} not logged: {err}");
     }
 }
