@@ -59,6 +59,8 @@ impl Site {
     /// Publish a bundle whose files are `(path, content)`, validated alpha + 2 datasets.
     fn publish(&self, id: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
         let dir = self.w.path(&format!("bundles/{id}"));
+        // A bundle changes only its component's folder: files outside mod/quiz are core's.
+        let component = if files.iter().all(|(p, _)| p.starts_with("mod/quiz/")) { "mod_quiz" } else { "core" };
         for (p, c) in files {
             let f = dir.join("files").join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -67,7 +69,7 @@ impl Site {
         std::fs::write(
             dir.join("bundle.toml"),
             format!(
-                "id = \"{id}\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
+                "id = \"{id}\"\nversion = \"1.0.0\"\ncomponent = \"{component}\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
                 class_impact.0, class_impact.1
             ),
         )

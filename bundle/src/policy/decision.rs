@@ -57,6 +57,7 @@ pub enum Reason {
     NotAlphaValidated,
     InsufficientDatasets,
     MoodleVersionMismatch,
+    MoodleLayoutMismatch,
     DependencyMissing,
     Superseded,
     Yanked,
@@ -64,7 +65,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::NotReported,
         Reason::ComponentNotSelected,
         Reason::ClassNotAllowed,
@@ -72,6 +73,7 @@ impl Reason {
         Reason::NotAlphaValidated,
         Reason::InsufficientDatasets,
         Reason::MoodleVersionMismatch,
+        Reason::MoodleLayoutMismatch,
         Reason::DependencyMissing,
         Reason::Superseded,
         Reason::Yanked,
@@ -86,6 +88,7 @@ impl Reason {
             Reason::NotAlphaValidated => "not-alpha-validated",
             Reason::InsufficientDatasets => "insufficient-datasets",
             Reason::MoodleVersionMismatch => "moodle-version-mismatch",
+            Reason::MoodleLayoutMismatch => "moodle-layout-mismatch",
             Reason::DependencyMissing => "dependency-missing",
             Reason::Superseded => "superseded",
             Reason::Yanked => "yanked",

@@ -24,7 +24,10 @@ pub use contract::{
 };
 pub use decision::{Decision, DecisionKind, Plan, Reason, rfc3339};
 
+use crate::components::ComponentMap;
+use crate::layout::Layout;
 use crate::metadata::{BundleMetadata, BundleRef};
+use crate::moodle::MoodleSite;
 use crate::names::BundleId;
 use rules::Verdict;
 
@@ -49,6 +52,9 @@ use rules::Verdict;
 ///    Moodle release, validation or data impact matters to this platform.
 /// 5. **`moodle-version-mismatch`** — it cannot run on this site; it must not show up
 ///    as waiting for validation or as an intervention to schedule.
+///    **`moodle-layout-mismatch`** — right after it, for the same reason: its paths do not
+///    fit the site's code layout (a 5.1+ bundle on a 4.x site or the reverse), lie outside
+///    its component's folder on this site, or touch a site-local file (`config.php`...).
 /// 6. **validation**: `not-alpha-validated`, `insufficient-datasets` — decision
 ///    `waiting-validation`. Consulted BEFORE the stability axis's data-impact rule, unlike
 ///    the order of the SPEC's table: showing an unvalidated bundle as
@@ -64,11 +70,11 @@ use rules::Verdict;
 ///    within 366 days it stays eligible with `apply_at: null` and a detail saying so.
 ///
 /// Decisions come sorted by id, then version.
-pub fn plan(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], moodle_release: &Version, now: Timestamp) -> Plan {
+pub fn plan<S: SiteFacts + ?Sized>(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], site: &S, now: Timestamp) -> Plan {
     let installed_set: HashSet<(&BundleId, &Version)> = installed.iter().map(|r| (&r.id, &r.version)).collect();
 
     // Rules 1, 2 and 4 to 7: each bundle on its own.
-    let assessed: Vec<Assessed> = bundles.iter().map(|meta| assess(contract, meta, &installed_set, moodle_release)).collect();
+    let assessed: Vec<Assessed> = bundles.iter().map(|meta| assess(contract, meta, &installed_set, site)).collect();
 
     // Rules 3 and 8 depend on each other (a version supersedes only if it is eligible, and
     // it is eligible only if its dependencies are): grow the superseded set until stable.
@@ -137,6 +143,32 @@ pub fn plan(contract: &Contract, bundles: &[BundleMetadata], installed: &[Bundle
     }
 }
 
+/// What the plan knows of the site's Moodle: its release always; its code layout and
+/// component map when the site's code was read (the agent's plan). A bare [`Version`] is a
+/// site known by its release alone: the paths of bundles are then not checked.
+pub trait SiteFacts {
+    fn release(&self) -> &Version;
+    fn code(&self) -> Option<(Layout, &ComponentMap)>;
+}
+
+impl SiteFacts for Version {
+    fn release(&self) -> &Version {
+        self
+    }
+    fn code(&self) -> Option<(Layout, &ComponentMap)> {
+        None
+    }
+}
+
+impl SiteFacts for MoodleSite {
+    fn release(&self) -> &Version {
+        &self.release
+    }
+    fn code(&self) -> Option<(Layout, &ComponentMap)> {
+        Some((self.layout, &self.components))
+    }
+}
+
 /// Keep the newest version of `id` and whether it is installed or eligible (installed wins a tie).
 fn bump<'a>(newest: &mut HashMap<&'a BundleId, (&'a Version, DecisionKind)>, id: &'a BundleId, v: &'a Version, how: DecisionKind) {
     let entry = newest.entry(id).or_insert((v, how));
@@ -157,7 +189,7 @@ enum Assessed {
     Candidate,
 }
 
-fn assess(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&BundleId, &Version)>, moodle_release: &Version) -> Assessed {
+fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&BundleId, &Version)>, site: &S) -> Assessed {
     let m = &meta.manifest;
     let state = rules::state(meta);
     if installed.contains(&(&m.id, &m.version)) {
@@ -167,7 +199,8 @@ fn assess(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&Bund
         return Assessed::Withdrawn(Verdict { kind: DecisionKind::Skipped, reason, detail });
     }
     let excluded = rules::improvement(&contract.improvement, &contract.platform, meta)
-        .and_then(|()| rules::moodle(meta, moodle_release))
+        .and_then(|()| rules::moodle(meta, site.release()))
+        .and_then(|()| rules::paths(meta, site))
         .and_then(|()| rules::validation(contract.stability.level, &meta.validations))
         .and_then(|()| rules::stability(contract.stability.level, m.data_impact));
     match excluded {
