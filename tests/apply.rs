@@ -6,110 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use common::{World, bin, stderr};
-use palier_fixture::{FATAL_MARKER, HookBehaviour, HookName, Hooks, MoodleServer, TreeOptions, generate, tree_hash, write_hook_scripts};
-
-/// A world with a generated Moodle site, its HTTP server and logging hook scripts.
-struct Site {
-    w: World,
-    server: MoodleServer,
-    hooks: Hooks,
-}
-
-impl Site {
-    fn new(files: usize) -> Site {
-        let w = World::new();
-        let dirroot = w.path("site/dirroot");
-        std::fs::remove_dir_all(&dirroot).unwrap();
-        let dataroot = w.path("site/dataroot");
-        generate(&dirroot, &TreeOptions { files, bytes: files as u64 * 2_000, dataroot: dataroot.clone(), ..TreeOptions::default() }).unwrap();
-        let server = MoodleServer::start(dirroot, dataroot);
-        let hooks = write_hook_scripts(&w.path("hooks"), &w.path("hooks.log")).unwrap();
-        Site { w, server, hooks }
-    }
-
-    fn dirroot(&self) -> PathBuf {
-        self.w.path("site/dirroot")
-    }
-
-    fn hash(&self) -> String {
-        tree_hash(&self.dirroot()).unwrap()
-    }
-
-    /// An agent config at these levels, with the fixture's wwwroot and hooks.
-    fn config(&self, improvement: u8, stability: u8, extra_stability: &str) -> PathBuf {
-        let path = self.w.agent_config("univ-a", improvement, stability);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let text = text.replace("wwwroot = \"http://127.0.0.1:9\"", &format!("wwwroot = \"{}\"", self.server.url()));
-        let hooks_start = text.find("[hooks]").unwrap();
-        let mut text = text[..hooks_start].to_owned();
-        text = text.replace("[stability]\n", &format!("[stability]\n{extra_stability}"));
-        let names: &[HookName] = match stability {
-            1 => &[HookName::Guard, HookName::Upgrade, HookName::PurgeCaches],
-            2 => &[HookName::Guard, HookName::Notice, HookName::Upgrade, HookName::PurgeCaches],
-            _ => &HookName::ALL,
-        };
-        text.push_str(&format!("[hooks]\n{}timeout = \"3s\"\n", self.hooks.toml_lines(names)));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Publish a bundle whose files are `(path, content)`, validated alpha + 2 datasets.
-    fn publish(&self, id: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) {
-        let dir = self.w.path(&format!("bundles/{id}"));
-        // A bundle changes only its component's folder: files outside mod/quiz are core's.
-        let component = if files.iter().all(|(p, _)| p.starts_with("mod/quiz/")) { "mod_quiz" } else { "core" };
-        for (p, c) in files {
-            let f = dir.join("files").join(p);
-            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
-            std::fs::write(f, c).unwrap();
-        }
-        std::fs::write(
-            dir.join("bundle.toml"),
-            format!(
-                "id = \"{id}\"\nversion = \"1.0.0\"\ncomponent = \"{component}\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
-                class_impact.0, class_impact.1
-            ),
-        )
-        .unwrap();
-        let d = dir.to_str().unwrap();
-        self.w.server(&["bundle", "build", "--manifest", &format!("{d}/bundle.toml"), "--source", &format!("{d}/files"), "--out", &format!("{d}.tar.gz")]);
-        self.w.server(&["publish", "--repo", "repo", &format!("{d}.tar.gz")]);
-        let b = format!("{id}@1.0.0");
-        self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
-    }
-
-    fn agent(&self, args: &[&str]) -> Output {
-        self.w.run("palier-agent", args)
-    }
-
-    fn run_once(&self, config: &Path, now: &str) -> String {
-        let out = self.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", now]);
-        assert!(out.status.success(), "run --once: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A cycle whose intervention fails or is rolled back: exit 1, one line saying why.
-    fn run_once_refused(&self, config: &Path, now: &str, needle: &str) -> String {
-        let out = self.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", now]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "run --once should exit 1: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        assert!(err.contains(needle), "expected {needle:?} in {err}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn last_receipt(&self) -> serde_json::Value {
-        let dir = self.w.path("state-univ-a/receipts");
-        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        names.sort();
-        serde_json::from_slice(&std::fs::read(names.last().unwrap()).unwrap()).unwrap()
-    }
-}
+use common::site::{Site, copy_tree};
+use common::{bin, stderr};
+use palier_fixture::{FATAL_MARKER, HookBehaviour, HookName, tree_hash};
 
 const QUIZ_FIX: &[(&str, &str)] = &[("mod/quiz/view.php", "<?php // fixed quiz view\necho 'quiz';\n"), ("mod/quiz/classes/timer.php", "<?php // timer\n")];
 const QUIZ_CHECK: &str = "[[checks]]\npath = \"/mod/quiz/view.php?id=1\"\nexpect_status = 200\nexpect_body = \"fixed quiz view\"\n";
@@ -158,9 +58,9 @@ fn a_broken_bundle_is_rolled_back_and_the_tree_hashes_as_before() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert!(status["installed"].as_array().unwrap().is_empty());
     assert_eq!(status["rolled_back"][0]["bundle"], "login-break@1.0.0");
-    // The next cycle does not try the same version again.
+    // The next cycle does not try the same version again: it is held on this site.
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
-    assert!(out.contains("login-break@1.0.0 was rolled back on this site") && out.contains("not retried"), "{out}");
+    assert!(out.contains("login-break@1.0.0: held on this site since") && out.contains("palier-agent release login-break@1.0.0"), "{out}");
     assert_eq!(s.hash(), before);
 }
 
@@ -323,10 +223,6 @@ fn a_kill_at_any_instant_leaves_the_old_or_the_new_tree() {
     eprintln!("after 30 kills: {} old, {} new", seen.0, seen.1);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
-    assert!(status.success());
-}
 
 /// Back to the pristine site: old tree, no state, no hook log.
 fn reset(s: &Site, pristine: &Path) {
@@ -351,6 +247,8 @@ fn receipts_wait_in_the_outbox_while_the_server_is_down() {
     s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
     let config = s.config(3, 1, "");
     std::fs::write(s.w.path("token"), "not-a-real-token\n").unwrap();
+    // The agent reads only a token file its owner alone may read.
+    std::fs::set_permissions(s.w.path("token"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "trusted_root = ",
         &format!("server = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\ntrusted_root = ", s.w.path("token").display()),
@@ -400,7 +298,8 @@ fn a_full_disk_during_staging_leaves_the_site_untouched() {
     let big: Vec<(String, String)> = (0..6).map(|i| (format!("mod/quiz/big{i}.php"), "x".repeat(1 << 20))).collect();
     let files: Vec<(&str, &str)> = big.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
     s.publish("quiz-big", ("technical", "none"), &files, "");
-    s.run_once_refused(&config, "2026-12-01T10:00:00+01:00", "No space left on device");
+    // Refused before anything is staged: the signed sizes say it cannot fit.
+    s.run_once_refused(&config, "2026-12-01T10:00:00+01:00", "not enough free space for staging on");
     assert_eq!(tree_hash(&dirroot).unwrap(), before);
     let leftovers: Vec<_> = std::fs::read_dir(&small).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers, [std::ffi::OsString::from("dirroot")], "the staging tree was removed");
@@ -427,4 +326,185 @@ fn only_keep_previous_trees_are_kept() {
     let out = s.agent(&["rollback", "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(s.dirroot().join("mod/quiz/first.php").exists() && !s.dirroot().join("mod/quiz/second.php").exists());
+}
+
+/// Issue 11, item 6: the backup fills the disk of the state folder. The intervention ends
+/// in a `failed` receipt, maintenance is off again, the partial backup is gone and the
+/// site is unchanged.
+#[test]
+fn a_backup_that_fills_the_disk_ends_in_a_failed_receipt_and_no_maintenance() {
+    let s = Site::new(100);
+    let small = s.w.path("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&small).status().unwrap();
+    assert!(status.success(), "mounting a 4 MiB tmpfs needs root (CI runs as root)");
+    let _guard = Mounted(small.clone());
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = s.config(3, 3, "");
+    let state = small.join("state");
+    let text = std::fs::read_to_string(&config).unwrap().replace("state_dir = \"state-univ-a\"", &format!("state_dir = \"{}\"", state.display()));
+    std::fs::write(&config, text).unwrap();
+    s.run_once(&config, "2026-12-04T20:50:00+01:00");
+    // 5 MB of course files cannot be backed up into what is left.
+    let files = s.w.path("site/dataroot/filedir");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("big"), vec![7u8; 5 << 20]).unwrap();
+    let before = s.hash();
+    let out = s.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-05T21:30:00+01:00"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("backup failed, nothing applied"), "{}", stderr(&out));
+    assert_eq!(s.hash(), before);
+    assert!(!s.w.path("site/dataroot/climaintenance.html").exists(), "maintenance turned off again");
+    assert_eq!(s.hooks.order().unwrap(), ["notice", "guard", "maintenance_on", "backup", "maintenance_off"]);
+    assert!(!state.join("journal.json").exists());
+    let backups: Vec<_> = std::fs::read_dir(state.join("backups")).unwrap().collect();
+    assert!(backups.is_empty(), "the partial backup is removed");
+    let receipts: Vec<serde_json::Value> =
+        std::fs::read_dir(state.join("receipts")).unwrap().map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap()).collect();
+    assert!(receipts.iter().any(|r| r["outcome"] == "failed"), "{receipts:?}");
+}
+
+/// Issue 11, item 5: with dirroot a symlink (`moodle -> releases/moodle-4.5`), names never
+/// nest and `keep_previous` prunes the trees the agent staged; the operator's own release
+/// folder stays.
+#[test]
+fn a_symlinked_dirroot_keeps_its_names_and_prunes_previous_trees() {
+    let s = Site::new(100);
+    let releases = s.w.path("site/releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::fs::rename(s.dirroot(), releases.join("moodle-4.5")).unwrap();
+    std::os::unix::fs::symlink("releases/moodle-4.5", s.dirroot()).unwrap();
+    let config = s.config(3, 1, "");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[moodle]\n", "[moodle]\nkeep_previous = 1\n");
+    std::fs::write(&config, text).unwrap();
+    for (i, name) in ["first", "second", "third", "fourth"].iter().enumerate() {
+        s.publish(name, ("technical", "none"), &[(&format!("mod/quiz/{name}.php"), "<?php // fix\n")], "");
+        let out = s.run_once(&config, &format!("2026-12-01T1{i}:00:00+01:00"));
+        assert!(out.contains(&format!("applied {name}@1.0.0")), "{out}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&releases).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert!(names.iter().all(|n| n == "moodle-4.5" || (n.starts_with(".palier-stage-dirroot-") && n.matches("palier").count() == 1)), "{names:?}");
+    assert_eq!(names.len(), 3, "the live tree, one previous tree, the operator's folder: {names:?}");
+    let out = s.agent(&["rollback", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(s.dirroot().join("mod/quiz/third.php").exists() && !s.dirroot().join("mod/quiz/fourth.php").exists());
+}
+
+/// The decision and reason of `key` in `plan --json`, with its detail.
+fn decision(s: &Site, config: &Path, now: &str, key: &str) -> (String, String, String) {
+    let out = s.agent(&["plan", "--config", config.to_str().unwrap(), "--json", "--now", now]);
+    assert!(out.status.success(), "plan: {}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = plan["bundles"].as_array().unwrap().iter().find(|d| format!("{}@{}", d["id"].as_str().unwrap(), d["version"].as_str().unwrap()) == key).unwrap().clone();
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    (text(&d["decision"]), text(&d["reason"]), text(&d["detail"]))
+}
+
+/// A rollback by hand holds the version: the next cycle does not apply it again, `plan`
+/// says `held` with since when and why, the older good version is eligible again (a held
+/// version supersedes nothing), `release` lifts the hold and `hold` sets one by hand.
+#[test]
+fn a_rollback_by_hand_holds_the_version_until_released() {
+    let s = Site::new(200);
+    let before = s.hash();
+    s.publish_version("quiz-fix", "1.0.0", ("technical", "none"), QUIZ_FIX, "");
+    s.publish_version("quiz-fix", "1.0.1", ("technical", "none"), &[("mod/quiz/view.php", "<?php // fixed quiz view 1.0.1\n")], "");
+    let config = s.config(3, 1, "");
+    let c = config.to_str().unwrap();
+    let now = "2026-12-01T10:00:00+01:00";
+    assert_eq!(decision(&s, &config, now, "quiz-fix@1.0.0").1, "superseded");
+    let out = s.run_once(&config, now);
+    assert!(out.contains("applied quiz-fix@1.0.1"), "{out}");
+    let applied = s.hash();
+
+    let out = s.agent(&["rollback", "--config", c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.hash(), before);
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-fix@1.0.1");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
+    assert!(detail.contains("held on this site since") && detail.contains("rolled back by hand"), "{detail}");
+    assert_eq!(decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-fix@1.0.0").0, "eligible", "a held version supersedes nothing");
+
+    // plan and run agree: the next cycle applies 1.0.0, never 1.0.1.
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("applied quiz-fix@1.0.0") && !out.contains("applied quiz-fix@1.0.1"), "{out}");
+    assert_ne!(s.hash(), applied);
+
+    let out = s.agent(&["release", "--config", c, "quiz-fix@1.0.1"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("released quiz-fix@1.0.1"), "{}", stderr(&out));
+    assert_eq!(decision(&s, &config, "2026-12-01T10:10:00+01:00", "quiz-fix@1.0.1").0, "eligible");
+    let again = s.agent(&["release", "--config", c, "quiz-fix@1.0.1"]);
+    assert!(again.status.success() && String::from_utf8_lossy(&again.stdout).contains("was not held"), "releasing twice changes nothing");
+
+    let out = s.agent(&["hold", "--config", c, "quiz-fix@1.0.1", "--reason", "waiting for the exam week to end"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, reason, detail) = decision(&s, &config, "2026-12-01T10:10:00+01:00", "quiz-fix@1.0.1");
+    assert_eq!(reason, "held");
+    assert!(detail.contains("waiting for the exam week to end") && detail.contains("palier-agent release quiz-fix@1.0.1"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:10:00+01:00");
+    assert!(!out.contains("applied"), "{out}");
+}
+
+/// Two bundles due together, one of which cannot be staged (it writes a file where the site
+/// has a folder): the set fails to stage, each is then staged alone, the good one is
+/// applied and the culprit held with a back-off that `plan` shows.
+#[test]
+fn a_bundle_that_cannot_be_staged_is_held_and_the_others_are_applied() {
+    let s = Site::new(200);
+    std::fs::create_dir_all(s.dirroot().join("local/blocker/inside")).unwrap();
+    std::fs::write(s.dirroot().join("local/blocker/inside/keep.txt"), "site file\n").unwrap();
+    s.publish("bad-fix", ("technical", "none"), &[("local/blocker", "a file where the site has a folder\n")], "");
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = s.config(3, 1, "");
+    let now = "2026-12-01T10:00:00+01:00";
+    let out = s.run_once(&config, now);
+    assert!(out.contains("could not stage bad-fix@1.0.0, quiz-fix@1.0.0 together"), "{out}");
+    assert!(out.contains("held bad-fix@1.0.0 until") && out.contains("it cannot be staged"), "{out}");
+    assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("fixed quiz view"));
+    assert!(s.dirroot().join("local/blocker/inside/keep.txt").exists());
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "bad-fix@1.0.0");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
+    assert!(detail.contains("cannot be staged") && detail.contains("retried after"), "{detail}");
+    // After the back-off (15 minutes for a first failure) it is tried again, alone, and held longer.
+    assert_eq!(decision(&s, &config, "2026-12-01T10:20:00+01:00", "bad-fix@1.0.0").0, "eligible");
+    let out = s.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:20:00+01:00"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr(&out).contains("staging failed"), "{}", stderr(&out));
+    let (_, _, detail) = decision(&s, &config, "2026-12-01T10:21:00+01:00", "bad-fix@1.0.0");
+    assert!(detail.contains("failed once") && detail.contains("retried after"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:25:00+01:00");
+    assert!(!out.contains("(receipt"), "the same set waits for its back-off, no intervention: {out}");
+}
+
+/// File ownership: `publish` refuses a bundle writing a path another active bundle of a
+/// different id writes; once that one is yanked it can be published, but a site where the
+/// first is installed refuses it, naming both.
+#[test]
+fn two_bundles_writing_the_same_file_are_refused_at_publish_and_on_the_site() {
+    let s = Site::new(200);
+    s.publish("quiz-a", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a\n")], "");
+    let config = s.config(3, 1, "");
+    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    assert!(out.contains("applied quiz-a@1.0.0"), "{out}");
+
+    let refused = s.try_publish("quiz-b", "1.0.0", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-b\n")], "");
+    assert_eq!(refused.status.code(), Some(1));
+    let err = stderr(&refused);
+    assert!(err.contains("quiz-a@1.0.0 and quiz-b@1.0.0 both write or delete mod/quiz/view.php") && err.contains("nothing published"), "{err}");
+    // Naming the other in `after` carries both fixes: accepted.
+    let after = s.try_publish("quiz-c", "1.0.0", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-a and c\n")], "after = [\"quiz-a >=1.0.0\"]\n");
+    assert!(after.status.success(), "{}", stderr(&after));
+
+    s.w.server(&["yank", "--repo", "repo", "quiz-a@1.0.0", "--reason", "replaced"]);
+    s.w.server(&["yank", "--repo", "repo", "quiz-c@1.0.0", "--reason", "replaced"]);
+    s.publish("quiz-b", ("technical", "none"), &[("mod/quiz/view.php", "<?php // quiz-b\n")], "");
+    let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "quiz-b@1.0.0");
+    assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "file-conflict"));
+    assert!(detail.contains("quiz-a@1.0.0") && detail.contains("quiz-b@1.0.0") && detail.contains("mod/quiz/view.php"), "{detail}");
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("quiz-b@1.0.0: refused: quiz-a@1.0.0 and quiz-b@1.0.0 both write"), "{out}");
+    assert!(!out.contains("applied quiz-b"), "{out}");
+    assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("quiz-a"));
 }

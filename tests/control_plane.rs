@@ -25,7 +25,7 @@ impl Drop for Served {
 
 fn serve(w: &World) -> Served {
     let mut child = Command::new(bin("palier-server"))
-        .args(["serve", "--repo", "repo", "--db", "palier.db", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--repo", "repo", "--db", "palier.db", "--create", "--listen", "127.0.0.1:0"])
         .current_dir(w.tmp.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -38,12 +38,16 @@ fn serve(w: &World) -> Served {
     Served { child, url }
 }
 
-/// Register `platform` and write an agent config (levels 1/1) talking to the server.
+/// Register `platform` with the contract `improvement`/1 and write an agent config (levels
+/// `improvement`/1) talking to the server.
 fn platform(w: &World, served: &Served, name: &str, improvement: u8) -> PathBuf {
-    let out = w.server(&["platform", "add", name, "--db", "palier.db"]);
+    let level = improvement.to_string();
+    let out = w.server(&["platform", "add", name, "--improvement", &level, "--stability", "1", "--db", "palier.db"]);
     let token = out.lines().last().unwrap().trim().to_owned();
     let token_file = w.path(&format!("token-{name}"));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    // The agent reads only a token file its owner alone may read.
+    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let config = w.agent_config(name, improvement, 1);
     let text = std::fs::read_to_string(&config).unwrap().replacen(
         "trusted_root = ",

@@ -335,6 +335,9 @@ fn broken_login_rolled_back_automatically(m: &Moodle) {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("rolled back") && err.contains("login-break@1.0.0") && err.contains("/login/index.php"), "{err}");
     assert_eq!(m.hash(), before, "the tree is not the one before the broken bundle");
+    // The release manager halts it for the fleet (the level-3 platform below must not get it).
+    m.server(&["halt", "--repo", "repo", "login-break@1.0.0", "--reason", "breaks the login page"]);
+    Command::new("chmod").args(["-R", "a+rX", m.path("repo").to_str().unwrap()]).status().unwrap();
     let (code, body) = get(&m.addr, "/login/index.php");
     assert!(code == 200 && body.contains("logintoken"), "{code}");
 }

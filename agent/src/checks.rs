@@ -1,6 +1,8 @@
 //! HTTP checks against the site: smoke checks (home, login, course access) and each
-//! bundle's own local-effect checks. A failed check is tried once more, to filter a
-//! single flake; redirects are not followed (a 303 is an answer).
+//! bundle's own local-effect checks. A failed check is tried once more after a pause of 2
+//! to 5 s (a moment for a restarting PHP pool or a cold cache, not a second request in the
+//! same millisecond), to filter a single flake; redirects are not followed (a 303 is an
+//! answer).
 
 use std::time::{Duration, Instant};
 
@@ -54,8 +56,24 @@ async fn once(client: &reqwest::Client, url: &Url, check: &Check) -> (Option<u16
     (Some(status), Ok(()))
 }
 
-/// Run one check, with one retry.
+/// The shortest and longest pause before a failed check is tried again.
+pub const RETRY_DELAY: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(5));
+
+/// A pause in [`RETRY_DELAY`], spread so that a fleet does not retry in step.
+pub fn retry_delay() -> Duration {
+    let (low, high) = RETRY_DELAY;
+    let spread = (high - low).as_millis() as u64;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    low + Duration::from_millis(u64::from(nanos ^ std::process::id()) % (spread + 1))
+}
+
+/// Run one check, with one retry after [`retry_delay`].
 pub async fn run(client: &reqwest::Client, wwwroot: &Url, check: &Check) -> CheckResult {
+    run_with_delay(client, wwwroot, check, retry_delay()).await
+}
+
+/// Run one check, with one retry after `delay`.
+pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Check, delay: Duration) -> CheckResult {
     let started = Instant::now();
     let url = match wwwroot.join(check.path.trim_start_matches('/')) {
         Ok(u) => u,
@@ -75,6 +93,9 @@ pub async fn run(client: &reqwest::Client, wwwroot: &Url, check: &Check) -> Chec
     let mut attempts = 0;
     let (mut status, mut outcome) = (None, Err(String::new()));
     while attempts < 2 {
+        if attempts > 0 {
+            tokio::time::sleep(delay).await;
+        }
         attempts += 1;
         (status, outcome) = once(client, &url, check).await;
         if outcome.is_ok() {
@@ -96,9 +117,14 @@ pub async fn run(client: &reqwest::Client, wwwroot: &Url, check: &Check) -> Chec
 /// Run every check in order; stop at the first failure (the site must be rolled back, more
 /// checks would only delay it). Returns the results so far and whether all passed.
 pub async fn run_all(client: &reqwest::Client, wwwroot: &Url, checks: &[Check]) -> (Vec<CheckResult>, bool) {
+    run_all_with_delay(client, wwwroot, checks, retry_delay()).await
+}
+
+/// [`run_all`] with the pause before a retry given.
+pub async fn run_all_with_delay(client: &reqwest::Client, wwwroot: &Url, checks: &[Check], delay: Duration) -> (Vec<CheckResult>, bool) {
     let mut results = Vec::new();
     for check in checks {
-        let r = run(client, wwwroot, check).await;
+        let r = run_with_delay(client, wwwroot, check, delay).await;
         let ok = r.ok;
         results.push(r);
         if !ok {
@@ -106,4 +132,55 @@ pub async fn run_all(client: &reqwest::Client, wwwroot: &Url, checks: &[Check]) 
         }
     }
     (results, true)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server on port 0 that answers 500 first, then 200, and records when each request came.
+    async fn flaky_server() -> (Url, Arc<std::sync::Mutex<Vec<Instant>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let n = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                s.lock().unwrap().push(Instant::now());
+                let status = if n.fetch_add(1, Ordering::SeqCst) == 0 { "500 Internal Server Error" } else { "200 OK" };
+                let _ = conn.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_is_retried_after_the_delay() {
+        let (url, seen) = flaky_server().await;
+        let check = Check { path: "/".into(), expect_status: 200, expect_body: None };
+        let delay = Duration::from_millis(300);
+        let r = run_with_delay(&client(), &url, &check, delay).await;
+        assert!(r.ok && r.attempts == 2, "{r:?}");
+        let times = seen.lock().unwrap().clone();
+        assert_eq!(times.len(), 2);
+        assert!(times[1].duration_since(times[0]) >= delay, "the retry waited {:?}", times[1].duration_since(times[0]));
+    }
+
+    #[test]
+    fn the_default_delay_is_between_2_and_5_seconds() {
+        for _ in 0..100 {
+            let d = retry_delay();
+            assert!(d >= RETRY_DELAY.0 && d <= RETRY_DELAY.1, "{d:?}");
+        }
+    }
 }

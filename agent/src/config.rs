@@ -56,6 +56,18 @@ struct RawConfig {
     checks: Option<RawChecks>,
     #[serde(default)]
     hooks: RawHooks,
+    #[serde(default)]
+    retention: RawRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<String>,
+    backups: Option<i64>,
+    downloads: Option<i64>,
+    receipts: Option<i64>,
+    rejected: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +164,11 @@ impl RawHook {
                 };
                 Ok((argv, ok_exit))
             }
+            toml::Value::String(shell) => {
+                let name = key.rsplit('.').next().unwrap_or(key);
+                let words: Vec<String> = shell.split_whitespace().map(|w| format!("{w:?}")).collect();
+                Err((key.to_owned(), format!("expected an argv array like `{name} = [{}]` (never a shell string), or a table {{ argv = [...], ok_exit = [0] }}", words.join(", "))))
+            }
             v => Ok((strings(v, key)?, vec![0])),
         }
     }
@@ -168,6 +185,45 @@ pub struct Moodle {
     pub wwwroot: Url,
     /// Previous code trees kept beside dirroot for rollback (1 to 10).
     pub keep_previous: usize,
+}
+
+/// What the end of each cycle keeps in `state_dir` (`[retention]`): of each kind, at most
+/// the newest `count`, and of those none older than `max_age`, except the newest backup and
+/// the backup the last intervention may still need for a rollback, which are always kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age: SignedDuration,
+    pub backups: usize,
+    pub downloads: usize,
+    pub receipts: usize,
+    pub rejected: usize,
+}
+
+impl Default for Retention {
+    /// 30 days; 3 backups, 10 downloads, 1,000 receipts, 100 rejected receipts.
+    fn default() -> Retention {
+        Retention { max_age: SignedDuration::from_hours(30 * 24), backups: 3, downloads: 10, receipts: 1000, rejected: 100 }
+    }
+}
+
+fn retention(raw: &RawRetention) -> Result<Retention, (String, String)> {
+    let d = Retention::default();
+    let count = |key: &str, v: Option<i64>, default: usize| match v {
+        None => Ok(default),
+        Some(n @ 1..=100_000) => Ok(n as usize),
+        Some(n) => Err((format!("retention.{key}"), format!("{n}: keep 1 to 100000"))),
+    };
+    let max_age = match &raw.max_age {
+        None => d.max_age,
+        Some(s) => palier_bundle::schedule::parse_duration(s).map_err(|e| ("retention.max_age".to_owned(), format!("{s:?}: {e}; for example \"30d\"")))?,
+    };
+    Ok(Retention {
+        max_age,
+        backups: count("backups", raw.backups, d.backups)?,
+        downloads: count("downloads", raw.downloads, d.downloads)?,
+        receipts: count("receipts", raw.receipts, d.receipts)?,
+        rejected: count("rejected", raw.rejected, d.rejected)?,
+    })
 }
 
 /// A hook: an argv array (never a shell string) with placeholders.
@@ -213,6 +269,8 @@ pub struct Config {
     /// Keys that are set but do not apply at the configured levels (the agent warns, and
     /// ignores them, so one file can carry every level's settings as SPEC 5's example does).
     pub ignored: Vec<String>,
+    /// What is kept of backups, downloads and receipts.
+    pub retention: Retention,
 }
 
 impl Config {
@@ -260,6 +318,7 @@ impl Config {
             }
         };
         let hooks = hooks(&raw.hooks).map_err(|(key, why)| err(&key, why))?;
+        let retention = retention(&raw.retention).map_err(|(key, why)| err(&key, why))?;
         let needs = |hook: &Option<Hook>, name: &str, level: u8, why: &str| match hook {
             Some(_) => Ok(()),
             None => Err(err(&format!("hooks.{name}"), format!("stability level {level} needs it: {why}"))),
@@ -289,6 +348,7 @@ impl Config {
             smoke_checks,
             hooks,
             ignored,
+            retention,
         })
     }
 }
@@ -437,17 +497,112 @@ fn parse_url(s: &str, schemes: &[&str]) -> Result<Url, String> {
     Ok(url)
 }
 
-/// The key a TOML error is about, when the parser says, and its message on one line.
+/// The key a TOML error is about, when the parser says, and its message on one line, with
+/// serde's words (`invalid type: string "2", expected i64`) put as what the key expects.
 fn toml_error(text: &str, e: &toml::de::Error) -> (String, String) {
     let at = palier_bundle::error::TomlErrorAt::new(text, e);
-    let key = match at.line {
-        Some((line, line_text)) => {
-            let key = line_text.split('=').next().unwrap_or("").trim();
-            if key.is_empty() || key.starts_with('[') { format!("line {line}") } else { format!("{key} (line {line})") }
-        }
-        None => "(file)".into(),
+    let Some((line, line_text)) = at.line else { return ("(file)".into(), translate(None, "", &at.message)) };
+    // The table the line is in: the last `[header]` above it.
+    let section = text.lines().take(line).filter_map(|l| {
+        let l = l.split('#').next().unwrap_or("").trim();
+        (l.starts_with('[') && !l.starts_with("[[")).then(|| l.trim_matches(['[', ']']).trim().to_owned())
+    }).last();
+    let name = line_text.split('=').next().unwrap_or("").trim();
+    let key = if name.is_empty() || name.starts_with('[') { format!("line {line}") } else { format!("{name} (line {line})") };
+    let named = (!name.is_empty() && !name.starts_with('[')).then_some(name);
+    (key, translate(section.as_deref().filter(|_| named.is_some()), named.unwrap_or(""), &at.message))
+}
+
+/// What a key expects, in the words of the config and with an example.
+fn expected_form(section: Option<&str>, name: &str) -> Option<String> {
+    let hook_example = match name {
+        "maintenance_on" | "maintenance_off" => "[\"php\", \"{dirroot}/admin/cli/maintenance.php\", \"--enable\"]",
+        "upgrade" => "[\"php\", \"{dirroot}/admin/cli/upgrade.php\", \"--non-interactive\"]",
+        "purge_caches" => "[\"php\", \"{dirroot}/admin/cli/purge_caches.php\"]",
+        "validate" => "[\"php\", \"{dirroot}/admin/cli/checks.php\"]",
+        "backup" | "restore" => "[\"/usr/local/sbin/moodle-backup\", \"{backup_dir}\"]",
+        _ => "[\"/usr/local/bin/no-quiz-running\", \"--strict\"]",
     };
-    (key, at.message)
+    Some(match (section.unwrap_or(""), name) {
+        ("improvement" | "stability", "level") => format!("[{}] level: expected a number 1, 2 or 3, like `level = 2`", section.unwrap_or("")),
+        ("moodle", "keep_previous") => "expected a number from 1 to 10, like `keep_previous = 2`".into(),
+        ("hooks", "timeout" | "long_timeout") | ("stability", "notice" | "watch" | "recovery_budget" | "max_defer") => {
+            format!("expected a duration in quotes, like `{name} = \"2h\"` (units d, h, m, s: `1h30m`)")
+        }
+        ("hooks", _) => format!("expected an argv array like `{name} = {hook_example}` (never a shell string)"),
+        ("improvement", "components") => "expected a list of Moodle components, like `components = [\"mod_quiz\", \"theme_boost\"]`".into(),
+        ("improvement", "level2_classes") => "expected a list of classes, like `level2_classes = [\"technical\", \"non-layout\"]`".into(),
+        ("stability", "windows" | "low_load") => format!("expected a list of weekly windows, like `{name} = [\"Tue 22:00-23:30\", \"Sat,Sun 08:00-10:00\"]`"),
+        ("stability", "calendar") => "expected a list of dated slots, like `calendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]`".into(),
+        ("checks", "smoke") => "expected a list of checks, like `smoke = [{ path = \"/\", expect_status = 200 }]`".into(),
+        ("", "platform" | "repository" | "server" | "token_file" | "trusted_root" | "state_dir" | "timezone" | "calendar_file")
+        | ("moodle", "dirroot" | "dataroot" | "wwwroot")
+        | ("stability", "calendar_file") => format!("expected a string in quotes, like `{name} = \"...\"`"),
+        _ => return None,
+    })
+}
+
+/// serde's message as the config's reader would say it.
+fn translate(section: Option<&str>, name: &str, message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (unknown, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+        let best = known.iter().map(|k| (strsim::jaro_winkler(unknown, k), *k)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0));
+        return match best {
+            Some((_, k)) => format!("unknown key `{unknown}`: did you mean `{k}`?"),
+            None if known.is_empty() => format!("unknown key `{unknown}`"),
+            None => format!("unknown key `{unknown}`; the keys here are {}", known.join(", ")),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        let place = section.map(|s| format!(" in [{s}]")).unwrap_or_default();
+        return format!("missing key `{field}`{place} (docs/agent-config.md lists every key)");
+    }
+    if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        let got = message.split(',').next().unwrap_or(message).trim_start_matches("invalid type: ").trim_start_matches("invalid value: ");
+        if let Some(form) = expected_form(section, name) {
+            return format!("{form}; found {got}");
+        }
+    }
+    message.to_owned()
+}
+
+/// Whether `bytes` is a TUF root (the file `trusted_root` names); why not, in one line.
+pub fn parse_trusted_root(bytes: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<tough::schema::Signed<tough::schema::Root>>(bytes).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// What is wrong with a token file, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}; {fix}")]
+pub struct TokenError {
+    pub what: String,
+    pub fix: String,
+}
+
+/// The platform's API token from `path`: one line, the file readable by its owner only.
+pub fn read_token(path: &Path) -> Result<String, TokenError> {
+    use std::os::unix::fs::PermissionsExt;
+    let put = "put only the token there (the last line of `palier-server platform add NAME`)";
+    let text = std::fs::read_to_string(path).map_err(|e| TokenError { what: format!("cannot read token file {}: {e}", path.display()), fix: put.into() })?;
+    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+    if mode & 0o077 != 0 {
+        return Err(TokenError {
+            what: format!("token file {} can be read by group or others (mode {mode:o})", path.display()),
+            fix: format!("`chmod 600 {0}` and `chown USER {0}` to the user the agent runs as", path.display()),
+        });
+    }
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    match lines.as_slice() {
+        [token] if token.bytes().all(|b| b.is_ascii_graphic()) => Ok((*token).to_owned()),
+        [] => Err(TokenError { what: format!("token file {} is empty", path.display()), fix: put.into() }),
+        [_] => Err(TokenError { what: format!("token file {} holds spaces or characters a token never has", path.display()), fix: put.into() }),
+        many => Err(TokenError {
+            what: format!("token file {} holds {} lines", path.display(), many.len()),
+            fix: "put only the token (the last line of `palier-server platform add NAME`)".into(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -5,17 +5,18 @@
 use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::policy::{DecisionKind, Level, Plan};
+use palier_bundle::policy::{self, Decision, DecisionKind, Level, Plan, Reason};
 use palier_bundle::schedule::{self, Slot};
+use palier_bundle::{BundleId, BundleMetadata, BundleRef, Manifest, ownership};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::holds::{self, Holds};
 use crate::hooks::{self, HookRun, Placeholders};
-use crate::intervene;
-use crate::receipt::Receipt;
-use crate::repository::{self, VerifiedBundle};
-use crate::{journal, lock, report, site};
+use crate::receipt::{Outcome, Receipt};
+use crate::repository::{self, Verified, VerifiedBundle};
+use crate::{apply, download, intervene, journal, lock, prune, report, site};
 
 /// How much earlier than planned a notice may go out, so that a poll every few minutes
 /// never posts it late (a late notice would lose the window). Never later than planned.
@@ -48,7 +49,7 @@ fn write_notices(state_dir: &Path, notices: Vec<Notice>) -> Result<()> {
     journal::write_record(&notices_path(state_dir), &Notices { notices }, "notices")
 }
 
-/// A bundle version rolled back on this site, never retried automatically.
+/// A bundle version rolled back on this site, as `status` shows it (read from the holds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolledBack {
@@ -57,23 +58,29 @@ pub struct RolledBack {
     pub reason: String,
 }
 
-fn rolled_back_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("rolled-back.json")
-}
-
-/// The bundle versions rolled back on this site.
+/// The bundle versions held on this site until released (see `holds`).
 pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
-    Ok(journal::read_record(&rolled_back_path(state_dir), "rolled-back record")?.unwrap_or_default())
+    Ok(holds::read(state_dir)?
+        .into_iter()
+        .filter(|h| h.until.is_none())
+        .map(|h| RolledBack { bundle: h.bundle, at: h.since, reason: h.reason })
+        .collect())
 }
 
-fn remember_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
-    let mut list = read_rolled_back(state_dir)?;
-    for b in &receipt.bundles {
-        if !list.iter().any(|r| &r.bundle == b) {
-            list.push(RolledBack { bundle: b.clone(), at: receipt.finished_at, reason: receipt.reason.clone().unwrap_or_default() });
-        }
+/// Hold `bundles` on this site after a rollback, automatic or by hand. Called by the
+/// rollback itself before its journal is cleared (so a recovered rollback holds them too);
+/// idempotent: a version already held keeps its first time and reason.
+pub(crate) fn remember_rolled_back(state_dir: &Path, bundles: &[String], at: Timestamp, reason: &str) -> Result<()> {
+    let why = format!("rolled back: {reason}");
+    for b in bundles {
+        holds::hold(state_dir, b, at, &why)?;
     }
-    journal::write_record(&rolled_back_path(state_dir), &list, "rolled-back record")
+    Ok(())
+}
+
+/// [`remember_rolled_back`] for the bundles of a rollback's receipt.
+pub fn hold_rolled_back(state_dir: &Path, receipt: &Receipt) -> Result<()> {
+    remember_rolled_back(state_dir, &receipt.bundles, receipt.finished_at, receipt.reason.as_deref().unwrap_or("no reason recorded"))
 }
 
 /// What a cycle did.
@@ -83,6 +90,9 @@ pub struct CycleReport {
     pub watched: Option<Receipt>,
     pub notices: Vec<HookRun>,
     pub intervention: Option<Receipt>,
+    /// The intervention over the whole due set that failed to stage, when its bundles were
+    /// then staged one by one and those that staged were applied (`intervention`).
+    pub set_aside: Option<Receipt>,
     /// Why nothing was applied, when something was eligible.
     pub waiting: Vec<String>,
 }
@@ -117,18 +127,122 @@ fn in_after_order(mut rest: Vec<&VerifiedBundle>) -> Result<Vec<&VerifiedBundle>
     Ok(out)
 }
 
+/// The plan of this site: the contract's policy over the verified bundles, with the site's
+/// holds, the back-off of a failing set of bundles, and the file ownership check. `plan`
+/// and `run` both call it, so `plan` never says "eligible" for a version `run` refuses.
+pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &palier_bundle::moodle::MoodleSite, installed: &[site::Installed], held: &Holds, now: Timestamp) -> Plan {
+    let metas: Vec<BundleMetadata> = bundles.iter().map(|b| b.meta().clone()).collect();
+    let installed = site::installed_refs(installed);
+    let mut holds = holds::policy_holds(&held.holds);
+    let mut plan = policy::plan_with_holds(&config.contract, &metas, &installed, &holds, release, now);
+    if let Some(b) = &held.backoff
+        && now < b.next_try
+        && eligible_keys(&plan) == b.bundles
+    {
+        let times = if b.failures == 1 { "once".to_owned() } else { format!("{} times", b.failures) };
+        holds.extend(b.bundles.iter().filter_map(|k| {
+            Some(policy::Hold { bundle: k.parse().ok()?, since: b.failed_at, reason: format!("the intervention failed {times} ({})", b.reason), until: Some(b.next_try) })
+        }));
+        plan = policy::plan_with_holds(&config.contract, &metas, &installed, &holds, release, now);
+    }
+    refuse_file_conflicts(&mut plan, &metas);
+    plan
+}
+
+/// The eligible bundles of a plan, sorted.
+pub fn eligible_keys(plan: &Plan) -> Vec<String> {
+    let mut keys: Vec<String> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).map(|d| d.key()).collect();
+    keys.sort();
+    keys
+}
+
+/// File ownership (`palier_bundle::ownership`) over what the site would run: an eligible
+/// bundle that writes or deletes a path an installed bundle, or an eligible one taken
+/// before it (in id order), of a different id also touches, is refused with both named;
+/// then the bundles whose `after` it was are refused as `dependency-missing`.
+fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
+    let manifest = |d: &Decision| metas.iter().find(|m| m.manifest.id == d.id && m.manifest.version == d.version).map(|m| &m.manifest);
+    let eligible_ids: std::collections::HashSet<&BundleId> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).map(|d| &d.id).collect();
+    // Installed versions that an eligible version of their id will replace own nothing.
+    let mut active: Vec<&Manifest> = plan
+        .bundles
+        .iter()
+        .filter(|d| d.decision == DecisionKind::Installed && !eligible_ids.contains(&d.id))
+        .filter_map(manifest)
+        .collect();
+    let mut refused: Vec<(usize, String, Reason)> = Vec::new();
+    for (i, d) in plan.bundles.iter().enumerate() {
+        if d.decision != DecisionKind::Eligible {
+            continue;
+        }
+        let Some(m) = manifest(d) else { continue };
+        active.push(m);
+        let me = BundleRef { id: m.id.clone(), version: m.version.clone() };
+        if let Some(c) = ownership::conflicts(&active).into_iter().find(|c| c.second == me || c.first == me) {
+            active.pop();
+            refused.push((i, format!("refused: {c}"), Reason::FileConflict));
+        }
+    }
+    // A bundle whose `after` names only refused versions waits for them.
+    loop {
+        let present = |dep: &palier_bundle::Dependency, refused: &[(usize, String, Reason)]| {
+            plan.bundles.iter().enumerate().any(|(j, o)| {
+                o.id == dep.id && dep.req.matches(&o.version) && matches!(o.decision, DecisionKind::Installed | DecisionKind::Eligible) && !refused.iter().any(|(k, _, _)| *k == j)
+            })
+        };
+        let more: Vec<(usize, String, Reason)> = plan
+            .bundles
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| d.decision == DecisionKind::Eligible && !refused.iter().any(|(k, _, _)| k == i))
+            .filter_map(|(i, d)| {
+                let dep = manifest(d)?.after.iter().find(|dep| !present(dep, &refused))?;
+                Some((i, format!("after {dep}: its version here is refused"), Reason::DependencyMissing))
+            })
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        refused.extend(more);
+    }
+    for (i, detail, reason) in refused {
+        let d = &mut plan.bundles[i];
+        d.decision = DecisionKind::Skipped;
+        d.reason = Some(reason);
+        d.detail = Some(detail);
+        d.apply_at = None;
+        d.notice_at = None;
+    }
+}
+
 /// Run one cycle at `now`.
 pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     let _lock = lock::acquire(&config.state_dir)?;
     let mut report = CycleReport { recovered: intervene::recover(config).await?, ..CycleReport::default() };
+    // A cycle that had to recover an interrupted intervention applies nothing new: the next
+    // cycle starts from the state the recovery left, with its own checks.
+    let recovered = report.recovered.is_some();
     report.watched = intervene::watch(config, now).await?;
+    if let Some(r) = report.watched.as_ref() {
+        hold_rolled_back(&config.state_dir, r)?;
+    }
 
-    let verified = repository::load(config).await?;
+    let verified = match repository::load(config).await {
+        Ok(v) => v,
+        Err(e) => {
+            // The control plane hears why, every cycle, even when nothing can be planned.
+            send_reports(config, now, None, None, Some(palier_bundle::error::one_line(&e))).await?;
+            return Err(e);
+        }
+    };
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
-    let metas: Vec<_> = verified.bundles.iter().map(|b| b.meta().clone()).collect();
-    let plan = palier_bundle::policy::plan(&config.contract, &metas, &site::installed_refs(&installed), &release, now);
+    let held = holds::read_all(&config.state_dir)?;
+    let plan = site_plan(config, &verified.bundles, &release, &installed, &held, now);
     let find = |key: &str| verified.bundles.iter().find(|b| b.meta().manifest.key() == key);
+    for d in plan.bundles.iter().filter(|d| matches!(d.reason, Some(Reason::FileConflict | Reason::Held))) {
+        report.waiting.push(format!("{}: {}", d.key(), d.detail.as_deref().unwrap_or("file conflict")));
+    }
 
     let due_keys = match config.contract.stability.level {
         Level::One => plan
@@ -142,43 +256,103 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
             due_in_window(config, &plan, now, &mut report.waiting)?
         }
     };
-    // A bundle version that was rolled back on this site is not retried automatically: the
-    // release manager publishes a new version (or halts it fleet-wide).
-    let rolled_back = read_rolled_back(&config.state_dir)?;
-    let due_keys: Vec<String> = due_keys
-        .into_iter()
-        .filter(|k| match rolled_back.iter().find(|r| &r.bundle == k) {
-            Some(r) => {
-                report.waiting.push(format!("{k} was rolled back on this site at {}: not retried ({})", r.at, r.reason));
-                false
-            }
-            None => true,
-        })
-        .collect();
     let due: Vec<&VerifiedBundle> = due_keys.iter().filter_map(|k| find(k)).collect();
-    if !due.is_empty() {
+    if !due.is_empty() && recovered {
+        report.waiting.push(format!("{} due, not applied in the cycle that recovered an interrupted intervention: next cycle", due_keys.join(", ")));
+    } else if !due.is_empty() {
+        // A rollback (here or by the watch) remembers its bundles itself, before its journal
+        // is cleared.
         let due = in_after_order(due)?;
         let receipt = intervene::intervene(config, &verified, &due, now).await?;
-        if receipt.outcome == crate::receipt::Outcome::RolledBack {
-            remember_rolled_back(&config.state_dir, &receipt)?;
-        }
+        let receipt = isolate(config, &verified, &due, receipt, now, &mut report).await?;
+        let state = &config.state_dir;
+        let receipt = match receipt.outcome {
+            Outcome::RolledBack => {
+                hold_rolled_back(state, &receipt)?;
+                receipt
+            }
+            Outcome::Failed => {
+                let b = holds::record_failure(state, &eligible_keys(&plan), now, receipt.reason.as_deref().unwrap_or("no reason recorded"))?;
+                report.waiting.push(format!("the same bundles are not tried again before {} (failure {} in a row)", b.next_try, b.failures));
+                receipt
+            }
+            Outcome::Applied => {
+                holds::clear_backoff(state)?;
+                receipt
+            }
+            Outcome::Postponed => crate::receipt::coalesce_postponed(config, receipt)?,
+            Outcome::Recovered => receipt,
+        };
         report.intervention = Some(receipt);
     }
-    if let Some(r) = report.watched.as_ref() {
-        remember_rolled_back(&config.state_dir, r)?;
-    }
-    send_reports(config, &plan, report.intervention.as_ref()).await?;
+    send_reports(config, now, Some(&plan), report.intervention.as_ref(), None).await?;
+    prune::prune(config, now);
     intervene::sweep_trash(&config.moodle.dirroot);
     Ok(report)
 }
 
+/// Isolation: when the due set failed to stage, stage each bundle alone (after the ones
+/// already found good, so `after` is respected), hold each one that cannot be staged with
+/// a back-off, and apply those that stage. Returns the receipt of what was applied, or the
+/// original receipt when there is nothing to isolate.
+async fn isolate(config: &Config, verified: &Verified, due: &[&VerifiedBundle], failed: Receipt, now: Timestamp, report: &mut CycleReport) -> Result<Receipt> {
+    let staging_failed = failed.outcome == Outcome::Failed && failed.steps.iter().any(|s| s.name == "stage" && !s.ok);
+    if !staging_failed || due.len() < 2 {
+        return Ok(failed);
+    }
+    let state = &config.state_dir;
+    let mut good: Vec<&VerifiedBundle> = Vec::new();
+    let mut culprits: Vec<(String, String)> = Vec::new();
+    for (i, b) in due.iter().enumerate() {
+        let m = &b.meta().manifest;
+        if let Some(dep) = m.after.iter().find(|dep| culprits.iter().any(|(k, _)| k.parse::<BundleRef>().is_ok_and(|r| r.id == dep.id && dep.req.matches(&r.version)))) {
+            report.waiting.push(format!("{} waits: it comes after {dep}, which cannot be staged", m.key()));
+            continue;
+        }
+        let mut trial = good.clone();
+        trial.push(b);
+        match stage_trial(config, verified, &trial, &format!("{}-alone{i}", failed.id)).await {
+            Ok(()) => good.push(b),
+            Err(why) => culprits.push((m.key(), why)),
+        }
+    }
+    if culprits.is_empty() {
+        // Each stages alone but not all together: nothing to single out.
+        return Ok(failed);
+    }
+    for (key, why) in &culprits {
+        let h = holds::hold_with_backoff(state, key, now, &format!("cannot be staged: {why}"))?;
+        let until = h.until.map(|u| format!(" until {u}")).unwrap_or_default();
+        report.waiting.push(format!("held {key}{until}: it cannot be staged ({why})"));
+    }
+    if good.is_empty() {
+        return Ok(failed);
+    }
+    report.set_aside = Some(failed);
+    intervene::intervene(config, verified, &good, now).await
+}
+
+/// Stage `bundles` (in order) on a clone of the live tree and drop the clone: whether they
+/// can be staged together. The site never changes.
+async fn stage_trial(config: &Config, verified: &Verified, bundles: &[&VerifiedBundle], tag: &str) -> std::result::Result<(), String> {
+    let mut archives = Vec::new();
+    for b in bundles {
+        archives.push(download::download(verified, b, &config.state_dir.join("downloads")).await.map_err(|e| palier_bundle::error::one_line(&e))?);
+    }
+    let pairs: Vec<(&Manifest, &Path)> = bundles.iter().zip(&archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
+    let staged = apply::stage_all(&config.moodle.dirroot, tag, &pairs).map_err(|e| palier_bundle::error::one_line(&e))?;
+    let _ = std::fs::remove_dir_all(&staged.path);
+    Ok(())
+}
+
 /// Send the queued receipts and this cycle's status; a server that is down delays them,
-/// it never fails the cycle.
-async fn send_reports(config: &Config, plan: &Plan, intervention: Option<&Receipt>) -> Result<()> {
+/// it never fails the cycle. Without a plan (the repository could not be verified), the
+/// status says why in `repository_error`.
+async fn send_reports(config: &Config, now: Timestamp, plan: Option<&Plan>, intervention: Option<&Receipt>, repository_error: Option<String>) -> Result<()> {
     if config.server.is_none() {
         return Ok(());
     }
-    let sent = report::send_pending(config).await?;
+    let sent = report::send_pending(config, now).await?;
     if sent.pending > 0 {
         tracing::info!(pending = sent.pending, "receipts kept for the next cycle");
     }
@@ -187,20 +361,28 @@ async fn send_reports(config: &Config, plan: &Plan, intervention: Option<&Receip
         Some(r) => Some(r.clone()),
         None => crate::receipt::all(&config.state_dir)?.pop(),
     };
+    let eligible: Vec<&Decision> = plan.map(|p| p.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).collect()).unwrap_or_default();
+    let imp = &config.contract.improvement;
     let status = report::Status {
-        improvement_level: config.contract.improvement.level.get(),
+        improvement_level: imp.level.get(),
         stability_level: config.contract.stability.level.get(),
-        installed: installed.iter().map(|i| report::InstalledRef { id: i.id.to_string(), version: i.version.to_string() }).collect(),
-        next_intervention: plan
-            .bundles
-            .iter()
-            .filter(|d| d.decision == DecisionKind::Eligible)
-            .filter_map(|d| d.apply_at.as_ref())
-            .min_by_key(|z| z.timestamp())
-            .map(|z| z.timestamp().to_string()),
+        installed: installed.iter().map(|i| report::BundleVersion { id: i.id.to_string(), version: i.version.to_string() }).collect(),
+        next_intervention: eligible.iter().filter_map(|d| d.apply_at.as_ref()).min_by_key(|z| z.timestamp()).map(|z| z.timestamp().to_string()),
         last_outcome: last.map(|r| serde_json::to_value(r.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+        components: imp.components.iter().map(|c| c.to_string()).collect(),
+        level2_classes: imp.level2_classes.iter().map(|c| c.to_string()).collect(),
+        repository_error,
+        due: eligible.iter().map(|d| report::BundleVersion { id: d.id.to_string(), version: d.version.to_string() }).collect(),
+        holds: holds::read(&config.state_dir)?
+            .into_iter()
+            .filter(|h| h.until.is_none_or(|u| now < u))
+            .filter_map(|h| {
+                let r: BundleRef = h.bundle.parse().ok()?;
+                Some(report::HoldRef { id: r.id.to_string(), version: r.version.to_string(), since: h.since.to_string(), reason: h.reason })
+            })
+            .collect(),
     };
-    report::send_status(config, &status).await
+    report::send_status(config, now, &status).await
 }
 
 /// Post the notices whose time has come (levels 2 and 3; up to `NOTICE_EARLY` ahead of

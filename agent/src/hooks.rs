@@ -1,5 +1,9 @@
 //! Running the operator's hooks: argv arrays (never a shell), placeholders substituted, a
 //! timeout each (the whole process group is killed), output captured for the receipt.
+//!
+//! Output is read as it comes into a ring buffer holding the last [`OUTPUT_TAIL`] bytes of
+//! stdout and of stderr each, so a hook printing hundreds of megabytes never grows the
+//! agent.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -11,7 +15,10 @@ use tokio::io::AsyncReadExt;
 use crate::config::Hook;
 
 /// Most bytes of a hook's stdout and stderr kept in the receipt (the end of each).
-const OUTPUT_TAIL: usize = 16 * 1024;
+pub const OUTPUT_TAIL: usize = 64 * 1024;
+
+/// The exit code of a command that could not be started (as a shell reports it).
+pub const CANNOT_START: i32 = 127;
 
 /// What a hook run did, as the receipt records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,16 +48,30 @@ impl HookRun {
     pub fn ok(&self) -> bool {
         !self.timed_out && self.exit_code.is_some_and(|c| self.ok_exit.contains(&c))
     }
-    /// One line for an error or a receipt reason.
+    /// The hook could not be started (missing or not executable: exit 127 or a spawn
+    /// error): a configuration problem, not the hook's answer.
+    pub fn could_not_start(&self) -> bool {
+        self.exit_code == Some(CANNOT_START)
+    }
+    /// One line for an error or a receipt reason. A guard's own reason is the first line of
+    /// its stdout; other hooks are explained by the last line of their stderr.
     pub fn failure(&self) -> String {
         if self.timed_out {
             return format!("hook {} timed out after {} ms", self.hook, self.duration_ms);
         }
-        let last = self.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        match self.exit_code {
-            Some(c) if last.is_empty() => format!("hook {} exited with {c}", self.hook),
-            Some(c) => format!("hook {} exited with {c}: {last}", self.hook),
-            None => format!("hook {} was killed", self.hook),
+        let first_out = self.stdout.lines().find(|l| !l.trim().is_empty()).map(str::trim);
+        let last_err = self.stderr.lines().rev().find(|l| !l.trim().is_empty()).map(str::trim);
+        let said = match (self.hook.as_str(), self.could_not_start()) {
+            (_, true) => last_err,
+            ("guard", false) => first_out.or(last_err),
+            _ => last_err,
+        };
+        match (self.exit_code, said) {
+            (Some(CANNOT_START), Some(why)) => format!("hook {} could not be started: {why}; check the path in the config's [hooks]", self.hook),
+            (Some(CANNOT_START), None) => format!("hook {} could not be started (exit 127: not found or not executable); check the path in the config's [hooks]", self.hook),
+            (Some(c), None) => format!("hook {} exited with {c}", self.hook),
+            (Some(c), Some(why)) => format!("hook {} exited with {c}: {why}", self.hook),
+            (None, _) => format!("hook {} was killed", self.hook),
         }
     }
 }
@@ -79,7 +100,7 @@ pub async fn run(name: &str, hook: &Hook, values: &Placeholders) -> HookRun {
             return HookRun {
                 hook: name.into(),
                 argv,
-                exit_code: Some(127),
+                exit_code: Some(CANNOT_START),
                 timed_out: false,
                 duration_ms: started.elapsed().as_millis() as u64,
                 stdout: String::new(),
@@ -92,18 +113,16 @@ pub async fn run(name: &str, hook: &Hook, values: &Placeholders) -> HookRun {
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let read_out = async move {
-        let mut buf = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut buf).await;
+        match stdout.as_mut() {
+            Some(s) => read_tail(s).await,
+            None => Vec::new(),
         }
-        buf
     };
     let read_err = async move {
-        let mut buf = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_end(&mut buf).await;
+        match stderr.as_mut() {
+            Some(s) => read_tail(s).await,
+            None => Vec::new(),
         }
-        buf
     };
     let waited = tokio::time::timeout(timeout, async { tokio::join!(child.wait(), read_out, read_err) }).await;
     let (exit_code, timed_out, out, err) = match waited {
@@ -126,6 +145,37 @@ pub async fn run(name: &str, hook: &Hook, values: &Placeholders) -> HookRun {
         stdout: tail(&out),
         stderr: tail(&err),
         ok_exit: hook.ok_exit.clone(),
+    }
+}
+
+/// The last [`OUTPUT_TAIL`] bytes of a stream, read to its end in fixed chunks.
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
+    let mut ring = Tail::default();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => ring.push(&chunk[..n]),
+        }
+    }
+    ring.into_bytes()
+}
+
+/// A ring buffer of the last [`OUTPUT_TAIL`] bytes written to it.
+#[derive(Default)]
+struct Tail {
+    buf: std::collections::VecDeque<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        let bytes = &bytes[bytes.len().saturating_sub(OUTPUT_TAIL)..];
+        let excess = (self.buf.len() + bytes.len()).saturating_sub(OUTPUT_TAIL);
+        self.buf.drain(..excess);
+        self.buf.extend(bytes);
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        self.buf.into()
     }
 }
 
@@ -176,6 +226,41 @@ mod tests {
         assert_eq!(run.failure(), "hook backup exited with 3: disk full");
         let missing = super::run("guard", &hook(&["/nonexistent/guard"], 10_000), &Placeholders::new()).await;
         assert_eq!(missing.exit_code, Some(127));
+        assert!(missing.could_not_start());
+        assert!(missing.failure().starts_with("hook guard could not be started: cannot start /nonexistent/guard"), "{}", missing.failure());
+        let shell_127 = super::run("guard", &hook(&["sh", "-c", "exec /nonexistent/guard"], 10_000), &Placeholders::new()).await;
+        assert!(shell_127.could_not_start(), "{shell_127:?}");
+        assert!(shell_127.failure().contains("could not be started"), "{}", shell_127.failure());
+    }
+
+    #[tokio::test]
+    async fn a_guard_says_why_in_the_first_line_of_its_stdout() {
+        let run = run("guard", &hook(&["sh", "-c", "echo '3 quiz attempts open'; echo detail; exit 1"], 10_000), &Placeholders::new()).await;
+        assert!(!run.could_not_start());
+        assert_eq!(run.failure(), "hook guard exited with 1: 3 quiz attempts open");
+    }
+
+    #[tokio::test]
+    async fn output_is_kept_as_a_bounded_tail_of_each_stream() {
+        // 8 MiB on stdout, 1 MiB on stderr: only the last 64 KiB of each is kept.
+        let script = "head -c 8388608 /dev/zero | tr '\\0' a; printf END; head -c 1048576 /dev/zero | tr '\\0' b >&2; printf ERR >&2";
+        let run = run("upgrade", &hook(&["sh", "-c", script], 60_000), &Placeholders::new()).await;
+        assert!(run.ok(), "{:?}", run.failure());
+        assert_eq!(run.stdout.len(), OUTPUT_TAIL);
+        assert!(run.stdout.ends_with("aaaEND"));
+        assert_eq!(run.stderr.len(), OUTPUT_TAIL);
+        assert!(run.stderr.ends_with("bbbERR"));
+    }
+
+    #[test]
+    fn the_ring_buffer_keeps_the_last_bytes_across_pushes() {
+        let mut t = Tail::default();
+        for i in 0..(3 * OUTPUT_TAIL / 1000) {
+            t.push(format!("{:0>1000}", i).as_bytes());
+        }
+        let bytes = t.into_bytes();
+        assert_eq!(bytes.len(), OUTPUT_TAIL);
+        assert!(String::from_utf8(bytes).unwrap().ends_with(&format!("{:0>1000}", 3 * OUTPUT_TAIL / 1000 - 1)));
     }
 
     #[tokio::test]

@@ -7,26 +7,27 @@
 //!   still in maintenance, maintenance off, then the checks; on failure the previous tree
 //!   goes back and, where data may have changed, the backup is restored.
 //!
-//! Every step that changes the site is journaled first (see `journal`), and the whole
-//! intervention runs under the lock.
+//! Every step that changes the site is journaled first (see `journal`), named as a crash
+//! point (see `crash`), and the whole intervention runs under the lock. Maintenance mode,
+//! once on, is turned off on every path out of the intervention, errors included, unless
+//! the site must stay in it (a restore that has not succeeded yet).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::policy::Level;
 use serde::{Deserialize, Serialize};
 use palier_bundle::archive::HashWriter;
 use sha2::{Digest, Sha256};
-use tough::TargetName;
 
 use crate::apply::{self, swap};
 use crate::checks;
 use crate::config::{Config, Hook};
+use crate::crash;
 use crate::error::{Error, Result};
 use crate::hooks::{self, Placeholders};
-use crate::journal::{self, Journal, Phase, TreeId};
+use crate::journal::{self, Commit, Journal, Phase, TreeId};
 use crate::receipt::{self, Backup, Outcome, Receipt, Step};
 use crate::repository::{Verified, VerifiedBundle};
 use crate::site::{self, Installed};
@@ -60,6 +61,8 @@ struct Run<'a> {
     config: &'a Config,
     receipt: Receipt,
     values: Placeholders,
+    /// Maintenance mode is on because of this run: whoever ends the run turns it off.
+    maintenance: bool,
 }
 
 impl<'a> Run<'a> {
@@ -87,8 +90,9 @@ impl<'a> Run<'a> {
             checks: Vec::new(),
             backup: None,
             recovery_ms: None,
+            count: 1,
         };
-        Run { config, receipt, values }
+        Run { config, receipt, values, maintenance: false }
     }
 
     fn step(&mut self, name: &str, started: (Timestamp, Instant), result: &std::result::Result<(), String>) {
@@ -101,22 +105,56 @@ impl<'a> Run<'a> {
         });
     }
 
-    /// Run a configured hook (absent: nothing to do, success).
+    /// Run a configured hook (absent: nothing to do, success), then pass its crash point.
     async fn hook(&mut self, name: &str, hook: Option<&Hook>) -> std::result::Result<(), String> {
         let Some(hook) = hook else { return Ok(()) };
         let run = hooks::run(name, hook, &self.values).await;
         let result = if run.ok() { Ok(()) } else { Err(run.failure()) };
         self.receipt.hooks.push(run);
+        crash::point(&format!("hook:{name}"));
         result
     }
 
-    fn finish(mut self, outcome: Outcome, reason: Option<String>) -> Result<Receipt> {
+    /// Turn maintenance mode on (recorded, so that every way out turns it off again).
+    async fn maintenance_on(&mut self, step: &str) -> std::result::Result<(), String> {
+        let t = started();
+        self.maintenance = true;
+        let on = self.hook("maintenance_on", self.config.hooks.maintenance_on.as_ref()).await;
+        self.step(step, t, &on);
+        on
+    }
+
+    /// Turn maintenance mode off if this run turned it on.
+    async fn maintenance_off(&mut self) -> std::result::Result<(), String> {
+        if !self.maintenance {
+            return Ok(());
+        }
+        let t = started();
+        let off = self.hook("maintenance_off", self.config.hooks.maintenance_off.as_ref()).await;
+        self.step("maintenance off", t, &off);
+        if off.is_ok() {
+            self.maintenance = false;
+        }
+        off
+    }
+
+    /// Save the receipt (and queue it for the server); the journal is cleared only after.
+    fn finish(&mut self, outcome: Outcome, reason: Option<String>) -> Result<Receipt> {
         self.receipt.outcome = outcome;
         self.receipt.reason = reason;
         self.receipt.finished_at = Timestamp::now();
         receipt::save(&self.config.state_dir, &self.receipt)?;
         crate::report::enqueue(self.config, &self.receipt)?;
-        Ok(self.receipt)
+        crash::point("receipt:written");
+        Ok(self.receipt.clone())
+    }
+
+    /// Save the receipt, then clear the journal: a kill between the two leaves the journal,
+    /// whose recovery finds the receipt already there.
+    fn finish_and_clear(&mut self, outcome: Outcome, reason: Option<String>) -> Result<Receipt> {
+        let receipt = self.finish(outcome, reason)?;
+        journal::clear(&self.config.state_dir)?;
+        Ok(receipt)
     }
 }
 
@@ -124,41 +162,37 @@ fn started() -> (Timestamp, Instant) {
     (Timestamp::now(), Instant::now())
 }
 
-/// Id of an intervention: its time and a digest of its bundles.
+/// Id of an intervention: its time, a digest of its bundles and a random part.
 fn intervention_id(now: Timestamp, keys: &[String]) -> String {
-    let digest = Sha256::digest(keys.join(",").as_bytes());
-    format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), &hex::encode(digest)[..8])
+    receipt::unique_id(now, keys)
 }
 
-/// Download a bundle's archive through tough (length and hash checked) into `dir`.
-async fn download(verified: &Verified, bundle: &VerifiedBundle, dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    let path = dir.join(format!("{}.{}", bundle.sha256(), bundle.target()));
-    // An archive downloaded by an earlier cycle is reused when its digest still matches.
-    if let Ok(mut file) = std::fs::File::open(&path) {
-        let mut hasher = Sha256::new();
-        if std::io::copy(&mut file, &mut HashWriter(&mut hasher)).is_ok() && hex::encode(hasher.finalize()) == bundle.sha256() {
-            return Ok(path);
-        }
+/// Refuse to start when the filesystem of `path` has less than `need` bytes free.
+fn check_free_space(path: &Path, need: u64, what: &str) -> Result<()> {
+    let s = rustix::fs::statvfs(path).map_err(|e| Error::io("measure free space of", path)(e.into()))?;
+    let free = s.f_bavail.saturating_mul(s.f_frsize);
+    if free < need {
+        return Err(Error::Refused(format!(
+            "not enough free space for {what} on {}: {} needed, {} free; free some space, nothing was changed",
+            path.display(),
+            human(need),
+            human(free)
+        )));
     }
-    let name = TargetName::new(bundle.target()).map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
-    let stream = verified
-        .repository
-        .read_target(&name)
-        .await
-        .map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?
-        .ok_or_else(|| Error::Refused(format!("target {} is not in the repository", bundle.target())))?;
-    let tmp = tempfile::Builder::new().prefix(".download-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
-    let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(Error::io("open", tmp.path()))?);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(Error::io("write", tmp.path()))?;
-    }
-    tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(Error::io("write", tmp.path()))?;
-    tmp.persist(&path).map_err(|e| Error::io("store", &path)(e.error))?;
-    Ok(path)
+    Ok(())
 }
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 10 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 10 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Room the agent's own records need on the state folder's filesystem (journal, receipt,
+/// installed record) whatever the intervention.
+const STATE_ROOM: u64 = 1 << 20;
 
 /// Digest of a backup artifact (a file, or every file of a folder in path order).
 fn backup_digest(path: &Path) -> Result<Backup> {
@@ -203,13 +237,18 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     let guard = run.hook("guard", config.hooks.guard.as_ref()).await;
     run.step("guard", t, &guard);
     if let Err(why) = guard {
-        return run.finish(Outcome::Postponed, Some(format!("postponed: {why}")));
+        // A guard that cannot start is a broken config, not a "not now": say so, do not
+        // postpone for ever.
+        if run.receipt.hooks.last().is_some_and(hooks::HookRun::could_not_start) {
+            return run.finish(Outcome::Failed, Some(why));
+        }
+        return run.finish(Outcome::Postponed, Some(why));
     }
 
     let t = started();
     let mut archives = Vec::new();
     for b in due {
-        match download(verified, b, &state.join("downloads")).await {
+        match crate::download::download(verified, b, &state.join("downloads")).await {
             Ok(p) => archives.push(p),
             Err(e) => {
                 let why = palier_bundle::error::one_line(&e);
@@ -221,7 +260,17 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     run.step("download", t, &Ok(()));
 
     let dirroot = &config.moodle.dirroot;
-    let live = swap::live_target(dirroot).map_err(Error::io("read", dirroot))?.unwrap_or_else(|| dirroot.clone());
+    let live = apply::live_path(dirroot)?;
+    let symlinked = swap::live_target(dirroot).map_err(Error::io("read", dirroot))?.is_some();
+    // Room for the bundles' files and a folder entry each on the code's filesystem (the
+    // clone is hard links), and for the agent's records: checked before anything changes.
+    let t = started();
+    let need = due.iter().map(|b| b.meta().manifest.expanded_size() + 4096 * b.meta().manifest.files.len() as u64).sum::<u64>() + (1 << 20);
+    let room = check_free_space(live.parent().unwrap_or(Path::new("/")), need, "staging").and_then(|()| check_free_space(state, STATE_ROOM, "the agent's records"));
+    run.step("free space", t, &room.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    if let Err(e) = room {
+        return run.finish(Outcome::Failed, Some(palier_bundle::error::one_line(&e)));
+    }
     let mut journal = Journal {
         id: id.clone(),
         started_at: run.receipt.started_at,
@@ -229,88 +278,45 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
         phase: Phase::Preparing,
         old_tree: TreeId::of(&live)?,
         new_tree: None,
-        staging: apply::stage::sibling(&live, "stage", &id),
-        previous: apply::stage::sibling(dirroot, "prev", &id),
+        staging: apply::stage::sibling(dirroot, &live, "stage", &id),
+        previous: if symlinked { live.clone() } else { apply::stage::sibling(dirroot, dirroot, "prev", &id) },
         installed_before: site::installed(state)?,
         maintenance: false,
         backup_dir: None,
         data_changed: false,
+        receipt: id.clone(),
+        hold: false,
+        reason: None,
+        commit: None,
     };
     journal::write(state, &journal)?;
 
-    if level == Level::Three {
-        let t = started();
-        let on = run.hook("maintenance_on", config.hooks.maintenance_on.as_ref()).await;
-        run.step("maintenance on", t, &on);
-        if let Err(why) = on {
-            let _ = run.hook("maintenance_off", config.hooks.maintenance_off.as_ref()).await;
-            journal::clear(state)?;
-            return run.finish(Outcome::Failed, Some(format!("maintenance mode could not be turned on: {why}")));
-        }
-        journal.maintenance = true;
-        journal::write(state, &journal)?;
-
-        let t = started();
-        std::fs::create_dir_all(&backup_dir).map_err(Error::io("create", &backup_dir))?;
-        let mut backup = run.hook("backup", config.hooks.backup.as_ref()).await;
-        if backup.is_ok() {
-            match backup_digest(&backup_dir) {
-                Ok(b) if b.bytes > 0 => run.receipt.backup = Some(b),
-                Ok(_) => backup = Err(format!("backup hook left nothing in {}", backup_dir.display())),
-                Err(e) => backup = Err(palier_bundle::error::one_line(&e)),
-            }
-        }
-        run.step("backup", t, &backup);
-        if let Err(why) = backup {
-            let t = started();
-            let off = run.hook("maintenance_off", config.hooks.maintenance_off.as_ref()).await;
-            run.step("maintenance off", t, &off);
-            journal::clear(state)?;
-            return run.finish(Outcome::Failed, Some(format!("backup failed, nothing applied: {why}")));
-        }
-        journal.backup_dir = Some(backup_dir.clone());
-        journal::write(state, &journal)?;
-    }
-
-    let t = started();
-    let pairs: Vec<(&palier_bundle::Manifest, &Path)> = due.iter().zip(&archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
-    let staged = match apply::stage_all(dirroot, &id, &pairs) {
+    let staged = match prepare(&mut run, &mut journal, due, &archives, &backup_dir).await {
         Ok(s) => s,
-        Err(e) => {
-            let why = palier_bundle::error::one_line(&e);
-            run.step("stage", t, &Err(why.clone()));
-            end_maintenance(&mut run, &journal).await;
-            journal::clear(state)?;
-            return run.finish(Outcome::Failed, Some(format!("staging failed, nothing applied: {why}")));
-        }
+        Err(why) => return abandon(&mut run, &journal, &backup_dir, why).await,
     };
-    run.step("stage", t, &Ok(()));
 
-    journal.new_tree = Some(TreeId::of(&staged.path)?);
     journal.phase = Phase::Swapping;
-    journal::write(state, &journal)?;
+    if let Err(e) = journal::write(state, &journal) {
+        return abandon(&mut run, &journal, &backup_dir, format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
+    }
     let t = started();
-    let previous = match apply::go_live(dirroot, &staged, &id) {
-        Ok(p) => p,
-        Err(e) => {
-            let why = palier_bundle::error::one_line(&e);
-            run.step("swap", t, &Err(why.clone()));
-            // The exchange is one syscall: if it failed, the old tree is still live.
-            let _ = std::fs::remove_dir_all(&staged.path);
-            end_maintenance(&mut run, &journal).await;
-            journal::clear(state)?;
-            return run.finish(Outcome::Failed, Some(format!("swap failed, nothing applied: {why}")));
+    if let Err(e) = apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
+        let why = palier_bundle::error::one_line(&e);
+        run.step("swap", t, &Err(why.clone()));
+        // The live tree's identity says whether the exchange happened.
+        if TreeId::dir_at(&apply::live_path(dirroot)?) == Some(journal.old_tree) {
+            return abandon(&mut run, &journal, &backup_dir, format!("swap failed, nothing applied: {why}")).await;
         }
-    };
+        return roll_back_now(&mut run, &mut journal, format!("swap failed: {why}"), None, false).await;
+    }
     run.step("swap", t, &Ok(()));
-    journal.previous = previous.clone();
-    journal::write(state, &journal)?;
 
     // From here on, any failure puts the previous tree back.
-    let failure = after_swap(&mut run, &mut journal, due, level).await?;
-    if let Some((why, failed_at)) = failure {
-        undo(&mut run, &journal, &previous, Some(failed_at)).await?;
-        return run.finish(Outcome::RolledBack, Some(why));
+    match after_swap(&mut run, &mut journal, due, level).await {
+        Ok(None) => {}
+        Ok(Some((why, failed_at))) => return roll_back_now(&mut run, &mut journal, why, Some(failed_at), true).await,
+        Err(e) => return roll_back_now(&mut run, &mut journal, palier_bundle::error::one_line(&e), Some(Instant::now()), false).await,
     }
 
     let mut installed = journal.installed_before.clone();
@@ -319,24 +325,132 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
         installed.retain(|i| i.id != m.id);
         installed.push(Installed { id: m.id.clone(), version: m.version.clone(), installed_at: Timestamp::now() });
     }
-    site::write_installed(state, &installed)?;
     let last = Last {
         id: id.clone(),
         bundles: keys,
         applied_at: Timestamp::now(),
         watch_until: now.checked_add(config.contract.stability.watch).unwrap_or(now),
         previous_tree: journal.old_tree,
-        previous: previous.clone(),
+        previous: journal.previous.clone(),
         installed_before: journal.installed_before.clone(),
         backup_dir: journal.backup_dir.clone(),
         data_changed: journal.data_changed,
     };
-    journal::write_record(&last_path(state), &last, "record of the last intervention")?;
+    // The commit is this one journal write; what it implies is written from the journal.
     journal.phase = Phase::Committed;
-    journal::write(state, &journal)?;
-    prune_previous(dirroot, &previous, config.moodle.keep_previous);
-    journal::clear(state)?;
-    run.finish(Outcome::Applied, None)
+    journal.commit = Some(Commit { installed, last });
+    if let Err(e) = journal::write(state, &journal) {
+        journal.phase = Phase::Swapping;
+        journal.commit = None;
+        return roll_back_now(&mut run, &mut journal, format!("cannot record the commit: {}", palier_bundle::error::one_line(&e)), None, false).await;
+    }
+    write_commit(state, &journal)?;
+    let receipt = run.finish_and_clear(Outcome::Applied, None)?;
+    prune_previous(dirroot, &journal.previous, config.moodle.keep_previous);
+    Ok(receipt)
+}
+
+/// Maintenance (level 3), backup and staging; the live tree does not change. `Err` is the
+/// receipt's reason.
+async fn prepare(
+    run: &mut Run<'_>,
+    journal: &mut Journal,
+    due: &[&VerifiedBundle],
+    archives: &[PathBuf],
+    backup_dir: &Path,
+) -> std::result::Result<apply::Staged, String> {
+    let config = run.config;
+    let state = &config.state_dir;
+    let dirroot = &config.moodle.dirroot;
+    let journal_failed = |e: Error| format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e));
+    if config.contract.stability.level == Level::Three {
+        // Journaled before the hook: a kill right after it must still turn maintenance off.
+        journal.maintenance = true;
+        journal::write(state, journal).map_err(journal_failed)?;
+        if let Err(why) = run.maintenance_on("maintenance on").await {
+            return Err(format!("maintenance mode could not be turned on: {why}"));
+        }
+
+        let t = started();
+        let mut backup = std::fs::create_dir_all(backup_dir).map_err(|e| format!("cannot create {}: {e}", backup_dir.display()));
+        if backup.is_ok() {
+            backup = run.hook("backup", config.hooks.backup.as_ref()).await;
+        }
+        if backup.is_ok() {
+            match backup_digest(backup_dir) {
+                Ok(b) if b.bytes > 0 => run.receipt.backup = Some(b),
+                Ok(_) => backup = Err(format!("backup hook left nothing in {}", backup_dir.display())),
+                Err(e) => backup = Err(palier_bundle::error::one_line(&e)),
+            }
+        }
+        run.step("backup", t, &backup);
+        if let Err(why) = backup {
+            return Err(format!("backup failed, nothing applied: {why}"));
+        }
+        journal.backup_dir = Some(backup_dir.to_path_buf());
+        journal::write(state, journal).map_err(journal_failed)?;
+    }
+
+    let t = started();
+    let staging_failed = |run: &mut Run<'_>, e: Error| {
+        let why = palier_bundle::error::one_line(&e);
+        run.step("stage", t, &Err(why.clone()));
+        format!("staging failed, nothing applied: {why}")
+    };
+    let (path, tree) = match apply::create_staging(dirroot, &journal.id) {
+        Ok(s) => s,
+        Err(e) => return Err(staging_failed(run, e)),
+    };
+    journal.staging = path.clone();
+    journal.new_tree = Some(tree);
+    journal::write(state, journal).map_err(journal_failed)?;
+    let pairs: Vec<(&palier_bundle::Manifest, &Path)> = due.iter().zip(archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
+    match apply::fill_staging(dirroot, &path, &pairs) {
+        Ok(files_cloned) => {
+            run.step("stage", t, &Ok(()));
+            Ok(apply::Staged { path, tree, files_cloned })
+        }
+        Err(e) => Err(staging_failed(run, e)),
+    }
+}
+
+/// End an intervention that never changed the live tree: drop its staged tree and partial
+/// backup, turn maintenance off, then the `failed` receipt, then the journal.
+async fn abandon(run: &mut Run<'_>, journal: &Journal, backup_dir: &Path, why: String) -> Result<Receipt> {
+    if let Some(tree) = journal.new_tree {
+        let _ = apply::remove_tree(&journal.staging, tree);
+    }
+    if journal.backup_dir.is_none() {
+        // This intervention's own folder (its id is never reused): the backup is incomplete.
+        let _ = std::fs::remove_dir_all(backup_dir);
+    }
+    if let Err(off) = run.maintenance_off().await {
+        // The journal stays: the next run turns maintenance off again.
+        return run.finish(Outcome::Failed, Some(format!("{why}; maintenance mode could not be turned off: {off}")));
+    }
+    run.finish_and_clear(Outcome::Failed, Some(why))
+}
+
+/// Decide a rollback (journaled first), carry it out, then the `rolled-back` receipt.
+/// `hold`: the bundles failed (a hook, a check) and are not retried automatically.
+async fn roll_back_now(run: &mut Run<'_>, journal: &mut Journal, why: String, failed_at: Option<Instant>, hold: bool) -> Result<Receipt> {
+    journal.phase = Phase::RollingBack;
+    journal.hold = hold;
+    journal.reason = Some(why.clone());
+    journal::write(&run.config.state_dir, journal)?;
+    roll_back(run, journal, failed_at).await?;
+    run.finish_and_clear(Outcome::RolledBack, Some(why))
+}
+
+/// Write what the commit implies (installed record, last intervention), from the journal.
+fn write_commit(state_dir: &Path, journal: &Journal) -> Result<()> {
+    if let Some(c) = &journal.commit {
+        site::write_installed(state_dir, &c.installed)?;
+        crash::point("commit:installed");
+        journal::write_record(&last_path(state_dir), &c.last, "record of the last intervention")?;
+        crash::point("commit:last");
+    }
+    Ok(())
 }
 
 /// Hooks and checks after the swap; `Some((why, when it failed))` means roll back.
@@ -367,10 +481,7 @@ async fn after_swap(run: &mut Run<'_>, journal: &mut Journal, due: &[&VerifiedBu
         if let Err(why) = r {
             return Ok(Some((format!("validation failed in maintenance: {why}"), Instant::now())));
         }
-        let t = started();
-        let r = run.hook("maintenance_off", config.hooks.maintenance_off.as_ref()).await;
-        run.step("maintenance off", t, &r);
-        if let Err(why) = r {
+        if let Err(why) = run.maintenance_off().await {
             return Ok(Some((why, Instant::now())));
         }
         journal.maintenance = false;
@@ -385,58 +496,113 @@ async fn after_swap(run: &mut Run<'_>, journal: &mut Journal, due: &[&VerifiedBu
     let why = results.iter().find(|r| !r.ok).map(|r| format!("check {} failed: {}", r.path, r.detail.clone().unwrap_or_default()));
     run.receipt.checks = results;
     run.step("checks", t, &why.clone().map_or(Ok(()), Err));
+    crash::point("checks:done");
     Ok(if ok { None } else { why.map(|w| (w, failed_at)) })
 }
 
-/// Turn maintenance off if this intervention turned it on.
-async fn end_maintenance(run: &mut Run<'_>, journal: &Journal) {
-    if journal.maintenance {
-        let t = started();
-        let off = run.hook("maintenance_off", run.config.hooks.maintenance_off.as_ref()).await;
-        run.step("maintenance off", t, &off);
-    }
-}
-
-/// Put the previous tree back, restore the backup where data may have changed, and leave
-/// the installed record as it was.
-async fn undo(run: &mut Run<'_>, journal: &Journal, previous: &Path, failed_at: Option<Instant>) -> Result<()> {
+/// Put the journal's old tree back live, restore the backup where data may have changed
+/// (in maintenance, which stays on until the restore succeeds), set the failed tree aside,
+/// put the installed record back and remember a decided rollback. Each step looks at where
+/// things are first, so recovery runs this same function after a kill at any point of it.
+async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<Instant>) -> Result<()> {
     let config = run.config;
+    let state = &config.state_dir;
+    let dirroot = &config.moodle.dirroot;
     let t = started();
-    let replaced = apply::restore(&config.moodle.dirroot, previous);
+    let back = put_old_tree_back(dirroot, journal);
     if let Some(at) = failed_at {
         run.receipt.recovery_ms = Some(at.elapsed().as_millis() as u64);
     }
-    run.step("rollback", t, &replaced.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
-    let replaced = replaced?;
+    run.step("rollback", t, &back.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    back?;
+
+    if journal.maintenance {
+        run.maintenance = true;
+    }
     if journal.data_changed
-        && let Some(dir) = &journal.backup_dir
+        && let Some(dir) = journal.backup_dir.clone()
     {
-        let mut values = run.values.clone();
-        values.insert("backup_dir", dir.display().to_string());
-        let saved = std::mem::replace(&mut run.values, values);
-        if !journal.maintenance {
-            let _ = run.hook("maintenance_on", config.hooks.maintenance_on.as_ref()).await;
+        if journal.phase != Phase::Restoring {
+            journal.phase = Phase::Restoring;
+            journal.maintenance = true;
+            journal::write(state, journal)?;
+        }
+        run.values.insert("backup_dir", dir.display().to_string());
+        if let Err(why) = run.maintenance_on("maintenance on (restore)").await {
+            run.maintenance = false;
+            return Err(Error::Refused(format!(
+                "cannot turn maintenance mode on to restore backup {}: {why}; the site runs the old tree and the next run restores the backup again",
+                dir.display()
+            )));
         }
         let t = started();
         let r = run.hook("restore", config.hooks.restore.as_ref()).await;
         run.step("restore backup", t, &r);
-        let t = started();
-        let off = run.hook("maintenance_off", config.hooks.maintenance_off.as_ref()).await;
-        run.step("maintenance off", t, &off);
-        run.values = saved;
-    } else {
-        end_maintenance(run, journal).await;
-    }
-    site::write_installed(&config.state_dir, &journal.installed_before)?;
-    journal::clear(&config.state_dir)?;
-    // The failed tree is no longer live: one rename sets it aside now, and the end of the
-    // cycle deletes it (deleting 30,000 links here would delay the command by a second).
-    if swap::live_target(&config.moodle.dirroot).ok().flatten().as_deref() != Some(replaced.as_path()) && replaced != config.moodle.dirroot {
-        let trash = apply::stage::sibling(&replaced, "trash", &run.receipt.id);
-        if std::fs::rename(&replaced, &trash).is_err() {
-            let _ = std::fs::remove_dir_all(&replaced);
+        if let Err(why) = r {
+            // The site stays in maintenance until the restore succeeds.
+            run.maintenance = false;
+            return Err(Error::Refused(format!(
+                "restore of backup {} failed: {why}; the site stays in maintenance on the old tree; fix the restore hook and run the agent again (journal {})",
+                dir.display(),
+                journal::path(state).display()
+            )));
         }
     }
+    if let Err(why) = run.maintenance_off().await {
+        return Err(Error::Refused(format!("maintenance mode could not be turned off after the rollback: {why}; the next run tries again")));
+    }
+    journal.maintenance = false;
+
+    // The failed tree is no longer live: one rename sets it aside now, and the end of the
+    // cycle deletes it (deleting 30,000 links here would delay the command by a second).
+    if let Some(new) = journal.new_tree {
+        let live = apply::live_path(dirroot)?;
+        for p in [&journal.previous, &journal.staging] {
+            if *p != live && TreeId::dir_at(p) == Some(new) {
+                let trash = apply::stage::sibling(dirroot, p, "trash", &journal.receipt);
+                apply::move_tree(p, &trash, new)?;
+                crash::point("rollback:set-aside");
+                break;
+            }
+        }
+    }
+    site::write_installed(state, &journal.installed_before)?;
+    crash::point("rollback:installed");
+    if journal.hold {
+        crate::cycle::remember_rolled_back(state, &journal.bundles, Timestamp::now(), journal.reason.as_deref().unwrap_or("rolled back"))?;
+        crash::point("rollback:remembered");
+    }
+    if read_last(state)?.is_some_and(|l| l.id == journal.id) {
+        let p = last_path(state);
+        std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
+        crash::point("rollback:last-removed");
+    }
+    Ok(())
+}
+
+/// The old tree live again (nothing to do when it already is), by identity: the live
+/// tree must be the journal's new tree and the old one must be found where it was kept.
+fn put_old_tree_back(dirroot: &Path, journal: &Journal) -> Result<()> {
+    let live = TreeId::dir_at(&apply::live_path(dirroot)?);
+    if live == Some(journal.old_tree) {
+        return Ok(());
+    }
+    let Some(new) = journal.new_tree.filter(|n| live == Some(*n)) else {
+        return Err(Error::Refused(format!(
+            "intervention {}: the live tree {} is neither the old nor the new one; nothing moved, journal left for an operator",
+            journal.id,
+            dirroot.display()
+        )));
+    };
+    let old = [&journal.previous, &journal.staging].into_iter().find(|p| TreeId::dir_at(p) == Some(journal.old_tree)).ok_or_else(|| {
+        Error::Refused(format!(
+            "intervention {}: the old tree is at neither {} nor {}; the site stays on the new tree, journal left for an operator",
+            journal.id,
+            journal.previous.display(),
+            journal.staging.display()
+        ))
+    })?;
+    apply::restore(dirroot, old, journal.old_tree, new)?;
     Ok(())
 }
 
@@ -458,101 +624,136 @@ pub fn sweep_trash(dirroot: &Path) {
     }
 }
 
-/// Keep the newest `keep` previous trees of a real-directory dirroot.
+/// Keep the newest `keep` previous trees: `.palier-prev-<dirroot>-*` beside a real
+/// directory, or the staged trees `.palier-stage-<dirroot>-*` that a symlinked dirroot
+/// pointed to before. Never the live tree, never the one just kept, never a folder the
+/// agent did not create (the operator's own release folders stay).
 fn prune_previous(dirroot: &Path, just_kept: &Path, keep: usize) {
-    let Some(parent) = dirroot.parent() else { return };
+    use std::os::unix::fs::MetadataExt;
+    let Ok(live) = apply::live_path(dirroot) else { return };
+    let Some(parent) = live.parent() else { return };
     let name = dirroot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let prefix = format!(".palier-prev-{name}-");
+    let prefixes = [format!(".palier-prev-{name}-"), format!(".palier-stage-{name}-")];
     let Ok(entries) = std::fs::read_dir(parent) else { return };
-    let mut trees: Vec<(String, PathBuf)> = entries
+    let mut trees: Vec<((i64, i64), PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with(&prefix).then(|| (n, e.path()))
-        })
+        .filter(|e| prefixes.iter().any(|p| e.file_name().to_string_lossy().starts_with(p.as_str())))
+        .map(|e| e.path())
+        .filter(|p| *p != live && p != just_kept)
+        .filter_map(|p| std::fs::symlink_metadata(&p).ok().filter(|m| m.is_dir()).map(|m| ((m.ctime(), m.ctime_nsec()), p)))
         .collect();
-    // Ids start with the UTC time, so names sort by age.
-    trees.sort();
-    let excess = trees.len().saturating_sub(keep);
-    for (_, path) in trees.into_iter().take(excess) {
-        if path != just_kept {
-            let _ = std::fs::remove_dir_all(path);
+    // A tree's ctime is when it was set aside (renamed) or staged: newest first.
+    trees.sort_by(|a, b| b.cmp(a));
+    for (_, path) in trees.into_iter().skip(keep.saturating_sub(1)) {
+        if std::fs::remove_dir_all(&path).is_ok() {
+            crash::point("prune:removed");
         }
     }
 }
 
 /// Roll back the last intervention by hand (or from the watch): the previous tree goes back
-/// live, its backup is restored where data changed. The lock must be held.
+/// live, its backup is restored where data changed, and the bundles are remembered as
+/// rolled back. The lock must be held.
 pub async fn rollback_last(config: &Config, reason: &str) -> Result<Receipt> {
     let state = &config.state_dir;
     let last = read_last(state)?.ok_or_else(|| Error::Refused(format!("nothing to roll back: no applied intervention recorded in {}", state.display())))?;
-    if TreeId::at(&last.previous) != Some(last.previous_tree) {
+    if TreeId::dir_at(&last.previous) != Some(last.previous_tree) {
         return Err(Error::Refused(format!("previous tree {} is gone or changed; cannot roll back", last.previous.display())));
     }
-    let journal = Journal {
+    let dirroot = &config.moodle.dirroot;
+    let live = apply::live_path(dirroot)?;
+    let current = TreeId::dir_at(&live).ok_or_else(|| Error::Site { path: live.clone(), why: "the live tree is not a folder".into() })?;
+    let symlinked = swap::live_target(dirroot).map_err(Error::io("read", dirroot))?.is_some();
+    let mut journal = Journal {
         id: last.id.clone(),
         started_at: Timestamp::now(),
         bundles: last.bundles.clone(),
-        phase: Phase::Swapping,
+        phase: Phase::RollingBack,
         old_tree: last.previous_tree,
-        new_tree: swap::live_target(&config.moodle.dirroot)
-            .ok()
-            .flatten()
-            .map_or_else(|| TreeId::at(&config.moodle.dirroot), |t| TreeId::at(&t)),
-        staging: last.previous.clone(),
+        new_tree: Some(current),
+        // Where the tree being left ends up: the kept name (exchanged) or its own folder.
+        staging: if symlinked { live } else { last.previous.clone() },
         previous: last.previous.clone(),
         installed_before: last.installed_before.clone(),
         maintenance: false,
         backup_dir: last.backup_dir.clone(),
         data_changed: last.data_changed,
+        receipt: format!("{}-rollback", last.id),
+        hold: true,
+        reason: Some(reason.to_owned()),
+        commit: None,
     };
     journal::write(state, &journal)?;
-    let mut run = Run::new(config, format!("{}-rollback", last.id), last.bundles.clone(), last.backup_dir.as_deref());
-    undo(&mut run, &journal, &last.previous, None).await?;
-    std::fs::remove_file(last_path(state)).map_err(Error::io("remove", last_path(state)))?;
-    run.finish(Outcome::RolledBack, Some(reason.to_owned()))
+    let mut run = Run::new(config, journal.receipt.clone(), last.bundles.clone(), last.backup_dir.as_deref());
+    roll_back(&mut run, &mut journal, None).await?;
+    run.finish_and_clear(Outcome::RolledBack, Some(reason.to_owned()))
 }
 
 /// At start-up: finish or undo an intervention that a crash or a kill interrupted, so the
-/// site runs one whole tree. `None` when there was nothing to recover.
+/// site runs one whole tree. `None` when there was nothing to recover. Every path is
+/// idempotent: a kill during the recovery is recovered the same way by the next start.
 pub async fn recover(config: &Config) -> Result<Option<Receipt>> {
     let state = &config.state_dir;
-    let Some(journal) = journal::read(state)? else { return Ok(None) };
+    let Some(mut journal) = journal::read(state)? else { return Ok(None) };
+    crash::point("recover:start");
+    if journal.receipt.is_empty() {
+        journal.receipt = journal.id.clone();
+    }
     let dirroot = &config.moodle.dirroot;
-    let live_path = swap::live_target(dirroot).map_err(Error::io("read", dirroot))?.unwrap_or_else(|| dirroot.clone());
-    let live = TreeId::at(&live_path);
-    let mut run = Run::new(config, format!("{}-recovery", journal.id), journal.bundles.clone(), journal.backup_dir.as_deref());
-    if journal.phase == Phase::Committed {
-        journal::clear(state)?;
-        return run.finish(Outcome::Recovered, Some("interrupted after it was committed: the new tree stays".into())).map(Some);
-    }
-    let reason;
-    if live == Some(journal.old_tree) {
-        // The swap never happened: drop whatever was staged.
-        if TreeId::at(&journal.staging).is_some() && TreeId::at(&journal.staging) != live {
-            let _ = std::fs::remove_dir_all(&journal.staging);
+    let mut run = Run::new(config, format!("{}-recovery", journal.receipt), journal.bundles.clone(), journal.backup_dir.as_deref());
+    let live = TreeId::dir_at(&apply::live_path(dirroot)?);
+    let reason = match journal.phase {
+        Phase::Committed => {
+            write_commit(state, &journal)?;
+            if !receipt::dir(state).join(format!("{}.json", journal.receipt)).exists() {
+                Run::new(config, journal.receipt.clone(), journal.bundles.clone(), journal.backup_dir.as_deref())
+                    .finish(Outcome::Applied, Some("interrupted after it was committed: receipt written by the recovery".into()))?;
+            }
+            "interrupted after it was committed: the new tree stays".to_owned()
         }
-        end_maintenance(&mut run, &journal).await;
-        site::write_installed(state, &journal.installed_before)?;
-        journal::clear(state)?;
-        reason = "interrupted before the swap: the site never left the old tree".to_owned();
-    } else if live.is_some() && live == journal.new_tree {
-        // The new tree went live but was never confirmed: put the old one back.
-        let old = [&journal.previous, &journal.staging]
-            .into_iter()
-            .find(|p| TreeId::at(p) == Some(journal.old_tree))
-            .cloned()
-            .ok_or_else(|| Error::Refused(format!("interrupted intervention {}: the old tree cannot be found; the site stays on the new tree", journal.id)))?;
-        undo(&mut run, &journal, &old, None).await?;
-        reason = "interrupted after the swap, before the checks passed: the old tree is back".to_owned();
-    } else {
-        return Err(Error::Refused(format!(
-            "interrupted intervention {}: the live tree is neither the old nor the new one; journal {} left for an operator",
-            journal.id,
-            journal::path(state).display()
-        )));
-    }
-    run.finish(Outcome::Recovered, Some(reason)).map(Some)
+        Phase::Preparing | Phase::Swapping if live == Some(journal.old_tree) => {
+            // The swap never happened: drop what was staged (identity checked) and the
+            // partial backup, turn maintenance off.
+            match journal.new_tree {
+                Some(tree) => {
+                    apply::remove_tree(&journal.staging, tree)?;
+                }
+                // Created but not yet journaled: still empty, and only an empty folder is removed.
+                None => {
+                    let _ = std::fs::remove_dir(&journal.staging);
+                }
+            }
+            if journal.backup_dir.is_none() {
+                let _ = std::fs::remove_dir_all(state.join("backups").join(&journal.id));
+            }
+            run.maintenance = journal.maintenance;
+            if let Err(why) = run.maintenance_off().await {
+                return Err(Error::Refused(format!("interrupted intervention {}: maintenance mode could not be turned off: {why}; the next run tries again", journal.id)));
+            }
+            site::write_installed(state, &journal.installed_before)?;
+            "interrupted before the swap: the site never left the old tree".to_owned()
+        }
+        Phase::Preparing => {
+            return Err(Error::Refused(format!(
+                "interrupted intervention {}: the live tree is not the one it started from; journal {} left for an operator",
+                journal.id,
+                journal::path(state).display()
+            )));
+        }
+        Phase::Swapping | Phase::RollingBack | Phase::Restoring => {
+            if journal.phase == Phase::Swapping {
+                journal.phase = Phase::RollingBack;
+                journal.reason = Some("interrupted after the swap, before the checks passed".into());
+                journal::write(state, &journal)?;
+            }
+            roll_back(&mut run, &mut journal, None).await?;
+            match (journal.hold, &journal.reason) {
+                (true, Some(why)) => format!("rollback interrupted, now finished: {why}"),
+                _ => "interrupted after the swap, before the checks passed: the old tree is back".to_owned(),
+            }
+        }
+    };
+    run.finish_and_clear(Outcome::Recovered, Some(reason)).map(Some)
 }
 
 /// The watch period: while it lasts, the smoke checks must keep passing, or the last
@@ -580,4 +781,18 @@ pub async fn watch(config: &Config, now: Timestamp) -> Result<Option<Receipt>> {
 /// `SignedDuration` as whole minutes, for the `{minutes}` placeholder.
 pub fn minutes(d: SignedDuration) -> i64 {
     d.as_secs() / 60
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervention_ids_are_never_reused() {
+        let now: Timestamp = "2026-12-01T09:00:00Z".parse().unwrap();
+        let keys = vec!["quiz-fix@1.0.0".to_owned()];
+        let ids: std::collections::BTreeSet<String> = (0..100).map(|_| intervention_id(now, &keys)).collect();
+        assert_eq!(ids.len(), 100, "same second, same bundles, still unique");
+        assert!(ids.iter().all(|id| id.starts_with("20261201T090000Z-")));
+    }
 }

@@ -4,7 +4,21 @@
 //!
 //! Trees are recognised by identity (device and inode of the tree's directory), which moves
 //! with the tree through the atomic exchange: whatever instant the agent died at, comparing
-//! the live tree's identity with the journal's tells which tree is live.
+//! the live tree's identity with the journal's tells which tree is live. No tree is ever
+//! renamed or deleted without its identity matching the journal's first.
+//!
+//! The journal stays a set of atomic JSON files rather than one SQLite store: each step
+//! writes one record (temporary file, fsync, rename, fsync of the folder), and every record
+//! that must change with the commit (installed bundles, the last intervention) is carried
+//! inside the committed journal itself, so recovery rewrites them from it. Every step of
+//! recovery is idempotent: a kill during recovery is recovered the same way.
+//!
+//! Phases, in order: `preparing` (maintenance, backup, staging; the live tree has not
+//! changed), `swapping` (the exchange is about to happen or has happened), then either
+//! `committed` (the new tree stays; installed record and receipt follow) or `rolling-back`
+//! (the old tree goes back) and, where data may have changed and a backup exists,
+//! `restoring` (the restore hook runs in maintenance; recovery runs it again until it
+//! succeeds, so restore hooks must be idempotent).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -31,6 +45,10 @@ impl TreeId {
     pub fn at(path: &Path) -> Option<TreeId> {
         std::fs::metadata(path).ok().map(|m| TreeId { dev: m.dev(), ino: m.ino() })
     }
+    /// The identity of the directory at `path` itself (a symlink there is not followed).
+    pub fn dir_at(path: &Path) -> Option<TreeId> {
+        std::fs::symlink_metadata(path).ok().filter(|m| m.is_dir()).map(|m| TreeId { dev: m.dev(), ino: m.ino() })
+    }
 }
 
 /// How far an intervention got.
@@ -41,8 +59,22 @@ pub enum Phase {
     Preparing,
     /// The exchange is about to happen or has happened; checks have not passed yet.
     Swapping,
-    /// Checks passed and the installed record is written: the new tree stays.
+    /// Checks passed: the new tree stays; the installed record and the last intervention
+    /// are carried in the journal (`commit`) and written from it.
     Committed,
+    /// A rollback was decided (a failure after the swap, the watch, by hand) or an
+    /// interrupted swap is being undone: the old tree goes back.
+    RollingBack,
+    /// The old tree is live again and the backup is being restored, in maintenance.
+    Restoring,
+}
+
+/// What the commit writes, kept in the journal so that recovery can write it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    pub installed: Vec<Installed>,
+    pub last: crate::intervene::Last,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +100,19 @@ pub struct Journal {
     pub backup_dir: Option<PathBuf>,
     /// Hooks that may change data (upgrade) have started: undoing needs the restore hook.
     pub data_changed: bool,
+    /// The id of the receipt this operation ends with (the intervention's id, or
+    /// `<id>-rollback` for a rollback by hand or by the watch).
+    #[serde(default)]
+    pub receipt: String,
+    /// A decided rollback (not an interrupted swap): remembered as rolled back once done.
+    #[serde(default)]
+    pub hold: bool,
+    /// Why the rollback was decided.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Set with phase `committed`.
+    #[serde(default)]
+    pub commit: Option<Commit>,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -76,7 +121,15 @@ pub fn path(state_dir: &Path) -> PathBuf {
 
 /// Write the journal atomically (temporary file, fsync, rename, fsync of the folder).
 pub fn write(state_dir: &Path, journal: &Journal) -> Result<()> {
-    write_record(&path(state_dir), journal, "journal")
+    write_record(&path(state_dir), journal, "journal")?;
+    crate::crash::point(match journal.phase {
+        Phase::Preparing => "journal:preparing",
+        Phase::Swapping => "journal:swapping",
+        Phase::Committed => "journal:committed",
+        Phase::RollingBack => "journal:rolling-back",
+        Phase::Restoring => "journal:restoring",
+    });
+    Ok(())
 }
 
 pub fn read(state_dir: &Path) -> Result<Option<Journal>> {
@@ -101,7 +154,11 @@ pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> R
 pub fn clear(state_dir: &Path) -> Result<()> {
     let p = path(state_dir);
     match std::fs::remove_file(&p) {
-        Ok(()) => sync_dir(state_dir),
+        Ok(()) => {
+            sync_dir(state_dir)?;
+            crate::crash::point("journal:clear");
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove", p)(e)),
     }
@@ -118,6 +175,6 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync folder", dir))
 }

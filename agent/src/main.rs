@@ -5,10 +5,9 @@ use palier_agent::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PALIER_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    palier_agent::crash::arm(std::env::var("PALIER_CRASH_AT").ok(), std::env::var_os("PALIER_CRASH_TRACE").map(Into::into));
+    // Warnings and errors for a one-shot command; the long-running one says what it does too.
+    palier_bundle::log::init(if cli.is_daemon() { "warn,palier_agent=info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -64,6 +64,65 @@ pub struct Receipt {
     /// From the first failed check to the previous tree being live again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_ms: Option<u64>,
+    /// Identical consecutive postponements are one receipt: how many times it happened
+    /// (`started_at` is the first, `finished_at` the last).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+/// A receipt id: the UTC time, a digest of the bundles, and a random part, so two
+/// interventions never share an id, even within one second or after a crash.
+pub fn unique_id(now: Timestamp, keys: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(keys.join(",").as_bytes());
+    format!("{}-{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), &hex::encode(digest)[..8], random_hex())
+}
+
+/// 8 random hex digits from the kernel (the process id and the clock when it cannot say).
+fn random_hex() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    let from_kernel = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_ok();
+    if !from_kernel {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        bytes = (nanos ^ std::process::id().rotate_left(16)).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
+/// A postponement identical to the receipt before it (same bundles, same reason) is merged
+/// into it: the earlier receipt's `count` grows and its `finished_at` moves; the new one is
+/// dropped from `receipts/` and from the outbox (the earlier one is queued again with its
+/// new count when it was still waiting there). Returns the receipt that stands.
+pub fn coalesce_postponed(config: &crate::config::Config, receipt: Receipt) -> Result<Receipt> {
+    if receipt.outcome != Outcome::Postponed {
+        return Ok(receipt);
+    }
+    let state = &config.state_dir;
+    let mut earlier = all(state)?;
+    earlier.retain(|r| r.id != receipt.id);
+    let Some(mut prev) = earlier.pop() else { return Ok(receipt) };
+    if prev.outcome != Outcome::Postponed || prev.bundles != receipt.bundles || prev.reason != receipt.reason {
+        return Ok(receipt);
+    }
+    prev.count += 1;
+    prev.finished_at = receipt.finished_at;
+    save(state, &prev)?;
+    let path = dir(state).join(format!("{}.json", receipt.id));
+    std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+    crate::report::dequeue(config, &receipt.id)?;
+    if crate::report::dequeue(config, &prev.id)? {
+        crate::report::enqueue(config, &prev)?;
+    }
+    Ok(prev)
 }
 
 pub fn dir(state_dir: &Path) -> PathBuf {

@@ -5,8 +5,15 @@
 //! for every file, and sleeps its back-off before the first try as well as between tries: with
 //! a 200 ms back-off a refresh of four files spent 0.8 s waiting. Here the first try goes out at
 //! once and only failures a retry can mend (no connection, a timeout, a 5xx) are retried.
+//!
+//! A transfer has no total time limit (a 300 MB bundle on a slow link must still arrive):
+//! it is bounded by an idle timeout (no byte for [`Limits::idle`]) and a minimum average
+//! rate (after a grace period). A transfer broken in the middle is resumed where it stopped
+//! with an HTTP range request (`Range: bytes=N-`, answered 206 from byte N), a few times;
+//! tough still checks the length and sha256 of the whole, so a resumed file is exactly
+//! the signed one or refused.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tough::{FilesystemTransport, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
@@ -15,15 +22,39 @@ use url::Url;
 const TRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
+/// How long and how slowly a transfer may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// No byte for this long: the connection is given up (and the transfer resumed).
+    pub idle: Duration,
+    /// The average rate a transfer must keep once `grace` has passed, in bytes per second.
+    pub min_rate: u64,
+    pub grace: Duration,
+    /// How many times a broken transfer is resumed.
+    pub resumes: u32,
+}
+
+impl Default for Limits {
+    /// 30 s idle; at least 16 KiB/s on average after the first 60 s; 5 resumes.
+    fn default() -> Limits {
+        Limits { idle: Duration::from_secs(30), min_rate: 16 * 1024, grace: Duration::from_secs(60), resumes: 5 }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RepoTransport {
     client: reqwest::Client,
+    limits: Limits,
 }
 
 impl RepoTransport {
     pub fn new() -> Result<RepoTransport, reqwest::Error> {
-        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(60)).build()?;
-        Ok(RepoTransport { client })
+        RepoTransport::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Result<RepoTransport, reqwest::Error> {
+        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).read_timeout(limits.idle).build()?;
+        Ok(RepoTransport { client, limits })
     }
 
     async fn http(&self, url: Url) -> Result<TransportStream, TransportError> {
@@ -33,7 +64,7 @@ impl RepoTransport {
         loop {
             let retry = match self.client.get(url.clone()).send().await {
                 Ok(r) if matches!(r.status().as_u16(), 403 | 404 | 410) => return Err(TransportError::new(TransportErrorKind::FileNotFound, url.as_str())),
-                Ok(r) if r.status().is_success() => return Ok(body(r, url)),
+                Ok(r) if r.status().is_success() => return Ok(body(self.client.clone(), self.limits, r, url)),
                 Ok(r) if r.status().is_server_error() => other(format!("HTTP status {}", r.status())),
                 Ok(r) => return Err(other(format!("HTTP status {}", r.status()))),
                 Err(e) if e.is_connect() || e.is_timeout() => other(palier_bundle::error::one_line(&e)),
@@ -50,12 +81,83 @@ impl RepoTransport {
     }
 }
 
+/// A transfer in progress.
+struct Transfer {
+    client: reqwest::Client,
+    limits: Limits,
+    url: Url,
+    response: reqwest::Response,
+    received: u64,
+    started: Instant,
+    resumes: u32,
+}
+
+impl Transfer {
+    /// The next chunk, resuming a broken connection with a range request.
+    async fn next(&mut self) -> Result<Option<bytes::Bytes>, String> {
+        loop {
+            let error = match self.response.chunk().await {
+                Ok(Some(chunk)) => {
+                    self.received += chunk.len() as u64;
+                    self.check_rate()?;
+                    return Ok(Some(chunk));
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => palier_bundle::error::one_line(&e),
+            };
+            if self.resumes >= self.limits.resumes {
+                return Err(format!("{error} (after {} resumed transfers)", self.resumes));
+            }
+            self.resumes += 1;
+            tracing::info!(url = %self.url, from = self.received, error, "transfer broken; resuming");
+            self.response = self.resume().await.map_err(|why| format!("{error}; resuming from byte {} failed: {why}", self.received))?;
+        }
+    }
+
+    async fn resume(&self) -> Result<reqwest::Response, String> {
+        let r = self
+            .client
+            .get(self.url.clone())
+            .header(reqwest::header::RANGE, format!("bytes={}-", self.received))
+            .send()
+            .await
+            .map_err(|e| palier_bundle::error::one_line(&e))?;
+        if r.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+            return Err(format!("the server answered {} to a range request", r.status()));
+        }
+        let start = r
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if start != Some(self.received) {
+            return Err(format!("the server resumed at {start:?}, not at byte {}", self.received));
+        }
+        Ok(r)
+    }
+
+    fn check_rate(&self) -> Result<(), String> {
+        let elapsed = self.started.elapsed();
+        if elapsed < self.limits.grace {
+            return Ok(());
+        }
+        let rate = (self.received as f64 / elapsed.as_secs_f64()) as u64;
+        if rate < self.limits.min_rate {
+            return Err(format!("transfer too slow: {rate} bytes/s on average over {} s, below the minimum {} bytes/s", elapsed.as_secs(), self.limits.min_rate));
+        }
+        Ok(())
+    }
+}
+
 /// The response body as tough's stream of chunks.
-fn body(response: reqwest::Response, url: Url) -> TransportStream {
-    let chunks = futures::stream::try_unfold(response, |mut r| async move { Ok(r.chunk().await?.map(|chunk| (chunk, r))) });
+fn body(client: reqwest::Client, limits: Limits, response: reqwest::Response, url: Url) -> TransportStream {
+    let transfer = Transfer { client, limits, url: url.clone(), response, received: 0, started: Instant::now(), resumes: 0 };
+    let chunks = futures::stream::try_unfold(transfer, |mut t| async move { Ok(t.next().await?.map(|chunk| (chunk, t))) });
     let url = url.to_string();
-    Box::pin(sync_wrapper::SyncStream::new(futures::TryStreamExt::map_err(chunks, move |e: reqwest::Error| {
-        TransportError::new_with_cause(TransportErrorKind::Other, &url, palier_bundle::error::one_line(&e))
+    Box::pin(sync_wrapper::SyncStream::new(futures::TryStreamExt::map_err(chunks, move |e: String| {
+        TransportError::new_with_cause(TransportErrorKind::Other, &url, e)
     })))
 }
 
@@ -66,5 +168,101 @@ impl Transport for RepoTransport {
             "http" | "https" => self.http(url).await,
             _ => FilesystemTransport.fetch(url).await,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server on port 0 for one file of `len` bytes: the first answer stops after `cut`
+    /// bytes (the connection drops, or stalls when `stall`), later ones honour `Range`.
+    async fn server(len: usize, cut: usize, stall: bool) -> (Url, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/targets/file", listener.local_addr().unwrap())).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap();
+                let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let range = head.lines().find_map(|l| l.strip_prefix("range: bytes=")).map(|r| r.trim_end_matches('-').trim().parse::<usize>().unwrap());
+                seen.lock().unwrap().push(range.map(|r| format!("bytes={r}-")).unwrap_or_default());
+                let data = data.clone();
+                let cut_now = first;
+                first = false;
+                tokio::spawn(async move {
+                    match range {
+                        None => {
+                            let _ = conn.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").as_bytes()).await;
+                            let end = if cut_now { cut } else { len };
+                            let _ = conn.write_all(&data[..end]).await;
+                            if cut_now && stall {
+                                tokio::time::sleep(Duration::from_secs(30)).await;
+                            }
+                        }
+                        Some(from) => {
+                            let head = format!("HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {from}-{}/{len}\r\n\r\n", len - from, len - 1);
+                            let _ = conn.write_all(head.as_bytes()).await;
+                            let _ = conn.write_all(&data[from..]).await;
+                        }
+                    }
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    async fn fetch_all(t: &RepoTransport, url: Url) -> Result<Vec<u8>, String> {
+        let mut stream = t.fetch(url).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| format!("{e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string())))?);
+        }
+        Ok(out)
+    }
+
+    fn limits() -> Limits {
+        Limits { idle: Duration::from_millis(300), min_rate: 1, grace: Duration::from_secs(60), resumes: 3 }
+    }
+
+    #[tokio::test]
+    async fn a_broken_transfer_is_resumed_with_a_range_request() {
+        let (url, requests) = server(200_000, 70_000, false).await;
+        let t = RepoTransport::with_limits(limits()).unwrap();
+        let body = fetch_all(&t, url).await.unwrap();
+        assert_eq!(body.len(), 200_000);
+        assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        assert_eq!(*requests.lock().unwrap(), ["".to_owned(), "bytes=70000-".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_transfer_is_cut_at_the_idle_timeout_and_resumed() {
+        let (url, requests) = server(100_000, 10_000, true).await;
+        let t = RepoTransport::with_limits(limits()).unwrap();
+        let started = Instant::now();
+        let body = fetch_all(&t, url).await.unwrap();
+        assert_eq!(body.len(), 100_000);
+        assert!(started.elapsed() < Duration::from_secs(20), "no wait for the stalled connection's end");
+        assert_eq!(requests.lock().unwrap()[1], "bytes=10000-");
+    }
+
+    #[tokio::test]
+    async fn a_transfer_below_the_minimum_rate_is_refused() {
+        let (url, _) = server(100_000, 100_000, false).await;
+        let slow = Limits { min_rate: u64::MAX, grace: Duration::ZERO, ..limits() };
+        let t = RepoTransport::with_limits(slow).unwrap();
+        let e = fetch_all(&t, url).await.unwrap_err();
+        assert!(e.contains("too slow"), "{e}");
     }
 }

@@ -10,10 +10,13 @@ pub mod error;
 pub mod hostile;
 pub mod ical_out;
 pub mod layout;
+#[cfg(feature = "log")]
+pub mod log;
 pub mod manifest;
 pub mod metadata;
 pub mod moodle;
 pub mod names;
+pub mod ownership;
 pub mod policy;
 pub mod schedule;
 

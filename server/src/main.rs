@@ -1,14 +1,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use palier_server::cli::{Cli, exit_code};
+use palier_server::cli::{Cli, Command, exit_code};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PALIER_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // Warnings and errors for a one-shot command; the long-running one says what it does too.
+    palier_bundle::log::init(if matches!(cli.command, Command::Serve(_)) { "warn,palier_server=info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -32,6 +32,7 @@ pub async fn publish(paths: &RepoPaths, archive: &Path, mut reported: BTreeSet<P
         .await
         .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
     crate::cli::bundle::check_paths(&checked.manifest, None).map_err(|e| Error::Refused(format!("{e}; nothing published")))?;
+    refuse_file_conflicts(paths, &checked.manifest).await?;
     if let Some(store) = store {
         for fix in &checked.manifest.fixes {
             if !store::looks_like_fix_id(fix) {
@@ -54,4 +55,25 @@ pub async fn publish(paths: &RepoPaths, archive: &Path, mut reported: BTreeSet<P
         store.link_fix_requests(&ns, &bundle)?;
     }
     Ok(PublishedFix { published, linked: linked.into_iter().map(|(_, id)| id).collect() })
+}
+
+/// File ownership across bundles (`palier_bundle::ownership`): the newest version of every
+/// other id that is not yanked must not write or delete a path this bundle touches, unless
+/// one names the other in `after`.
+async fn refuse_file_conflicts(paths: &RepoPaths, manifest: &palier_bundle::Manifest) -> Result<()> {
+    let published = repo::list(paths).await?;
+    let mut newest: std::collections::BTreeMap<&palier_bundle::BundleId, &palier_bundle::Manifest> = std::collections::BTreeMap::new();
+    for p in published.iter().filter(|p| p.meta.state != palier_bundle::BundleState::Yanked && p.meta.manifest.id != manifest.id) {
+        let m = &p.meta.manifest;
+        if newest.get(&m.id).is_none_or(|n| n.version < m.version) {
+            newest.insert(&m.id, m);
+        }
+    }
+    let mut all: Vec<&palier_bundle::Manifest> = newest.into_values().collect();
+    all.push(manifest);
+    let me = BundleRef { id: manifest.id.clone(), version: manifest.version.clone() };
+    match palier_bundle::ownership::conflicts(&all).into_iter().find(|c| c.first == me || c.second == me) {
+        Some(c) => Err(Error::Refused(format!("{c}; nothing published: name the other bundle in `after` (the new one then carries both fixes) or yank it first"))),
+        None => Ok(()),
+    }
 }

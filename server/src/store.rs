@@ -70,6 +70,23 @@ const MIGRATIONS: &[&str] = &[
         platforms TEXT NOT NULL,
         halted_at TEXT NOT NULL
     ) STRICT;",
+    // 2: the contract registered for each platform, what its agent reports of its own
+    // contract and of the repository, the bundles it had due, installed or held (what an
+    // auto-halt trusts), the bytes it stored (its quota), and the receipts behind each auto-halt.
+    "ALTER TABLE platforms ADD COLUMN contract TEXT;
+    ALTER TABLE platforms ADD COLUMN reported_components TEXT;
+    ALTER TABLE platforms ADD COLUMN reported_level2_classes TEXT;
+    ALTER TABLE platforms ADD COLUMN repository_error TEXT;
+    ALTER TABLE platforms ADD COLUMN due TEXT;
+    ALTER TABLE platforms ADD COLUMN holds TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE platforms ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE platform_bundles (
+        platform TEXT NOT NULL REFERENCES platforms(name) ON DELETE CASCADE,
+        bundle TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (platform, bundle)
+    ) STRICT, WITHOUT ROWID;
+    ALTER TABLE auto_halts ADD COLUMN receipts TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Receipt outcomes the server accepts (the agent's `Outcome`, kebab-case).
@@ -95,18 +112,145 @@ fn stamp(now: Timestamp) -> String {
     Timestamp::from_second(now.as_second()).unwrap_or(now).to_string()
 }
 
+/// The contract the hosting provider signed with a platform's customer, as registered with
+/// `platform add` / `platform set`: what the server trusts the platform to receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformContract {
+    pub improvement: u8,
+    pub stability: u8,
+    /// The components of improvement level 2.
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// The classes level 2 admits; empty means the default (`technical`).
+    #[serde(default)]
+    pub level2_classes: Vec<String>,
+}
+
+impl PlatformContract {
+    /// Checked: levels 1 to 3, valid component names, level-2 classes `technical` or
+    /// `non-layout`; components and classes sorted, without duplicates.
+    pub fn new(improvement: u8, stability: u8, components: Vec<String>, level2_classes: Vec<String>) -> Result<Self> {
+        let c = PlatformContract { improvement, stability, components, level2_classes };
+        c.improvement_axis()?;
+        let mut c = c;
+        c.components.sort();
+        c.components.dedup();
+        c.level2_classes.sort();
+        c.level2_classes.dedup();
+        Ok(c)
+    }
+
+    /// The improvement axis as the policy takes it.
+    pub fn improvement_axis(&self) -> Result<palier_bundle::policy::Improvement> {
+        use palier_bundle::policy::{Improvement, Level};
+        let bad = |what: String| Error::Refused(format!("contract: {what}"));
+        let level = |n: u8, name: &str| Level::new(i64::from(n)).map_err(|e| bad(format!("{name} level {n}: {e}")));
+        level(self.stability, "stability")?;
+        let components = self.components.iter().map(|c| Component::new(c).map_err(|e| bad(format!("component {c:?}: {e}")))).collect::<Result<Vec<_>>>()?;
+        let mut imp = Improvement::new(level(self.improvement, "improvement")?).with_components(components);
+        if !self.level2_classes.is_empty() {
+            let classes = self
+                .level2_classes
+                .iter()
+                .map(|c| {
+                    palier_bundle::ChangeClass::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == c)
+                        .ok_or_else(|| bad(format!("level-2 class {c:?}: expected technical or non-layout")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            imp = imp.with_level2_classes(classes).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(imp)
+    }
+
+    /// In words, for lists: `2/1 components mod_quiz classes technical`.
+    pub fn describe(&self) -> String {
+        let mut out = format!("{}/{}", self.improvement, self.stability);
+        if !self.components.is_empty() {
+            out.push_str(&format!(" components {}", self.components.join(",")));
+        }
+        if !self.level2_classes.is_empty() {
+            out.push_str(&format!(" classes {}", self.level2_classes.join(",")));
+        }
+        out
+    }
+}
+
 /// One platform in the fleet view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Platform {
     pub name: String,
     pub created_at: String,
+    /// The contract registered on the server (`None` for a platform registered before contracts).
+    #[serde(default)]
+    pub contract: Option<PlatformContract>,
+    /// The levels the agent reports it runs with.
     pub improvement_level: Option<u8>,
     pub stability_level: Option<u8>,
+    /// The components and level-2 classes the agent reports (`None`: an agent that does not say).
+    #[serde(default)]
+    pub reported_components: Option<Vec<String>>,
+    #[serde(default)]
+    pub reported_level2_classes: Option<Vec<String>>,
     pub installed: Vec<Installed>,
+    /// The bundles the agent's last status said were due (`None`: an agent that does not say).
+    #[serde(default)]
+    pub due: Option<Vec<Installed>>,
+    #[serde(default)]
+    pub holds: Vec<Hold>,
     pub next_intervention: Option<String>,
     pub last_outcome: Option<String>,
     pub last_seen: Option<String>,
+    /// Why the agent could not refresh or verify the repository at its last status, if so.
+    #[serde(default)]
+    pub repository_error: Option<String>,
+}
+
+impl Platform {
+    /// How what the agent reports differs from the registered contract, in words; empty when
+    /// they agree (or either side is unknown).
+    pub fn contract_mismatch(&self) -> Vec<String> {
+        let Some(c) = &self.contract else { return Vec::new() };
+        let mut out = Vec::new();
+        if let Some(i) = self.improvement_level.filter(|i| *i != c.improvement) {
+            out.push(format!("improvement {i}, registered {}", c.improvement));
+        }
+        if let Some(s) = self.stability_level.filter(|s| *s != c.stability) {
+            out.push(format!("stability {s}, registered {}", c.stability));
+        }
+        if let Some(comps) = &self.reported_components {
+            let mut comps = comps.clone();
+            comps.sort();
+            comps.dedup();
+            if comps != c.components {
+                out.push(format!("components [{}], registered [{}]", comps.join(","), c.components.join(",")));
+            }
+        }
+        if let Some(classes) = &self.reported_level2_classes {
+            let mut classes = classes.clone();
+            classes.sort();
+            classes.dedup();
+            let registered = if c.level2_classes.is_empty() { vec!["technical".to_owned()] } else { c.level2_classes.clone() };
+            let reported = if classes.is_empty() { vec!["technical".to_owned()] } else { classes };
+            if reported != registered {
+                out.push(format!("level-2 classes [{}], registered [{}]", reported.join(","), registered.join(",")));
+            }
+        }
+        out
+    }
+}
+
+/// A bundle version held on a site (not retried), as the agent's status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub id: String,
+    pub version: String,
+    pub since: String,
+    pub reason: String,
 }
 
 /// One installed bundle, as the agent's status reports it.
@@ -126,6 +270,27 @@ pub struct Status {
     pub installed: Vec<Installed>,
     pub next_intervention: Option<Timestamp>,
     pub last_outcome: Option<String>,
+    /// The improvement components in the agent's config (an older agent leaves it out).
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    #[serde(default)]
+    pub level2_classes: Option<Vec<String>>,
+    /// One line when this cycle could not refresh or verify the repository; `null` when it did.
+    #[serde(default)]
+    pub repository_error: Option<String>,
+    /// The bundles the agent's plan says are eligible this cycle.
+    #[serde(default)]
+    pub due: Option<Vec<Installed>>,
+    /// The bundle versions held on the site.
+    #[serde(default)]
+    pub holds: Option<Vec<Hold>>,
+}
+
+impl Status {
+    /// A status with the fields every agent sends and none of the newer ones.
+    pub fn basic(improvement_level: u8, stability_level: u8, installed: Vec<Installed>, next_intervention: Option<Timestamp>, last_outcome: Option<String>) -> Status {
+        Status { improvement_level, stability_level, installed, next_intervention, last_outcome, components: None, level2_classes: None, repository_error: None, due: None, holds: None }
+    }
 }
 
 /// A fix request, as the API answers it.
@@ -168,6 +333,45 @@ pub struct NewReceipt {
     pub body: serde_json::Value,
 }
 
+/// One platform's rolled-back receipts for a bundle version, with what the server knows of
+/// that platform: what an auto-halt weighs.
+#[derive(Debug, Clone)]
+pub struct RollbackReport {
+    pub platform: String,
+    pub receipts: Vec<String>,
+    pub contract: Option<PlatformContract>,
+    /// A status of this platform named the bundle as due, installed or held.
+    pub had_it: bool,
+    /// This platform's agent reports what it has due (a newer agent); an older one does not,
+    /// so only its contract can be checked.
+    pub reports_due: bool,
+}
+
+/// An auto-halt the server did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AutoHalt {
+    pub bundle: String,
+    pub platforms: Vec<String>,
+    /// `platform/receipt-id` of the rolled-back receipts that triggered it.
+    pub receipts: Vec<String>,
+    pub halted_at: String,
+}
+
+/// What [`Store::add_receipt_within`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptStored {
+    Stored,
+    /// This platform already sent a receipt with this id: nothing stored again.
+    Duplicate,
+    /// Storing it would take the platform over its quota; `stored` bytes are held already.
+    OverQuota { stored: u64 },
+}
+
+/// JSON text of a value the store keeps in a column.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Refused(format!("cannot encode a store value: {e}")))
+}
+
 /// What receipts say of one bundle version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BundleOutcomes {
@@ -188,10 +392,31 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open (creating it if needed) and bring the schema up to date.
+    /// Open (creating it if needed, mode 0600) and bring the schema up to date.
     pub fn open(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            create_private(path)?;
+        }
+        Self::open_file(path)
+    }
+
+    /// Open a store that exists; a missing one is refused with the command that creates it
+    /// (a mistyped `--db` must not serve or list an empty store).
+    pub fn open_existing(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::Refused(format!(
+                "no control-plane store at {} (create one with `palier-server platform add NAME --improvement N --stability N --db {}`)",
+                path.display(),
+                path.display()
+            )));
+        }
+        Self::open_file(path)
+    }
+
+    fn open_file(path: &Path) -> Result<Store> {
         let err = |what| Self::err_at(path, what);
-        let mut conn = Connection::open(path).map_err(err("open"))?;
+        let mut conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(err("open"))?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err("set the busy timeout"))?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err("switch to WAL"))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -224,20 +449,87 @@ impl Store {
         self.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(self.err("read the schema version"))
     }
 
-    /// Register a platform; returns its API token, which is not kept (only its hash is).
+    /// Register a platform without a contract (it then never counts towards an auto-halt);
+    /// returns its API token, which is not kept (only its hash is).
     pub fn add_platform(&self, name: &PlatformId, now: Timestamp) -> Result<String> {
-        let token = new_token()?;
-        let conn = self.conn();
-        let inserted = conn
-            .execute(
-                "INSERT INTO platforms (name, token_sha256, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
-                params![name.as_str(), token_hash(&token), stamp(now)],
-            )
-            .map_err(self.err("add a platform"))?;
-        if inserted == 0 {
-            return Err(Error::Refused(format!("platform {name} already exists in {}", self.path.display())));
+        self.add_platform_with(name, None, now)
+    }
+
+    /// Register a platform with the contract signed for it; returns its API token.
+    pub fn add_platform_with(&self, name: &PlatformId, contract: Option<&PlatformContract>, now: Timestamp) -> Result<String> {
+        let mut tokens = self.add_platforms(&[(name.clone(), contract.cloned())], now)?;
+        Ok(tokens.pop().unwrap_or_default())
+    }
+
+    /// Register several platforms in one transaction (all or none); their tokens, in order.
+    pub fn add_platforms(&self, platforms: &[(PlatformId, Option<PlatformContract>)], now: Timestamp) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.err("add platforms"))?;
+        let mut tokens = Vec::with_capacity(platforms.len());
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO platforms (name, token_sha256, created_at, contract) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING")
+                .map_err(self.err("add a platform"))?;
+            for (name, contract) in platforms {
+                let token = new_token()?;
+                let contract = contract.as_ref().map(encode).transpose()?;
+                let inserted = insert.execute(params![name.as_str(), token_hash(&token), stamp(now), contract]).map_err(self.err("add a platform"))?;
+                if inserted == 0 {
+                    return Err(Error::Refused(format!("platform {name} already exists in {}", self.path.display())));
+                }
+                tokens.push(token);
+            }
         }
+        tx.commit().map_err(self.err("add platforms"))?;
+        Ok(tokens)
+    }
+
+    /// Register (or change) a platform's contract.
+    pub fn set_contract(&self, name: &PlatformId, contract: &PlatformContract) -> Result<()> {
+        let n = self
+            .conn()
+            .execute("UPDATE platforms SET contract = ?2 WHERE name = ?1", params![name.as_str(), encode(contract)?])
+            .map_err(self.err("set a contract"))?;
+        self.found(n, name)
+    }
+
+    /// A new API token for a platform; the old one stops working at once.
+    pub fn reissue_token(&self, name: &PlatformId) -> Result<String> {
+        let token = new_token()?;
+        let n = self
+            .conn()
+            .execute("UPDATE platforms SET token_sha256 = ?2 WHERE name = ?1", params![name.as_str(), token_hash(&token)])
+            .map_err(self.err("re-issue a token"))?;
+        self.found(n, name)?;
         Ok(token)
+    }
+
+    /// Remove a platform with its fix requests, receipts and everything its agent reported.
+    pub fn remove_platform(&self, name: &PlatformId) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.err("remove a platform"))?;
+        for sql in [
+            "DELETE FROM receipt_bundles WHERE platform = ?1",
+            "DELETE FROM receipts WHERE platform = ?1",
+            "DELETE FROM fix_requests WHERE platform = ?1",
+            "DELETE FROM platform_bundles WHERE platform = ?1",
+        ] {
+            tx.execute(sql, [name.as_str()]).map_err(self.err("remove a platform"))?;
+        }
+        let n = tx.execute("DELETE FROM platforms WHERE name = ?1", [name.as_str()]).map_err(self.err("remove a platform"))?;
+        self.found(n, name)?;
+        tx.commit().map_err(self.err("remove a platform"))
+    }
+
+    fn found(&self, rows: usize, name: &PlatformId) -> Result<()> {
+        if rows == 0 {
+            return Err(Error::Refused(format!(
+                "no platform {name} in {} (`palier-server platform list --db {}` lists them)",
+                self.path.display(),
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// The platform a token belongs to, if any. The lookup goes by the token's hash; the hash
@@ -258,53 +550,99 @@ impl Store {
 
     /// Every platform, by name.
     pub fn platforms(&self) -> Result<Vec<Platform>> {
+        self.query_platforms("", &[])
+    }
+
+    /// One platform.
+    pub fn platform(&self, name: &PlatformId) -> Result<Option<Platform>> {
+        Ok(self.query_platforms("WHERE name = ?1", &[&name.as_str()])?.into_iter().next())
+    }
+
+    fn query_platforms(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<Platform>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT name, created_at, improvement_level, stability_level, installed, next_intervention, last_outcome, last_seen
-                 FROM platforms ORDER BY name",
-            )
-            .map_err(self.err("list platforms"))?;
+        let sql = format!(
+            "SELECT name, created_at, improvement_level, stability_level, installed, next_intervention, last_outcome, last_seen,
+             contract, reported_components, reported_level2_classes, repository_error, due, holds
+             FROM platforms {filter} ORDER BY name"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(self.err("list platforms"))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(args, |r| {
                 let installed: String = r.get(4)?;
+                let json = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
                 Ok(Platform {
                     name: r.get(0)?,
                     created_at: r.get(1)?,
+                    contract: json(8)?.and_then(|c| serde_json::from_str(&c).ok()),
                     improvement_level: r.get(2)?,
                     stability_level: r.get(3)?,
+                    reported_components: json(9)?.and_then(|c| serde_json::from_str(&c).ok()),
+                    reported_level2_classes: json(10)?.and_then(|c| serde_json::from_str(&c).ok()),
                     installed: serde_json::from_str(&installed).unwrap_or_default(),
+                    due: json(12)?.and_then(|c| serde_json::from_str(&c).ok()),
+                    holds: json(13)?.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
                     next_intervention: r.get(5)?,
                     last_outcome: r.get(6)?,
                     last_seen: r.get(7)?,
+                    repository_error: r.get(11)?,
                 })
             })
             .map_err(self.err("list platforms"))?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.err("list platforms"))
     }
 
-    /// Record a platform's status report.
+    /// Record a platform's status report, and remember the bundles it names as due,
+    /// installed or held (what an auto-halt trusts).
     pub fn set_status(&self, platform: &PlatformId, status: &Status, now: Timestamp) -> Result<()> {
         let mut installed = status.installed.clone();
         installed.sort();
         installed.dedup();
-        let installed = serde_json::to_string(&installed).map_err(|e| Error::Refused(format!("cannot encode installed bundles: {e}")))?;
+        let seen: BTreeSet<String> = installed
+            .iter()
+            .chain(status.due.iter().flatten())
+            .map(|i| format!("{}@{}", i.id, i.version))
+            .chain(status.holds.iter().flatten().map(|h| format!("{}@{}", h.id, h.version)))
+            .collect();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.err("record a status"))?;
+        tx.execute(
+            "UPDATE platforms SET improvement_level = ?2, stability_level = ?3, installed = ?4, next_intervention = ?5,
+             last_outcome = ?6, last_seen = ?7, reported_components = ?8, reported_level2_classes = ?9, repository_error = ?10,
+             due = ?11, holds = ?12 WHERE name = ?1",
+            params![
+                platform.as_str(),
+                status.improvement_level,
+                status.stability_level,
+                encode(&installed)?,
+                status.next_intervention.map(|t| t.to_string()),
+                status.last_outcome,
+                stamp(now),
+                status.components.as_ref().map(encode).transpose()?,
+                status.level2_classes.as_ref().map(encode).transpose()?,
+                status.repository_error,
+                status.due.as_ref().map(encode).transpose()?,
+                encode(&status.holds.clone().unwrap_or_default())?,
+            ],
+        )
+        .map_err(self.err("record a status"))?;
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO platform_bundles (platform, bundle, first_seen) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+                .map_err(self.err("record a status"))?;
+            for b in &seen {
+                insert.execute(params![platform.as_str(), b, stamp(now)]).map_err(self.err("record a status"))?;
+            }
+        }
+        tx.commit().map_err(self.err("record a status"))
+    }
+
+    /// The bytes of receipts and fix requests a platform has stored.
+    pub fn stored_bytes(&self, platform: &PlatformId) -> Result<u64> {
         self.conn()
-            .execute(
-                "UPDATE platforms SET improvement_level = ?2, stability_level = ?3, installed = ?4, next_intervention = ?5,
-                 last_outcome = ?6, last_seen = ?7 WHERE name = ?1",
-                params![
-                    platform.as_str(),
-                    status.improvement_level,
-                    status.stability_level,
-                    installed,
-                    status.next_intervention.map(|t| t.to_string()),
-                    status.last_outcome,
-                    stamp(now)
-                ],
-            )
-            .map_err(self.err("record a status"))?;
-        Ok(())
+            .query_row("SELECT stored_bytes FROM platforms WHERE name = ?1", [platform.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(self.err("read a platform's stored bytes"))
+            .map(Option::unwrap_or_default)
     }
 
     /// Store a new fix request.
@@ -318,8 +656,11 @@ impl Store {
             params![platform.as_str(), component.as_str(), summary, bundle, status, created_at],
         )
         .map_err(self.err("add a fix request"))?;
+        let id = conn.last_insert_rowid();
+        conn.execute("UPDATE platforms SET stored_bytes = stored_bytes + ?2 WHERE name = ?1", params![platform.as_str(), summary.len() + 128])
+            .map_err(self.err("add a fix request"))?;
         Ok(FixRequest {
-            id: format!("FR-{}", conn.last_insert_rowid()),
+            id: format!("FR-{id}"),
             platform: platform.to_string(),
             component: component.to_string(),
             summary: summary.to_owned(),
@@ -382,10 +723,33 @@ impl Store {
     /// stored again). An `applied` receipt marks the platform's fix requests linked to its
     /// bundles as fixed.
     pub fn add_receipt(&self, r: &NewReceipt, now: Timestamp) -> Result<bool> {
+        Ok(self.add_receipt_within(r, now, u64::MAX)? == ReceiptStored::Stored)
+    }
+
+    /// Store a receipt unless the platform would then hold more than `quota` bytes.
+    pub fn add_receipt_within(&self, r: &NewReceipt, now: Timestamp, quota: u64) -> Result<ReceiptStored> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(self.err("store a receipt"))?;
         let bundles: Vec<String> = r.bundles.iter().map(ToString::to_string).collect();
         let bundles_json = serde_json::Value::from(bundles.clone()).to_string();
+        let body = r.body.to_string();
+        let size = body.len() as u64;
+        let stored: u64 = tx
+            .query_row("SELECT stored_bytes FROM platforms WHERE name = ?1", [r.platform.as_str()], |row| row.get(0))
+            .optional()
+            .map_err(self.err("store a receipt"))?
+            .unwrap_or_default();
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM receipts WHERE platform = ?1 AND id = ?2", params![r.platform.as_str(), r.id], |_| Ok(()))
+            .optional()
+            .map_err(self.err("store a receipt"))?
+            .is_some();
+        if exists {
+            return Ok(ReceiptStored::Duplicate);
+        }
+        if stored.saturating_add(size) > quota {
+            return Ok(ReceiptStored::OverQuota { stored });
+        }
         let inserted = tx
             .execute(
                 "INSERT INTO receipts (platform, id, outcome, bundles, reason, started_at, finished_at, received_at, body)
@@ -399,12 +763,12 @@ impl Store {
                     r.started_at.to_string(),
                     r.finished_at.to_string(),
                     stamp(now),
-                    r.body.to_string()
+                    body
                 ],
             )
             .map_err(self.err("store a receipt"))?;
         if inserted == 0 {
-            return Ok(false);
+            return Ok(ReceiptStored::Duplicate);
         }
         let unique: BTreeSet<&String> = bundles.iter().collect();
         for b in unique {
@@ -421,10 +785,13 @@ impl Store {
                 .map_err(self.err("store a receipt"))?;
             }
         }
-        tx.execute("UPDATE platforms SET last_seen = ?2 WHERE name = ?1", params![r.platform.as_str(), stamp(now)])
-            .map_err(self.err("store a receipt"))?;
+        tx.execute(
+            "UPDATE platforms SET last_seen = ?2, stored_bytes = stored_bytes + ?3 WHERE name = ?1",
+            params![r.platform.as_str(), stamp(now), size],
+        )
+        .map_err(self.err("store a receipt"))?;
         tx.commit().map_err(self.err("store a receipt"))?;
-        Ok(true)
+        Ok(ReceiptStored::Stored)
     }
 
     /// How many receipts are stored.
@@ -442,6 +809,70 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err("count rollbacks"))
     }
 
+    /// Per platform that sent a `rolled-back` receipt for `bundle`: its receipts, its registered
+    /// contract, and whether a status of it named the bundle as due, installed or held.
+    pub fn rollback_reports(&self, bundle: &BundleRef) -> Result<Vec<RollbackReport>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT rb.platform, group_concat(rb.receipt_id, char(10)), p.contract, p.due IS NOT NULL,
+                        EXISTS (SELECT 1 FROM platform_bundles pb WHERE pb.platform = rb.platform AND pb.bundle = rb.bundle)
+                 FROM receipt_bundles rb JOIN platforms p ON p.name = rb.platform
+                 WHERE rb.bundle = ?1 AND rb.outcome = 'rolled-back'
+                 GROUP BY rb.platform ORDER BY rb.platform",
+            )
+            .map_err(self.err("count rollbacks"))?;
+        let rows = stmt
+            .query_map([bundle.to_string()], |r| {
+                let receipts: String = r.get(1)?;
+                let contract: Option<String> = r.get(2)?;
+                let mut receipts: Vec<String> = receipts.split('\n').map(str::to_owned).collect();
+                receipts.sort();
+                Ok(RollbackReport {
+                    platform: r.get(0)?,
+                    receipts,
+                    contract: contract.and_then(|c| serde_json::from_str(&c).ok()),
+                    reports_due: r.get(3)?,
+                    had_it: r.get(4)?,
+                })
+            })
+            .map_err(self.err("count rollbacks"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("count rollbacks"))
+    }
+
+    /// The distinct platforms that applied `bundle` (receipts `applied` or `rolled-back`).
+    pub fn applied_on(&self, bundle: &BundleRef) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT platform FROM receipt_bundles WHERE bundle = ?1 AND outcome IN ('applied', 'rolled-back') ORDER BY platform")
+            .map_err(self.err("count adoptions"))?;
+        let rows = stmt.query_map([bundle.to_string()], |r| r.get(0)).map_err(self.err("count adoptions"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("count adoptions"))
+    }
+
+    /// The bundles a platform reported rolled back.
+    pub fn rolled_back_by(&self, platform: &PlatformId) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT bundle FROM receipt_bundles WHERE platform = ?1 AND outcome = 'rolled-back' ORDER BY bundle")
+            .map_err(self.err("list rollbacks"))?;
+        let rows = stmt.query_map([platform.as_str()], |r| r.get(0)).map_err(self.err("list rollbacks"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("list rollbacks"))
+    }
+
+    /// Every auto-halt, the latest first.
+    pub fn auto_halts(&self) -> Result<Vec<AutoHalt>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT bundle, platforms, receipts, halted_at FROM auto_halts ORDER BY halted_at DESC, bundle").map_err(self.err("list auto-halts"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let (p, rc): (String, String) = (r.get(1)?, r.get(2)?);
+                Ok(AutoHalt { bundle: r.get(0)?, platforms: serde_json::from_str(&p).unwrap_or_default(), receipts: serde_json::from_str(&rc).unwrap_or_default(), halted_at: r.get(3)? })
+            })
+            .map_err(self.err("list auto-halts"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("list auto-halts"))
+    }
+
     /// Whether the server already halted `bundle` by itself.
     pub fn auto_halted(&self, bundle: &BundleRef) -> Result<bool> {
         let found: Option<i64> = self
@@ -452,12 +883,13 @@ impl Store {
         Ok(found.is_some())
     }
 
-    /// Remember that the server halted `bundle` by itself, because of `platforms`.
-    pub fn record_auto_halt(&self, bundle: &BundleRef, platforms: &[String], now: Timestamp) -> Result<()> {
+    /// Remember that the server halted `bundle` by itself, because of `platforms` and their
+    /// `receipts` (`platform/receipt-id`).
+    pub fn record_auto_halt(&self, bundle: &BundleRef, platforms: &[String], receipts: &[String], now: Timestamp) -> Result<()> {
         self.conn()
             .execute(
-                "INSERT INTO auto_halts (bundle, platforms, halted_at) VALUES (?1, ?2, ?3) ON CONFLICT (bundle) DO NOTHING",
-                params![bundle.to_string(), serde_json::Value::from(platforms.to_vec()).to_string(), stamp(now)],
+                "INSERT INTO auto_halts (bundle, platforms, halted_at, receipts) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (bundle) DO NOTHING",
+                params![bundle.to_string(), serde_json::Value::from(platforms.to_vec()).to_string(), stamp(now), encode(&receipts)?],
             )
             .map_err(self.err("record an auto-halt"))?;
         Ok(())
@@ -485,6 +917,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Create an empty store file readable and writable by its owner only, whatever the umask
+/// (it holds token hashes and receipts with hook output). SQLite gives its `-wal` and `-shm`
+/// files the mode of the database file.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(Error::io("create the control-plane store", path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(Error::io("set the mode of the control-plane store", path))
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

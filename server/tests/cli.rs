@@ -54,7 +54,7 @@ impl Site {
         std::fs::write(
             &manifest,
             format!(
-                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"test bundle\"\nfixes = [\"FR-1\"]\norigin = \"report\"\n"
+                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"test bundle\"\nfixes = [\"MDL-1\"]\norigin = \"report\"\n"
             ),
         )
         .unwrap();
@@ -151,6 +151,23 @@ fn archives_and_stored_targets_are_world_readable_static_files() {
             assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o644, "{}", e.path().display());
         }
     }
+}
+
+#[test]
+fn bundle_build_refuses_an_empty_source_and_a_missing_out_folder() {
+    let s = Site::new();
+    std::fs::create_dir_all(s.path("empty/mod")).unwrap();
+    let manifest = "id = \"e\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"s\"\nfixes = []\norigin = \"report\"\n";
+    std::fs::write(s.path("e.toml"), manifest).unwrap();
+    s.refused(&["bundle", "build", "--manifest", "e.toml", "--source", "empty", "--out", "e.tar.gz"], "source empty holds no files and the manifest deletes nothing");
+    assert!(!s.path("e.tar.gz").exists());
+    // A bundle that only deletes needs no file.
+    std::fs::write(s.path("d.toml"), format!("{manifest}delete = [\"mod/quiz/old.js\"]\n")).unwrap();
+    s.ok(&["bundle", "build", "--manifest", "d.toml", "--source", "empty", "--out", "d.tar.gz"]);
+    // --out into a folder that does not exist: said, with no temporary file's name.
+    std::fs::write(s.path("empty/mod/x.php"), "<?php\n").unwrap();
+    let err = s.refused(&["bundle", "build", "--manifest", "e.toml", "--source", "empty", "--out", "missing/e.tar.gz"], "the folder missing does not exist; create it (`mkdir -p missing`)");
+    assert!(!err.contains(".palier-build-"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The dashboard in a real browser: `palier-server serve` on port 0 with a store of two
-//! platforms, loaded by Debian's `chromium` in headless mode (the DOM dumped and checked, a
-//! screenshot saved). Chromium missing is a failure, not a skip: CI installs it.
+//! platforms, an operator credential and HTTPS (a certificate made with openssl at test time,
+//! pinned in the browser), loaded by Debian's `chromium` in headless mode, logged in as the
+//! operator with HTTP Basic (the DOM dumped and checked, a screenshot
+//! saved); without the credential the browser gets the 401 page. Chromium missing is a
+//! failure, not a skip: CI installs it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -9,9 +12,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 use jiff::Timestamp;
 use palier_bundle::{Component, PlatformId};
-use palier_server::store::{Installed, Status, Store};
+use palier_server::store::{Installed, PlatformContract, Status, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palier-server");
+const OPERATOR: &str = "0123456789abcdef0123456789abcdef";
 
 /// Stops the server (SIGTERM) however the test ends.
 struct Server(Child);
@@ -57,25 +61,51 @@ fn the_dashboard_renders_the_fleet_in_headless_chromium() {
         let store = Store::open(&db).unwrap();
         let now = Timestamp::now();
         let (a, b) = (PlatformId::new("univ-a").unwrap(), PlatformId::new("univ-b").unwrap());
-        store.add_platform(&a, now).unwrap();
-        store.add_platform(&b, now).unwrap();
-        let status = |improvement, stability, outcome: &str| Status {
-            improvement_level: improvement,
-            stability_level: stability,
-            installed: vec![Installed { id: "mod_quiz-fix".into(), version: "1.0.1".into() }],
-            next_intervention: Some("2026-03-02T02:00:00Z".parse().unwrap()),
-            last_outcome: Some(outcome.into()),
+        let contract = |i, s| PlatformContract::new(i, s, Vec::new(), Vec::new()).unwrap();
+        store.add_platform_with(&a, Some(&contract(1, 3)), now).unwrap();
+        store.add_platform_with(&b, Some(&contract(3, 1)), now).unwrap();
+        let status = |improvement, stability, outcome: &str| {
+            Status::basic(
+                improvement,
+                stability,
+                vec![Installed { id: "mod_quiz-fix".into(), version: "1.0.1".into() }],
+                Some("2026-03-02T02:00:00Z".parse().unwrap()),
+                Some(outcome.into()),
+            )
         };
         store.set_status(&a, &status(1, 3, "applied"), now).unwrap();
         store.set_status(&b, &status(3, 1, "rolled-back"), now).unwrap();
         store.add_fix_request(&a, &Component::new("mod_quiz").unwrap(), "timer <b>resets</b>", None, now).unwrap();
     }
 
+    let token_file = tmp.path().join("operator.token");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file).unwrap();
+        std::io::Write::write_all(&mut f, format!("{OPERATOR}\n").as_bytes()).unwrap();
+    }
+    // HTTPS with a certificate made at test time; the browser trusts its key (SPKI pin).
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let sh = |script: &str| {
+        let out = Command::new("sh").args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    sh(&format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
+         -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout {} -out {} 2>/dev/null",
+        key.display(),
+        cert.display()
+    ));
+    let spki = sh(&format!("openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64", cert.display()));
+    let pin = format!("--ignore-certificate-errors-spki-list={spki}");
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--repo"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--repo"])
         .arg(&repo)
         .arg("--db")
         .arg(&db)
+        .arg("--admin-token-file")
+        .arg(&token_file)
         .env_remove("PALIER_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -86,9 +116,16 @@ fn the_dashboard_renders_the_fleet_in_headless_chromium() {
     let server = Server(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = format!("{}/", line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")));
+    let base = line.trim().strip_prefix("listening on https://").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_owned();
 
-    let dom = chromium(&tmp.path().join("profile-dom"), &["--dump-dom"], &url);
+    // Without the operator credential: no fleet (the browser gets the 401 challenge).
+    let refused = chromium(&tmp.path().join("profile-anon"), &[&pin, "--dump-dom"], &format!("https://{base}/"));
+    let refused = String::from_utf8(refused.stdout).unwrap();
+    assert!(!refused.contains("univ-a") && !refused.contains("<table"), "{refused}");
+
+    // Logged in as the operator (HTTP Basic, the credentials in the address).
+    let url = format!("https://operator:{OPERATOR}@{base}/");
+    let dom = chromium(&tmp.path().join("profile-dom"), &[&pin, "--dump-dom"], &url);
     let dom = String::from_utf8(dom.stdout).unwrap();
     let rows: Vec<&str> = dom.split("<tr>").skip(1).collect();
     let row = |name: &str| rows.iter().find(|r| r.contains(&format!("<td>{name}</td>"))).unwrap_or_else(|| panic!("no row for {name} in {dom}"));
@@ -101,11 +138,12 @@ fn the_dashboard_renders_the_fleet_in_headless_chromium() {
         assert!(b.contains(cell), "univ-b row lacks {cell}: {b}");
     }
     assert!(dom.contains("<td>FR-1</td>"), "{dom}");
+    assert!(!dom.contains("Summaries are shown to operators only"), "logged in as the operator: {dom}");
     assert!(dom.contains("timer &lt;b&gt;resets&lt;/b&gt;"), "the summary is shown as text: {dom}");
     assert!(dom.contains("<th>Last seen</th>"));
 
     let png = tmp.path().join("dashboard.png");
-    chromium(&tmp.path().join("profile-shot"), &[&format!("--screenshot={}", png.display())], &url);
+    chromium(&tmp.path().join("profile-shot"), &[&pin, &format!("--screenshot={}", png.display())], &url);
     let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(bytes.len() > 1000, "a suspiciously small screenshot: {} bytes", bytes.len());

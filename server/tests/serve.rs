@@ -435,7 +435,11 @@ fn a_failing_refresh_is_logged_and_the_server_keeps_serving() {
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.lines().any(|l| l == "palier_metadata_refresh_failures_total 1"), "{metrics}");
     assert!(metrics.lines().any(|l| l == "palier_metadata_resign_total 0"), "{metrics}");
-    assert_eq!(http_get(&addr, "/healthz").0, "HTTP/1.1 200 OK", "5 h left: still healthy");
+    // 5 h left and the re-signing failing: unhealthy, with the reason.
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("within 6h: it is not being re-signed"), "{body}");
 
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let (tx, rx) = std::sync::mpsc::channel();

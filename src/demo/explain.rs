@@ -1,60 +1,11 @@
-//! Plain-language sentences for a newcomer: what a contract's levels mean, and why a plan
-//! did not apply a bundle (from its decision and reason code, as `plan --json` gives them).
+//! Plain-language sentences for a newcomer: why a plan did not apply a bundle (from its
+//! decision and reason code, as `plan --json` gives them). What a contract's levels mean is
+//! said by `palier_agent::cli::contract`, which `check-config` prints too.
 
 use palier_bundle::policy::{Decision, DecisionKind, Reason};
 use palier_bundle::{BundleMetadata, ChangeClass};
 
-use super::scenario::{Platform, ZONE};
-
-/// The improvement level: WHICH bundles the platform receives.
-pub fn improvement(p: &Platform) -> String {
-    match p.improvement {
-        1 => "level 1, \"on defect report\": it receives only the fixes for defects it reported itself".to_owned(),
-        2 => format!(
-            "level 2, \"selective systematic\": its own reports, plus purely technical fixes (bug, performance) \
-             for the components in its contract ({}), whoever asked for them",
-            p.components.join(", ")
-        ),
-        _ => "level 3, \"global continuous\": every validated bundle, for every component".to_owned(),
-    }
-}
-
-/// The stability level: WHEN and HOW they are applied.
-pub fn stability(p: &Platform) -> String {
-    match p.stability {
-        1 => "level 1, \"as soon as possible\": a bundle is applied once the alpha team has validated it, at any hour; \
-              then its own checks and the home, login and course pages are checked, and a failure puts the previous \
-              code back within the 5-minute recovery budget. A major or global data impact is never applied automatically."
-            .to_owned(),
-        2 => format!(
-            "level 2, \"negotiated windows\": only in its windows ({}, {ZONE} time), after a notice shown to users at \
-             least {} before; everything due in a window goes live in one swap, then is checked, and rolled back on \
-             failure. Bundles need alpha validation plus qualification on 2 test datasets; a global data impact is never \
-             applied automatically.",
-            p.windows.join(" and "),
-            p.notice
-        ),
-        _ => format!(
-            "level 3, \"maintenance calendar\": only in the slots of its calendar ({}), announced {} before: maintenance \
-             mode on, full backup (it must succeed), swap, validation while still in maintenance, maintenance off, checks; \
-             a failure puts the previous code back and restores the backup if data changed. Bundles need alpha validation \
-             plus 2 test datasets.",
-            p.calendar.iter().map(|s| slot(s)).collect::<Vec<_>>().join(", "),
-            p.notice
-        ),
-    }
-}
-
-/// `2026-12-05T21:00/2026-12-06T01:00` as `Sat 5 Dec 21:00 to Sun 6 Dec 01:00`.
-fn slot(s: &str) -> String {
-    let fmt = |t: &str| {
-        t.parse::<jiff::civil::DateTime>().map(|d| d.strftime("%a %-d %b %H:%M").to_string()).unwrap_or_else(|_| t.to_owned())
-    };
-    match s.split_once('/') {
-        Some((a, b)) => format!("{} to {}", fmt(a), fmt(b)),
-        None => s.to_owned(),
-    }
-}
+use super::scenario::Platform;
 
 fn class_meaning(c: ChangeClass) -> &'static str {
     match c {
@@ -106,6 +57,8 @@ pub fn why_not(p: &Platform, d: &Decision, meta: Option<&BundleMetadata>) -> Str
                 None => format!("the release manager paused it: {why}"),
             }
         }
+        Reason::Held => format!("this site holds it ({detail})"),
+        Reason::FileConflict => format!("it would overwrite another bundle's fix ({detail})"),
     };
     let kind = match d.decision {
         DecisionKind::WaitingValidation => "waiting for validation: ",

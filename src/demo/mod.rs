@@ -254,7 +254,7 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         let plan = palier_agent::cli::plan::make_plan(&site.config, end)
             .await
             .map_err(|e| anyhow!("{}: plan: {}", site.platform.id, palier_bundle::error::one_line(&e)))?;
-        report::platform(out, &clock, &site.platform, happened, &plan, &metas)?;
+        report::platform(out, &clock, &site.platform, &site.config, happened, &plan, &metas)?;
         plans.push(plan);
     }
 
@@ -296,8 +296,14 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         let pid = control.keep();
         writeln!(out, "Kept {}; the control plane is still running (process {pid}).", kept.display())?;
         writeln!(out, "  dashboard:  {dashboard}")?;
-        writeln!(out, "  plan:       cargo run -p palier-agent -- plan --config {}/univ-b/agent.toml --now {end}", kept.display())?;
-        writeln!(out, "  status:     cargo run -p palier-agent -- status --config {}/univ-c/agent.toml", kept.display())?;
+        // The agent built beside this binary (target/release/ after `cargo build --release`).
+        let agent = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("palier-agent"))).unwrap_or_else(|| "target/release/palier-agent".into());
+        if !agent.exists() {
+            writeln!(out, "  build it:   cargo build --release -p palier-agent   (once, for the commands below)")?;
+        }
+        writeln!(out, "  plan:       {} plan --config {}/univ-b/agent.toml --now {end}", agent.display(), kept.display())?;
+        writeln!(out, "  status:     {} status --config {}/univ-c/agent.toml", agent.display(), kept.display())?;
+        writeln!(out, "  check:      {} check-config --config {}/univ-a/agent.toml", agent.display(), kept.display())?;
         writeln!(out, "  stop it:    kill {pid}")?;
     } else {
         drop(control);

@@ -185,10 +185,19 @@ pub fn bundles_table(out: &mut dyn Write, metas: &[BundleMetadata]) -> Result<()
 }
 
 /// One platform's part: contract, notices, interventions, and its plan at the end.
-pub fn platform(out: &mut dyn Write, clock: &Clock, p: &Platform, happened: &[Happening], plan: &Plan, metas: &BTreeMap<String, BundleMetadata>) -> Result<()> {
+pub fn platform(
+    out: &mut dyn Write,
+    clock: &Clock,
+    p: &Platform,
+    config: &palier_agent::Config,
+    happened: &[Happening],
+    plan: &Plan,
+    metas: &BTreeMap<String, BundleMetadata>,
+) -> Result<()> {
+    use palier_agent::cli::contract;
     writeln!(out, "PLATFORM {}  (improvement {} / stability {})", p.id, p.improvement, p.stability)?;
-    writeln!(out, "{}", wrap("  Which fixes it gets: ", 23, &format!("{}.", explain::improvement(p))))?;
-    writeln!(out, "{}", wrap("  When and how:        ", 23, &explain::stability(p)))?;
+    writeln!(out, "{}", wrap("  Which fixes it gets: ", 23, &format!("{}.", contract::improvement(config))))?;
+    writeln!(out, "{}", wrap("  When and how:        ", 23, &contract::stability(config)))?;
 
     if p.stability >= 2 {
         writeln!(out, "  Notices posted to users (its notice hook):")?;

@@ -112,6 +112,8 @@ impl ControlPlane {
         let log_file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let mut child = Command::new(exe)
             .args(["server", "serve", "--listen", "127.0.0.1:0", "--halt-threshold", &HALT_THRESHOLD.to_string()])
+            // The demo's week passes in seconds: an hourly agent reports many times a minute.
+            .args(["--statuses-per-minute", "100000", "--receipts-per-minute", "100000", "--fix-requests-per-minute", "1000"])
             .arg("--keys")
             .arg(&repository.keys)
             .arg("--repo")
@@ -139,10 +141,13 @@ impl ControlPlane {
         Ok(ControlPlane { child: Some(child), url, store, log })
     }
 
-    /// Register a platform (`palier-server platform add`); its token goes to `token_file` (0600).
-    pub fn add_platform(&self, platform: &str, token_file: &Path) -> Result<()> {
+    /// Register a platform with its contract (`palier-server platform add --improvement N
+    /// --stability N --components ...`); its token goes to `token_file` (0600).
+    pub fn add_platform(&self, platform: &Platform, token_file: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
-        let token = self.store.add_platform(&PlatformId::new(platform)?, Timestamp::now()).map_err(server_err)?;
+        let components = platform.components.iter().map(|c| (*c).to_owned()).collect();
+        let contract = palier_server::store::PlatformContract::new(platform.improvement, platform.stability, components, Vec::new()).map_err(server_err)?;
+        let token = self.store.add_platform_with(&PlatformId::new(platform.id)?, Some(&contract), Timestamp::now()).map_err(server_err)?;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -214,7 +219,7 @@ impl Site {
             std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         }
         let hooks = palier_fixture::write_hook_scripts(&dir.join("hooks"), &dir.join("hooks.log")).context("cannot write the hook scripts")?;
-        control.add_platform(platform.id, &dir.join("token"))?;
+        control.add_platform(&platform, &dir.join("token"))?;
         let config_path = dir.join("agent.toml");
         let text = config_text(&platform, &control.url, server.url(), &hooks)?;
         std::fs::write(&config_path, text).with_context(|| format!("cannot write {}", config_path.display()))?;

@@ -2,6 +2,8 @@
 //! and an agent config, all in a temporary folder.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod site;
+
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,7 +59,12 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        let w = World { tmp: tempfile::tempdir().unwrap() };
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A world in a temporary folder under `parent`.
+    pub fn new_in(parent: &Path) -> Self {
+        let w = World { tmp: tempfile::tempdir_in(parent).unwrap() };
         w.server(&["init", "--repo", "repo"]);
         std::fs::create_dir_all(w.path("site/dirroot")).unwrap();
         std::fs::create_dir_all(w.path("site/dataroot")).unwrap();
@@ -89,7 +96,8 @@ impl World {
         let id = manifest.lines().find_map(|l| l.strip_prefix("id = \"")).unwrap().trim_end_matches('"').to_owned();
         let version = manifest.lines().find_map(|l| l.strip_prefix("version = \"")).unwrap().trim_end_matches('"').to_owned();
         let dir = self.path(&format!("bundles/{id}-{version}"));
-        // The file lies in its component's folder, as `bundle build` requires.
+        // The file lies in its component's folder, as `bundle build` requires; one file per
+        // id: two ids writing the same path are refused at publish.
         let component = manifest.lines().find_map(|l| l.strip_prefix("component = \"")).unwrap().trim_end_matches('"');
         let folder = match component.split_once('_') {
             Some(("mod", name)) => format!("mod/{name}"),
@@ -97,7 +105,7 @@ impl World {
             _ => "lib".to_owned(),
         };
         std::fs::create_dir_all(dir.join("files").join(&folder)).unwrap();
-        std::fs::write(dir.join("files").join(&folder).join("fix.php"), format!("<?php // {id} {version}\n")).unwrap();
+        std::fs::write(dir.join("files").join(&folder).join(format!("fix-{id}.php")), format!("<?php // {id} {version}\n")).unwrap();
         std::fs::write(dir.join("bundle.toml"), manifest).unwrap();
         let archive = dir.join("bundle.tar.gz");
         let (m, s, a) = (dir.join("bundle.toml"), dir.join("files"), archive.clone());

@@ -12,12 +12,16 @@ use palier_bundle::{FileEntry, Manifest};
 
 use crate::error::{Error, Result};
 
-/// Clone `live` into `staging` (which must not exist): directories are created with their
-/// modes, regular files are hard links (no data copied), symlinks are copied as symlinks.
-pub fn clone_tree(live: &Path, staging: &Path) -> Result<u64> {
+/// Create the staging tree's root (which must not exist) with the live tree's mode.
+pub fn create_root(live: &Path, staging: &Path) -> Result<()> {
     let mode = fs::metadata(live).map_err(Error::io("read", live))?.permissions().mode();
     fs::create_dir(staging).map_err(Error::io("create staging tree", staging))?;
-    fs::set_permissions(staging, fs::Permissions::from_mode(mode)).map_err(Error::io("set mode of", staging))?;
+    fs::set_permissions(staging, fs::Permissions::from_mode(mode)).map_err(Error::io("set mode of", staging))
+}
+
+/// Clone `live` into the empty `staging`: directories are created with their modes,
+/// regular files are hard links (no data copied), symlinks are copied as symlinks.
+pub fn clone_into(live: &Path, staging: &Path) -> Result<u64> {
     let mut count = 0;
     clone_dir(live, staging, &mut count)?;
     Ok(count)
@@ -98,16 +102,43 @@ pub fn apply_bundle(staging: &Path, archive_path: &Path, signed: &Manifest) -> R
     let limits = ReadLimits { max_expanded: signed.expanded_size(), expected: Some(signed) };
     archive::read_archive(file, limits, &mut StageSink { root: staging })
         .map_err(|e| Error::Site { path: archive_path.into(), why: format!("bundle {} refused: {e}", signed.key()) })?;
+    let refused = |path: &str, why: String| Error::Site { path: staging.join(path), why: format!("bundle {} refused: delete {path}: {why}", signed.key()) };
     for path in &signed.delete {
-        let target = staging.join(path.as_str());
+        // Every folder on the way must be a real folder of the tree: a symlink there
+        // (a shared plugin folder, a link into the live tree) is never crossed.
+        let Some(target) = beneath(staging, path.as_str()).map_err(|e| refused(path.as_str(), e.to_string()))? else { continue };
         match fs::symlink_metadata(&target) {
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&target).map_err(Error::io("delete", &target))?,
+            Ok(m) if m.is_dir() => return Err(refused(path.as_str(), "it is a folder in the site; a bundle deletes files, never a whole folder".into())),
+            // A file or a symlink itself: unlinked, never followed.
             Ok(_) => fs::remove_file(&target).map_err(Error::io("delete", &target))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("delete", &target)(e)),
         }
     }
     Ok(())
+}
+
+/// `root/rel` when every folder between them is a real folder; `None` when one is missing
+/// (so nothing is there); an error naming the first symlink on the way.
+fn beneath(root: &Path, rel: &str) -> io::Result<Option<PathBuf>> {
+    let rel = Path::new(rel);
+    let mut current = root.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for part in parent.components() {
+            current.push(part);
+            match fs::symlink_metadata(&current) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    let shown = current.strip_prefix(root).unwrap_or(&current);
+                    return Err(io::Error::other(format!("{} is a symlink in the site: not crossed", shown.display())));
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(Some(root.join(rel)))
 }
 
 /// Flush the staged tree to disk before it goes live (one `syncfs` of its filesystem).
@@ -117,10 +148,12 @@ pub fn sync(staging: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A sibling path of `live` for a tree in `kind` (`stage`, `prev`): same filesystem, so
-/// hard links and the atomic exchange work.
-pub fn sibling(live: &Path, kind: &str, tag: &str) -> PathBuf {
-    let name = live.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dirroot".into());
-    live.with_file_name(format!(".palier-{kind}-{name}-{tag}"))
+/// A path beside `beside` (the live tree, or a tree being set aside) for a tree in `kind`
+/// (`stage`, `prev`, `trash`) of intervention `tag`: same filesystem, so hard links and the
+/// atomic exchange work. The name derives from dirroot's own name, never from the name of
+/// the tree beside it (a symlinked dirroot's target may itself be a staged tree).
+pub fn sibling(dirroot: &Path, beside: &Path, kind: &str, tag: &str) -> PathBuf {
+    let name = dirroot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dirroot".into());
+    beside.with_file_name(format!(".palier-{kind}-{name}-{tag}"))
 }
 

@@ -14,6 +14,11 @@ pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(io::Error::from)
 }
 
+/// Rename the tree at `from` to `to`, which must not exist (never over an empty folder).
+pub fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+}
+
 /// Point the symlink `link` at `target` atomically (a new link renamed over the old one).
 pub fn flip_symlink(link: &Path, target: &Path) -> io::Result<()> {
     let parent = link.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

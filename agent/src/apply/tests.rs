@@ -4,6 +4,7 @@ use std::os::unix::fs::MetadataExt;
 use palier_bundle::{Manifest, ManifestKind, archive};
 
 use super::*;
+use crate::journal::TreeId;
 
 /// Path -> (content, mode) of every file, and symlink targets: equal trees are equal maps.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
@@ -72,7 +73,8 @@ fn stage_swap_and_restore_a_real_directory() {
 
     let staged = stage_all(&f.live(), "t1", &[(&m, &a)]).unwrap();
     assert_eq!(snapshot(&f.live()), before, "staging never touches the live tree");
-    let previous = go_live(&f.live(), &staged, "t1").unwrap();
+    let old = TreeId::of(&f.live()).unwrap();
+    let previous = go_live(&f.live(), &staged, &stage::sibling(&f.live(), &f.live(), "prev", "t1"), old).unwrap();
 
     let live = f.live();
     assert_eq!(std::fs::read_to_string(live.join("mod/quiz/view.php")).unwrap(), "new quiz");
@@ -84,7 +86,7 @@ fn stage_swap_and_restore_a_real_directory() {
     assert_eq!(snapshot(&previous), before, "the previous tree is the old tree, untouched");
     assert!(!staged.path.exists());
 
-    restore(&f.live(), &previous).unwrap();
+    restore(&f.live(), &previous, old, staged.tree).unwrap();
     assert_eq!(snapshot(&f.live()), before, "after restore the site hashes exactly as before");
 }
 
@@ -99,11 +101,18 @@ fn a_symlinked_dirroot_is_flipped_atomically() {
     let (m, a) = f.bundle("quiz-fix");
     let staged = stage_all(&f.live(), "t1", &[(&m, &a)]).unwrap();
     assert_eq!(staged.path.parent(), real.parent(), "staged beside the real tree");
-    let previous = go_live(&f.live(), &staged, "t1").unwrap();
+    assert_eq!(staged.path.file_name().unwrap(), ".palier-stage-moodle-t1", "named after dirroot, not its target");
+    let old = TreeId::of(&real).unwrap();
+    let previous = go_live(&f.live(), &staged, &real, old).unwrap();
     assert_eq!(previous, real);
     assert_eq!(std::fs::read_to_string(f.live().join("mod/quiz/view.php")).unwrap(), "new quiz");
     assert!(std::fs::symlink_metadata(f.live()).unwrap().file_type().is_symlink());
-    restore(&f.live(), &previous).unwrap();
+    // The next staging beside a staged target keeps dirroot's name: names never nest.
+    let (m2, a2) = f.bundle("again");
+    let again = stage_all(&f.live(), "t2", &[(&m2, &a2)]).unwrap();
+    assert_eq!(again.path.file_name().unwrap(), ".palier-stage-moodle-t2");
+    std::fs::remove_dir_all(&again.path).unwrap();
+    restore(&f.live(), &previous, old, staged.tree).unwrap();
     assert_eq!(std::fs::read_link(f.live()).unwrap(), real);
     assert_eq!(snapshot(&f.live()), before);
 }
@@ -146,7 +155,81 @@ fn two_bundles_stage_together_in_order() {
     let a2 = f.tmp.path().join("second.tar.gz");
     let m2 = archive::build_from_dir(&source, &src, std::fs::File::create(&a2).unwrap()).unwrap();
     let staged = stage_all(&f.live(), "t1", &[(&m1, &a1), (&m2, &a2)]).unwrap();
-    go_live(&f.live(), &staged, "t1").unwrap();
+    go_live(&f.live(), &staged, &f.tmp.path().join("prev"), TreeId::of(&f.live()).unwrap()).unwrap();
     assert_eq!(std::fs::read_to_string(f.live().join("mod/quiz/view.php")).unwrap(), "second quiz");
     assert_eq!(std::fs::read_to_string(f.live().join("mod/quiz/classes/timer.php")).unwrap(), "timer");
+}
+
+impl Fixture {
+    /// A bundle that writes view.php and deletes `delete` (TOML array items).
+    fn deleting(&self, name: &str, delete: &str) -> (Manifest, PathBuf) {
+        let src = self.tmp.path().join(format!("src-{name}"));
+        std::fs::create_dir_all(src.join("mod/quiz")).unwrap();
+        std::fs::write(src.join("mod/quiz/view.php"), "new quiz").unwrap();
+        let text = format!(
+            "id = \"{name}\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"s\"\norigin = \"report\"\ndelete = [{delete}]\n"
+        );
+        let source = Manifest::parse(&text, ManifestKind::Source).unwrap();
+        let out = self.tmp.path().join(format!("{name}.tar.gz"));
+        let built = archive::build_from_dir(&source, &src, std::fs::File::create(&out).unwrap()).unwrap();
+        (built, out)
+    }
+}
+
+/// Issue 11, item 3: `local/ext -> /elsewhere` and `local/alias -> <dirroot>/lib`; a bundle
+/// deleting through them deleted a file outside the site and one of the live tree.
+#[test]
+fn a_delete_never_crosses_a_symlink() {
+    let f = Fixture::new();
+    let elsewhere = f.tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("victim.txt"), "outside").unwrap();
+    std::fs::create_dir_all(f.live().join("local")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, f.live().join("local/ext")).unwrap();
+    std::os::unix::fs::symlink(f.live().join("lib"), f.live().join("local/alias")).unwrap();
+    let before = snapshot(&f.live());
+    for (name, delete) in [("ext", "\"local/ext/victim.txt\""), ("alias", "\"local/alias/keep.php\"")] {
+        let (m, a) = f.deleting(name, delete);
+        let e = stage_all(&f.live(), name, &[(&m, &a)]).unwrap_err().to_string();
+        assert!(e.contains("is a symlink in the site: not crossed") && e.contains(&format!("bundle {name}@1.0.0 refused")), "{e}");
+        assert_eq!(std::fs::read_to_string(elsewhere.join("victim.txt")).unwrap(), "outside");
+        assert_eq!(snapshot(&f.live()), before, "the live tree is untouched");
+        assert!(!f.tmp.path().join(format!(".palier-stage-moodle-{name}")).exists(), "nothing staged is left");
+    }
+    // A symlink named by the bundle itself is unlinked, never followed.
+    let (m, a) = f.deleting("link", "\"home.php\"");
+    let staged = stage_all(&f.live(), "link", &[(&m, &a)]).unwrap();
+    assert!(std::fs::symlink_metadata(staged.path.join("home.php")).is_err());
+    assert!(staged.path.join("index.php").exists());
+}
+
+#[test]
+fn a_delete_of_a_folder_is_refused_not_removed_whole() {
+    let f = Fixture::new();
+    let before = snapshot(&f.live());
+    let (m, a) = f.deleting("wipe", "\"lib\"");
+    let e = stage_all(&f.live(), "t1", &[(&m, &a)]).unwrap_err().to_string();
+    assert!(e.contains("delete lib: it is a folder in the site"), "{e}");
+    assert_eq!(snapshot(&f.live()), before);
+}
+
+#[test]
+fn trees_are_moved_and_removed_only_by_identity() {
+    let f = Fixture::new();
+    let (m, a) = f.bundle("quiz-fix");
+    let staged = stage_all(&f.live(), "t1", &[(&m, &a)]).unwrap();
+    let old = TreeId::of(&f.live()).unwrap();
+    // A name holding another tree than the one recorded is left alone.
+    assert!(!remove_tree(&staged.path, old).unwrap());
+    assert!(staged.path.exists());
+    let e = go_live(&f.live(), &Staged { path: staged.path.clone(), tree: old, files_cloned: 0 }, &f.tmp.path().join("prev"), old).unwrap_err();
+    assert!(e.to_string().contains("not the tree the journal recorded"), "{e}");
+    assert_eq!(TreeId::of(&f.live()).unwrap(), old, "nothing was exchanged");
+    // The kept name must be free: a previous tree is never renamed over anything.
+    std::fs::create_dir(f.tmp.path().join("prev")).unwrap();
+    let e = go_live(&f.live(), &staged, &f.tmp.path().join("prev"), old).unwrap_err();
+    assert!(e.to_string().contains("rename"), "{e}");
+    assert_eq!(TreeId::of(&f.live()).unwrap(), staged.tree, "the exchange happened; the old tree waits at the staging name");
+    assert_eq!(TreeId::of(&staged.path).unwrap(), old);
+    assert!(remove_tree(&staged.path, staged.tree).is_ok_and(|removed| !removed), "the old tree is not the staged one");
 }

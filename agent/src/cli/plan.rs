@@ -2,38 +2,44 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use jiff::Timestamp;
-use palier_bundle::policy::{self, DecisionKind, Plan};
+use palier_bundle::policy::{DecisionKind, Plan};
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::{repository, site};
+use crate::{cycle, holds, lock, repository, site};
 
 #[derive(Debug, Parser)]
 pub struct Args {
     /// The agent config file.
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Plan as if the clock said this (RFC 3339); default: now.
-    #[arg(long, value_name = "RFC3339")]
-    now: Option<Timestamp>,
+    /// Plan as if the clock said this: a local date-time in the platform's time zone
+    /// (`2026-12-01T22:00`) or RFC 3339; default: now.
+    #[arg(long, value_name = "DATETIME")]
+    now: Option<String>,
     /// One JSON document on stdout (SPEC 5 shape).
     #[arg(long)]
     json: bool,
 }
 
-/// Refresh and verify the repository, read the site, and plan every bundle.
+/// Refresh and verify the repository, read the site, and plan every bundle as `run` would
+/// (the site's holds, back-off and file ownership included: see `cycle::site_plan`).
 pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
-    let verified = repository::load(config).await?;
+    let _lock = lock::acquire_shared(&config.state_dir)?;
+    let verified = repository::load(config).await.map_err(|e| super::explain(config, e))?;
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
-    let metas: Vec<_> = verified.bundles.iter().map(|b| b.meta().clone()).collect();
-    Ok(policy::plan(&config.contract, &metas, &site::installed_refs(&installed), &release, now))
+    let held = holds::read_all(&config.state_dir)?;
+    Ok(cycle::site_plan(config, &verified.bundles, &release, &installed, &held, now))
 }
 
 impl Args {
     pub async fn run(self) -> Result<()> {
         let config = super::load_config(&self.config)?;
-        let plan = make_plan(&config, self.now.unwrap_or_else(Timestamp::now)).await?;
+        for w in crate::report::plain_http_warnings(&config) {
+            eprintln!("{w}");
+        }
+        let plan = make_plan(&config, super::now(self.now.as_deref(), &config)?).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
         } else {

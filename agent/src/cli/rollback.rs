@@ -20,7 +20,9 @@ impl Args {
             println!("recovered {}: {}", r.bundles.join(", "), r.reason.unwrap_or_default());
         }
         let r = intervene::rollback_last(&config, "rolled back by hand").await?;
-        println!("rolled back {} (receipt {})", r.bundles.join(", "), r.id);
+        // The versions taken back are held here: the next cycle does not apply them again.
+        crate::cycle::hold_rolled_back(&config.state_dir, &r)?;
+        println!("rolled back {} (receipt {}); held on this site until `palier-agent release {}`", r.bundles.join(", "), r.id, r.bundles.join(" "));
         Ok(())
     }
 }

@@ -163,3 +163,65 @@ fn a_missing_file_is_named() {
     let e = Config::load(Path::new("/nonexistent/agent.toml")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/agent.toml"), "{e}");
 }
+
+#[test]
+fn serde_jargon_becomes_the_key_s_expected_form() {
+    let cases = [
+        ("[improvement]\nlevel = 2", "[improvement]\nlevel = \"2\"", "[improvement] level: expected a number 1, 2 or 3, like `level = 2`; found string \"2\""),
+        ("[stability]\nlevel = 2", "[stability]\nlevel = \"two\"", "[stability] level: expected a number 1, 2 or 3"),
+        (
+            "guard   = [\"/usr/local/bin/no-quiz-running\"]",
+            "guard   = \"/usr/local/bin/no-quiz-running --strict\"",
+            "expected an argv array like `guard = [\"/usr/local/bin/no-quiz-running\", \"--strict\"]` (never a shell string)",
+        ),
+        ("notice = \"2h\"", "notice = 2", "expected a duration in quotes, like `notice = \"2h\"`"),
+        ("windows = [\"Tue 22:00-23:30\", \"Thu 22:00-23:30\"]", "windows = \"Tue 22:00-23:30\"", "expected a list of weekly windows, like `windows = [\"Tue 22:00-23:30\""),
+        ("state_dir = \"/var/lib/palier\"", "state_dir = 3", "expected a string in quotes, like `state_dir = \"...\"`"),
+    ];
+    for (from, to, wanted) in cases {
+        assert!(SPEC_EXAMPLE.contains(from), "{from:?} is not in the example");
+        let e = refused(&SPEC_EXAMPLE.replace(from, to));
+        assert!(e.contains(wanted), "{to:?}: expected {wanted:?} in {e}");
+        assert!(!e.contains("expected i64") && !e.contains("expected a sequence"), "serde's words: {e}");
+    }
+}
+
+#[test]
+fn an_unknown_key_gets_a_did_you_mean() {
+    let e = refused(&SPEC_EXAMPLE.replace("recovery_budget = \"5m\"", "recovery_budjet = \"5m\""));
+    assert!(e.contains("unknown key `recovery_budjet`: did you mean `recovery_budget`?"), "{e}");
+    let e = refused(&SPEC_EXAMPLE.replace("token_file = ", "tokenfile = "));
+    assert!(e.contains("did you mean `token_file`?"), "{e}");
+    let e = refused(&SPEC_EXAMPLE.replace("state_dir = \"/var/lib/palier\"", "state_dir = \"/var/lib/palier\"\nzzzz = 1"));
+    assert!(e.contains("unknown key `zzzz`; the keys here are") && e.contains("state_dir"), "{e}");
+}
+
+#[test]
+fn a_token_file_is_one_line_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    let write = |text: &str, mode: u32| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write("abc123\n", 0o600);
+    assert_eq!(read_token(&path).unwrap(), "abc123");
+    write("abc123\n", 0o640);
+    let e = read_token(&path).unwrap_err().to_string();
+    assert!(e.contains("can be read by group or others (mode 640)") && e.contains(&format!("`chmod 600 {}`", path.display())) && e.contains("chown"), "{e}");
+    // The whole `platform add` output pasted.
+    write("platform univ-a registered\nits token (shown once):\nabc123\n", 0o600);
+    let e = read_token(&path).unwrap_err().to_string();
+    assert!(e.contains("holds 3 lines; put only the token (the last line of `palier-server platform add NAME`)"), "{e}");
+    write("\n", 0o600);
+    assert!(read_token(&path).unwrap_err().to_string().contains("is empty"));
+    write("Bearer abc123\n", 0o600);
+    assert!(read_token(&path).unwrap_err().to_string().contains("spaces"));
+}
+
+#[test]
+fn a_trusted_root_must_be_a_tuf_root() {
+    assert!(parse_trusted_root(b"{\"signed\": {}}").is_err());
+    assert!(parse_trusted_root(b"not json").is_err());
+}

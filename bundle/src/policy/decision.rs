@@ -10,6 +10,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::contract::Level;
+use crate::metadata::BundleRef;
 use crate::names::{BundleId, PlatformId};
 
 /// What the plan says about a bundle (SPEC 5).
@@ -62,10 +63,15 @@ pub enum Reason {
     Superseded,
     Yanked,
     Halted,
+    /// Held on this site (rolled back there, held by hand, or backing off after a failure).
+    Held,
+    /// Writes or deletes a path that another bundle of a different id, installed or due,
+    /// also writes or deletes, and neither names the other in `after`.
+    FileConflict,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NotReported,
         Reason::ComponentNotSelected,
         Reason::ClassNotAllowed,
@@ -78,6 +84,8 @@ impl Reason {
         Reason::Superseded,
         Reason::Yanked,
         Reason::Halted,
+        Reason::Held,
+        Reason::FileConflict,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -93,6 +101,8 @@ impl Reason {
             Reason::Superseded => "superseded",
             Reason::Yanked => "yanked",
             Reason::Halted => "halted",
+            Reason::Held => "held",
+            Reason::FileConflict => "file-conflict",
         }
     }
 }
@@ -100,6 +110,24 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A bundle version held on one site: an input of the plan (the agent keeps its holds),
+/// never decided by the policy itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub bundle: BundleRef,
+    pub since: Timestamp,
+    pub reason: String,
+    /// A hold that lifts itself at this instant (a back-off); `None`: until released.
+    pub until: Option<Timestamp>,
+}
+
+impl Hold {
+    /// Whether the hold stops the bundle at `now`.
+    pub fn active(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|u| now < u)
     }
 }
 

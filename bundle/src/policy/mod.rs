@@ -22,7 +22,7 @@ pub use contract::{
     Contract, ContractError, DEFAULT_MAX_DEFER, DEFAULT_NOTICE, DEFAULT_RECOVERY_BUDGET, DEFAULT_WATCH, Improvement, Level, MIN_NOTICE,
     Notice, Stability, default_level2_classes,
 };
-pub use decision::{Decision, DecisionKind, Plan, Reason, rfc3339};
+pub use decision::{Decision, DecisionKind, Hold, Plan, Reason, rfc3339};
 
 use crate::components::ComponentMap;
 use crate::layout::Layout;
@@ -42,6 +42,10 @@ use rules::Verdict;
 /// 1. **installed** — the (id, version) is in `installed`: decision `installed` (with
 ///    reason `yanked` or `halted` and a detail when the release manager has since
 ///    withdrawn or paused it, so the operator sees it and may roll back by hand).
+/// 2. **`held`** — this site holds the version (it was rolled back here, an operator held
+///    it, or it backs off after failing to stage): the site's own word comes first, with
+///    since when and why. A held version is never eligible, so it supersedes nothing: an
+///    older good version stays eligible.
 /// 2. **`yanked`, `halted`** — the release manager's word stops a bundle whatever the
 ///    contract says; shown first because it is the one thing to know about it.
 /// 3. **`superseded`** — a higher version of the same id is eligible or installed. It
@@ -71,10 +75,31 @@ use rules::Verdict;
 ///
 /// Decisions come sorted by id, then version.
 pub fn plan<S: SiteFacts + ?Sized>(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], site: &S, now: Timestamp) -> Plan {
+    plan_with_holds(contract, bundles, installed, &[], site, now)
+}
+
+/// [`plan`] on a site that holds some bundle versions (rule 2); holds whose `until` is
+/// past are ignored.
+pub fn plan_with_holds<S: SiteFacts + ?Sized>(
+    contract: &Contract,
+    bundles: &[BundleMetadata],
+    installed: &[BundleRef],
+    holds: &[Hold],
+    site: &S,
+    now: Timestamp,
+) -> Plan {
+    let holds: HashMap<(&BundleId, &Version), &Hold> =
+        holds.iter().filter(|h| h.active(now)).map(|h| ((&h.bundle.id, &h.bundle.version), h)).collect();
     let installed_set: HashSet<(&BundleId, &Version)> = installed.iter().map(|r| (&r.id, &r.version)).collect();
 
     // Rules 1, 2 and 4 to 7: each bundle on its own.
-    let assessed: Vec<Assessed> = bundles.iter().map(|meta| assess(contract, meta, &installed_set, site)).collect();
+    let assessed: Vec<Assessed> = bundles
+        .iter()
+        .map(|meta| match holds.get(&(&meta.manifest.id, &meta.manifest.version)) {
+            Some(h) if !installed_set.contains(&(&meta.manifest.id, &meta.manifest.version)) => Assessed::Withdrawn(rules::held(h, &contract.timezone)),
+            _ => assess(contract, meta, &installed_set, site),
+        })
+        .collect();
 
     // Rules 3 and 8 depend on each other (a version supersedes only if it is eligible, and
     // it is eligible only if its dependencies are): grow the superseded set until stable.

@@ -179,6 +179,17 @@ pub(crate) fn dependency_missing(dep: Option<&Dependency>) -> Verdict {
     Verdict::new(DecisionKind::Skipped, Reason::DependencyMissing, detail)
 }
 
+/// A version this site holds: skipped, saying since when, why, and how it ends.
+pub(crate) fn held(h: &super::Hold, zone: &jiff::tz::TimeZone) -> Verdict {
+    let at = |t: jiff::Timestamp| t.to_zoned(zone.clone()).strftime("%Y-%m-%d %H:%M %Z").to_string();
+    let key = format!("{}@{}", h.bundle.id, h.bundle.version);
+    let detail = match h.until {
+        Some(until) => format!("held on this site since {}: {}; retried after {}", at(h.since), h.reason, at(until)),
+        None => format!("held on this site since {}: {}; `palier-agent release {key}` lifts the hold", at(h.since), h.reason),
+    };
+    Verdict::new(DecisionKind::Skipped, Reason::Held, detail)
+}
+
 /// A bundle with a lower version than an eligible or installed version of the same id is
 /// `superseded`: the newer version carries its fix.
 pub(crate) fn superseded(newer: &Version, how: DecisionKind) -> Verdict {

@@ -422,6 +422,52 @@ fn superseded_by_eligible_or_installed_versions() {
     assert_eq!(p.get("mod_quiz-fix", "1.0.1").unwrap().reason, Some(Reason::DependencyMissing));
 }
 
+fn hold(id: &str, version: &str, until: Option<&str>) -> Hold {
+    Hold { bundle: r(id, version), since: ts("2026-11-30T08:00:00Z"), reason: "check /login failed".into(), until: until.map(ts) }
+}
+
+#[test]
+fn a_held_version_is_skipped_and_supersedes_nothing() {
+    let k = contract(Level::Two, Level::Two);
+    let old = bundle("mod_quiz-fix", "1.0.0");
+    let new = bundle("mod_quiz-fix", "1.0.1");
+    let holds = [hold("mod_quiz-fix", "1.0.1", None)];
+    let p = plan_with_holds(&k, &[old.clone(), new.clone()], &[], &holds, &moodle(), now());
+    let d = p.get("mod_quiz-fix", "1.0.1").unwrap();
+    assert_eq!(dr(d), (DecisionKind::Skipped, Some(Reason::Held)));
+    let detail = d.detail.as_deref().unwrap();
+    assert!(detail.contains("since 2026-11-30 09:00 CET") && detail.contains("check /login failed"), "{detail}");
+    assert!(detail.contains("palier-agent release mod_quiz-fix@1.0.1"), "{detail}");
+    // The older good version is not superseded by the held one.
+    assert_eq!(dr(p.get("mod_quiz-fix", "1.0.0").unwrap()), (DecisionKind::Eligible, None));
+    // A hold comes before the release manager's word and before superseded.
+    let mut halted = new.clone();
+    halted.state = BundleState::Halted;
+    let p = plan_with_holds(&k, &[old.clone(), halted], &[], &holds, &moodle(), now());
+    assert_eq!(p.get("mod_quiz-fix", "1.0.1").unwrap().reason, Some(Reason::Held));
+    // A dependant of a held version finds its dependency missing.
+    let mut dep = bundle("mod_quiz-extra", "1.0.0");
+    dep.manifest.after = vec![Dependency::parse("mod_quiz-fix >=1.0.1").unwrap()];
+    let p = plan_with_holds(&k, &[new.clone(), dep], &[], &holds, &moodle(), now());
+    assert_eq!(p.get("mod_quiz-extra", "1.0.0").unwrap().reason, Some(Reason::DependencyMissing));
+    // An installed version stays installed even if held.
+    let p = plan_with_holds(&k, std::slice::from_ref(&new), &[r("mod_quiz-fix", "1.0.1")], &holds, &moodle(), now());
+    assert_eq!(dr(p.get("mod_quiz-fix", "1.0.1").unwrap()), (DecisionKind::Installed, None));
+}
+
+#[test]
+fn a_back_off_hold_lifts_itself_at_its_end() {
+    let k = contract(Level::Two, Level::Two);
+    let b = bundle("mod_quiz-fix", "1.0.1");
+    let later = now().checked_add(SignedDuration::from_hours(1)).unwrap();
+    let holds = [Hold { until: Some(later), ..hold("mod_quiz-fix", "1.0.1", None) }];
+    let d = plan_with_holds(&k, std::slice::from_ref(&b), &[], &holds, &moodle(), now()).bundles.remove(0);
+    assert_eq!(dr(&d), (DecisionKind::Skipped, Some(Reason::Held)));
+    assert!(d.detail.as_deref().unwrap().contains("retried after"), "{:?}", d.detail);
+    let d = plan_with_holds(&k, std::slice::from_ref(&b), &[], &holds, &moodle(), later).bundles.remove(0);
+    assert_eq!(dr(&d), (DecisionKind::Eligible, None));
+}
+
 // ---------------------------------------------------------------------------------------
 // Scheduling.
 
@@ -538,7 +584,9 @@ fn reason_codes_are_the_spec_strings() {
             "dependency-missing",
             "superseded",
             "yanked",
-            "halted"
+            "halted",
+            "held",
+            "file-conflict"
         ]
     );
     for r in Reason::ALL {

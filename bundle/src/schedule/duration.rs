@@ -44,8 +44,9 @@ pub fn parse_duration(text: &str) -> Result<SignedDuration> {
     Ok(SignedDuration::from_secs(total))
 }
 
-/// Write a duration the way [`parse_duration`] reads it (`1h30m`, `0s`); sub-second
-/// parts are dropped, a negative duration gets a leading `-`.
+/// Write a duration the way [`parse_duration`] reads it (`1h30m`, `0s`, `24h`); sub-second
+/// parts are dropped, a negative duration gets a leading `-`. Days are written as hours
+/// (`24h`, `48h`), as notices and watches are negotiated and written in configs.
 pub fn format_duration(d: SignedDuration) -> String {
     let mut out = String::new();
     if d.is_negative() {
@@ -56,7 +57,7 @@ pub fn format_duration(d: SignedDuration) -> String {
         out.push_str("0s");
         return out;
     }
-    for (unit, size) in UNITS {
+    for (unit, size) in UNITS.into_iter().filter(|(u, _)| *u != 'd') {
         let size = u64::from(size);
         if secs >= size {
             let _ = write!(out, "{}{unit}", secs / size);
@@ -103,9 +104,12 @@ mod tests {
 
     #[test]
     fn formats_back() {
-        for text in ["2h", "15m", "1m30s", "1h30m", "1d", "1d2h3m4s", "0s"] {
+        for text in ["2h", "15m", "1m30s", "1h30m", "24h", "26h3m4s", "0s"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
+        // A notice of `24h` is said as `24h`, not `1d`; a day written as `1d` reads back the same.
+        assert_eq!(format_duration(parse_duration("1d").unwrap()), "24h");
+        assert_eq!(format_duration(parse_duration("1d2h3m4s").unwrap()), "26h3m4s");
         assert_eq!(format_duration(SignedDuration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(SignedDuration::from_secs(-90)), "-1m30s");
     }

@@ -47,7 +47,22 @@ impl BuildArgs {
         if !self.source.is_dir() {
             return Err(Error::Refused(format!("source {} is not a folder", self.source.display())));
         }
+        if source.delete.is_empty() && !has_a_file(&self.source) {
+            return Err(Error::Refused(format!(
+                "source {} holds no files and the manifest deletes nothing: the bundle would change nothing; \
+                 put the fixed files there under their paths in the Moodle code (like mod/quiz/view.php)",
+                self.source.display()
+            )));
+        }
         let dir = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(Error::Refused(format!(
+                "cannot write {}: the folder {} does not exist; create it (`mkdir -p {}`) or choose another --out",
+                self.out.display(),
+                dir.display(),
+                dir.display()
+            )));
+        }
         let tmp = tempfile::Builder::new().prefix(".palier-build-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
         let built = {
             let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
@@ -71,6 +86,17 @@ impl BuildArgs {
         );
         Ok(())
     }
+}
+
+/// Whether `dir` holds a file, at any depth.
+fn has_a_file(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => has_a_file(&e.path()),
+            Ok(_) => true,
+            Err(_) => false,
+        })
+    })
 }
 
 #[derive(Debug, Parser)]

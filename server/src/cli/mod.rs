@@ -48,7 +48,7 @@ pub enum Command {
     Link(update::LinkArgs),
     /// List the published bundles with their metadata.
     List(list::Args),
-    /// Register and list the platforms of the control plane.
+    /// Register, change and list the platforms of the control plane and their contracts.
     #[command(subcommand)]
     Platform(platform::Command),
     /// Serve the repository over HTTP (`/repo/`), the control-plane API (`/api/v1/`), the fleet

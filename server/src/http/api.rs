@@ -8,10 +8,16 @@
 //! | `POST /receipts` | the agent's receipt | 201 stored, 200 already stored (same `id`) |
 //! | `POST /status` | levels, installed bundles, next intervention, last outcome | 204 |
 //!
-//! Refusals, each with `{"error": "..."}` and nothing stored: 401 no or unknown token, 403 a
-//! receipt for another platform, 400 malformed JSON, unknown fields or invalid values, 404 a
-//! `bundle` that is not published, 413 a body over [`MAX_BODY`], 503 no store (`serve` without
-//! `--db`).
+//! The status (contract 1) may also carry `components`, `level2_classes`, `repository_error`,
+//! `due` and `holds`; an older agent leaves them out.
+//!
+//! Refusals, each with `{"error": "..."}` and nothing stored: 401 no or unknown token (counted
+//! per `X-Palier-Platform` name claimed, shown on the dashboard), 403 a receipt for another
+//! platform, 400 malformed JSON, unknown fields or invalid values (text with control, format
+//! or bidi characters), 404 a fix request's `bundle` that is not published, 413 a body over
+//! [`MAX_BODY`], 422 a receipt naming more than [`MAX_RECEIPT_BUNDLES`] bundles or one that is
+//! not published, 429 with `Retry-After` over a per-minute quota, 507 over the platform's
+//! stored-size quota, 503 no store (`serve` without `--db`).
 
 use std::sync::Arc;
 
@@ -24,15 +30,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
-use palier_bundle::{BundleRef, BundleState, Component, PlatformId};
+use palier_bundle::{BundleId, BundleMetadata, BundleRef, BundleState, Component, PlatformId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::app::AppState;
+use super::dashboard;
 use super::error::AppError;
+use super::limits::Kind;
 use crate::error::Error;
 use crate::repo;
-use crate::store::{FixRequest, NewReceipt, OUTCOMES, Status, Store};
+use crate::store::{FixRequest, NewReceipt, OUTCOMES, PlatformContract, ReceiptStored, RollbackReport, Status, Store};
 
 /// Largest request body: 1 MiB.
 pub const MAX_BODY: usize = 1 << 20;
@@ -45,6 +53,13 @@ pub(crate) fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
 }
 
+/// Most bundles a receipt may name (an intervention applies a handful).
+pub const MAX_RECEIPT_BUNDLES: usize = 100;
+
+/// The header an agent may send with its platform name, so that a refused token is counted
+/// against the platform it claims to be.
+pub const PLATFORM_HEADER: &str = "x-palier-platform";
+
 /// The platform the request's bearer token belongs to.
 pub(crate) struct Caller(PlatformId);
 
@@ -53,21 +68,32 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let store = store(state)?;
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| AppError::Unauthorized("missing Authorization: Bearer <token>".into()))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or_else(|| AppError::Unauthorized("Authorization must be Bearer <token>".into()))?
-            .to_owned();
+        let refused = |why: &str| {
+            // Counted per claimed platform name (a well-formed one), else per source address.
+            let claimed = parts.headers.get(PLATFORM_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| PlatformId::new(v.trim()).ok());
+            let key = match claimed {
+                Some(p) => p.to_string(),
+                None => parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map_or_else(|| "unknown source".to_owned(), |c| format!("source {}", c.0.ip())),
+            };
+            if state.failed_tokens().record(&key, state.clock().now()) {
+                state.view().store_changed();
+                tracing::warn!(claimed = %key, why, "refused an API request: wrong token (counted on the dashboard; re-issue with `palier-server platform token NAME`)");
+            }
+            AppError::Unauthorized(why.to_owned())
+        };
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(refused("missing Authorization: Bearer <token>"));
+        };
+        let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty() && t.len() <= 256) else {
+            return Err(refused("Authorization must be Bearer <token>"));
+        };
+        let token = token.to_owned();
         match blocking(move || store.authenticate(&token)).await? {
             Some(p) => Ok(Caller(p)),
-            None => Err(AppError::Unauthorized("unknown API token".into())),
+            None => Err(refused("unknown API token")),
         }
     }
 }
@@ -82,6 +108,14 @@ fn store(state: &AppState) -> Result<Arc<Store>, AppError> {
 /// Run store work on the blocking pool; a store error is a 500 (logged, not shown).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send + 'static) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f).await.map_err(AppError::internal)?.map_err(AppError::internal)
+}
+
+/// Take one of the caller's tokens of `kind`: 429 with `Retry-After` past the quota.
+fn quota(state: &AppState, caller: &PlatformId, kind: Kind) -> Result<(), AppError> {
+    state.rates().take(caller.as_str(), kind, state.clock().now()).map_err(|(message, retry_after_s)| {
+        tracing::debug!(platform = %caller, ?kind, retry_after_s, "over quota");
+        AppError::TooMany { message, retry_after_s }
+    })
 }
 
 /// Read a JSON body of at most [`MAX_BODY`] bytes into `T`.
@@ -111,19 +145,33 @@ fn check_length(parts: &Parts) -> Result<(), AppError> {
     }
 }
 
-/// The body of a request, after the caller was authenticated (so 401 comes before 413 and 400).
-async fn caller_and_body<T: DeserializeOwned>(state: &AppState, request: axum::extract::Request) -> Result<(PlatformId, T), AppError> {
+/// The body of a request, after the caller was authenticated and took a token of its `kind`
+/// quota (so 401 comes before 429, 413 and 400).
+async fn caller_and_body<T: DeserializeOwned>(state: &AppState, request: axum::extract::Request, kind: Kind) -> Result<(PlatformId, T), AppError> {
     let (mut parts, body) = request.into_parts();
     let Caller(caller) = Caller::from_request_parts(&mut parts, state).await?;
+    quota(state, &caller, kind)?;
     check_length(&parts)?;
     Ok((caller, json_body(body).await?))
 }
 
-/// One line of text: trimmed, 1 to `max` bytes, no control character.
+/// Unicode format characters (category Cf: bidi controls, zero-width characters, the BOM,
+/// tags...) and the line and paragraph separators: invisible, or reordering what follows.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c as u32,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E | 0x200B..=0x200F | 0x2028..=0x202E
+            | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F
+    )
+}
+
+/// One line of text: trimmed, 1 to `max` bytes, no control character, no format or bidi
+/// character.
 fn one_line(field: &str, value: &str, max: usize) -> Result<String, AppError> {
     let v = value.trim();
-    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-        return Err(AppError::BadRequest(format!("{field}: must be one line of 1 to {max} bytes")));
+    if v.is_empty() || v.len() > max || v.chars().any(|c| c.is_control() || is_format(c)) {
+        return Err(AppError::BadRequest(format!("{field}: must be one line of 1 to {max} bytes, without control, format or bidi characters")));
     }
     Ok(v.to_owned())
 }
@@ -138,39 +186,69 @@ struct NewFixRequest {
 }
 
 async fn create_fix_request(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response, AppError> {
-    let (caller, body): (_, NewFixRequest) = caller_and_body(&state, request).await?;
+    let (caller, body): (_, NewFixRequest) = caller_and_body(&state, request, Kind::FixRequest).await?;
     let component = Component::new(&body.component).map_err(|e| AppError::BadRequest(format!("component: {e}")))?;
     let summary = one_line("summary", &body.summary, 200)?;
-    let bundle: Option<BundleRef> = body.bundle.as_deref().map(str::parse).transpose().map_err(|e| AppError::BadRequest(format!("bundle: {e}")))?;
+    let store = store(&state)?;
+    let quota_bytes = state.rates().limits().stored_bytes_per_platform;
+    let (s, c) = (store.clone(), caller.clone());
+    let stored = blocking(move || s.stored_bytes(&c)).await?;
+    if stored.saturating_add(summary.len() as u64) > quota_bytes {
+        return Err(AppError::StoreFull(format!("platform {caller} holds {stored} bytes, its quota is {quota_bytes}: nothing more is stored")));
+    }
+    let bundle = match body.bundle.as_deref() {
+        Some(b) => Some(fix_bundle(&state, b, &component).await?),
+        None => None,
+    };
     if let Some(b) = &bundle {
         link(&state, b, &caller).await?;
     }
-    let store = store(&state)?;
     let now = state.clock().now();
     let fr = blocking(move || store.add_fix_request(&caller, &component, &summary, bundle.as_ref(), now)).await?;
-    tracing::info!(id = %fr.id, platform = %fr.platform, bundle = fr.bundle.as_deref().unwrap_or("-"), "fix request");
+    state.view().store_changed();
+    tracing::debug!(id = %fr.id, platform = %fr.platform, bundle = fr.bundle.as_deref().unwrap_or("-"), "fix request");
     Ok((StatusCode::CREATED, axum::Json(fr)).into_response())
 }
 
-/// Add `platform` to a published bundle's `reported_by` (re-signed when it was not there yet).
-/// A bundle that is not published is a 404.
+/// The bundle a fix request names: `ID@VERSION`, or a bare `ID` for its newest published
+/// version; refused when not published (404), yanked, or of another component (400).
+async fn fix_bundle(state: &AppState, text: &str, component: &Component) -> Result<BundleRef, AppError> {
+    let view = dashboard::repo_view(state, None).await;
+    let found = if text.contains('@') {
+        let wanted: BundleRef = text.parse().map_err(|e| AppError::BadRequest(format!("bundle: {e}")))?;
+        view.find(&wanted).ok_or_else(|| AppError::NotFound(format!("bundle {wanted} is not published")))?
+    } else {
+        let id = BundleId::new(text).map_err(|e| AppError::BadRequest(format!("bundle: {e}")))?;
+        view.bundles
+            .iter()
+            .filter(|p| p.meta.manifest.id == id)
+            .max_by(|a, b| a.meta.manifest.version.cmp(&b.meta.manifest.version))
+            .ok_or_else(|| AppError::NotFound(format!("bundle {id} is not published (no version of it)")))?
+    };
+    let m = &found.meta.manifest;
+    let key = format!("{}@{}", m.id, m.version);
+    if found.meta.state == BundleState::Yanked {
+        return Err(AppError::BadRequest(format!("bundle {key} is yanked: it fixes nothing any more; name the version that replaces it")));
+    }
+    if &m.component != component {
+        return Err(AppError::BadRequest(format!("bundle {key} changes component {}, not {component}: name a bundle of {component}", m.component)));
+    }
+    key.parse().map_err(|e| AppError::BadRequest(format!("bundle: {e}")))
+}
+
+/// Add `platform` to a published bundle's `reported_by` (re-signed when it was not there
+/// yet), on the repository thread. A bundle that is not published is a 404.
 async fn link(state: &AppState, bundle: &BundleRef, platform: &PlatformId) -> Result<(), AppError> {
     let (paths, now) = (state.paths().clone(), state.clock().now());
     let (b, p) = (bundle.clone(), platform.clone());
-    let handle = tokio::runtime::Handle::current();
-    let found = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = found.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        handle.block_on(repo::update(&paths, &b, now, move |m| {
-            seen.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(m.reported_by.insert(p))
-        }))
-    })
-    .await
-    .map_err(AppError::internal)?;
+    let outcome = state
+        .repo()
+        .run(move || async move { repo::update(&paths, &b, now, move |m| Ok(m.reported_by.insert(p))).await })
+        .await
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("the repository thread stopped")))?;
     match outcome {
         Ok(_) => Ok(()),
-        Err(Error::Refused(msg)) if !found.load(std::sync::atomic::Ordering::Relaxed) && msg.starts_with(&format!("bundle {bundle} is not published")) => {
+        Err(Error::Refused(msg)) if msg.starts_with(&format!("bundle {bundle} is not published")) => {
             Err(AppError::NotFound(format!("bundle {bundle} is not published")))
         }
         Err(e) => Err(AppError::internal(e)),
@@ -197,9 +275,12 @@ struct ReceiptHead {
 }
 
 async fn create_receipt(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response, AppError> {
-    let (caller, body): (_, serde_json::Value) = caller_and_body(&state, request).await?;
+    let (caller, body): (_, serde_json::Value) = caller_and_body(&state, request, Kind::Receipt).await?;
     if !body.is_object() {
         return Err(AppError::BadRequest("invalid request: a receipt is a JSON object".into()));
+    }
+    if body.get("bundles").and_then(|b| b.as_array()).is_some_and(|b| b.len() > MAX_RECEIPT_BUNDLES) {
+        return Err(AppError::Unprocessable(format!("bundles: a receipt names at most {MAX_RECEIPT_BUNDLES} bundles")));
     }
     let head: ReceiptHead = serde_json::from_value(body.clone()).map_err(|e| AppError::BadRequest(format!("invalid receipt: {e}")))?;
     if head.platform != caller.as_str() {
@@ -212,11 +293,22 @@ async fn create_receipt(State(state): State<AppState>, request: axum::extract::R
     if !OUTCOMES.contains(&head.outcome.as_str()) {
         return Err(AppError::BadRequest(format!("outcome {:?}: expected one of {}", head.outcome, OUTCOMES.join(", "))));
     }
+    if let Some(r) = &head.reason
+        && (r.len() > 4096 || r.chars().any(is_format))
+    {
+        return Err(AppError::BadRequest("reason: at most 4096 bytes, without format or bidi characters".into()));
+    }
     let bundles = head
         .bundles
         .iter()
         .map(|b| b.parse::<BundleRef>().map_err(|e| AppError::BadRequest(format!("bundles: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    if !bundles.is_empty() {
+        let view = dashboard::repo_view(&state, None).await;
+        if let Some(unknown) = bundles.iter().find(|b| view.find(b).is_none()) {
+            return Err(AppError::Unprocessable(format!("bundles: {unknown} is not published in this repository")));
+        }
+    }
     let receipt = NewReceipt {
         id: head.id,
         platform: caller,
@@ -229,60 +321,129 @@ async fn create_receipt(State(state): State<AppState>, request: axum::extract::R
     };
     let store = store(&state)?;
     let now = state.clock().now();
+    let quota_bytes = state.rates().limits().stored_bytes_per_platform;
     let stored = {
         let (store, receipt) = (store.clone(), receipt.clone());
-        blocking(move || store.add_receipt(&receipt, now)).await?
+        blocking(move || store.add_receipt_within(&receipt, now, quota_bytes)).await?
     };
-    let status = if stored { StatusCode::CREATED } else { StatusCode::OK };
-    tracing::info!(id = %receipt.id, platform = %receipt.platform, outcome = %receipt.outcome, stored, "receipt");
+    let status = match stored {
+        ReceiptStored::Stored => StatusCode::CREATED,
+        ReceiptStored::Duplicate => StatusCode::OK,
+        ReceiptStored::OverQuota { stored } => {
+            tracing::warn!(platform = %receipt.platform, stored, quota = quota_bytes, "receipt refused: the platform's storage quota is full");
+            return Err(AppError::StoreFull(format!(
+                "platform {} holds {stored} bytes, its quota is {quota_bytes}: the receipt is not stored",
+                receipt.platform
+            )));
+        }
+    };
+    let stored = stored == ReceiptStored::Stored;
+    if stored {
+        state.view().store_changed();
+    }
+    tracing::debug!(id = %receipt.id, platform = %receipt.platform, outcome = %receipt.outcome, stored, "receipt");
     if stored && receipt.outcome == "rolled-back" {
         for bundle in &receipt.bundles {
             if let Err(e) = auto_halt(&state, &store, bundle).await {
-                tracing::error!(bundle = %bundle, error = %e, "auto-halt failed; tried again at the next rollback receipt");
+                tracing::error!(bundle = %bundle, error = %e, "auto-halt failed; tried again at the next rollback receipt or status");
             }
         }
     }
     Ok((status, axum::Json(serde_json::json!({ "id": receipt.id, "stored": stored }))).into_response())
 }
 
-/// Halt `bundle` in the signed metadata once `halt_threshold` distinct platforms rolled it back.
-/// A bundle already halted or yanked (by hand) is left as it is; done once per bundle version.
-async fn auto_halt(state: &AppState, store: &Arc<Store>, bundle: &BundleRef) -> Result<(), AppError> {
-    let (s, b) = (store.clone(), bundle.clone());
-    let (platforms, done) = blocking(move || Ok((s.rolled_back_on(&b)?, s.auto_halted(&b)?))).await?;
-    if done || platforms.len() < state.halt_threshold() as usize {
+/// Whether the improvement axis of `contract` admits `meta` for `platform`: the agent's own
+/// policy, [`palier_bundle::policy::plan`], asked about this one bundle as if it were active
+/// and not installed, so that only the improvement rules can exclude it.
+fn contract_admits(contract: &PlatformContract, platform: &str, meta: &BundleMetadata) -> bool {
+    use palier_bundle::policy::{self, Contract, Level, Reason, Stability};
+    let (Ok(improvement), Ok(platform)) = (contract.improvement_axis(), PlatformId::new(platform)) else { return false };
+    let Ok(level) = Level::new(i64::from(contract.stability)) else { return false };
+    let contract = Contract { platform, timezone: jiff::tz::TimeZone::UTC, improvement, stability: Stability::new(level) };
+    let mut meta = meta.clone();
+    meta.state = BundleState::Active;
+    // Any release: the Moodle rule comes after the improvement rules.
+    let release = meta.manifest.version.clone();
+    let plan = policy::plan(&contract, std::slice::from_ref(&meta), &[], &release, Timestamp::UNIX_EPOCH);
+    !plan.bundles.iter().any(|d| matches!(d.reason, Some(Reason::NotReported | Reason::ComponentNotSelected | Reason::ClassNotAllowed)))
+}
+
+/// Halt `bundle` in the signed metadata once enough platforms rolled it back. A rollback
+/// counts only from a platform whose registered contract admits the bundle and that had it
+/// (a status of it named the bundle as due, installed or held; an older agent, which does not
+/// report what is due, is taken at its receipt). The threshold counts distinct platforms and,
+/// with `--halt-share`, a share of the platforms that applied it. A bundle already halted or
+/// yanked is left as it is; done once per bundle version. Logged at warn, with the receipts.
+///
+/// This is the one place the server decides a halt.
+pub(crate) async fn auto_halt(state: &AppState, store: &Arc<Store>, bundle: &BundleRef) -> Result<(), AppError> {
+    let view = dashboard::repo_view(state, None).await;
+    let Some(published) = view.find(bundle) else { return Ok(()) };
+    if published.meta.state != BundleState::Active {
         return Ok(());
     }
+    let (s, b) = (store.clone(), bundle.clone());
+    let (reports, applied, done) = blocking(move || Ok((s.rollback_reports(&b)?, s.applied_on(&b)?, s.auto_halted(&b)?))).await?;
+    if done {
+        return Ok(());
+    }
+    let counted: Vec<&RollbackReport> = reports
+        .iter()
+        .filter(|r| r.contract.as_ref().is_some_and(|c| contract_admits(c, &r.platform, &published.meta)) && (r.had_it || !r.reports_due))
+        .collect();
+    let ignored: Vec<&str> = reports.iter().filter(|r| !counted.iter().any(|c| c.platform == r.platform)).map(|r| r.platform.as_str()).collect();
+    let threshold = state.halt_threshold() as usize;
+    #[allow(clippy::cast_precision_loss)]
+    let share_met = state.options().halt_share.is_none_or(|share| counted.len() as f64 >= share * applied.len() as f64);
+    if counted.len() < threshold || !share_met {
+        if !ignored.is_empty() {
+            tracing::debug!(bundle = %bundle, ignored = ?ignored, "rollbacks not counted: the platform's contract does not admit the bundle, or it never had it");
+        }
+        return Ok(());
+    }
+    let platforms: Vec<String> = counted.iter().map(|r| r.platform.clone()).collect();
+    let receipts: Vec<String> = counted.iter().flat_map(|r| r.receipts.iter().map(move |id| format!("{}/{id}", r.platform))).collect();
     let reason = format!("auto-halt: rolled back on {}", platforms.join(", "));
     let (paths, now) = (state.paths().clone(), state.clock().now());
     let (b, why) = (bundle.clone(), reason.clone());
-    let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::spawn_blocking(move || {
-        handle.block_on(repo::update(&paths, &b, now, move |m| {
-            if m.state != BundleState::Active {
-                return Ok(false);
-            }
-            m.state = BundleState::Halted;
-            m.state_reason = Some(why);
-            Ok(true)
-        }))
-    })
-    .await
-    .map_err(AppError::internal)?;
+    let outcome = state
+        .repo()
+        .run(move || async move {
+            repo::update(&paths, &b, now, move |m| {
+                if m.state != BundleState::Active {
+                    return Ok(false);
+                }
+                m.state = BundleState::Halted;
+                m.state_reason = Some(why);
+                Ok(true)
+            })
+            .await
+        })
+        .await
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("the repository thread stopped")))?;
     match outcome {
         Ok((_, changed)) => {
-            tracing::warn!(bundle = %bundle, %reason, changed, "auto-halt");
+            tracing::warn!(
+                bundle = %bundle,
+                platforms = %platforms.join(","),
+                receipts = %receipts.join(","),
+                applied_on = applied.len(),
+                changed,
+                "auto-halt: the bundle is halted for every platform (resume it with `palier-server resume`)"
+            );
             let (s, b) = (store.clone(), bundle.clone());
-            blocking(move || s.record_auto_halt(&b, &platforms, now)).await
+            blocking(move || s.record_auto_halt(&b, &platforms, &receipts, now)).await?;
+            state.view().store_changed();
+            Ok(())
         }
-        // A receipt may name a bundle this repository does not hold: nothing to halt.
+        // The repository changed under the view: nothing to halt.
         Err(Error::Refused(msg)) if msg.starts_with(&format!("bundle {bundle} is not published")) => Ok(()),
         Err(e) => Err(AppError::internal(e)),
     }
 }
 
 async fn set_status(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response, AppError> {
-    let (caller, status): (_, Status) = caller_and_body(&state, request).await?;
+    let (caller, mut status): (_, Status) = caller_and_body(&state, request, Kind::Status).await?;
     for (name, level) in [("improvement_level", status.improvement_level), ("stability_level", status.stability_level)] {
         if !(1..=3).contains(&level) {
             return Err(AppError::BadRequest(format!("{name}: must be 1, 2 or 3, not {level}")));
@@ -291,14 +452,53 @@ async fn set_status(State(state): State<AppState>, request: axum::extract::Reque
     if let Some(o) = &status.last_outcome {
         one_line("last_outcome", o, 200)?;
     }
-    if status.installed.len() > 10_000 {
-        return Err(AppError::BadRequest("installed: more than 10000 bundles".into()));
+    if let Some(e) = &status.repository_error {
+        status.repository_error = Some(one_line("repository_error", e, 500)?);
     }
-    for i in &status.installed {
-        format!("{}@{}", i.id, i.version).parse::<BundleRef>().map_err(|e| AppError::BadRequest(format!("installed: {e}")))?;
+    const MAX_LISTED: usize = 1000;
+    let lists = [("installed", Some(&status.installed)), ("due", status.due.as_ref())];
+    for (name, list) in lists {
+        let list = list.map_or(&[][..], Vec::as_slice);
+        if list.len() > MAX_LISTED {
+            return Err(AppError::BadRequest(format!("{name}: more than {MAX_LISTED} bundles")));
+        }
+        for i in list {
+            format!("{}@{}", i.id, i.version).parse::<BundleRef>().map_err(|e| AppError::BadRequest(format!("{name}: {e}")))?;
+        }
+    }
+    let holds = status.holds.as_deref().unwrap_or_default();
+    if holds.len() > MAX_LISTED {
+        return Err(AppError::BadRequest(format!("holds: more than {MAX_LISTED} bundles")));
+    }
+    for h in holds {
+        format!("{}@{}", h.id, h.version).parse::<BundleRef>().map_err(|e| AppError::BadRequest(format!("holds: {e}")))?;
+        one_line("holds: since", &h.since, 64)?;
+        one_line("holds: reason", &h.reason, 500)?;
+    }
+    for (name, list) in [("components", &status.components), ("level2_classes", &status.level2_classes)] {
+        let list = list.as_deref().unwrap_or_default();
+        if list.len() > 200 {
+            return Err(AppError::BadRequest(format!("{name}: more than 200 entries")));
+        }
+        for c in list {
+            one_line(name, c, 64)?;
+        }
+    }
+    if let Some(e) = &status.repository_error {
+        tracing::debug!(platform = %caller, error = %e, "the agent cannot verify the repository");
     }
     let store = store(&state)?;
     let now = state.clock().now();
-    blocking(move || store.set_status(&caller, &status, now)).await?;
+    let (s, c) = (store.clone(), caller.clone());
+    blocking(move || s.set_status(&c, &status, now)).await?;
+    state.view().store_changed();
+    // What the status says the platform had may complete the evidence for a halt.
+    let (s, c) = (store.clone(), caller.clone());
+    let rolled_back = blocking(move || s.rolled_back_by(&c)).await?;
+    for b in rolled_back.iter().filter_map(|b| b.parse::<BundleRef>().ok()) {
+        if let Err(e) = auto_halt(&state, &store, &b).await {
+            tracing::error!(bundle = %b, error = %e, "auto-halt failed; tried again at the next rollback receipt or status");
+        }
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

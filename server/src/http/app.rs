@@ -1,7 +1,8 @@
 //! The router and its state.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::HttpBody;
@@ -12,14 +13,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use jiff::{SignedDuration, Timestamp};
 
+use super::dashboard::ViewCache;
 use super::error::AppError;
-use super::{api, dashboard, files};
+use super::limits::{FailedTokens, Limits, RateLimiter};
 use super::metrics::{Metrics, RouteClass};
+use super::operator::{self, Operator};
+use super::worker::RepoWorker;
+use super::{api, dashboard, files};
 use crate::repo::RepoPaths;
 use crate::store::Store;
 
 /// Platforms that must report a rollback of the same bundle version before the server halts it.
 pub const DEFAULT_HALT_THRESHOLD: u32 = 2;
+
+/// Longest time a request may take to produce its answer (a download then streams on).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `/healthz` fails when the timestamp metadata expires within this.
+pub const HEALTH_EXPIRY_MARGIN: SignedDuration = SignedDuration::from_hours(6);
 
 /// The server's clock: the system clock, or the system clock shifted so that it read a given
 /// instant when the server started (the hidden `--now` flag), so time still goes on.
@@ -42,6 +53,40 @@ impl Clock {
     }
 }
 
+/// How the control plane behaves, beyond the repository and the store.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Distinct platforms (whose contract admits the bundle and that had it) reporting a
+    /// rollback of one bundle version before it is halted.
+    pub halt_threshold: u32,
+    /// When set, the rollbacks must also be at least this share (0 to 1) of the platforms that
+    /// applied the bundle version (applied or rolled it back).
+    pub halt_share: Option<f64>,
+    /// The operator credential for the dashboard and `/metrics`; `None` leaves them open
+    /// (loopback only: `serve` refuses another address without one).
+    pub operator_token: Option<String>,
+    /// Per-platform quotas.
+    pub limits: Limits,
+    /// How often the metadata refresh runs; `/healthz` fails when the last successful one is
+    /// older than twice this. `None` (no refresh loop, as in tests of the router) skips that check.
+    pub refresh_every: Option<Duration>,
+    /// How often agents report; a platform not seen for three of these is flagged.
+    pub poll_interval: SignedDuration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            halt_threshold: DEFAULT_HALT_THRESHOLD,
+            halt_share: None,
+            operator_token: None,
+            limits: Limits::default(),
+            refresh_every: None,
+            poll_interval: SignedDuration::from_hours(1),
+        }
+    }
+}
+
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -56,20 +101,37 @@ struct Inner {
     metrics: Metrics,
     hot: files::HotFiles,
     store: Option<Arc<Store>>,
-    halt_threshold: u32,
+    options: AppOptions,
+    operator: Option<Operator>,
+    repo: RepoWorker,
+    view: ViewCache,
+    rates: RateLimiter,
+    failed_tokens: FailedTokens,
+    /// When the metadata refresh last succeeded (re-signed or found nothing due).
+    last_refresh: Mutex<Option<Timestamp>>,
+    started: Timestamp,
 }
 
 impl AppState {
     /// The repository only: `/api/v1/` answers 503 (no store), the dashboard shows bundles only.
     pub fn new(paths: RepoPaths, clock: Clock) -> Self {
-        Self::build(paths, clock, None, DEFAULT_HALT_THRESHOLD)
+        Self::build(paths, clock, None, AppOptions::default())
     }
     /// The repository and the control plane.
     pub fn with_store(paths: RepoPaths, clock: Clock, store: Arc<Store>, halt_threshold: u32) -> Self {
-        Self::build(paths, clock, Some(store), halt_threshold)
+        Self::build(paths, clock, Some(store), AppOptions { halt_threshold, ..AppOptions::default() })
     }
-    fn build(paths: RepoPaths, clock: Clock, store: Option<Arc<Store>>, halt_threshold: u32) -> Self {
+    /// The repository, the control plane when `store` is given, and every option.
+    pub fn with_options(paths: RepoPaths, clock: Clock, store: Option<Arc<Store>>, options: AppOptions) -> Self {
+        Self::build(paths, clock, store, options)
+    }
+    fn build(paths: RepoPaths, clock: Clock, store: Option<Arc<Store>>, mut options: AppOptions) -> Self {
         let (metadata, targets) = (paths.metadata(), paths.targets());
+        options.halt_threshold = options.halt_threshold.max(1);
+        options.halt_share = options.halt_share.filter(|s| s.is_finite() && *s > 0.0).map(|s| s.min(1.0));
+        #[allow(clippy::expect_used)]
+        let repo = RepoWorker::start().expect("cannot start the repository thread");
+        let operator = options.operator_token.as_deref().map(Operator::new);
         AppState {
             inner: Arc::new(Inner {
                 paths,
@@ -79,7 +141,14 @@ impl AppState {
                 metrics: Metrics::default(),
                 hot: files::HotFiles::default(),
                 store,
-                halt_threshold: halt_threshold.max(1),
+                rates: RateLimiter::new(options.limits.clone()),
+                options,
+                operator,
+                repo,
+                view: ViewCache::default(),
+                failed_tokens: FailedTokens::default(),
+                last_refresh: Mutex::new(None),
+                started: clock.now(),
             }),
         }
     }
@@ -87,7 +156,10 @@ impl AppState {
         self.inner.store.as_ref()
     }
     pub fn halt_threshold(&self) -> u32 {
-        self.inner.halt_threshold
+        self.inner.options.halt_threshold
+    }
+    pub fn options(&self) -> &AppOptions {
+        &self.inner.options
     }
     pub fn paths(&self) -> &RepoPaths {
         &self.inner.paths
@@ -106,6 +178,28 @@ impl AppState {
     }
     pub(crate) fn hot_files(&self) -> &files::HotFiles {
         &self.inner.hot
+    }
+    pub(crate) fn repo(&self) -> &RepoWorker {
+        &self.inner.repo
+    }
+    pub(crate) fn view(&self) -> &ViewCache {
+        &self.inner.view
+    }
+    pub(crate) fn operator(&self) -> Option<&Operator> {
+        self.inner.operator.as_ref()
+    }
+    pub(crate) fn rates(&self) -> &RateLimiter {
+        &self.inner.rates
+    }
+    pub(crate) fn failed_tokens(&self) -> &FailedTokens {
+        &self.inner.failed_tokens
+    }
+    /// The metadata refresh succeeded at `at`.
+    pub(crate) fn refreshed(&self, at: Timestamp) {
+        *self.inner.last_refresh.lock().unwrap_or_else(PoisonError::into_inner) = Some(at);
+    }
+    fn last_refresh(&self) -> Option<Timestamp> {
+        *self.inner.last_refresh.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -132,11 +226,18 @@ async fn method_not_allowed() -> AppError {
     AppError::MethodNotAllowed
 }
 
-/// Count every answer by route class and status, and the body bytes it announces.
+/// Give every request [`REQUEST_DEADLINE`] to answer; count every answer by route class and
+/// status, and the body bytes it announces.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = RouteClass::of(request.uri().path());
     let head = request.method() == Method::HEAD;
-    let response = next.run(request).await;
+    let response = match tokio::time::timeout(REQUEST_DEADLINE, next.run(request)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(route = route.as_str(), deadline_s = REQUEST_DEADLINE.as_secs(), "request over its deadline; answered 503");
+            AppError::Unavailable(format!("the server could not answer within {} s; try again later", REQUEST_DEADLINE.as_secs())).into_response()
+        }
+    };
     // A file answer announces its length; a JSON answer knows its size.
     let bytes = if head {
         0
@@ -155,7 +256,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
 }
 
 /// What `/healthz` and `/metrics` need of `timestamp.json`: read, not verified.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub(crate) struct TimestampHead {
     pub expires: Timestamp,
     pub version: u64,
@@ -171,24 +272,56 @@ pub(crate) fn read_timestamp(metadata: &Path) -> Result<TimestampHead, String> {
     serde_json::from_slice::<File>(&bytes).map(|f| f.signed).map_err(|e| format!("cannot parse {}: {e}", path.display()))
 }
 
-/// 200 `{"status":"ok"}` when `timestamp.json` reads and has not expired; 503 otherwise.
+/// Why the server is not healthy, or `None`: the timestamp metadata unreadable, expired or
+/// expiring within [`HEALTH_EXPIRY_MARGIN`], or the refresh not having succeeded for twice
+/// its interval.
+pub(crate) fn unhealthy(state: &AppState) -> Option<String> {
+    let now = state.clock().now();
+    let head = match read_timestamp(state.metadata_dir()) {
+        Ok(h) => h,
+        Err(e) => return Some(e),
+    };
+    if head.expires <= now {
+        return Some(format!("timestamp metadata (version {}) expired at {}", head.version, head.expires));
+    }
+    if now.checked_add(HEALTH_EXPIRY_MARGIN).is_ok_and(|horizon| head.expires <= horizon) {
+        return Some(format!(
+            "timestamp metadata (version {}) expires at {}, within {}h: it is not being re-signed (see the server's log)",
+            head.version,
+            head.expires,
+            HEALTH_EXPIRY_MARGIN.as_hours()
+        ));
+    }
+    if let Some(every) = state.options().refresh_every {
+        let limit = SignedDuration::try_from(every.saturating_mul(2)).unwrap_or(SignedDuration::MAX);
+        let since = state.last_refresh().unwrap_or(state.inner.started);
+        if now.duration_since(since) > limit {
+            let last = state.last_refresh().map_or_else(|| "never since the start".to_owned(), |t| format!("last at {t}"));
+            return Some(format!("the metadata refresh has not succeeded for over {}s ({last}): see the server's log", limit.as_secs()));
+        }
+    }
+    None
+}
+
+/// 200 `{"status":"ok"}` when the timestamp is readable, fresh and being re-signed; 503 with
+/// the reason otherwise.
 async fn healthz(State(state): State<AppState>) -> Result<Response, AppError> {
-    let head = read_timestamp(state.metadata_dir()).map_err(AppError::Unavailable)?;
-    if head.expires <= state.clock().now() {
-        return Err(AppError::Unavailable(format!("timestamp metadata (version {}) expired at {}", head.version, head.expires)));
+    if let Some(why) = unhealthy(&state) {
+        return Err(AppError::Unavailable(why));
     }
     let mut response = axum::Json(serde_json::json!({ "status": "ok" })).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
-/// The Prometheus text exposition format, version 0.0.4.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// The Prometheus text exposition format, version 0.0.4; operators only.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Result<Response, AppError> {
+    operator::check(&state, &headers)?;
     let timestamp = read_timestamp(state.metadata_dir()).ok();
     let body = state.metrics().render(timestamp.as_ref().map(|t| (t.expires, t.version)), state.clock().now());
-    (
+    Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8")), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         body,
     )
-        .into_response()
+        .into_response())
 }

@@ -16,12 +16,24 @@ pub enum AppError {
     /// No token, or a token of no platform: 401.
     #[error("{0}")]
     Unauthorized(String),
+    /// The dashboard or `/metrics` without the operator credential: 401 with a Basic challenge.
+    #[error("{0}")]
+    OperatorRequired(String),
     /// A platform acting as another: 403.
     #[error("{0}")]
     Forbidden(String),
     /// A body over the limit: 413.
     #[error("{0}")]
     TooLarge(String),
+    /// Well-formed but refused (a receipt naming too many bundles, or unpublished ones): 422.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Over a quota: 429 with `Retry-After`.
+    #[error("{message}")]
+    TooMany { message: String, retry_after_s: u64 },
+    /// The platform's stored-size quota is full: 507 (the agent keeps what it sent).
+    #[error("{0}")]
+    StoreFull(String),
     /// The service cannot do its job right now (e.g. expired metadata): 503.
     #[error("{0}")]
     Unavailable(String),
@@ -49,7 +61,11 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::OperatorRequired(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,10 +82,19 @@ impl IntoResponse for AppError {
             }
             other => other.to_string(),
         };
-        let unauthorized = matches!(self, AppError::Unauthorized(_));
         let mut response = (self.status(), Json(serde_json::json!({ "error": message }))).into_response();
-        if unauthorized {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"palier\""));
+        let headers = response.headers_mut();
+        match &self {
+            AppError::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"palier\""));
+            }
+            AppError::OperatorRequired(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"palier operators\", charset=\"UTF-8\""));
+            }
+            AppError::TooMany { retry_after_s, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            _ => {}
         }
         // An error must not be cached: `N+1.snapshot.json` is a 404 only until it is written.
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

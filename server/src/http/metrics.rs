@@ -92,6 +92,7 @@ pub struct Metrics {
     bytes: [AtomicU64; ROUTES],
     resigned: AtomicU64,
     refresh_failures: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -101,6 +102,7 @@ impl Default for Metrics {
             bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             resigned: AtomicU64::new(0),
             refresh_failures: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +127,10 @@ impl Metrics {
     /// A refresh that failed (it is retried at the next interval).
     pub fn refresh_failed(&self) {
         self.refresh_failures.fetch_add(1, Relaxed);
+    }
+    /// A connection refused because too many were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Relaxed);
     }
     pub fn resign_count(&self) -> u64 {
         self.resigned.load(Relaxed)
@@ -162,6 +168,8 @@ impl Metrics {
         let _ = writeln!(out, "palier_metadata_resign_total {}", self.resigned.load(Relaxed));
         family(&mut out, "palier_metadata_refresh_failures_total", "counter", "Refreshes that failed; each is retried at the next interval.");
         let _ = writeln!(out, "palier_metadata_refresh_failures_total {}", self.refresh_failures.load(Relaxed));
+        family(&mut out, "palier_connections_refused_total", "counter", "Connections answered 503 and closed because too many were open.");
+        let _ = writeln!(out, "palier_connections_refused_total {}", self.connections_refused.load(Relaxed));
         out
     }
 }

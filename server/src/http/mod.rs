@@ -9,11 +9,15 @@ mod app;
 mod dashboard;
 mod error;
 mod files;
+mod limits;
 mod metrics;
+mod operator;
 mod serve;
+mod worker;
 
-pub use api::MAX_BODY;
-pub use app::{AppState, Clock, DEFAULT_HALT_THRESHOLD, app};
+pub use api::{MAX_BODY, MAX_RECEIPT_BUNDLES, PLATFORM_HEADER, is_format};
+pub use app::{AppOptions, AppState, Clock, DEFAULT_HALT_THRESHOLD, HEALTH_EXPIRY_MARGIN, REQUEST_DEADLINE, app};
+pub use limits::Limits;
 pub use error::AppError;
 pub use metrics::{Metrics, RouteClass};
-pub use serve::{ServeConfig, serve, shutdown_signal};
+pub use serve::{DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeConfig, TlsFiles, is_loopback, listen_address, raise_nofile_limit, serve, shutdown_signal};
