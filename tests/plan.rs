@@ -160,8 +160,8 @@ fn expired_metadata_is_refused() {
     // Signed three days ago: the timestamp (1 day) has expired.
     let then = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(72)).unwrap().to_string();
     let dir = w.path("bundles/x");
-    std::fs::create_dir_all(dir.join("files")).unwrap();
-    std::fs::write(dir.join("files/a.php"), "x").unwrap();
+    std::fs::create_dir_all(dir.join("files/mod/quiz")).unwrap();
+    std::fs::write(dir.join("files/mod/quiz/a.php"), "x").unwrap();
     std::fs::write(dir.join("bundle.toml"), manifest("quiz-fix", "1.0.1", "mod_quiz", "technical", "none", "")).unwrap();
     w.server(&["bundle", "build", "--manifest", "bundles/x/bundle.toml", "--source", "bundles/x/files", "--out", "x.tar.gz"]);
     w.server(&["publish", "--repo", "repo", "x.tar.gz", "--now", &then]);

@@ -115,17 +115,63 @@ struct RawChecks {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHooks {
-    maintenance_on: Option<Vec<String>>,
-    maintenance_off: Option<Vec<String>>,
-    notice: Option<Vec<String>>,
-    backup: Option<Vec<String>>,
-    restore: Option<Vec<String>>,
-    upgrade: Option<Vec<String>>,
-    purge_caches: Option<Vec<String>>,
-    validate: Option<Vec<String>>,
-    guard: Option<Vec<String>>,
+    maintenance_on: Option<RawHook>,
+    maintenance_off: Option<RawHook>,
+    notice: Option<RawHook>,
+    backup: Option<RawHook>,
+    restore: Option<RawHook>,
+    upgrade: Option<RawHook>,
+    purge_caches: Option<RawHook>,
+    validate: Option<RawHook>,
+    guard: Option<RawHook>,
     timeout: Option<String>,
     long_timeout: Option<String>,
+}
+
+/// A hook as written: a plain argv array `["php", "x.php"]`, or a table
+/// `{ argv = [...], ok_exit = [0, 1] }` that also says which exit codes count as success
+/// (default `[0]`). Read by hand from the TOML value so that every error names its key.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+struct RawHook(toml::Value);
+
+impl RawHook {
+    /// (argv, ok_exit), or why not, for the hook at `key`.
+    fn read(&self, key: &str) -> Result<(Vec<String>, Vec<i32>), KeyError> {
+        let strings = |v: &toml::Value, key: &str| -> Result<Vec<String>, KeyError> {
+            let bad = || (key.to_owned(), "expected an argv array of strings, e.g. [\"php\", \"{dirroot}/admin/cli/checks.php\"]".to_owned());
+            v.as_array().ok_or_else(bad)?.iter().map(|a| a.as_str().map(str::to_owned).ok_or_else(bad)).collect()
+        };
+        match &self.0 {
+            toml::Value::Table(t) => {
+                if let Some(other) = t.keys().find(|k| !matches!(k.as_str(), "argv" | "ok_exit")) {
+                    return Err((format!("{key}.{other}"), "unknown key; a hook table has argv and ok_exit".into()));
+                }
+                let argv = t.get("argv").ok_or_else(|| (format!("{key}.argv"), "missing: the program and its arguments".into()))?;
+                let argv = strings(argv, &format!("{key}.argv"))?;
+                let ok_key = format!("{key}.ok_exit");
+                let ok_exit = match t.get("ok_exit") {
+                    None => vec![0],
+                    Some(v) => {
+                        let codes: Option<Vec<i32>> = v
+                            .as_array()
+                            .and_then(|a| a.iter().map(|c| c.as_integer().filter(|c| (0..=255).contains(c)).map(|c| c as i32)).collect());
+                        match codes {
+                            Some(c) if !c.is_empty() => c,
+                            _ => return Err((ok_key, format!("{v}: list the exit codes (0 to 255) that count as success, e.g. [0, 1]"))),
+                        }
+                    }
+                };
+                Ok((argv, ok_exit))
+            }
+            toml::Value::String(shell) => {
+                let name = key.rsplit('.').next().unwrap_or(key);
+                let words: Vec<String> = shell.split_whitespace().map(|w| format!("{w:?}")).collect();
+                Err((key.to_owned(), format!("expected an argv array like `{name} = [{}]` (never a shell string), or a table {{ argv = [...], ok_exit = [0] }}", words.join(", "))))
+            }
+            v => Ok((strings(v, key)?, vec![0])),
+        }
+    }
 }
 
 /// Previous code trees kept for rollback unless `[moodle] keep_previous` says otherwise.
@@ -185,6 +231,9 @@ fn retention(raw: &RawRetention) -> Result<Retention, (String, String)> {
 pub struct Hook {
     pub argv: Vec<String>,
     pub timeout: SignedDuration,
+    /// Exit codes that count as success: `[0]` unless the config says `ok_exit`
+    /// (`php admin/cli/checks.php` exits 1 for a WARNING, 2 for CRITICAL, 3 for UNKNOWN).
+    pub ok_exit: Vec<i32>,
 }
 
 /// The hooks of SPEC 5; each is optional unless the stability level needs it.
@@ -397,9 +446,11 @@ fn stability(raw: &RawStability, zone: &TimeZone, resolve: &dyn Fn(&Path) -> Pat
 fn hooks(raw: &RawHooks) -> Result<Hooks, KeyError> {
     let timeout = duration("hooks.timeout", &raw.timeout, DEFAULT_HOOK_TIMEOUT)?;
     let long = duration("hooks.long_timeout", &raw.long_timeout, DEFAULT_LONG_HOOK_TIMEOUT)?;
-    let hook = |name: &str, argv: &Option<Vec<String>>, timeout: SignedDuration| -> Result<Option<Hook>, KeyError> {
-        let Some(argv) = argv else { return Ok(None) };
+    let hook = |name: &str, raw: &Option<RawHook>, timeout: SignedDuration| -> Result<Option<Hook>, KeyError> {
         let key = format!("hooks.{name}");
+        let Some(raw) = raw else { return Ok(None) };
+        let (argv, ok_exit) = raw.read(&key)?;
+        let argv = &argv;
         if argv.is_empty() || argv[0].trim().is_empty() {
             return Err((key, "an argv array needs at least the program".into()));
         }
@@ -409,7 +460,7 @@ fn hooks(raw: &RawHooks) -> Result<Hooks, KeyError> {
         for arg in argv {
             check_placeholders(arg).map_err(|why| (key.clone(), why))?;
         }
-        Ok(Some(Hook { argv: argv.clone(), timeout }))
+        Ok(Some(Hook { argv: argv.clone(), timeout, ok_exit }))
     };
     Ok(Hooks {
         maintenance_on: hook("maintenance_on", &raw.maintenance_on, timeout)?,

@@ -8,7 +8,6 @@ use jiff::{SignedDuration, Timestamp};
 use palier_bundle::policy::{self, Decision, DecisionKind, Level, Plan, Reason};
 use palier_bundle::schedule::{self, Slot};
 use palier_bundle::{BundleId, BundleMetadata, BundleRef, Manifest, ownership};
-use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -131,7 +130,7 @@ fn in_after_order(mut rest: Vec<&VerifiedBundle>) -> Result<Vec<&VerifiedBundle>
 /// The plan of this site: the contract's policy over the verified bundles, with the site's
 /// holds, the back-off of a failing set of bundles, and the file ownership check. `plan`
 /// and `run` both call it, so `plan` never says "eligible" for a version `run` refuses.
-pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &Version, installed: &[site::Installed], held: &Holds, now: Timestamp) -> Plan {
+pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &palier_bundle::moodle::MoodleSite, installed: &[site::Installed], held: &Holds, now: Timestamp) -> Plan {
     let metas: Vec<BundleMetadata> = bundles.iter().map(|b| b.meta().clone()).collect();
     let installed = site::installed_refs(installed);
     let mut holds = holds::policy_holds(&held.holds);

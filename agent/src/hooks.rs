@@ -31,11 +31,22 @@ pub struct HookRun {
     pub duration_ms: u64,
     pub stdout: String,
     pub stderr: String,
+    /// The exit codes that count as success (the hook's `ok_exit`).
+    #[serde(default = "only_zero", skip_serializing_if = "is_only_zero")]
+    pub ok_exit: Vec<i32>,
+}
+
+fn only_zero() -> Vec<i32> {
+    vec![0]
+}
+
+fn is_only_zero(codes: &Vec<i32>) -> bool {
+    codes == &[0]
 }
 
 impl HookRun {
     pub fn ok(&self) -> bool {
-        self.exit_code == Some(0) && !self.timed_out
+        !self.timed_out && self.exit_code.is_some_and(|c| self.ok_exit.contains(&c))
     }
     /// The hook could not be started (missing or not executable: exit 127 or a spawn
     /// error): a configuration problem, not the hook's answer.
@@ -94,6 +105,7 @@ pub async fn run(name: &str, hook: &Hook, values: &Placeholders) -> HookRun {
                 duration_ms: started.elapsed().as_millis() as u64,
                 stdout: String::new(),
                 stderr: format!("cannot start {}: {e}", hook.argv[0]),
+                ok_exit: hook.ok_exit.clone(),
             };
         }
     };
@@ -132,6 +144,7 @@ pub async fn run(name: &str, hook: &Hook, values: &Placeholders) -> HookRun {
         duration_ms: started.elapsed().as_millis() as u64,
         stdout: tail(&out),
         stderr: tail(&err),
+        ok_exit: hook.ok_exit.clone(),
     }
 }
 
@@ -178,7 +191,22 @@ mod tests {
     use super::*;
 
     fn hook(argv: &[&str], timeout_ms: i64) -> Hook {
-        Hook { argv: argv.iter().map(|s| s.to_string()).collect(), timeout: SignedDuration::from_millis(timeout_ms) }
+        Hook { argv: argv.iter().map(|s| s.to_string()).collect(), timeout: SignedDuration::from_millis(timeout_ms), ok_exit: vec![0] }
+    }
+
+    #[tokio::test]
+    async fn ok_exit_says_which_exit_codes_succeed() {
+        // checks.php: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; the validate hook accepts 0 and 1.
+        let validate = |code: i32| Hook { ok_exit: vec![0, 1], ..hook(&["sh", "-c", &format!("exit {code}")], 10_000) };
+        for (code, ok) in [(0, true), (1, true), (2, false), (3, false)] {
+            let run = run("validate", &validate(code), &Placeholders::new()).await;
+            assert_eq!(run.ok(), ok, "exit {code}: {run:?}");
+        }
+        // The default is 0 alone.
+        assert!(!run("validate", &hook(&["sh", "-c", "exit 1"], 10_000), &Placeholders::new()).await.ok());
+        // A timed-out hook never succeeds, whatever ok_exit says.
+        let slow = Hook { ok_exit: vec![0, 1], ..hook(&["sh", "-c", "sleep 600"], 200) };
+        assert!(!run("validate", &slow, &Placeholders::new()).await.ok());
     }
 
     #[tokio::test]

@@ -1,19 +1,61 @@
-//! Facts about the Moodle site: its release, and the bundles installed on it.
+//! Facts about the Moodle site: its layout, release and component map, and the bundles
+//! installed on it.
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use palier_bundle::BundleRef;
+use palier_bundle::components::ComponentMap;
+use palier_bundle::layout::Layout;
+use palier_bundle::moodle::MoodleSite;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The Moodle release of the site, from `$release` in `dirroot/version.php`.
-pub fn moodle_release(dirroot: &Path) -> Result<Version> {
-    let path = dirroot.join("version.php");
+/// What the plan needs of the Moodle site at `dirroot`, its **code root** (the folder
+/// holding `config.php`): the layout (5.1+ when `public/version.php` exists, 4.x when
+/// `version.php` does), the release from that layout's `version.php`, and the component map
+/// of the site's own `lib/components.json` plus every plugin's `db/subplugins.json` (Moodle's
+/// built-in map for the layout when the site has no `lib/components.json`, as very old
+/// trees and test sites do).
+pub fn moodle_release(dirroot: &Path) -> Result<MoodleSite> {
+    let layout = if dirroot.join(Layout::Public.version_php()).is_file() {
+        Layout::Public
+    } else if dirroot.join(Layout::Classic.version_php()).is_file() {
+        Layout::Classic
+    } else {
+        return Err(Error::Site {
+            path: dirroot.to_path_buf(),
+            why: "neither public/version.php (Moodle 5.1+) nor version.php (Moodle 4.x) is there: dirroot must be Moodle's code root, the folder holding config.php".into(),
+        });
+    };
+    let path = dirroot.join(layout.version_php());
     let text = std::fs::read_to_string(&path).map_err(Error::io("read Moodle version file", &path))?;
-    palier_bundle::moodle::release_from_version_php(&text).map_err(|e| Error::Site { path, why: e.to_string() })
+    let release = palier_bundle::moodle::release_from_version_php(&text).map_err(|e| Error::Site { path, why: e.to_string() })?;
+    let components = component_map(dirroot, layout)?;
+    Ok(MoodleSite { release, layout, components })
+}
+
+/// The site's component map: `lib/components.json`, then each plugin's `db/subplugins.json`.
+fn component_map(dirroot: &Path, layout: Layout) -> Result<ComponentMap> {
+    let path = dirroot.join("lib/components.json");
+    let mut map = match std::fs::read_to_string(&path) {
+        Ok(text) => ComponentMap::from_components_json(&text, layout).map_err(|e| Error::Site { path: path.clone(), why: e.to_string() })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ComponentMap::builtin(layout),
+        Err(e) => return Err(Error::io("read Moodle component map", &path)(e)),
+    };
+    let type_folders: Vec<String> = map.plugintype_folders().map(str::to_owned).collect();
+    for folder in type_folders {
+        let Ok(plugins) = std::fs::read_dir(dirroot.join(&folder)) else { continue };
+        for plugin in plugins.flatten() {
+            let file = plugin.path().join("db/subplugins.json");
+            let Ok(text) = std::fs::read_to_string(&file) else { continue };
+            let plugin_folder = format!("{folder}/{}", plugin.file_name().to_string_lossy());
+            map.add_subplugins(&plugin_folder, &text).map_err(|e| Error::Site { path: file, why: e.to_string() })?;
+        }
+    }
+    Ok(map)
 }
 
 /// One installed bundle, as recorded in `state_dir/installed.json`.

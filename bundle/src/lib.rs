@@ -4,10 +4,12 @@
 //! The archive code reads and writes the streams it is handed.
 
 pub mod archive;
+pub mod components;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
 pub mod ical_out;
+pub mod layout;
 #[cfg(feature = "log")]
 pub mod log;
 pub mod manifest;

@@ -19,6 +19,19 @@
 
 use semver::Version;
 
+use crate::components::ComponentMap;
+use crate::layout::Layout;
+
+/// What the agent reads of a Moodle site before it plans: the release from the layout's
+/// `version.php`, the layout itself, and the component map of its `lib/components.json`
+/// (and its plugins' `db/subplugins.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoodleSite {
+    pub release: Version,
+    pub layout: Layout,
+    pub components: ComponentMap,
+}
+
 /// Why the release could not be read. Every message is one line and names what was missing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoodleError {

@@ -25,11 +25,13 @@ pub struct PublishedFix {
 /// Other ids (defects tracked elsewhere) are left alone.
 pub async fn publish(paths: &RepoPaths, archive: &Path, mut reported: BTreeSet<PlatformId>, store: Option<&Store>, max_expanded: u64, now: Timestamp) -> Result<PublishedFix> {
     let mut linked: Vec<(i64, String)> = Vec::new();
-    // The archive is checked here for its manifest, and again by `repo::publish`.
+    // The archive is checked here for its manifest (its paths, its fix requests), and again
+    // by `repo::publish`.
     let path = archive.to_path_buf();
     let checked = tokio::task::spawn_blocking(move || repo::check_archive(&path, max_expanded))
         .await
         .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
+    crate::cli::bundle::check_paths(&checked.manifest, None).map_err(|e| Error::Refused(format!("{e}; nothing published")))?;
     refuse_file_conflicts(paths, &checked.manifest).await?;
     if let Some(store) = store {
         for fix in &checked.manifest.fixes {

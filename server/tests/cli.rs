@@ -479,3 +479,58 @@ fn refresh_keeps_a_statically_served_repository_alive() {
     assert!(fresh.status.success(), "{}{}", String::from_utf8_lossy(&fresh.stdout), stderr(&fresh));
     assert!(s.ok(&["refresh", "--repo", &repo]).contains("nothing due"));
 }
+
+/// Issue 13 (which component owns which files) and issue 11 item 8 (site-local files):
+/// `bundle build`, `bundle verify` and `publish` refuse a bundle that writes config.php or
+/// another site-local file, leaves its component's folder, or mixes the two Moodle layouts.
+#[test]
+fn site_local_files_and_foreign_paths_are_refused_by_build_verify_and_publish() {
+    let s = Site::new();
+    let cases: [(&str, &[&str], &str); 7] = [
+        ("mod_quiz", &["mod/quiz/view.php", "config.php"], "config.php is a site-local file"),
+        ("core", &["public/config.php"], "public/config.php is a site-local file"),
+        ("core", &["mod/quiz/.htaccess"], "mod/quiz/.htaccess is a site-local file"),
+        ("core", &["local/custom/lib.php"], "local/custom/lib.php is a site-local file"),
+        ("mod_quiz", &["mod/quiz/view.php", "login/index.php"], "login/index.php lies outside mod/quiz/, the folder of component mod_quiz"),
+        ("mod_quiz", &["public/mod/quiz/view.php", "public/mod/assign/view.php"], "lies outside public/mod/quiz/"),
+        ("mod_quiz", &["mod/quiz/a.php", "public/mod/quiz/b.php"], "mix the 4.x layout (mod/quiz/a.php) and the 5.1+ layout (public/mod/quiz/b.php)"),
+    ];
+    for (i, (component, files, needle)) in cases.iter().enumerate() {
+        let src = s.path(&format!("bad-{i}"));
+        for f in *files {
+            let p = src.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, "<?php // x\n").unwrap();
+        }
+        let text = format!("id = \"bad-{i}\"\nversion = \"1.0.0\"\ncomponent = \"{component}\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"s\"\norigin = \"roadmap\"\n");
+        let manifest = s.path(&format!("bad-{i}.toml"));
+        std::fs::write(&manifest, &text).unwrap();
+        let out = s.path(&format!("bad-{i}.tar.gz"));
+        let args = ["bundle", "build", "--manifest", manifest.to_str().unwrap(), "--source", src.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let err = s.refused(&args, needle);
+        assert!(err.contains("nothing written"), "{err}");
+        assert!(!out.exists());
+        // The same archive written without the check (as one built before it existed):
+        // verify and publish refuse it too.
+        let source = palier_bundle::Manifest::parse(&text, palier_bundle::ManifestKind::Source).unwrap();
+        let mut file = std::fs::File::create(&out).unwrap();
+        palier_bundle::archive::build_from_dir(&source, &src, &mut file).unwrap();
+        s.refused(&["bundle", "verify", out.to_str().unwrap()], needle);
+        let err = s.refused(&["publish", "--repo", &s.repo_arg(), out.to_str().unwrap()], needle);
+        assert!(err.contains("nothing published"), "{err}");
+    }
+    assert_eq!(s.list()["bundles"].as_array().map_or(0, Vec::len), 0, "{}", s.list());
+
+    // A 5.1+ bundle and a 4.x bundle build; verify says which layout each is for.
+    for (id, path, layout) in [("new", "public/mod/quiz/view.php", "layout=5.1+"), ("old", "mod/quiz/view.php", "layout=4.x")] {
+        let src = s.path(&format!("src-{id}"));
+        std::fs::create_dir_all(src.join(path).parent().unwrap()).unwrap();
+        std::fs::write(src.join(path), "<?php // fixed\n").unwrap();
+        let manifest = s.path(&format!("{id}.toml"));
+        std::fs::write(&manifest, format!("id = \"{id}\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"s\"\norigin = \"roadmap\"\n")).unwrap();
+        let out = s.path(&format!("{id}.tar.gz"));
+        s.ok(&["bundle", "build", "--manifest", manifest.to_str().unwrap(), "--source", src.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let verified = s.ok(&["bundle", "verify", out.to_str().unwrap()]);
+        assert!(verified.contains(layout), "{verified}");
+    }
+}

@@ -46,6 +46,7 @@ pub fn why_not(p: &Platform, d: &Decision, meta: Option<&BundleMetadata>) -> Str
             format!("validated by the alpha team, but qualified on {n} test dataset{} so far; stability level {} needs 2", if n == 1 { "" } else { "s" }, p.stability)
         }
         Reason::MoodleVersionMismatch => format!("it does not fit this site's Moodle release ({detail})"),
+        Reason::MoodleLayoutMismatch => format!("its files do not fit this site's Moodle code ({detail})"),
         Reason::DependencyMissing => format!("it must come after another bundle that is neither installed nor due here ({detail})"),
         Reason::Superseded => format!("a newer version replaces it ({detail})"),
         Reason::Yanked => format!("the release manager withdrew it ({detail})"),

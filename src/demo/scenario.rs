@@ -87,7 +87,7 @@ pub const EXAMPLES: [Example; 7] = [
     example!("theme_boost-new-nav", ["theme/boost/templates/navbar.mustache"]),
     example!("core-session-cleanup", ["lib/classes/session/cleanup.php"]),
     example!("core-gradebook-rework", ["grade/classes/categories.php"]),
-    example!("mod_quiz-broken-login", ["login/index.php"]),
+    example!("mod_quiz-broken-login", ["mod/quiz/lib.php"]),
 ];
 
 /// Something the release manager does (with `palier-server`), or a platform's fix request.

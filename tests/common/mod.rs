@@ -96,9 +96,16 @@ impl World {
         let id = manifest.lines().find_map(|l| l.strip_prefix("id = \"")).unwrap().trim_end_matches('"').to_owned();
         let version = manifest.lines().find_map(|l| l.strip_prefix("version = \"")).unwrap().trim_end_matches('"').to_owned();
         let dir = self.path(&format!("bundles/{id}-{version}"));
-        std::fs::create_dir_all(dir.join("files/mod/quiz")).unwrap();
-        // One file per id: two ids writing the same path are refused at publish.
-        std::fs::write(dir.join(format!("files/mod/quiz/fix-{id}.php")), format!("<?php // {id} {version}\n")).unwrap();
+        // The file lies in its component's folder, as `bundle build` requires; one file per
+        // id: two ids writing the same path are refused at publish.
+        let component = manifest.lines().find_map(|l| l.strip_prefix("component = \"")).unwrap().trim_end_matches('"');
+        let folder = match component.split_once('_') {
+            Some(("mod", name)) => format!("mod/{name}"),
+            Some(("theme", name)) => format!("theme/{name}"),
+            _ => "lib".to_owned(),
+        };
+        std::fs::create_dir_all(dir.join("files").join(&folder)).unwrap();
+        std::fs::write(dir.join("files").join(&folder).join(format!("fix-{id}.php")), format!("<?php // {id} {version}\n")).unwrap();
         std::fs::write(dir.join("bundle.toml"), manifest).unwrap();
         let archive = dir.join("bundle.tar.gz");
         let (m, s, a) = (dir.join("bundle.toml"), dir.join("files"), archive.clone());

@@ -76,6 +76,8 @@ impl Site {
     /// Build and publish a bundle; the output of `publish`, whether it succeeded or not.
     pub fn try_publish(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) -> Output {
         let dir = self.w.path(&format!("bundles/{id}-{version}"));
+        // A bundle changes only its component's folder: files outside mod/quiz are core's.
+        let component = if files.iter().all(|(p, _)| p.starts_with("mod/quiz/")) { "mod_quiz" } else { "core" };
         for (p, c) in files {
             let f = dir.join("files").join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
@@ -84,7 +86,7 @@ impl Site {
         std::fs::write(
             dir.join("bundle.toml"),
             format!(
-                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
+                "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"{component}\"\nclass = \"{}\"\ndata_impact = \"{}\"\nsummary = \"bundle {id}\"\norigin = \"report\"\n{extra}",
                 class_impact.0, class_impact.1
             ),
         )

@@ -112,12 +112,36 @@ fn each_bad_value_names_its_key() {
         ("state_dir = \"/var/lib/palier\"", "state_dir = \"/var/lib/palier\"\nsurprise = 1", "surprise"),
         ("token_file = \"/etc/palier/token\"", "token_file = 7", "token_file"),
         ("wwwroot = \"http://127.0.0.1:8081\"", "wwwroot = \"http://127.0.0.1:8081\"\nkeep_previous = 0", "moodle.keep_previous"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { argv = [\"php\"], ok_exit = [] }", "hooks.validate.ok_exit"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { argv = [\"php\"], ok_exit = [0, 256] }", "hooks.validate.ok_exit"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { argv = [\"php\"], ok_exit = \"1\" }", "hooks.validate.ok_exit"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { argv = [\"php\"], ok_exits = [0] }", "hooks.validate.ok_exits"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { ok_exit = [0] }", "hooks.validate.argv"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { argv = [\"php\", 1] }", "hooks.validate.argv"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = { argv = [\"{hours}\"] }", "hooks.validate"),
+        ("validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]", "validate = \"php checks.php\"", "hooks.validate"),
     ];
     for (from, to, key) in cases {
         assert!(SPEC_EXAMPLE.contains(from), "{from:?} is not in the example");
         let e = refused(&SPEC_EXAMPLE.replace(from, to));
         assert!(e.contains(key), "{to:?}: expected key {key:?} in {e}");
     }
+}
+
+#[test]
+fn hooks_are_argv_arrays_or_tables_with_ok_exit() {
+    let c = parse(&SPEC_EXAMPLE.replace(
+        "validate = [\"php\", \"{dirroot}/admin/cli/checks.php\"]",
+        "validate = { argv = [\"php\", \"{dirroot}/admin/cli/checks.php\"], ok_exit = [0, 1] }",
+    ))
+    .unwrap();
+    let validate = c.hooks.validate.unwrap();
+    assert_eq!(validate.argv, ["php", "{dirroot}/admin/cli/checks.php"]);
+    assert_eq!(validate.ok_exit, [0, 1]);
+    // The plain array form, and a table without ok_exit: 0 alone.
+    assert_eq!(c.hooks.upgrade.unwrap().ok_exit, [0]);
+    let c = parse(&SPEC_EXAMPLE.replace("guard   = [\"/usr/local/bin/no-quiz-running\"]", "guard = { argv = [\"/usr/local/bin/no-quiz-running\"] }")).unwrap();
+    assert_eq!(c.hooks.guard.unwrap().ok_exit, [0]);
 }
 
 #[test]

@@ -58,6 +58,7 @@ pub enum Reason {
     NotAlphaValidated,
     InsufficientDatasets,
     MoodleVersionMismatch,
+    MoodleLayoutMismatch,
     DependencyMissing,
     Superseded,
     Yanked,
@@ -70,7 +71,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::NotReported,
         Reason::ComponentNotSelected,
         Reason::ClassNotAllowed,
@@ -78,6 +79,7 @@ impl Reason {
         Reason::NotAlphaValidated,
         Reason::InsufficientDatasets,
         Reason::MoodleVersionMismatch,
+        Reason::MoodleLayoutMismatch,
         Reason::DependencyMissing,
         Reason::Superseded,
         Reason::Yanked,
@@ -94,6 +96,7 @@ impl Reason {
             Reason::NotAlphaValidated => "not-alpha-validated",
             Reason::InsufficientDatasets => "insufficient-datasets",
             Reason::MoodleVersionMismatch => "moodle-version-mismatch",
+            Reason::MoodleLayoutMismatch => "moodle-layout-mismatch",
             Reason::DependencyMissing => "dependency-missing",
             Reason::Superseded => "superseded",
             Reason::Yanked => "yanked",

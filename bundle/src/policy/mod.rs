@@ -24,7 +24,10 @@ pub use contract::{
 };
 pub use decision::{Decision, DecisionKind, Hold, Plan, Reason, rfc3339};
 
+use crate::components::ComponentMap;
+use crate::layout::Layout;
 use crate::metadata::{BundleMetadata, BundleRef};
+use crate::moodle::MoodleSite;
 use crate::names::BundleId;
 use rules::Verdict;
 
@@ -53,6 +56,9 @@ use rules::Verdict;
 ///    Moodle release, validation or data impact matters to this platform.
 /// 5. **`moodle-version-mismatch`** — it cannot run on this site; it must not show up
 ///    as waiting for validation or as an intervention to schedule.
+///    **`moodle-layout-mismatch`** — right after it, for the same reason: its paths do not
+///    fit the site's code layout (a 5.1+ bundle on a 4.x site or the reverse), lie outside
+///    its component's folder on this site, or touch a site-local file (`config.php`...).
 /// 6. **validation**: `not-alpha-validated`, `insufficient-datasets` — decision
 ///    `waiting-validation`. Consulted BEFORE the stability axis's data-impact rule, unlike
 ///    the order of the SPEC's table: showing an unvalidated bundle as
@@ -68,13 +74,20 @@ use rules::Verdict;
 ///    within 366 days it stays eligible with `apply_at: null` and a detail saying so.
 ///
 /// Decisions come sorted by id, then version.
-pub fn plan(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], moodle_release: &Version, now: Timestamp) -> Plan {
-    plan_with_holds(contract, bundles, installed, &[], moodle_release, now)
+pub fn plan<S: SiteFacts + ?Sized>(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], site: &S, now: Timestamp) -> Plan {
+    plan_with_holds(contract, bundles, installed, &[], site, now)
 }
 
 /// [`plan`] on a site that holds some bundle versions (rule 2); holds whose `until` is
 /// past are ignored.
-pub fn plan_with_holds(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], holds: &[Hold], moodle_release: &Version, now: Timestamp) -> Plan {
+pub fn plan_with_holds<S: SiteFacts + ?Sized>(
+    contract: &Contract,
+    bundles: &[BundleMetadata],
+    installed: &[BundleRef],
+    holds: &[Hold],
+    site: &S,
+    now: Timestamp,
+) -> Plan {
     let holds: HashMap<(&BundleId, &Version), &Hold> =
         holds.iter().filter(|h| h.active(now)).map(|h| ((&h.bundle.id, &h.bundle.version), h)).collect();
     let installed_set: HashSet<(&BundleId, &Version)> = installed.iter().map(|r| (&r.id, &r.version)).collect();
@@ -84,7 +97,7 @@ pub fn plan_with_holds(contract: &Contract, bundles: &[BundleMetadata], installe
         .iter()
         .map(|meta| match holds.get(&(&meta.manifest.id, &meta.manifest.version)) {
             Some(h) if !installed_set.contains(&(&meta.manifest.id, &meta.manifest.version)) => Assessed::Withdrawn(rules::held(h, &contract.timezone)),
-            _ => assess(contract, meta, &installed_set, moodle_release),
+            _ => assess(contract, meta, &installed_set, site),
         })
         .collect();
 
@@ -155,6 +168,32 @@ pub fn plan_with_holds(contract: &Contract, bundles: &[BundleMetadata], installe
     }
 }
 
+/// What the plan knows of the site's Moodle: its release always; its code layout and
+/// component map when the site's code was read (the agent's plan). A bare [`Version`] is a
+/// site known by its release alone: the paths of bundles are then not checked.
+pub trait SiteFacts {
+    fn release(&self) -> &Version;
+    fn code(&self) -> Option<(Layout, &ComponentMap)>;
+}
+
+impl SiteFacts for Version {
+    fn release(&self) -> &Version {
+        self
+    }
+    fn code(&self) -> Option<(Layout, &ComponentMap)> {
+        None
+    }
+}
+
+impl SiteFacts for MoodleSite {
+    fn release(&self) -> &Version {
+        &self.release
+    }
+    fn code(&self) -> Option<(Layout, &ComponentMap)> {
+        Some((self.layout, &self.components))
+    }
+}
+
 /// Keep the newest version of `id` and whether it is installed or eligible (installed wins a tie).
 fn bump<'a>(newest: &mut HashMap<&'a BundleId, (&'a Version, DecisionKind)>, id: &'a BundleId, v: &'a Version, how: DecisionKind) {
     let entry = newest.entry(id).or_insert((v, how));
@@ -175,7 +214,7 @@ enum Assessed {
     Candidate,
 }
 
-fn assess(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&BundleId, &Version)>, moodle_release: &Version) -> Assessed {
+fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&BundleId, &Version)>, site: &S) -> Assessed {
     let m = &meta.manifest;
     let state = rules::state(meta);
     if installed.contains(&(&m.id, &m.version)) {
@@ -185,7 +224,8 @@ fn assess(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&Bund
         return Assessed::Withdrawn(Verdict { kind: DecisionKind::Skipped, reason, detail });
     }
     let excluded = rules::improvement(&contract.improvement, &contract.platform, meta)
-        .and_then(|()| rules::moodle(meta, moodle_release))
+        .and_then(|()| rules::moodle(meta, site.release()))
+        .and_then(|()| rules::paths(meta, site))
         .and_then(|()| rules::validation(contract.stability.level, &meta.validations))
         .and_then(|()| rules::stability(contract.stability.level, m.data_impact));
     match excluded {

@@ -580,6 +580,7 @@ fn reason_codes_are_the_spec_strings() {
             "not-alpha-validated",
             "insufficient-datasets",
             "moodle-version-mismatch",
+            "moodle-layout-mismatch",
             "dependency-missing",
             "superseded",
             "yanked",
@@ -683,6 +684,13 @@ proptest! {
                     next_slots(&stability.calendar, &tz, now, HORIZON)
                 };
                 let in_time: Vec<_> = slots.iter().filter(|s| s.start.timestamp() >= now + notice).collect();
+                // Inside an open slot, the plan says what run does: now, in this slot.
+                if let Some(open) = slots.iter().find(|s| s.contains(now)) {
+                    prop_assert_eq!(d.apply_at.as_ref().map(|z| z.timestamp()), Some(now));
+                    prop_assert_eq!(d.notice_at.as_ref().map(|z| z.timestamp()), Some(open.start.timestamp() - notice));
+                    prop_assert!(d.detail.as_deref().is_some_and(|t| t.contains("open now")));
+                    return Ok(());
+                }
                 match (&d.apply_at, &d.notice_at) {
                     (Some(at), Some(notice_at)) => {
                         let (at, notice_at) = (at.timestamp(), notice_at.timestamp());
@@ -762,4 +770,68 @@ proptest! {
         prop_assert_eq!(p.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).count(), 1);
         prop_assert_eq!(p.bundles.iter().filter(|d| d.reason == Some(Reason::Superseded)).count(), n - 1);
     }
+}
+
+#[test]
+fn a_bundle_that_does_not_fit_the_site_code_is_skipped_moodle_layout_mismatch() {
+    use crate::components::ComponentMap;
+    use crate::layout::Layout;
+    use crate::moodle::MoodleSite;
+    use crate::names::RelPath;
+    let k = contract(Level::Three, Level::One);
+    let site = |layout| MoodleSite { release: moodle(), layout, components: ComponentMap::builtin(layout) };
+    let with_files = |paths: &[&str]| {
+        let mut b = bundle("mod_quiz-fix", "1.0.0");
+        b.manifest.files = paths
+            .iter()
+            .map(|p| crate::FileEntry { path: RelPath::new(*p).unwrap(), sha256: crate::Sha256Hex::from_digest(&[0; 32]), size: 1, mode: crate::FileMode::from_permissions(0o644) })
+            .collect();
+        b
+    };
+    let now = ts("2026-12-01T12:00:00Z");
+    let one = |b: &BundleMetadata, layout| plan(&k, std::slice::from_ref(b), &[], &site(layout), now).bundles.remove(0);
+    // Each layout takes its own paths.
+    let classic = with_files(&["mod/quiz/view.php"]);
+    let public = with_files(&["public/mod/quiz/view.php"]);
+    assert_eq!(one(&classic, Layout::Classic).decision, DecisionKind::Eligible);
+    assert_eq!(one(&public, Layout::Public).decision, DecisionKind::Eligible);
+    // And skips the other's, saying why.
+    for (b, layout, want) in [
+        (&classic, Layout::Public, "does not fit this Moodle 5.1+ site: mod/quiz/view.php does not fit the Moodle 5.1+ layout"),
+        (&public, Layout::Classic, "does not fit this Moodle 4.x site: public/mod/quiz/view.php does not fit the Moodle 4.x layout"),
+        (&with_files(&["login/index.php"]), Layout::Classic, "outside mod/quiz/, the folder of component mod_quiz"),
+        (&with_files(&["config.php"]), Layout::Classic, "config.php is a site-local file"),
+    ] {
+        let d = one(b, layout);
+        assert_eq!(dr(&d), (DecisionKind::Skipped, Some(Reason::MoodleLayoutMismatch)), "{d:?}");
+        assert!(d.detail.as_deref().unwrap().contains(want), "{d:?}");
+    }
+    // A plan from the release alone checks no path.
+    assert_eq!(plan(&k, std::slice::from_ref(&public), &[], &moodle(), now).bundles[0].decision, DecisionKind::Eligible);
+}
+
+/// Issue 13 item 6: inside an open window (level 2) or calendar slot (level 3), the plan
+/// says the current one, as `run --once` acts on it; level 1 applies at once.
+#[test]
+fn plan_inside_an_open_window_or_slot_says_the_current_one() {
+    let b = bundle("mod_quiz-fix", "1.0.0");
+    // Level 1: now.
+    let p = plan(&contract(Level::Three, Level::One), std::slice::from_ref(&b), &[], &moodle(), ts("2026-12-01T10:00:00Z"));
+    assert_eq!(p.bundles[0].apply_at.as_ref().unwrap().timestamp(), ts("2026-12-01T10:00:00Z"));
+    // Level 2: Tuesday 22:30 Paris, inside the Tue 22:00-23:30 window.
+    let now = ts("2026-12-01T21:30:00Z");
+    let d = plan(&contract(Level::Three, Level::Two), std::slice::from_ref(&b), &[], &moodle(), now).bundles.remove(0);
+    assert_eq!(d.decision, DecisionKind::Eligible);
+    assert_eq!(d.apply_at.as_ref().unwrap().timestamp(), now);
+    assert_eq!(d.notice_at.as_ref().unwrap().timestamp(), ts("2026-12-01T21:00:00Z") - contract(Level::Three, Level::Two).stability.notice.get(), "window start - notice");
+    assert!(d.detail.as_deref().unwrap().contains("inside the window 2026-12-01T22:00:00+01:00 to 2026-12-01T23:30:00+01:00 open now"), "{d:?}");
+    // Level 3: Saturday 21:30 Paris, inside the calendar slot 21:00-01:00.
+    let now = ts("2026-12-05T20:30:00Z");
+    let k = contract(Level::Three, Level::Three);
+    let d = plan(&k, std::slice::from_ref(&b), &[], &moodle(), now).bundles.remove(0);
+    assert_eq!(d.apply_at.as_ref().unwrap().timestamp(), now);
+    assert_eq!(d.notice_at.as_ref().unwrap().timestamp(), ts("2026-12-05T20:00:00Z") - k.stability.notice.get(), "slot start - notice");
+    let detail = d.detail.unwrap();
+    assert!(detail.contains("inside the calendar slot 2026-12-05T21:00:00+01:00 to 2026-12-06T01:00:00+01:00 open now"), "{detail}");
+    assert!(!detail.contains("no calendar slot starts"), "{detail}");
 }

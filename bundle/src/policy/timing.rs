@@ -26,9 +26,17 @@ pub(crate) struct Timing {
 ///   notice posted at least `notice` before the window; no notice in time means no apply in
 ///   that window": `apply_at` is the start of the first window that starts at or after
 ///   `now + notice`, `notice_at = apply_at - notice` (so never before `now`). A window
-///   already open, or opening sooner than `notice`, is skipped whole.
+///   opening sooner than `notice` is skipped whole; a window already open is the answer
+///   (see below).
 /// - Level 3, "only inside the slots of a formal calendar", notice "as for level 2": the
 ///   same with the calendar's slots.
+///
+/// **Inside an open window or slot** (levels 2 and 3), the plan says what `run --once` does
+/// at the same `now`: the bundles whose notice went out at least `notice` before the
+/// window or slot started are applied in it, now. So `apply_at` is `now`, `notice_at` is
+/// the open one's start minus `notice` (the latest time the notice could have gone out),
+/// and the detail says which window or slot it is and that a bundle whose notice did not
+/// go out by then waits for the next one (the plan does not read the notices posted).
 ///
 /// No slot within [`HORIZON`] (366 days): `apply_at` and `notice_at` are `None` and the
 /// detail says so; the bundle stays `eligible` (nothing forbids it, there is just no
@@ -50,6 +58,21 @@ pub(crate) fn timing(s: &Stability, zone: &TimeZone, now: Timestamp) -> Timing {
 }
 
 fn noticed<S: SlotSource + ?Sized>(source: &S, empty: bool, what: &str, notice: SignedDuration, zone: &TimeZone, now: Timestamp) -> Timing {
+    // The same search as the agent's run for the slot containing `now`.
+    if let Some(open) = next_slots(source, zone, now, SignedDuration::from_hours(24)).into_iter().find(|slot| slot.contains(now)) {
+        let notice_at = open.start.timestamp().checked_sub(notice).unwrap_or(Timestamp::MIN);
+        let fmt = |t: Timestamp| super::decision::rfc3339(&t.to_zoned(zone.clone()));
+        return Timing {
+            apply_at: Some(now.to_zoned(zone.clone())),
+            notice_at: Some(notice_at.to_zoned(zone.clone())),
+            detail: Some(format!(
+                "inside the {what} {} to {} open now: applied now if its notice went out by {}, else in the next {what}",
+                fmt(open.start.timestamp()),
+                fmt(open.end.timestamp()),
+                fmt(notice_at)
+            )),
+        };
+    }
     let earliest = now.checked_add(notice).unwrap_or(Timestamp::MAX);
     match first_starting_at_or_after(source, zone, earliest, now, HORIZON) {
         Some(slot) => {

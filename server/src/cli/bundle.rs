@@ -2,6 +2,8 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
+use palier_bundle::components::ComponentMap;
+use palier_bundle::layout::{self, Layout};
 use palier_bundle::{Manifest, ManifestKind, archive};
 
 use crate::error::{Error, Result};
@@ -68,11 +70,15 @@ impl BuildArgs {
             std::io::Write::flush(&mut out).map_err(Error::io("write", &self.out))?;
             built
         };
+        let components = std::fs::read_to_string(self.source.join("lib/components.json")).ok();
+        let fit = check_paths(&built, components.as_deref().map(|t| (t, "the source tree's lib/components.json")))
+            .map_err(|e| Error::Refused(format!("{e}; nothing written")))?;
         repo::set_readable(tmp.as_file(), &self.out)?;
         tmp.as_file().sync_all().map_err(Error::io("sync", &self.out))?;
         tmp.persist(&self.out).map_err(|e| Error::Io { action: "write", path: self.out.clone(), source: e.error })?;
+        let fit = fit.map_or("any Moodle layout".to_owned(), |l| format!("Moodle {l} layout"));
         println!(
-            "built {} ({} files, {} bytes expanded) -> {}",
+            "built {} ({} files, {} bytes expanded, {fit}) -> {}",
             built.key(),
             built.files.len(),
             built.expanded_size(),
@@ -106,16 +112,37 @@ impl VerifyArgs {
     fn run(self) -> Result<()> {
         let checked = repo::check_archive(&self.archive, self.max_expanded)?;
         let m = &checked.manifest;
+        let fit = check_paths(m, None)?;
         println!(
-            "ok {} component={} class={} data_impact={} files={} expanded={} sha256={}",
+            "ok {} component={} class={} data_impact={} files={} expanded={} {} sha256={}",
             m.key(),
             m.component,
             m.class,
             m.data_impact,
             m.files.len(),
             m.expanded_size(),
+            fit.map_or("layout=any".to_owned(), |l| format!("layout={l}")),
             hex::encode(&checked.sha256)
         );
         Ok(())
     }
+}
+
+/// What `bundle build`, `bundle verify` and `publish` check of a bundle's paths before it
+/// goes anywhere: they fit one Moodle layout (never both), lie inside the component's folder
+/// (component `core` may change any) and touch no site-local file (see
+/// [`palier_bundle::layout`]). The map is `components` (a components.json text and where it
+/// came from) or Moodle's built-in map for the bundle's layout. Returns the layout the
+/// bundle is for, `None` when its paths fit both.
+pub fn check_paths(manifest: &Manifest, components: Option<(&str, &str)>) -> Result<Option<Layout>> {
+    let refuse = |e: &dyn std::fmt::Display| Error::Refused(format!("bundle {}: {e}", manifest.key()));
+    let paths = manifest.files.iter().map(|f| f.path.as_str()).chain(manifest.delete.iter().map(|p| p.as_str()));
+    let wanted = layout::layout_of(paths).map_err(|e| refuse(&e))?;
+    let layout = wanted.unwrap_or(Layout::Classic);
+    let (map, source) = match components {
+        Some((text, source)) => (ComponentMap::from_components_json(text, layout).map_err(|e| refuse(&format!("{source}: {e}")))?, source),
+        None => (ComponentMap::builtin(layout), "Moodle's standard map"),
+    };
+    layout::check_paths(manifest, layout, &map, source).map_err(|e| refuse(&e))?;
+    Ok(wanted)
 }

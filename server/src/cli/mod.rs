@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use crate::error::{Error, Result};
 use crate::repo::RepoPaths;
 
-mod bundle;
+pub mod bundle;
 mod init;
 mod list;
 mod platform;

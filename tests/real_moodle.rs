@@ -1,0 +1,408 @@
+//! The real-Moodle test: installs a real Moodle 5.1+ (the source from `PALIER_MOODLE_SRC`, a
+//! tarball or a code folder) on Debian's PHP 8.2 and PostgreSQL 15, serves it with `php -S`
+//! from `public/`, and drives the real `palier-server` and `palier-agent` binaries against
+//! it, the agent running as `www-data` with `dirroot` = the code root.
+//!
+//! Scenarios, on one site installed once:
+//! 1. a technical fix at stability 1: plan, run, status; a 4.x-layout bundle is skipped
+//!    `moodle-layout-mismatch`;
+//! 2. a bundle that breaks the login page is rolled back automatically, the tree identical;
+//! 3. an upgrade bundle (mod_quiz's version.php bumped) at stability 3: 503 during the
+//!    upgrade, the database upgraded, the hooks in order; then its hand rollback restores
+//!    the database (pg_dump/pg_restore hooks in tests/real_moodle/) and ends out of
+//!    maintenance.
+//!
+//! Without `PALIER_MOODLE_SRC`, or without root, PHP or PostgreSQL, it says that it skipped
+//! and why, and passes, unless `PALIER_MOODLE_REQUIRED=1` (as `.ci/run` sets when the
+//! tarball is there): then a skip is a failure. `.ci/run` installs the packages.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{bin, stderr};
+
+/// The release of `mod_quiz` in the Moodle 5.1+ tarball, and the one the upgrade bundle brings.
+const QUIZ_VERSION: &str = "2025100600";
+const QUIZ_UPGRADED: &str = "2025100601";
+
+fn skip(why: &str) {
+    if std::env::var("PALIER_MOODLE_REQUIRED").as_deref() == Ok("1") {
+        panic!("the real-Moodle test would skip ({why}) but PALIER_MOODLE_REQUIRED=1");
+    }
+    eprintln!("real_moodle: SKIPPED: {why}");
+}
+
+fn found(program: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {program}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Run as `www-data` (the owner of the code tree, the dataroot and the agent's state).
+fn as_www_data(program: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=www-data", "--regid=www-data", "--init-groups", "--"]).arg(program);
+    c
+}
+
+fn ok(what: &str, out: Output) -> String {
+    assert!(out.status.success(), "{what}: exit {:?}\n{}\n{}", out.status.code(), String::from_utf8_lossy(&out.stdout), stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `php -S` web server, stopped with the test.
+struct WebServer(Child);
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The database, dropped with the test.
+struct Database(String);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {0}; DROP ROLE IF EXISTS {0};", self.0);
+        let _ = Command::new("runuser").args(["-u", "postgres", "--", "psql", "-q", "-c", &sql]).output();
+    }
+}
+
+/// `GET path`: (status, body). Moodle's pages take a second or two on this machine.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+struct Moodle {
+    work: PathBuf,
+    addr: String,
+    db: String,
+    _web: WebServer,
+    _database: Database,
+}
+
+impl Moodle {
+    fn path(&self, p: &str) -> PathBuf {
+        self.work.join(p)
+    }
+
+    fn code(&self) -> PathBuf {
+        self.path("moodle")
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new("runuser").args(["-u", "postgres", "--", "psql", "-tAq", "-d", &self.db, "-c", sql]).output().unwrap();
+        ok("psql", out).trim().to_owned()
+    }
+
+    fn quiz_version(&self) -> String {
+        self.psql("SELECT value FROM mdl_config_plugins WHERE plugin = 'mod_quiz' AND name = 'version'")
+    }
+
+    fn server(&self, args: &[&str]) -> String {
+        ok(&format!("palier-server {args:?}"), Command::new(bin("palier-server")).args(args).current_dir(&self.work).output().unwrap())
+    }
+
+    fn agent(&self, args: &[&str]) -> Output {
+        as_www_data(&self.path("bin/palier-agent")).args(args).current_dir(&self.work).env_remove("PALIER_LOG").output().unwrap()
+    }
+
+    /// Build a bundle from `files` (paths relative to the code root) and publish it,
+    /// validated by alpha and two datasets.
+    fn publish(&self, id: &str, version: &str, component: &str, extra: &str, files: &[(&str, String)]) {
+        let dir = self.path(&format!("bundles/{id}-{version}"));
+        for (p, text) in files {
+            let f = dir.join("files").join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, text).unwrap();
+        }
+        let manifest = format!(
+            "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"{component}\"\nclass = \"technical\"\nsummary = \"real-Moodle test bundle {id}\"\norigin = \"roadmap\"\n{extra}"
+        );
+        std::fs::write(dir.join("bundle.toml"), manifest).unwrap();
+        let d = dir.to_str().unwrap();
+        self.server(&["bundle", "build", "--manifest", &format!("{d}/bundle.toml"), "--source", &format!("{d}/files"), "--out", &format!("{d}.tar.gz")]);
+        self.server(&["publish", "--repo", "repo", &format!("{d}.tar.gz")]);
+        let key = format!("{id}@{version}");
+        for v in [vec!["--alpha"], vec!["--dataset", "big-univ"], vec!["--dataset", "small-school"]] {
+            let mut args = vec!["validate", "--repo", "repo", &key];
+            args.extend(v);
+            self.server(&args);
+        }
+        // The agent, as www-data, reads the repository.
+        Command::new("chmod").args(["-R", "a+rX", self.path("repo").to_str().unwrap()]).status().unwrap();
+    }
+
+    /// An agent config at improvement 3 and `stability`, with Moodle's own CLI scripts as hooks.
+    fn config(&self, name: &str, stability: &str, hooks: &str) -> PathBuf {
+        let state = self.path(&format!("state-{name}"));
+        std::fs::create_dir_all(&state).unwrap();
+        Command::new("chown").args(["www-data:www-data", state.to_str().unwrap()]).status().unwrap();
+        let text = format!(
+            r#"platform = "{name}"
+repository = "file://{repo}"
+trusted_root = "repo/metadata/1.root.json"
+state_dir = "state-{name}"
+timezone = "Europe/Paris"
+
+[moodle]
+dirroot = "moodle"
+dataroot = "moodledata"
+wwwroot = "http://{addr}"
+
+[improvement]
+level = 3
+
+[stability]
+{stability}
+
+[checks]
+smoke = [
+  {{ path = "/", expect_status = 200, expect_body = "page-site-index" }},
+  {{ path = "/login/index.php", expect_status = 200, expect_body = "logintoken" }},
+]
+
+[hooks]
+purge_caches = ["php", "{{dirroot}}/admin/cli/purge_caches.php"]
+{hooks}
+"#,
+            repo = self.path("repo").display(),
+            addr = self.addr,
+        );
+        let path = self.path(&format!("agent-{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn hash(&self) -> String {
+        palier_fixture::tree_hash(&self.code()).unwrap()
+    }
+}
+
+/// Install Moodle from `src` into a new temporary folder and serve it.
+fn install(src: &Path) -> Moodle {
+    let tmp = tempfile::Builder::new().prefix("palier-real-moodle-").tempdir().unwrap().keep();
+    Command::new("chmod").args(["755", tmp.to_str().unwrap()]).status().unwrap();
+    // A free port for the site's wwwroot (Moodle writes it into config.php).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let db = format!("palier_rm_{}", std::process::id());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle/install.sh");
+    let started = Instant::now();
+    let out = Command::new("bash").arg(&script).arg(src).arg(&tmp).arg(port.to_string()).arg(&db).output().unwrap();
+    eprint!("{}", stderr(&out));
+    let database = Database(db.clone());
+    ok("tests/real_moodle/install.sh", out);
+    eprintln!("real_moodle: Moodle installed in {:.0} s", started.elapsed().as_secs_f64());
+
+    // The binaries and the hook scripts, where www-data can run them.
+    std::fs::create_dir_all(tmp.join("bin")).unwrap();
+    std::fs::create_dir_all(tmp.join("hooks")).unwrap();
+    for b in ["palier-agent"] {
+        std::fs::copy(bin(b), tmp.join("bin").join(b)).unwrap();
+    }
+    for h in ["backup.sh", "restore.sh", "upgrade.sh"] {
+        std::fs::copy(script.with_file_name(h), tmp.join("hooks").join(h)).unwrap();
+    }
+    std::fs::write(tmp.join("wwwroot"), format!("http://{addr}")).unwrap();
+    std::fs::write(tmp.join("status-during-upgrade"), "").unwrap();
+    // www-data owns the site and writes beside the code root (staged and previous trees).
+    for p in ["", "bin", "hooks", "wwwroot", "status-during-upgrade"] {
+        Command::new("chown").args(["www-data:www-data", tmp.join(p).to_str().unwrap()]).status().unwrap();
+    }
+
+    let web = as_www_data(Path::new("php"))
+        .args(["-S", &addr, "-t", tmp.join("moodle/public").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let web = WebServer(web);
+    // Wait until it listens (bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = Moodle { work: tmp, addr, db, _web: web, _database: database };
+    m.server(&["init", "--repo", "repo"]);
+    let (status, body) = get(&m.addr, "/");
+    assert_eq!(status, 200, "the installed site's front page: {body}");
+    assert!(body.contains("page-site-index"), "{body}");
+    m
+}
+
+#[test]
+fn real_moodle() {
+    let Some(src) = std::env::var_os("PALIER_MOODLE_SRC").map(PathBuf::from) else {
+        return skip("PALIER_MOODLE_SRC is not set (a Moodle 5.1+ tarball or code folder)");
+    };
+    if !src.exists() {
+        return skip(&format!("PALIER_MOODLE_SRC={} does not exist", src.display()));
+    }
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+    if uid != "0" {
+        return skip("it must run as root (it starts PostgreSQL and runs Moodle as www-data)");
+    }
+    for p in ["php", "pg_ctlcluster", "pg_dump", "setpriv", "curl"] {
+        if !found(p) {
+            return skip(&format!("{p} is not installed (.ci/run installs what the test needs)"));
+        }
+    }
+    let started = Instant::now();
+    let src = std::fs::canonicalize(&src).unwrap();
+    let m = install(&src);
+
+    technical_fix_at_stability_1(&m);
+    broken_login_rolled_back_automatically(&m);
+    upgrade_at_stability_3_and_hand_rollback(&m);
+
+    eprintln!("real_moodle: all scenarios in {:.0} s", started.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&m.work);
+}
+
+/// The 5.1 code root as dirroot: plan, run, status; a 4.x bundle does not fit.
+fn technical_fix_at_stability_1(m: &Moodle) {
+    let lib = std::fs::read_to_string(m.code().join("public/mod/quiz/lib.php")).unwrap();
+    let fixed = format!("{lib}\n// palier real-Moodle test: quiz-fix 1.0.1\n");
+    let probe = "<?php\n// A page of the fix, to see it live.\necho 'palier-quiz-fix-1.0.1';\n".to_owned();
+    m.publish(
+        "quiz-fix",
+        "1.0.1",
+        "mod_quiz",
+        "data_impact = \"none\"\n\n[[checks]]\npath = \"/mod/quiz/palier_probe.php\"\nexpect_status = 200\nexpect_body = \"palier-quiz-fix-1.0.1\"\n",
+        &[("public/mod/quiz/lib.php", fixed.clone()), ("public/mod/quiz/palier_probe.php", probe)],
+    );
+    m.publish("quiz-old-layout", "1.0.0", "mod_quiz", "data_impact = \"none\"\n", &[("mod/quiz/view.php", "<?php // 4.x path\n".to_owned())]);
+    let config = m.config("s1", "level = 1", "");
+    let c = config.to_str().unwrap();
+
+    let plan: serde_json::Value = serde_json::from_str(&ok("plan", m.agent(&["plan", "--config", c, "--json"]))).unwrap();
+    let decision = |id: &str| plan["bundles"].as_array().unwrap().iter().find(|d| d["id"] == id).cloned().unwrap();
+    assert_eq!(decision("quiz-fix")["decision"], "eligible", "{plan}");
+    let old = decision("quiz-old-layout");
+    assert_eq!((old["decision"].as_str(), old["reason"].as_str()), (Some("skipped"), Some("moodle-layout-mismatch")), "{old}");
+    assert!(old["detail"].as_str().unwrap().contains("this is a 4.x bundle"), "{old}");
+
+    let t = Instant::now();
+    let out = ok("run --once", m.agent(&["run", "--once", "--config", c]));
+    eprintln!("real_moodle: technical fix applied in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(out.contains("applied quiz-fix@1.0.1"), "{out}");
+    assert_eq!(std::fs::read_to_string(m.code().join("public/mod/quiz/lib.php")).unwrap(), fixed);
+    assert_eq!(get(&m.addr, "/mod/quiz/palier_probe.php").1, "palier-quiz-fix-1.0.1");
+    // The swapped tree is the whole code root: config.php and admin/cli are in it, and no
+    // kept tree lies inside the code root or the web root.
+    assert!(m.code().join("config.php").is_file() && m.code().join("admin/cli/checks.php").is_file());
+    for dir in [m.code(), m.code().join("public")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name();
+            assert!(!name.to_string_lossy().starts_with(".palier"), "{} inside {}", name.to_string_lossy(), dir.display());
+        }
+    }
+    let status = ok("status", m.agent(&["status", "--config", c, "--json"]));
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status.to_string().contains("quiz-fix"), "{status}");
+    let (code, body) = get(&m.addr, "/login/index.php");
+    assert!(code == 200 && body.contains("logintoken"), "{code}");
+}
+
+/// A bundle that breaks the login page: rolled back by the smoke checks, the tree as before.
+fn broken_login_rolled_back_automatically(m: &Moodle) {
+    let before = m.hash();
+    let login = std::fs::read_to_string(m.code().join("public/login/index.php")).unwrap();
+    let broken = login.replacen("require('../config.php');", "require('../config.php');\npalier_login_return_to_attempt(); // undefined: a fatal error", 1);
+    assert_ne!(broken, login, "public/login/index.php has changed shape");
+    m.publish("login-break", "1.0.0", "core", "data_impact = \"none\"\n", &[("public/login/index.php", broken)]);
+    let config = m.path("agent-s1.toml");
+    let t = Instant::now();
+    let out = m.agent(&["run", "--once", "--config", config.to_str().unwrap()]);
+    eprintln!("real_moodle: broken login applied and rolled back in {:.1} s", t.elapsed().as_secs_f64());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("rolled back") && err.contains("login-break@1.0.0") && err.contains("/login/index.php"), "{err}");
+    assert_eq!(m.hash(), before, "the tree is not the one before the broken bundle");
+    // The release manager halts it for the fleet (the level-3 platform below must not get it).
+    m.server(&["halt", "--repo", "repo", "login-break@1.0.0", "--reason", "breaks the login page"]);
+    Command::new("chmod").args(["-R", "a+rX", m.path("repo").to_str().unwrap()]).status().unwrap();
+    let (code, body) = get(&m.addr, "/login/index.php");
+    assert!(code == 200 && body.contains("logintoken"), "{code}");
+}
+
+/// An upgrade at stability 3 in maintenance, then its hand rollback with the database restored.
+fn upgrade_at_stability_3_and_hand_rollback(m: &Moodle) {
+    assert_eq!(m.quiz_version(), QUIZ_VERSION);
+    let version = std::fs::read_to_string(m.code().join("public/mod/quiz/version.php")).unwrap();
+    let bumped = version.replacen(&format!("$plugin->version   = {QUIZ_VERSION};"), &format!("$plugin->version   = {QUIZ_UPGRADED};"), 1);
+    let bumped = if bumped == version { version.replacen(QUIZ_VERSION, QUIZ_UPGRADED, 1) } else { bumped };
+    assert!(bumped.contains(QUIZ_UPGRADED), "mod_quiz's version.php has changed shape");
+    m.publish("quiz-upgrade", "1.1.0", "mod_quiz", "data_impact = \"minor\"\nupgrade = true\n", &[("public/mod/quiz/version.php", bumped)]);
+    let hooks = r#"notice = ["true", "{minutes}"]
+maintenance_on  = ["php", "{dirroot}/admin/cli/maintenance.php", "--enable"]
+maintenance_off = ["php", "{dirroot}/admin/cli/maintenance.php", "--disable"]
+backup  = ["hooks/backup.sh", "{backup_dir}"]
+restore = ["hooks/restore.sh", "{backup_dir}"]
+upgrade = ["hooks/upgrade.sh", "{dirroot}"]
+validate = { argv = ["php", "{dirroot}/admin/cli/checks.php"], ok_exit = [0, 1] }
+timeout = "5m"
+long_timeout = "10m""#;
+    let config = m.config("s3", "level = 3\ncalendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]\nnotice = \"24h\"\nwatch = \"15m\"", hooks);
+    let c = config.to_str().unwrap();
+    // The hooks are relative to the work folder: make them absolute paths.
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"hooks/", &format!("\"{}/", m.path("hooks").display()));
+    std::fs::write(&config, text).unwrap();
+
+    let out = ok("run --once (notice)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-04T20:50:00+01:00"]));
+    assert!(out.contains("notice posted"), "{out}");
+    let t = Instant::now();
+    let out = ok("run --once (slot)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-05T21:30:00+01:00"]));
+    eprintln!("real_moodle: upgrade at stability 3 in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(out.contains("applied quiz-upgrade@1.1.0"), "{out}");
+    assert_eq!(m.quiz_version(), QUIZ_UPGRADED, "the database was not upgraded");
+    let during = std::fs::read_to_string(m.path("status-during-upgrade")).unwrap();
+    assert_eq!(during.trim(), "503", "what visitors got during the upgrade");
+    let receipt = last_receipt(&m.path("state-s3/receipts"));
+    let hooks: Vec<String> = receipt["hooks"].as_array().unwrap().iter().map(|h| h["hook"].as_str().unwrap().to_owned()).collect();
+    let order: Vec<&str> = ["maintenance_on", "backup", "upgrade", "purge_caches", "validate", "maintenance_off"]
+        .into_iter()
+        .filter(|h| hooks.iter().any(|x| x == h))
+        .collect();
+    assert_eq!(order.len(), 6, "hooks run: {hooks:?}");
+    let positions: Vec<usize> = order.iter().map(|h| hooks.iter().position(|x| x == h).unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "hooks out of order: {hooks:?}");
+    assert!(!m.path("moodledata/climaintenance.html").exists(), "still in maintenance");
+    assert_eq!(get(&m.addr, "/").0, 200);
+
+    // By hand: the old code back, and the database restored from the backup.
+    let t = Instant::now();
+    let out = m.agent(&["rollback", "--config", c]);
+    eprintln!("real_moodle: hand rollback with restore in {:.1} s", t.elapsed().as_secs_f64());
+    ok("rollback", out);
+    assert_eq!(m.quiz_version(), QUIZ_VERSION, "the database was not restored");
+    assert!(std::fs::read_to_string(m.code().join("public/mod/quiz/version.php")).unwrap().contains(QUIZ_VERSION));
+    assert!(!m.path("moodledata/climaintenance.html").exists(), "still in maintenance after the rollback");
+    let (code, body) = get(&m.addr, "/login/index.php");
+    assert!(code == 200 && body.contains("logintoken"), "{code}");
+    // Moodle agrees that code and database match: nothing to upgrade.
+    let out = as_www_data(Path::new("php")).arg(m.code().join("admin/cli/upgrade.php")).args(["--non-interactive", "--is-pending"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(2), "an upgrade is pending after the rollback: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn last_receipt(dir: &Path) -> serde_json::Value {
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    serde_json::from_slice(&std::fs::read(names.last().unwrap()).unwrap()).unwrap()
+}
