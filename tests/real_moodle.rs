@@ -3,14 +3,16 @@
 //! from `public/`, and drives the real `palier-server` and `palier-agent` binaries against
 //! it, the agent running as `www-data` with `dirroot` = the code root.
 //!
-//! Scenarios, on one site installed once:
+//! Scenarios, on one site installed once, with one agent (one platform, one state folder)
+//! whose contract moves from stability 1 to stability 3:
 //! 1. a technical fix at stability 1: plan, run, status; a 4.x-layout bundle is skipped
 //!    `moodle-layout-mismatch`;
 //! 2. a bundle that breaks the login page is rolled back automatically, the tree identical;
 //! 3. an upgrade bundle (mod_quiz's version.php bumped) at stability 3: 503 during the
-//!    upgrade, the database upgraded, the hooks in order; then its hand rollback restores
-//!    the database (pg_dump/pg_restore hooks in tests/real_moodle/) and ends out of
-//!    maintenance.
+//!    upgrade, the database upgraded, the hooks in order, only that bundle applied (the fix
+//!    is installed, the broken login held); then its hand rollback restores the database
+//!    (pg_dump/pg_restore hooks in tests/real_moodle/, the restore purging Moodle's caches)
+//!    and ends out of maintenance, with nothing left to upgrade.
 //!
 //! Without `PALIER_MOODLE_SRC`, or without root, PHP or PostgreSQL, it says that it skipped
 //! and why, and passes, unless `PALIER_MOODLE_REQUIRED=1` (as `.ci/run` sets when the
@@ -68,8 +70,10 @@ struct Database(String);
 
 impl Drop for Database {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {0}; DROP ROLE IF EXISTS {0};", self.0);
-        let _ = Command::new("runuser").args(["-u", "postgres", "--", "psql", "-q", "-c", &sql]).output();
+        // One `-c` each: psql sends a `-c` as one query, and DROP DATABASE refuses to run in
+        // the transaction that several statements make.
+        let (database, role) = (format!("DROP DATABASE IF EXISTS {}", self.0), format!("DROP ROLE IF EXISTS {}", self.0));
+        let _ = Command::new("runuser").args(["-u", "postgres", "--", "psql", "-q", "-c", &database, "-c", &role]).output();
     }
 }
 
@@ -147,16 +151,18 @@ impl Moodle {
         Command::new("chmod").args(["-R", "a+rX", self.path("repo").to_str().unwrap()]).status().unwrap();
     }
 
-    /// An agent config at improvement 3 and `stability`, with Moodle's own CLI scripts as hooks.
+    /// The site's agent config `agent-{name}.toml`, at improvement 3 and `stability`, with
+    /// Moodle's own CLI scripts as hooks. Every config is the same platform's, with the same
+    /// state folder: one site has one agent, whose contract changes between scenarios.
     fn config(&self, name: &str, stability: &str, hooks: &str) -> PathBuf {
-        let state = self.path(&format!("state-{name}"));
+        let state = self.path("state");
         std::fs::create_dir_all(&state).unwrap();
         Command::new("chown").args(["www-data:www-data", state.to_str().unwrap()]).status().unwrap();
         let text = format!(
-            r#"platform = "{name}"
+            r#"platform = "real-moodle"
 repository = "file://{repo}"
 trusted_root = "repo/metadata/1.root.json"
-state_dir = "state-{name}"
+state_dir = "state"
 timezone = "Europe/Paris"
 
 [moodle]
@@ -197,9 +203,27 @@ purge_caches = ["php", "{{dirroot}}/admin/cli/purge_caches.php"]
 fn install(src: &Path) -> Moodle {
     let tmp = tempfile::Builder::new().prefix("palier-real-moodle-").tempdir().unwrap().keep();
     Command::new("chmod").args(["755", tmp.to_str().unwrap()]).status().unwrap();
-    // A free port for the site's wwwroot (Moodle writes it into config.php).
+    // A free port for the site's wwwroot (Moodle writes it into config.php), taken by the web
+    // server at once: the install takes minutes, in which another program could take a port
+    // that was only probed. The server serves the web root the install then fills.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
+    std::fs::create_dir_all(tmp.join("moodle/public")).unwrap();
+    let web = as_www_data(Path::new("php"))
+        .args(["-S", &addr, "-t", tmp.join("moodle/public").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut web = WebServer(web);
+    // Wait until it listens (bounded); a server that exited could not take the port.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(web.0.try_wait().unwrap().is_none(), "php -S exited: {addr} is taken by another program");
+
     let db = format!("palier_rm_{}", std::process::id());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle/install.sh");
     let started = Instant::now();
@@ -208,13 +232,12 @@ fn install(src: &Path) -> Moodle {
     let database = Database(db.clone());
     ok("tests/real_moodle/install.sh", out);
     eprintln!("real_moodle: Moodle installed in {:.0} s", started.elapsed().as_secs_f64());
+    assert!(web.0.try_wait().unwrap().is_none(), "php -S on {addr} exited during the install");
 
     // The binaries and the hook scripts, where www-data can run them.
     std::fs::create_dir_all(tmp.join("bin")).unwrap();
     std::fs::create_dir_all(tmp.join("hooks")).unwrap();
-    for b in ["palier-agent"] {
-        std::fs::copy(bin(b), tmp.join("bin").join(b)).unwrap();
-    }
+    std::fs::copy(bin("palier-agent"), tmp.join("bin/palier-agent")).unwrap();
     for h in ["backup.sh", "restore.sh", "upgrade.sh"] {
         std::fs::copy(script.with_file_name(h), tmp.join("hooks").join(h)).unwrap();
     }
@@ -223,20 +246,6 @@ fn install(src: &Path) -> Moodle {
     // www-data owns the site and writes beside the code root (staged and previous trees).
     for p in ["", "bin", "hooks", "wwwroot", "status-during-upgrade"] {
         Command::new("chown").args(["www-data:www-data", tmp.join(p).to_str().unwrap()]).status().unwrap();
-    }
-
-    let web = as_www_data(Path::new("php"))
-        .args(["-S", &addr, "-t", tmp.join("moodle/public").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let web = WebServer(web);
-    // Wait until it listens (bounded).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
     }
     let m = Moodle { work: tmp, addr, db, _web: web, _database: database };
     m.server(&["init", "--repo", "repo"]);
@@ -335,7 +344,7 @@ fn broken_login_rolled_back_automatically(m: &Moodle) {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("rolled back") && err.contains("login-break@1.0.0") && err.contains("/login/index.php"), "{err}");
     assert_eq!(m.hash(), before, "the tree is not the one before the broken bundle");
-    // The release manager halts it for the fleet (the level-3 platform below must not get it).
+    // The site holds it (rolled back here), and the release manager halts it for the fleet.
     m.server(&["halt", "--repo", "repo", "login-break@1.0.0", "--reason", "breaks the login page"]);
     Command::new("chmod").args(["-R", "a+rX", m.path("repo").to_str().unwrap()]).status().unwrap();
     let (code, body) = get(&m.addr, "/login/index.php");
@@ -370,11 +379,13 @@ long_timeout = "10m""#;
     let t = Instant::now();
     let out = ok("run --once (slot)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-05T21:30:00+01:00"]));
     eprintln!("real_moodle: upgrade at stability 3 in {:.1} s", t.elapsed().as_secs_f64());
-    assert!(out.contains("applied quiz-upgrade@1.1.0"), "{out}");
+    assert!(out.contains("applied quiz-upgrade@1.1.0 "), "{out}");
     assert_eq!(m.quiz_version(), QUIZ_UPGRADED, "the database was not upgraded");
     let during = std::fs::read_to_string(m.path("status-during-upgrade")).unwrap();
     assert_eq!(during.trim(), "503", "what visitors got during the upgrade");
-    let receipt = last_receipt(&m.path("state-s3/receipts"));
+    let receipt = last_receipt(&m.path("state/receipts"));
+    // Only the upgrade: the fix is installed, the broken login held and halted.
+    assert_eq!(receipt["bundles"], serde_json::json!(["quiz-upgrade@1.1.0"]), "{receipt}");
     let hooks: Vec<String> = receipt["hooks"].as_array().unwrap().iter().map(|h| h["hook"].as_str().unwrap().to_owned()).collect();
     let order: Vec<&str> = ["maintenance_on", "backup", "upgrade", "purge_caches", "validate", "maintenance_off"]
         .into_iter()

@@ -3,8 +3,9 @@
 #
 #   install.sh SRC WORK PORT DBNAME
 #
-# SRC: a Moodle tarball (one top folder) or a Moodle code folder. WORK: an empty folder
-# (it gets moodle/, moodledata/ and db.env). The database DBNAME and its role are
+# SRC: a Moodle tarball (one top folder) or a Moodle code folder. WORK: a new folder, empty
+# but for an empty moodle/public that a web server may already serve (it gets the code in
+# moodle/, moodledata/ and db.env). The database DBNAME and its role are
 # dropped and created afresh. Prints the seconds each step took on stderr.
 set -euo pipefail
 src=$1 work=$2 port=$3 db=$4
@@ -29,7 +30,8 @@ printf 'PGHOST=127.0.0.1\nPGDATABASE=%s\nPGUSER=%s\nPGPASSWORD=%s\n' "$db" "$db"
 
 step "code"
 if [ -d "$src" ]; then
-    cp -a "$src" "$work/moodle"
+    mkdir -p "$work/moodle"
+    cp -a "$src/." "$work/moodle/"
 else
     mkdir -p "$work/moodle"
     tar xzf "$src" -C "$work/moodle" --strip-components=1
