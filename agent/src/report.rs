@@ -56,8 +56,8 @@ impl Api {
             base.set_path(&format!("{}/", base.path()));
         }
         let base = base.join("api/v1/").map_err(|e| Error::Refused(format!("server URL {server}: {e}")))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let roots = crate::transport::extra_roots(config.ca_file.as_deref()).map_err(|e| Error::Refused(e.to_string()))?;
+        let client = crate::transport::client_builder(roots)
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Refused(format!("cannot build the HTTP client: {e}")))?;
