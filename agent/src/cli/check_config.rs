@@ -455,7 +455,7 @@ async fn token_answer(c: &Config, server: &url::Url, token: &str) -> std::result
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let r = client.get(url).bearer_auth(token).send().await.map_err(|e| palier_bundle::error::one_line(&e))?;
+    let r = client.get(url).bearer_auth(token).header(crate::report::PLATFORM_HEADER, c.platform.to_string()).send().await.map_err(|e| palier_bundle::error::one_line(&e))?;
     Ok(r.status().as_u16())
 }
 
