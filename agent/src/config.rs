@@ -46,6 +46,7 @@ struct RawConfig {
     repository: String,
     server: Option<String>,
     token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     trusted_root: PathBuf,
     state_dir: PathBuf,
     timezone: String,
@@ -259,6 +260,9 @@ pub struct Config {
     pub repository: Url,
     pub server: Option<Url>,
     pub token_file: Option<PathBuf>,
+    /// PEM certificates trusted, in addition to the system's, for `https://` to the
+    /// repository and the server (a private CA, or a test certificate).
+    pub ca_file: Option<PathBuf>,
     pub trusted_root: PathBuf,
     pub state_dir: PathBuf,
     pub timezone_name: String,
@@ -340,6 +344,7 @@ impl Config {
             repository,
             server,
             token_file: raw.token_file.as_deref().map(resolve),
+            ca_file: raw.ca_file.as_deref().map(resolve),
             trusted_root: resolve(&raw.trusted_root),
             state_dir: resolve(&raw.state_dir),
             timezone_name: raw.timezone,
@@ -535,7 +540,7 @@ fn expected_form(section: Option<&str>, name: &str) -> Option<String> {
         ("stability", "windows" | "low_load") => format!("expected a list of weekly windows, like `{name} = [\"Tue 22:00-23:30\", \"Sat,Sun 08:00-10:00\"]`"),
         ("stability", "calendar") => "expected a list of dated slots, like `calendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]`".into(),
         ("checks", "smoke") => "expected a list of checks, like `smoke = [{ path = \"/\", expect_status = 200 }]`".into(),
-        ("", "platform" | "repository" | "server" | "token_file" | "trusted_root" | "state_dir" | "timezone" | "calendar_file")
+        ("", "platform" | "repository" | "server" | "token_file" | "ca_file" | "trusted_root" | "state_dir" | "timezone" | "calendar_file")
         | ("moodle", "dirroot" | "dataroot" | "wwwroot")
         | ("stability", "calendar_file") => format!("expected a string in quotes, like `{name} = \"...\"`"),
         _ => return None,

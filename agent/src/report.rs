@@ -37,10 +37,16 @@ pub fn enqueue(config: &Config, receipt: &Receipt) -> Result<()> {
     crate::journal::write_atomically(&dir.join(format!("{}.json", receipt.id)), &text)
 }
 
+/// The header naming the platform the agent speaks for, on every control-plane request: the
+/// server counts requests refused for a wrong token per name claimed, so an operator sees which
+/// platform's token is wrong (the token alone says nothing when it is wrong).
+pub const PLATFORM_HEADER: &str = "X-Palier-Platform";
+
 /// The control plane's address and this platform's token.
 struct Api {
     base: Url,
     token: String,
+    platform: String,
     client: reqwest::Client,
 }
 
@@ -56,12 +62,12 @@ impl Api {
             base.set_path(&format!("{}/", base.path()));
         }
         let base = base.join("api/v1/").map_err(|e| Error::Refused(format!("server URL {server}: {e}")))?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let roots = crate::transport::extra_roots(config.ca_file.as_deref()).map_err(|e| Error::Refused(e.to_string()))?;
+        let client = crate::transport::client_builder(roots)
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| Error::Refused(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Some(Api { base, token, client }))
+        Ok(Some(Api { base, token, platform: config.platform.to_string(), client }))
     }
 
     async fn post<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Result<Answer> {
@@ -71,6 +77,7 @@ impl Api {
             .client
             .post(url.clone())
             .bearer_auth(&self.token)
+            .header(PLATFORM_HEADER, &self.platform)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

@@ -75,7 +75,8 @@ pub async fn load(config: &Config) -> Result<Verified> {
     create_private_dir(&cache_dir)?;
     let (metadata_url, targets_url) = urls(&config.repository)?;
     let url = config.repository.to_string();
-    let inner = RepoTransport::new().map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
+    let roots = crate::transport::extra_roots(config.ca_file.as_deref()).map_err(|e| Error::Refused(e.to_string()))?;
+    let inner = RepoTransport::new(roots).map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
     let load = |use_cache: bool| {
         let cache = MetadataCache::new(inner.clone(), metadata_url.clone(), cache_dir.clone(), use_cache);
         let loader = RepositoryLoader::new(&root, metadata_url.clone(), targets_url.clone())

@@ -13,6 +13,7 @@
 //! tough still checks the length and sha256 of the whole, so a resumed file is exactly
 //! the signed one or refused.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tough::{FilesystemTransport, Transport, TransportError, TransportErrorKind, TransportStream};
@@ -41,6 +42,35 @@ impl Default for Limits {
     }
 }
 
+/// What is wrong with the config's `ca_file`, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}; {fix}")]
+pub struct CaFileError {
+    pub what: String,
+    pub fix: &'static str,
+}
+
+/// The PEM certificates of the config's `ca_file`, trusted in addition to the system's CA
+/// store for `https://` (a private CA, a test certificate); none without `ca_file`. One
+/// function for the repository, the control plane and `check-config`: the same refusals.
+pub fn extra_roots(ca_file: Option<&Path>) -> Result<Vec<reqwest::Certificate>, CaFileError> {
+    let Some(path) = ca_file else { return Ok(Vec::new()) };
+    let fix = "set `ca_file` to a PEM file of the CA certificates that sign the server's certificate";
+    let refused = |what: String| CaFileError { what, fix };
+    let pem = std::fs::read(path).map_err(|e| refused(format!("ca_file {}: cannot read it: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| refused(format!("ca_file {} is not PEM certificates: {}", path.display(), palier_bundle::error::one_line(&e))))?;
+    if certs.is_empty() {
+        return Err(refused(format!("ca_file {} holds no PEM certificate (no `-----BEGIN CERTIFICATE-----` block)", path.display())));
+    }
+    Ok(certs)
+}
+
+/// An HTTP client builder that trusts `roots` besides the system's CA store.
+pub fn client_builder(roots: Vec<reqwest::Certificate>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).tls_certs_merge(roots)
+}
+
 #[derive(Debug, Clone)]
 pub struct RepoTransport {
     client: reqwest::Client,
@@ -48,12 +78,13 @@ pub struct RepoTransport {
 }
 
 impl RepoTransport {
-    pub fn new() -> Result<RepoTransport, reqwest::Error> {
-        RepoTransport::with_limits(Limits::default())
+    /// A transport trusting `roots` besides the system's CA store (see [`extra_roots`]).
+    pub fn new(roots: Vec<reqwest::Certificate>) -> Result<RepoTransport, reqwest::Error> {
+        RepoTransport::with_limits(Limits::default(), roots)
     }
 
-    pub fn with_limits(limits: Limits) -> Result<RepoTransport, reqwest::Error> {
-        let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).read_timeout(limits.idle).build()?;
+    pub fn with_limits(limits: Limits, roots: Vec<reqwest::Certificate>) -> Result<RepoTransport, reqwest::Error> {
+        let client = client_builder(roots).read_timeout(limits.idle).build()?;
         Ok(RepoTransport { client, limits })
     }
 
@@ -239,7 +270,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_transfer_is_resumed_with_a_range_request() {
         let (url, requests) = server(200_000, 70_000, false).await;
-        let t = RepoTransport::with_limits(limits()).unwrap();
+        let t = RepoTransport::with_limits(limits(), Vec::new()).unwrap();
         let body = fetch_all(&t, url).await.unwrap();
         assert_eq!(body.len(), 200_000);
         assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
@@ -249,7 +280,7 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_transfer_is_cut_at_the_idle_timeout_and_resumed() {
         let (url, requests) = server(100_000, 10_000, true).await;
-        let t = RepoTransport::with_limits(limits()).unwrap();
+        let t = RepoTransport::with_limits(limits(), Vec::new()).unwrap();
         let started = Instant::now();
         let body = fetch_all(&t, url).await.unwrap();
         assert_eq!(body.len(), 100_000);
@@ -261,7 +292,7 @@ mod tests {
     async fn a_transfer_below_the_minimum_rate_is_refused() {
         let (url, _) = server(100_000, 100_000, false).await;
         let slow = Limits { min_rate: u64::MAX, grace: Duration::ZERO, ..limits() };
-        let t = RepoTransport::with_limits(slow).unwrap();
+        let t = RepoTransport::with_limits(slow, Vec::new()).unwrap();
         let e = fetch_all(&t, url).await.unwrap_err();
         assert!(e.contains("too slow"), "{e}");
     }

@@ -33,6 +33,8 @@ pub fn generate(path: &Path) -> Result<Vec<u8>> {
         .mode(0o600)
         .open(path)
         .map_err(Error::io("create key file", path))?;
+    // 0600 whatever the umask (a umask can only take bits away from `mode`, even the owner's).
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(Error::io("set permissions of", path))?;
     file.write_all(doc.as_ref()).map_err(Error::io("write key file", path))?;
     file.sync_all().map_err(Error::io("sync key file", path))?;
     Ok(pair.public_key().as_ref().to_vec())

@@ -244,7 +244,9 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
     if paths.pinned_root().exists() {
         return Err(Error::Refused(format!("repository {} already exists (found {})", paths.dir.display(), paths.pinned_root().display())));
     }
-    std::fs::create_dir_all(&paths.dir).map_err(Error::io("create repository folder", &paths.dir))?;
+    if !paths.dir.is_dir() {
+        create_public_dir(&paths.dir)?;
+    }
     create_private_dir(&paths.keys)?;
     let (dir_abs, keys_abs) = (canonical(&paths.dir)?, canonical(&paths.keys)?);
     if keys_abs.starts_with(&dir_abs) {
@@ -259,8 +261,8 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
             return Err(Error::Refused(format!("keys folder {} already holds a {role} key; use an empty folder", paths.keys.display())));
         }
     }
-    std::fs::create_dir_all(paths.metadata()).map_err(Error::io("create folder", paths.metadata()))?;
-    std::fs::create_dir_all(paths.targets()).map_err(Error::io("create folder", paths.targets()))?;
+    create_public_dir(&paths.metadata())?;
+    create_public_dir(&paths.targets())?;
     let dir = &paths.dir;
 
     let mut root = Root {
@@ -347,12 +349,22 @@ fn snapshot_metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
     }
 }
 
+/// Create the keys folder, mode 0700 whatever the umask (an existing one is left as it is).
 fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if path.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(Error::io("create keys folder", path))
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(Error::io("create keys folder", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(Error::io("set permissions of", path))
+}
+
+/// Create a repository folder (and missing parents), mode 0755 whatever the umask: served
+/// as static files, readable by any web server user, writable by its owner only.
+fn create_public_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(path).map_err(Error::io("create folder", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(Error::io("set permissions of", path))
 }
 
 fn canonical(path: &Path) -> Result<PathBuf> {
@@ -412,10 +424,8 @@ fn lock(paths: &RepoPaths) -> Result<File> {
         });
     }
     let lock_path = paths.keys.join(".lock");
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    // Mode 0600 like the keys beside it, whatever the umask.
+    let lock = std::os::unix::fs::OpenOptionsExt::mode(File::options().create(true).truncate(false).write(true), 0o600)
         .open(&lock_path)
         .map_err(Error::io("open lock", &lock_path))?;
     lock.lock().map_err(Error::io("lock", &lock_path))?;

@@ -37,7 +37,11 @@ impl Repository {
     /// valid when the agents read it, and they check expiry against the real clock.
     pub async fn init(dir: &Path) -> Result<Repository> {
         let paths = RepoPaths::new(dir.join("repo"), Some(dir.join("keys")));
-        repo::init(&paths, Thresholds::default(), Expiries::default(), Timestamp::now()).await.map_err(server_err)?;
+        // A repository of a handful of bundles: 16 bins (`init --bins 16`), the fewest there
+        // are. An agent verifies every bin at each refresh, so the default 256 would cost the
+        // demo's 500 agent cycles minutes.
+        let bins = repo::Bins::new(16).map_err(server_err)?;
+        repo::init_with_bins(&paths, Thresholds::default(), Expiries::default(), bins, Timestamp::now()).await.map_err(server_err)?;
         Ok(Repository { paths, bundles: dir.join("bundles") })
     }
 

@@ -170,6 +170,7 @@ pub fn offline(c: &Config, now: Timestamp, who: &User) -> Vec<Problem> {
     let mut out = Vec::new();
     trusted_root(c, who, &mut out);
     token(c, who, &mut out);
+    ca_file(c, &mut out);
     site(c, who, &mut out);
     hooks(c, &mut out);
     slots(c, now, &mut out);
@@ -236,6 +237,13 @@ fn token(c: &Config, who: &User, out: &mut Vec<Problem>) {
             format!("token_file {} belongs to uid {}, and mode 600 lets only its owner read it, not {who}", path.display(), m.uid()),
             format!("`chown {} {}`", who.name, path.display()),
         ));
+    }
+}
+
+/// The extra CA certificates parse (the agent reads them as the same function does).
+fn ca_file(c: &Config, out: &mut Vec<Problem>) {
+    if let Err(e) = crate::transport::extra_roots(c.ca_file.as_deref()) {
+        out.push(problem(e.what, e.fix));
     }
 }
 
@@ -423,7 +431,7 @@ pub async fn online(c: &Config) -> Vec<Problem> {
     if let (Some(server), Some(path)) = (&c.server, &c.token_file)
         && let Ok(token) = config::read_token(path)
     {
-        match token_answer(server, &token).await {
+        match token_answer(c, server, &token).await {
             Ok(200..=299) => {}
             Ok(401) => out.push(problem(
                 format!("the server {server} refused the token in {} (401)", path.display()),
@@ -440,10 +448,14 @@ pub async fn online(c: &Config) -> Vec<Problem> {
 }
 
 /// `GET /api/v1/fix-requests` with the token: 200 when the server knows it.
-async fn token_answer(server: &url::Url, token: &str) -> std::result::Result<u16, String> {
+async fn token_answer(c: &Config, server: &url::Url, token: &str) -> std::result::Result<u16, String> {
     let url = server.join("api/v1/fix-requests").map_err(|e| e.to_string())?;
-    let client = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10)).timeout(std::time::Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
-    let r = client.get(url).bearer_auth(token).send().await.map_err(|e| palier_bundle::error::one_line(&e))?;
+    let roots = crate::transport::extra_roots(c.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let client = crate::transport::client_builder(roots)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = client.get(url).bearer_auth(token).header(crate::report::PLATFORM_HEADER, c.platform.to_string()).send().await.map_err(|e| palier_bundle::error::one_line(&e))?;
     Ok(r.status().as_u16())
 }
 

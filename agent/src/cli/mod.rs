@@ -129,6 +129,12 @@ pub fn explain(config: &Config, e: Error) -> Error {
             let cause = std::error::Error::source(t).map(|c| c.to_string()).unwrap_or_else(|| t.to_string());
             let parts: Vec<&str> = cause.split(": ").collect();
             let cause = parts[parts.len().saturating_sub(2)..].join(": ");
+            if cause.contains("certificate") {
+                return Error::Refused(format!(
+                    "repository {url}: its TLS certificate is not trusted ({cause}): set `ca_file` in {} to the PEM certificate of the CA that signs it, or use a certificate the system trusts. Nothing on the site changed",
+                    config.path.display()
+                ));
+            }
             format!("repository {url} unreachable ({cause}): is the server up and the address right? Nothing on the site changed; the next cycle tries again")
         }
         tough::error::Error::ParseTrustedMetadata { source: why, .. } => format!(
