@@ -71,7 +71,7 @@ pub fn check_owner(state_dir: &Path, euid: u32) -> Result<()> {
 }
 
 /// The name of user `uid` from `/etc/passwd`.
-fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let text = std::fs::read_to_string("/etc/passwd").ok()?;
     text.lines().find_map(|l| {
         let mut f = l.split(':');

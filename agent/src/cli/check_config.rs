@@ -113,8 +113,7 @@ impl User {
     /// The user running this process.
     pub fn current() -> User {
         let uid = rustix::process::geteuid().as_raw();
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let name = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() > 3 && f[2] == uid.to_string()).map(|f| f[0].to_owned());
+        let name = crate::lock::user_name(uid);
         let mut gids: Vec<u32> = rustix::process::getgroups().unwrap_or_default().iter().map(|g| g.as_raw()).collect();
         gids.push(rustix::process::getegid().as_raw());
         User { name: name.unwrap_or_else(|| uid.to_string()), uid, gids }
