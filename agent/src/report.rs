@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use palier_bundle::policy::Plan;
+use palier_policy::Plan;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -325,7 +325,7 @@ impl StatusPlan {
                 _ => None,
             })
             .collect();
-        StatusPlan { now: palier_bundle::policy::rfc3339(&plan.now), bundles }
+        StatusPlan { now: palier_policy::rfc3339(&plan.now), bundles }
     }
 }
 

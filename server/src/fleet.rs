@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use palier_bundle::policy::{Decision, Reason};
+use palier_policy::{Decision, Reason};
 use palier_bundle::{BundleMetadata, BundleRef, PlatformId};
 use serde::Serialize;
 

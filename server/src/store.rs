@@ -11,7 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use palier_bundle::policy::Decision;
+use palier_policy::Decision;
 use palier_bundle::{BundleRef, Component, PlatformId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};

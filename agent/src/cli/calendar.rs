@@ -6,7 +6,7 @@ use jiff::SignedDuration;
 use crate::error::Result;
 
 /// How far ahead the calendar looks: the same as the control plane's served feed.
-pub const HORIZON: SignedDuration = palier_bundle::ical_out::FEED_HORIZON;
+pub const HORIZON: SignedDuration = palier_policy::ical_out::FEED_HORIZON;
 
 #[derive(Debug, Parser)]
 pub struct Args {

@@ -2,7 +2,7 @@
 //! notices as an iCalendar feed a calendar application subscribes to (wire contract 4).
 //!
 //! Built from the latest plan the platform's agent reported, with
-//! [`palier_bundle::ical_out`] (the writer `palier-agent calendar` uses): UIDs that no time
+//! [`palier_policy::ical_out`] (the writer `palier-agent calendar` uses): UIDs that no time
 //! goes into, interventions as long as their window or slot (`slot_end`). The URL's secret is
 //! the platform's own (`platform add` and `platform calendar NAME` print the URL); a wrong
 //! secret, an unknown platform or a malformed path all get the same 404, so the feed tells
@@ -11,8 +11,8 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use palier_bundle::ical_out;
-use palier_bundle::policy::{Level, Plan};
+use palier_policy::ical_out;
+use palier_policy::{Level, Plan};
 
 use super::app::AppState;
 use super::error::AppError;
