@@ -170,6 +170,7 @@ fn the_agent_refuses_a_pasted_platform_add_output_and_a_token_file_others_may_re
     let token = register(&w, "univ-a");
     let config = w.agent_config("univ-a", 3, 1);
     let add = w.server(&["platform", "add", "univ-b", "--improvement", "3", "--stability", "1", "--db", "palier.db"]);
+    assert!(add.contains("put the next line alone in the agent's token_file, mode 0600"), "{add}");
     let pasted = add.replace(add.lines().last().unwrap(), &token);
     assert!(pasted.lines().count() > 1, "{add}");
     // Nothing listens on port 9: the token is refused before any connection is tried.
@@ -366,7 +367,8 @@ fn recording_what_is_already_recorded_exits_0_says_so_and_re_signs_nothing() {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         stdout(&out)
     };
-    ok(&["hold", "--config", c, b, "--reason", "customer asked"]);
+    let held = ok(&["hold", "--config", c, b, "--reason", "customer asked"]);
+    assert!(held.contains(&format!("not applied until `palier-agent release {b} --config {c}`")), "the whole command to run: {held}");
     assert!(ok(&["hold", "--config", c, b, "--reason", "again"]).contains("already held on this site: nothing changed"));
     ok(&["release", "--config", c, b]);
     assert!(ok(&["release", "--config", c, b]).contains("was not held on this site: nothing changed"));
@@ -391,6 +393,7 @@ fn status_says_the_watch_and_a_running_intervention_in_local_time() {
     assert!(watching.contains("the smoke checks run every cycle, and a failure rolls quiz-fix@1.0.0 back"), "{watching}");
     assert!(line("last:").contains("quiz-fix@1.0.0 applied on"), "{words}");
     assert!(line("installed:").starts_with("installed:   quiz-fix@1.0.0 since"), "{words}");
+    assert!(line("rollback:").starts_with(&format!("rollback:    `palier-agent rollback --config {c}` puts ")), "the whole command to run: {words}");
     local_to_the_minute(&words);
 
     // An intervention under way: the second bundle's guard waits until the test lets it go.
