@@ -112,7 +112,8 @@ pub struct ResumeArgs {
 
 impl ResumeArgs {
     pub async fn run(self, now: Timestamp) -> Result<()> {
-        let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| {
+        let paths = self.repo.paths();
+        let (_, changed) = repo::update(&paths, &self.bundle, now, |m| {
             refuse_yanked(&self.bundle, m)?;
             if m.state == BundleState::Active {
                 return Ok(false);
@@ -122,7 +123,9 @@ impl ResumeArgs {
             Ok(true)
         })
         .await?;
-        report(&self.bundle, changed, "active");
+        // The auto-halt's marker too (the `halts` key).
+        let unmarked = crate::halts::remove_marker(&paths, &self.bundle, now).await?;
+        report(&self.bundle, changed || unmarked, "active");
         Ok(())
     }
 }
@@ -136,10 +139,16 @@ pub struct LinkArgs {
     /// The platform that reported the defect this bundle fixes.
     #[arg(long)]
     platform: PlatformId,
+    /// The control-plane store: the platform must be registered there.
+    #[arg(long, value_name = "FILE")]
+    db: Option<std::path::PathBuf>,
 }
 
 impl LinkArgs {
     pub async fn run(self, now: Timestamp) -> Result<()> {
+        if let Some(db) = &self.db {
+            super::known_platform(&crate::store::Store::open_existing(db)?, &self.platform, "--platform")?;
+        }
         let platform = self.platform.clone();
         let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| Ok(m.reported_by.insert(platform))).await?;
         report(&self.bundle, changed, &format!("reported by {}", self.platform));
