@@ -919,6 +919,57 @@ impl Store {
     }
 }
 
+/// A stored receipt, for the dashboard: the fields the server reads and the body as sent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredReceipt {
+    pub id: String,
+    pub platform: String,
+    pub outcome: String,
+    pub bundles: Vec<String>,
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub received_at: String,
+    pub body: serde_json::Value,
+}
+
+impl Store {
+    /// A platform's receipts, the latest first (by when the intervention started), `limit`
+    /// of them from `offset`, and how many it has in all.
+    pub fn receipts_page(&self, platform: &PlatformId, offset: usize, limit: usize) -> Result<(Vec<StoredReceipt>, usize)> {
+        let conn = self.conn();
+        let total: i64 = conn
+            .query_row("SELECT count(*) FROM receipts WHERE platform = ?1", [platform.as_str()], |r| r.get(0))
+            .map_err(self.err("list a platform's receipts"))?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, platform, outcome, bundles, reason, started_at, finished_at, received_at, body FROM receipts
+                 WHERE platform = ?1 ORDER BY started_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+            )
+            .map_err(self.err("list a platform's receipts"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![platform.as_str(), limit, offset], |r| {
+                let (bundles, body): (String, String) = (r.get(3)?, r.get(8)?);
+                Ok(StoredReceipt {
+                    id: r.get(0)?,
+                    platform: r.get(1)?,
+                    outcome: r.get(2)?,
+                    bundles: serde_json::from_str(&bundles).unwrap_or_default(),
+                    reason: r.get(4)?,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                    received_at: r.get(7)?,
+                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(self.err("list a platform's receipts"))?;
+        let list = rows.collect::<rusqlite::Result<_>>().map_err(self.err("list a platform's receipts"))?;
+        Ok((list, usize::try_from(total).unwrap_or(0)))
+    }
+}
+
 /// Create an empty store file readable and writable by its owner only, whatever the umask
 /// (it holds token hashes and receipts with hook output). SQLite gives its `-wal` and `-shm`
 /// files the mode of the database file.
