@@ -89,6 +89,8 @@ fn file_key(path: &std::path::Path) -> Option<FileKey> {
 pub(crate) struct FleetView {
     generation: u64,
     built: Instant,
+    /// How long reading the store took.
+    read: Duration,
     platforms: Option<Vec<Platform>>,
     outcomes: BTreeMap<String, BundleOutcomes>,
     fix_requests: Vec<FixRequest>,
@@ -213,17 +215,20 @@ async fn fleet_view(state: &AppState) -> Result<Arc<FleetView>, AppError> {
     let store = state.store().cloned();
     let view = tokio::task::spawn_blocking(move || -> crate::Result<FleetView> {
         let built = Instant::now();
-        Ok(match store {
+        let mut view = match store {
             Some(s) => FleetView {
                 generation,
                 built,
+                read: Duration::ZERO,
                 platforms: Some(s.platforms()?),
                 outcomes: s.bundle_outcomes()?,
                 fix_requests: s.unfixed_fix_requests()?,
                 auto_halts: s.auto_halts()?,
             },
-            None => FleetView { generation, built, platforms: None, outcomes: BTreeMap::new(), fix_requests: Vec::new(), auto_halts: Vec::new() },
-        })
+            None => FleetView { generation, built, read: Duration::ZERO, platforms: None, outcomes: BTreeMap::new(), fix_requests: Vec::new(), auto_halts: Vec::new() },
+        };
+        view.read = built.elapsed();
+        Ok(view)
     })
     .await
     .map_err(AppError::internal)?
@@ -318,11 +323,15 @@ async fn answer(
     };
     let total = start.elapsed();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let timing = if rendered_now {
+    let mut timing = if rendered_now {
         format!("total;dur={:.3}, render;dur={:.3}", ms(total), ms(page.render))
     } else {
         format!("total;dur={:.3}, render;desc=\"cached\"", ms(total))
     };
+    if fleet.built >= start {
+        // This request re-read the store.
+        timing.push_str(&format!(", store;dur={:.3}", ms(fleet.read)));
+    }
     tracing::debug!(page = %key.0, total_ms = ms(total), render_ms = ms(page.render), rendered = rendered_now, "dashboard page");
     let mut response = axum::body::Body::from(axum::body::Bytes::from(page.body.as_bytes().to_vec())).into_response();
     let h = response.headers_mut();

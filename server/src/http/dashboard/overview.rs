@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use super::html::{self, Paged, bundle_key_link, bundle_link, class, dash, escape, platform_link, seconds_text};
+use crate::repo::Published;
 use crate::store::{AutoHalt, Platform};
 
 /// The last outcomes a platform can report, then `none` (no intervention reported yet).
@@ -186,18 +187,31 @@ fn known_state(state: &str) -> bool {
     state == "problem" || OUTCOMES.contains(&state) || PROBLEMS.contains(&state)
 }
 
-/// `(installed, admitted)` of a bundle: the platforms that report it installed, and those
-/// whose agent reports it installed, due or held.
-fn progress(key: &str, platforms: &[Platform]) -> (usize, usize) {
-    let named = |i: &crate::store::Installed| format!("{}@{}", i.id, i.version) == key;
-    let installed = platforms.iter().filter(|p| p.installed.iter().any(named)).count();
-    let admitted = platforms
-        .iter()
-        .filter(|p| {
-            p.installed.iter().any(named) || p.due.iter().flatten().any(named) || p.holds.iter().any(|h| format!("{}@{}", h.id, h.version) == key)
-        })
-        .count();
-    (installed, admitted)
+/// Per published bundle (in the order of `published`), `(installed, admitted)`: the platforms
+/// that report it installed, and those whose agent reports it installed, due or held. One
+/// pass over the fleet, looking each reported bundle up among the published ones.
+fn progress(published: &[&Published], platforms: &[Platform]) -> Vec<(usize, usize)> {
+    let mut index: BTreeMap<&str, Vec<(String, usize)>> = BTreeMap::new();
+    for (n, b) in published.iter().enumerate() {
+        index.entry(b.meta.manifest.id.as_str()).or_default().push((b.meta.manifest.version.to_string(), n));
+    }
+    let find = |id: &str, version: &str| index.get(id).and_then(|vs| vs.iter().find(|(v, _)| v == version)).map(|(_, n)| *n);
+    let mut out = vec![(0, 0); published.len()];
+    let mut admitted = vec![false; published.len()];
+    for p in platforms {
+        admitted.iter_mut().for_each(|a| *a = false);
+        for n in p.installed.iter().filter_map(|i| find(&i.id, &i.version)) {
+            out[n].0 += 1;
+            admitted[n] = true;
+        }
+        for n in p.due.iter().flatten().filter_map(|i| find(&i.id, &i.version)).chain(p.holds.iter().filter_map(|h| find(&h.id, &h.version))) {
+            admitted[n] = true;
+        }
+        for (n, a) in admitted.iter().enumerate() {
+            out[n].1 += usize::from(*a);
+        }
+    }
+    out
 }
 
 pub(crate) fn build(ctx: &Ctx) -> Overview {
@@ -231,12 +245,12 @@ pub(crate) fn build(ctx: &Ctx) -> Overview {
 
     let mut rolling_out = Vec::new();
     let mut bundles = Vec::new();
-    let mut published: Vec<&crate::repo::Published> = ctx.repo.bundles.iter().collect();
+    let mut published: Vec<&Published> = ctx.repo.bundles.iter().collect();
     published.sort_by(|a, b| (&b.meta.published_at, &a.meta.manifest.id).cmp(&(&a.meta.published_at, &b.meta.manifest.id)));
-    for b in published {
+    let progress = progress(&published, platforms);
+    for (b, (installed, admitted)) in published.iter().zip(progress) {
         let m = &b.meta.manifest;
         let key = format!("{}@{}", m.id, m.version);
-        let (installed, admitted) = progress(&key, platforms);
         let o = ctx.fleet.outcomes.get(&key).cloned().unwrap_or_default();
         let component_ok = f.component.as_deref().is_none_or(|c| c == m.component.as_str());
         if b.meta.state == palier_bundle::BundleState::Active && installed < admitted && component_ok {
@@ -461,12 +475,11 @@ pub(crate) fn render(ctx: &Ctx, o: &Overview) -> String {
         let pager = o.list.pager(|n| format!("/{}", f.with(|f| f.page = n)));
         h.push_str(&pager);
         h.push_str(
-            "<table id=\"platforms\"><thead><tr><th>Platform</th><th>Improvement</th><th>Stability</th><th>Contract</th><th>Installed bundles</th>\
+            "<table id=\"platforms\"><thead><tr><th>Platform</th><th>Improvement</th><th>Stability</th><th>Contract</th><th>Installed</th>\
              <th>Next intervention</th><th>Last outcome</th><th>Last seen</th><th>Problems</th></tr></thead><tbody>\n",
         );
         for r in &o.list.rows {
             let level = |l: Option<u8>| l.map(|l| l.to_string());
-            let installed: Vec<String> = r.installed.iter().map(|k| bundle_key_link(k)).collect();
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -474,7 +487,7 @@ pub(crate) fn render(ctx: &Ctx, o: &Overview) -> String {
                 dash(level(r.improvement_level).as_deref()),
                 dash(level(r.stability_level).as_deref()),
                 dash(r.contract.as_deref()),
-                if installed.is_empty() { html::muted_dash() } else { installed.join("<br>") },
+                installed_cell(r),
                 t.cell(r.next_intervention.as_deref()),
                 outcome_cell(r.last_outcome.as_deref()),
                 t.cell(r.last_seen.as_deref()),
@@ -546,6 +559,16 @@ pub(crate) fn render(ctx: &Ctx, o: &Overview) -> String {
         h.push_str("</tbody></table>\n");
     }
     html::page("palier fleet", t, f, &h)
+}
+
+/// How many bundles a platform has installed, a link to its page (which lists them); the
+/// bundle itself when it is one.
+fn installed_cell(r: &PlatformRow) -> String {
+    match r.installed.as_slice() {
+        [] => html::muted_dash(),
+        [one] => bundle_key_link(one),
+        many => format!("<a href=\"/platforms/{}\">{} bundles</a>", html::encode(&r.name), many.len()),
+    }
 }
 
 /// `platform/receipt-id` as a link to the receipt on the platform's page.
