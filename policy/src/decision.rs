@@ -134,8 +134,8 @@ impl Hold {
 /// The decision for one bundle.
 ///
 /// JSON (SPEC 5): `id`, `version`, `decision` and `reason` (`null` when none) always;
-/// `detail` when there is one; `apply_at` and `notice_at` (RFC 3339 with the platform's
-/// offset, or `null`) for eligible bundles only.
+/// `detail` when there is one; `apply_at`, `notice_at` and `slot_end` (RFC 3339 with the
+/// platform's offset, or `null`) for eligible bundles only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub id: BundleId,
@@ -148,6 +148,9 @@ pub struct Decision {
     pub apply_at: Option<Zoned>,
     /// When the users' notice goes out (eligible at stability 2 and 3 only).
     pub notice_at: Option<Zoned>,
+    /// The end of the window or slot the intervention is planned in (eligible at stability 2
+    /// and 3 only): the intervention happens between `apply_at` and this.
+    pub slot_end: Option<Zoned>,
 }
 
 impl Decision {
@@ -213,6 +216,7 @@ impl Serialize for Decision {
         if eligible {
             map.serialize_entry("apply_at", &self.apply_at.as_ref().map(rfc3339))?;
             map.serialize_entry("notice_at", &self.notice_at.as_ref().map(rfc3339))?;
+            map.serialize_entry("slot_end", &self.slot_end.as_ref().map(rfc3339))?;
         }
         map.end()
     }
@@ -231,6 +235,8 @@ struct DecisionRepr {
     apply_at: Option<Rfc>,
     #[serde(default)]
     notice_at: Option<Rfc>,
+    #[serde(default)]
+    slot_end: Option<Rfc>,
 }
 
 /// Reads the JSON back; zones come back as fixed offsets (the JSON carries no zone name).
@@ -245,6 +251,7 @@ impl<'de> Deserialize<'de> for Decision {
             detail: r.detail,
             apply_at: r.apply_at.map(|z| z.0),
             notice_at: r.notice_at.map(|z| z.0),
+            slot_end: r.slot_end.map(|z| z.0),
         })
     }
 }

@@ -156,6 +156,7 @@ pub fn plan_with_holds<S: SiteFacts + ?Sized>(
                     let mut d = decision(meta, DecisionKind::Eligible, None, t.detail.clone());
                     d.apply_at = t.apply_at.clone();
                     d.notice_at = t.notice_at.clone();
+                    d.slot_end = t.slot_end.clone();
                     return d;
                 }
             };
@@ -292,5 +293,6 @@ fn decision(meta: &BundleMetadata, kind: DecisionKind, reason: Option<Reason>, d
         detail,
         apply_at: None,
         notice_at: None,
+        slot_end: None,
     }
 }

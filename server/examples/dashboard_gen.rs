@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::{BundleRef, BundleState, Component, PlatformId, hostile};
 use palier_server::repo::{self, Expiries, RepoPaths, Thresholds};
-use palier_server::store::{Hold, Installed, NewReceipt, PlatformContract, Status, Store};
+use palier_server::store::{Hold, Installed, NewReceipt, PlatformContract, ReportedPlan, Status, Store};
 
 const COMPONENTS: [&str; 5] = ["mod_quiz", "mod_forum", "mod_assign", "block_timeline", "theme_boost"];
 
@@ -111,6 +111,8 @@ pub async fn generate(dir: &std::path::Path, n_platforms: usize, n_bundles: usiz
     let paths = RepoPaths::new(dir.join("repo"), None);
     repo::init(&paths, Thresholds::default(), Expiries::default(), now).await.unwrap();
     let mut published: Vec<(BundleRef, String)> = Vec::new();
+    // Per bundle: validated, and its state in the signed metadata.
+    let mut signed: Vec<(bool, &'static str)> = Vec::new();
     for i in 0..n_bundles {
         let component = COMPONENTS[i % COMPONENTS.len()];
         let id = format!("{}-fix-{:02}", component.replace('_', "-"), i);
@@ -143,6 +145,7 @@ pub async fn generate(dir: &std::path::Path, n_platforms: usize, n_bundles: usiz
         .await
         .unwrap();
         published.push((bundle, component.to_owned()));
+        signed.push((validated, if halted { "halted" } else if yanked { "yanked" } else { "active" }));
     }
 
     // The fleet.
@@ -197,6 +200,38 @@ pub async fn generate(dir: &std::path::Path, n_platforms: usize, n_bundles: usiz
         if repo_error {
             status.repository_error = Some("timestamp metadata expired at 2026-11-29T00:00:00Z (is the server re-signing?)".into());
             status.due = Some(Vec::new());
+        }
+        // The plan, as the agent reports it with its status (plan --json without detail).
+        let next = now + SignedDuration::from_mins(30 + 47 * i as i64 % 4000);
+        let mut decisions = Vec::new();
+        for ((b, comp), (validated, state)) in published.iter().zip(&signed) {
+            let key = Installed { id: b.id.to_string(), version: b.version.to_string() };
+            let (decision, reason): (&str, Option<&str>) = if installed.contains(&key) {
+                ("installed", (*state != "active").then_some(*state))
+            } else if *state != "active" {
+                ("skipped", Some(*state))
+            } else if rolled_back && due.first() == Some(&key) {
+                ("skipped", Some("held"))
+            } else if !takes(comp) {
+                ("skipped", Some(if c.improvement == 1 { "not-reported" } else { "component-not-selected" }))
+            } else if !validated {
+                ("waiting-validation", Some("not-alpha-validated"))
+            } else {
+                ("eligible", None)
+            };
+            let mut d = serde_json::json!({ "id": b.id.to_string(), "version": b.version.to_string(), "decision": decision, "reason": reason });
+            if decision == "eligible" {
+                let at = |t: Timestamp| t.to_string();
+                d["apply_at"] = at(next).into();
+                if c.stability > 1 {
+                    d["notice_at"] = at(next - SignedDuration::from_hours(if i % 2 == 0 { 48 } else { 1 })).into();
+                    d["slot_end"] = at(next + SignedDuration::from_hours(2)).into();
+                }
+            }
+            decisions.push(d);
+        }
+        if !repo_error {
+            status.plan = Some(serde_json::from_value::<ReportedPlan>(serde_json::json!({ "now": now.to_string(), "bundles": decisions })).unwrap());
         }
         if rolled_back && let Some(d) = due.first() {
             held.push((name.to_string(), format!("{}@{}", d.id, d.version)));

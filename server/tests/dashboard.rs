@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use palier_bundle::{PlatformId, hostile};
 use palier_server::http::{AppOptions, AppState, Clock, app};
 use palier_server::repo::{self, Expiries, RepoPaths, Thresholds};
-use palier_server::store::{Hold, Installed, NewReceipt, PlatformContract, Status, Store};
+use palier_server::store::{Hold, Installed, NewReceipt, PlatformContract, ReportedPlan, Status, Store};
 use tower::ServiceExt;
 
 const OPERATOR: &str = "0123456789abcdef0123456789abcdef";
@@ -84,8 +84,20 @@ fn row<'a>(html: &'a str, table: &str, needle: &str) -> &'a str {
     t.split("<tr").find(|r| r.contains(needle)).unwrap_or_else(|| panic!("no row with {needle} in table {table}: {t}"))
 }
 
-/// A fleet: univ-ok applied, univ-fail failed, univ-repo refuses the repository, univ-stale
-/// not seen for a day, univ-new never seen; univ-rb rolled back crafted@1.0.0 and holds it.
+/// The plan an agent reports: crafted@1.0.0 with `decision` and `reason`, eligible ones
+/// applied at `apply_at`.
+fn plan(now: Timestamp, decision: &str, reason: Option<&str>, apply_at: Option<Timestamp>) -> Option<ReportedPlan> {
+    let mut d = serde_json::json!({ "id": "crafted", "version": "1.0.0", "decision": decision, "reason": reason });
+    if let Some(at) = apply_at {
+        d["apply_at"] = at.to_string().into();
+    }
+    Some(serde_json::from_value(serde_json::json!({ "now": now.to_string(), "bundles": [d] })).unwrap())
+}
+
+/// A fleet: univ-ok applied, univ-fail failed (crafted@1.0.0 scheduled again), univ-repo
+/// refuses the repository, univ-stale not seen for a day, univ-new never seen; univ-rb
+/// rolled back crafted@1.0.0 and holds it. Each reports its plan but univ-repo (which
+/// cannot) and univ-new.
 async fn fleet(options: AppOptions) -> Fx {
     let fx = fixture(options).await;
     let s = &fx.store;
@@ -93,15 +105,19 @@ async fn fleet(options: AppOptions) -> Fx {
     let names = ["univ-ok", "univ-fail", "univ-repo", "univ-stale", "univ-new", "univ-rb", "college-x"];
     let list: Vec<(PlatformId, Option<PlatformContract>)> = names.iter().map(|n| (pid(n), Some(contract(3, 1, &[])))).collect();
     s.add_platforms(&list, now - SignedDuration::from_hours(48)).unwrap();
-    let status = |outcome: &str| Status::basic(3, 1, vec![installed("crafted@1.0.0")], Some(now + SignedDuration::from_hours(5)), Some(outcome.into()));
+    let status = |outcome: &str| Status {
+        plan: plan(now, "installed", None, None),
+        ..Status::basic(3, 1, vec![installed("crafted@1.0.0")], Some(now + SignedDuration::from_hours(5)), Some(outcome.into()))
+    };
     s.set_status(&pid("univ-ok"), &status("applied"), now).unwrap();
     s.set_status(&pid("college-x"), &status("applied"), now).unwrap();
-    s.set_status(&pid("univ-fail"), &Status::basic(3, 1, vec![], None, Some("failed".into())), now).unwrap();
-    let mut repo_error = status("applied");
+    let failed = Status { plan: plan(now, "eligible", None, Some(now + SignedDuration::from_hours(5))), ..Status::basic(3, 1, vec![], None, Some("failed".into())) };
+    s.set_status(&pid("univ-fail"), &failed, now).unwrap();
+    let mut repo_error = Status { plan: None, ..status("applied") };
     repo_error.repository_error = Some("timestamp metadata expired".into());
     s.set_status(&pid("univ-repo"), &repo_error, now).unwrap();
     s.set_status(&pid("univ-stale"), &status("applied"), now - SignedDuration::from_hours(24)).unwrap();
-    let mut rb = Status::basic(3, 1, vec![], None, Some("rolled-back".into()));
+    let mut rb = Status { plan: plan(now, "skipped", Some("held"), None), ..Status::basic(3, 1, vec![], None, Some("rolled-back".into())) };
     rb.due = Some(vec![]);
     rb.holds = Some(vec![Hold { id: "crafted".into(), version: "1.0.0".into(), since: now.to_string(), reason: "rolled back: check /login/index.php failed".into() }]);
     s.set_status(&pid("univ-rb"), &rb, now).unwrap();
@@ -127,9 +143,10 @@ async fn the_overview_counts_outcomes_and_lists_failures_first() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "attention order {order:?}: {attention}");
     assert!(!attention.contains("univ-ok") && !attention.contains("college-x"));
     assert!(row(&html, "attention", "univ-stale").contains("not seen for 1 d (stale after 3 h)"));
-    // Rolling out: crafted@1.0.0 installed on 4 (ok, college-x, repo, stale) of the 5 that admit it (+ rb's hold).
+    // Rolling out: crafted@1.0.0 installed on 4 (ok, college-x, repo, stale) of the 6 that
+    // take it (and univ-fail, scheduled again, and univ-rb, which holds it).
     let r = row(&html, "rolling-out", "crafted@1.0.0");
-    assert!(r.contains("href=\"/bundles/crafted/1.0.0\"") && r.contains("4 / 5"), "{r}");
+    assert!(r.contains("href=\"/bundles/crafted/1.0.0\"") && r.contains("4 / 6"), "{r}");
     // Links between pages.
     assert!(html.contains("<a href=\"/platforms/univ-fail\">univ-fail</a>"));
 }
@@ -199,6 +216,8 @@ async fn the_platform_page_shows_contracts_holds_and_receipts_with_their_details
     assert!(html.contains("id=\"latest\">Latest intervention: <a href=\"#receipt-r-1\""), "{html}");
     assert!(row(&html, "holds", "crafted").contains("rolled back: check /login/index.php failed"));
     assert!(row(&html, "contract", "registered").contains("<td class=\"num\">3</td><td class=\"num\">1</td>"));
+    let plan = row(&html, "plan", "crafted");
+    assert!(plan.contains("href=\"/bundles/crafted/1.0.0\"") && plan.contains(">skipped<") && plan.contains("held"), "{plan}");
     let receipt = html.split("id=\"receipt-r-1\"").nth(1).unwrap().split("</section>").next().unwrap();
     for needle in ["check /login/index.php answered 500", "swap", "1 of 2 failed", "/login/index.php", "PHP Fatal error: boom", "line 499 of the upgrade", &"ab".repeat(32), "640 ms"] {
         assert!(receipt.contains(needle), "no {needle} in the receipt: {receipt}");
@@ -220,10 +239,17 @@ async fn the_bundle_page_lists_platforms_by_state_with_links() {
     assert!(html.contains("<h1>Bundle crafted@1.0.0</h1>"));
     assert!(html.contains("id=\"metadata\"") && html.contains("mod_quiz"));
     assert!(html.contains("id=\"validations\" class=\"problem\">None yet"), "{html}");
-    // The held platform comes before the installed ones.
+    // The counts per state, each a link; the held platform comes before the scheduled and
+    // installed ones; never seen is unknown.
+    assert!(html.contains("id=\"count-state-held\" href=\"/bundles/crafted/1.0.0?state=held\"><b>1</b>"), "{html}");
+    assert!(html.contains("id=\"count-state-installed\" href=\"/bundles/crafted/1.0.0?state=installed\"><b>4</b>"), "{html}");
     let table = html.split("id=\"platforms\"").nth(1).unwrap();
-    assert!(table.find(">univ-rb</a>").unwrap() < table.find(">univ-ok</a>").unwrap(), "{table}");
-    assert!(row(&html, "platforms", "univ-rb").contains("rolled back: check /login/index.php failed"));
+    let at = |n: &str| table.find(&format!(">{n}</a>")).unwrap();
+    assert!(at("univ-rb") < at("univ-fail") && at("univ-fail") < at("univ-ok") && at("univ-ok") < at("univ-new"), "{table}");
+    let rb = row(&html, "platforms", "univ-rb");
+    assert!(rb.contains(">held<") && rb.contains("rolled back: check /login/index.php failed"), "{rb}");
+    let fail = row(&html, "platforms", "univ-fail");
+    assert!(fail.contains(">scheduled<") && fail.contains("applies <time"), "{fail}");
     let (_, _, html) = get(&fx.app, "/bundles/crafted/1.0.0?state=installed").await;
     let table = html.split("id=\"platforms\"").nth(1).unwrap();
     assert!(table.contains(">univ-ok</a>") && !table.contains(">univ-rb</a>"), "{table}");
@@ -231,6 +257,19 @@ async fn the_bundle_page_lists_platforms_by_state_with_links() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = get(&fx.app, "/bundles/..%2F..%2Fetc/passwd").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_platform_that_rolled_the_bundle_back_links_its_receipt() {
+    let fx = fleet(AppOptions::default()).await;
+    let at = fx.now - SignedDuration::from_mins(30);
+    let body = serde_json::json!({"reason": "check /login/index.php answered 500"});
+    fx.store.add_receipt(&receipt("univ-rb", "r-9", "rolled-back", at, body), fx.now).unwrap();
+    let (_, _, html) = get(&fx.app, "/bundles/crafted/1.0.0?state=rolled-back").await;
+    let rb = row(&html, "platforms", "univ-rb");
+    assert!(rb.contains(">rolled-back<") && rb.contains("href=\"/platforms/univ-rb#receipt-r-9\""), "{rb}");
+    assert!(rb.contains("check /login/index.php answered 500"), "{rb}");
+    assert!(html.contains("1 of 7 platforms match"), "{html}");
 }
 
 #[tokio::test]

@@ -11,42 +11,28 @@ use palier_bundle::BundleRef;
 use super::super::error::AppError;
 use super::Ctx;
 use super::html::{self, Paged, class, dash, escape, platform_link};
-use super::overview::receipt_link;
+use crate::fleet::{PlatformState, State};
 use crate::repo::Published;
+use crate::store::ReceiptRef;
 
-/// The states a platform can be in for a bundle, in the order the page lists them: what
-/// needs a look first.
-pub(crate) const STATES: [&str; 12] = [
-    "failed",
-    "rolled-back",
-    "held",
-    "needs-intervention",
-    "scheduled",
-    "waiting-notice",
-    "waiting-rollout",
-    "waiting-validation",
-    "installed",
-    "excluded",
-    "skipped",
-    "unknown",
+/// The states in the order the page lists them: what needs a look first.
+const ORDER: [State; 12] = [
+    State::Failed,
+    State::RolledBack,
+    State::Held,
+    State::NeedsIntervention,
+    State::Scheduled,
+    State::WaitingNotice,
+    State::WaitingRollout,
+    State::WaitingValidation,
+    State::Installed,
+    State::Excluded,
+    State::Skipped,
+    State::Unknown,
 ];
 
-/// One platform's state for the bundle, as the fleet view derives it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub(crate) struct Entry {
-    pub platform: String,
-    pub state: String,
-    pub reason: Option<String>,
-    pub apply_at: Option<String>,
-    pub notice_at: Option<String>,
-    pub slot_end: Option<String>,
-    pub rollout_at: Option<String>,
-    /// `platform/receipt-id` of the latest receipt naming the bundle.
-    pub receipt: Option<String>,
-}
-
-fn state_rank(state: &str) -> usize {
-    STATES.iter().position(|s| *s == state).unwrap_or(STATES.len())
+fn state_rank(state: State) -> usize {
+    ORDER.iter().position(|s| *s == state).unwrap_or(ORDER.len())
 }
 
 /// The published bundle named in the address, or a 404.
@@ -56,43 +42,11 @@ pub(crate) fn find<'a>(ctx: &'a Ctx, id: &str, version: &str) -> Result<&'a Publ
     ctx.repo.find(&wanted).ok_or_else(unknown)
 }
 
-/// Every platform's state for `bundle`.
-pub(crate) fn entries(ctx: &Ctx, bundle: &Published) -> Vec<Entry> {
-    let (id, version) = (bundle.meta.manifest.id.as_str(), bundle.meta.manifest.version.to_string());
-    let named = |i: &crate::store::Installed| i.id == id && i.version == version;
-    ctx.fleet
-        .platforms
-        .iter()
-        .flatten()
-        .map(|p| {
-            let held = p.holds.iter().find(|h| h.id == id && h.version == version);
-            let (state, reason, apply_at) = if p.installed.iter().any(named) {
-                ("installed", None, None)
-            } else if let Some(h) = held {
-                ("held", Some(h.reason.clone()), None)
-            } else if p.due.iter().flatten().any(named) {
-                ("scheduled", None, p.next_intervention.clone())
-            } else {
-                ("unknown", None, None)
-            };
-            Entry {
-                platform: p.name.clone(),
-                state: state.into(),
-                reason,
-                apply_at,
-                notice_at: None,
-                slot_end: None,
-                rollout_at: None,
-                receipt: None,
-            }
-        })
-        .collect()
-}
-
 /// The whole page.
 pub(crate) fn render(ctx: &Ctx, id: &str, version: &str) -> Result<String, AppError> {
     let b = find(ctx, id, version)?;
-    let entries = entries(ctx, b);
+    let view = ctx.fleet.fleet.as_ref().map(|f| f.bundle_view(&b.meta));
+    let entries = view.map(|v| v.platforms).unwrap_or_default();
     let mut h = String::with_capacity(32 * 1024);
     let m = &b.meta.manifest;
     let _ = writeln!(
@@ -152,7 +106,34 @@ fn render_meta(h: &mut String, ctx: &Ctx, b: &Published) {
     h.push_str("<h2>Rollout</h2>\n<p id=\"rollout\" class=\"muted\">No staged rollout: every platform whose contract admits it takes it at its first slot.</p>\n");
 }
 
-fn when(ctx: &Ctx, e: &Entry) -> String {
+/// The plan's reason code, and the hold's reason when the platform holds it.
+fn why(e: &PlatformState, hold: Option<&str>) -> String {
+    match (e.reason.as_deref(), hold) {
+        (None, None) => html::muted_dash(),
+        (Some(r), None) => escape(r),
+        (None, Some(h)) => format!("<span class=\"problem\">{}</span>", escape(h)),
+        (Some(r), Some(h)) => format!("{}<br><span class=\"problem\">{}</span>", escape(r), escape(h)),
+    }
+}
+
+/// The latest receipt naming the bundle: its outcome, a link to it on the platform's page,
+/// when it finished and why.
+fn receipt_cell(ctx: &Ctx, platform: &str, r: &ReceiptRef) -> String {
+    let mut out = format!(
+        "<a class=\"{}\" href=\"/platforms/{}#receipt-{}\">{}</a> {}",
+        class("outcome", &r.outcome),
+        html::encode(platform),
+        html::encode(&r.id),
+        escape(&r.outcome),
+        ctx.times.cell(Some(&r.finished_at))
+    );
+    if let Some(why) = &r.reason {
+        out.push_str(&format!("<br><span class=\"problem\">{}</span>", escape(why)));
+    }
+    out
+}
+
+fn when(ctx: &Ctx, e: &PlatformState) -> String {
     let mut parts = Vec::new();
     for (label, v) in [("applies", &e.apply_at), ("notice", &e.notice_at), ("slot ends", &e.slot_end), ("wave opens", &e.rollout_at)] {
         if let Some(v) = v {
@@ -162,19 +143,20 @@ fn when(ctx: &Ctx, e: &Entry) -> String {
     if parts.is_empty() { html::muted_dash() } else { parts.join("<br>") }
 }
 
-fn render_platforms(h: &mut String, ctx: &Ctx, b: &Published, entries: &[Entry]) {
+fn render_platforms(h: &mut String, ctx: &Ctx, b: &Published, entries: &[PlatformState]) {
     let f = &ctx.filters;
     let path = format!("/bundles/{}/{}", html::encode(b.meta.manifest.id.as_str()), html::encode(&b.meta.manifest.version.to_string()));
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<State, usize> = BTreeMap::new();
     for e in entries {
-        *counts.entry(e.state.as_str()).or_default() += 1;
+        *counts.entry(e.state).or_default() += 1;
     }
     h.push_str("<div class=\"counts\" id=\"states\">");
     let _ = write!(h, "<a class=\"count\" href=\"{path}{}\"><b>{}</b> platforms</a>", f.with_state(None), entries.len());
-    let mut states: Vec<(&str, usize)> = counts.into_iter().collect();
-    states.sort_by_key(|(s, _)| state_rank(s));
-    for (s, n) in states {
-        let bad = matches!(s, "failed" | "rolled-back" | "held" | "needs-intervention");
+    let mut states: Vec<(State, usize)> = counts.into_iter().collect();
+    states.sort_by_key(|(s, _)| state_rank(*s));
+    for (state, n) in states {
+        let s = state.as_str();
+        let bad = matches!(state, State::Failed | State::RolledBack | State::Held | State::NeedsIntervention);
         let _ = write!(
             h,
             "<a class=\"count{}\" id=\"count-{}\" href=\"{path}{}\"><b>{n}</b> {}</a>",
@@ -185,9 +167,9 @@ fn render_platforms(h: &mut String, ctx: &Ctx, b: &Published, entries: &[Entry])
         );
     }
     h.push_str("</div>\n");
-    let mut selected: Vec<&Entry> = entries.iter().filter(|e| f.matches(&e.platform) && f.state.as_deref().is_none_or(|s| s == e.state)).collect();
-    selected.sort_by(|a, b| (state_rank(&a.state), &a.platform).cmp(&(state_rank(&b.state), &b.platform)));
-    let selected: Vec<Entry> = selected.into_iter().cloned().collect();
+    let mut selected: Vec<&PlatformState> = entries.iter().filter(|e| f.matches(&e.platform) && f.state.as_deref().is_none_or(|s| s == e.state.as_str())).collect();
+    selected.sort_by(|a, b| (state_rank(a.state), &a.platform).cmp(&(state_rank(b.state), &b.platform)));
+    let selected: Vec<PlatformState> = selected.into_iter().cloned().collect();
     let page = Paged::of(&selected, f.page);
     if f.any() {
         let _ = writeln!(h, "<p>{} of {} platforms match (<a href=\"{path}\">show all</a>).</p>", page.total, entries.len());
@@ -196,6 +178,14 @@ fn render_platforms(h: &mut String, ctx: &Ctx, b: &Published, entries: &[Entry])
         h.push_str("<p class=\"muted\">No platform.</p>\n");
         return;
     }
+    // Why a platform holds it, in the agent's words.
+    let (id, version) = (b.meta.manifest.id.as_str(), b.meta.manifest.version.to_string());
+    let holds: BTreeMap<&str, &str> = ctx
+        .fleet
+        .platforms()
+        .iter()
+        .filter_map(|p| p.holds.iter().find(|h| h.id == id && h.version == version).map(|h| (p.name.as_str(), h.reason.as_str())))
+        .collect();
     let pager = page.pager(|n| format!("{path}{}", f.with(|f| f.page = n)));
     h.push_str(&pager);
     h.push_str("<table id=\"platforms\"><thead><tr><th>Platform</th><th>State</th><th>Why</th><th>When</th><th>Receipt</th></tr></thead><tbody>\n");
@@ -204,11 +194,11 @@ fn render_platforms(h: &mut String, ctx: &Ctx, b: &Published, entries: &[Entry])
             h,
             "<tr><td>{}</td><td><span class=\"{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             platform_link(&e.platform),
-            class("fleet", &e.state),
-            escape(&e.state),
-            dash(e.reason.as_deref()),
+            class("fleet", e.state.as_str()),
+            e.state.as_str(),
+            why(e, holds.get(e.platform.as_str()).copied()),
             when(ctx, e),
-            e.receipt.as_deref().map_or_else(html::muted_dash, receipt_link),
+            e.receipt.as_ref().map_or_else(html::muted_dash, |r| receipt_cell(ctx, &e.platform, r)),
         );
     }
     h.push_str("</tbody></table>\n");

@@ -39,6 +39,7 @@ use super::error::AppError;
 use super::limits::Failure;
 use super::operator;
 use crate::repo::{self, Published};
+use crate::fleet::Fleet;
 use crate::store::{AutoHalt, BundleOutcomes, FixRequest, Platform, Store};
 use html::{Filters, Times};
 
@@ -91,7 +92,8 @@ pub(crate) struct FleetView {
     built: Instant,
     /// How long reading the store took.
     read: Duration,
-    platforms: Option<Vec<Platform>>,
+    /// The platforms, their latest plans and receipts (`None`: no store).
+    fleet: Option<Fleet>,
     outcomes: BTreeMap<String, BundleOutcomes>,
     fix_requests: Vec<FixRequest>,
     auto_halts: Vec<AutoHalt>,
@@ -220,12 +222,12 @@ async fn fleet_view(state: &AppState) -> Result<Arc<FleetView>, AppError> {
                 generation,
                 built,
                 read: Duration::ZERO,
-                platforms: Some(s.platforms()?),
+                fleet: Some(Fleet::load(&s)?),
                 outcomes: s.bundle_outcomes()?,
                 fix_requests: s.unfixed_fix_requests()?,
                 auto_halts: s.auto_halts()?,
             },
-            None => FleetView { generation, built, read: Duration::ZERO, platforms: None, outcomes: BTreeMap::new(), fix_requests: Vec::new(), auto_halts: Vec::new() },
+            None => FleetView { generation, built, read: Duration::ZERO, fleet: None, outcomes: BTreeMap::new(), fix_requests: Vec::new(), auto_halts: Vec::new() },
         };
         view.read = built.elapsed();
         Ok(view)
@@ -236,6 +238,13 @@ async fn fleet_view(state: &AppState) -> Result<Arc<FleetView>, AppError> {
     let view = Arc::new(view);
     *cache.fleet.write().unwrap_or_else(PoisonError::into_inner) = Some(view.clone());
     Ok(view)
+}
+
+impl FleetView {
+    /// Every platform, by name (none without a store).
+    pub(crate) fn platforms(&self) -> &[Platform] {
+        self.fleet.as_ref().map_or(&[], |f| f.platforms.as_slice())
+    }
 }
 
 /// What a page is rendered from.

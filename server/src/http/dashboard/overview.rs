@@ -14,6 +14,9 @@ use serde::Serialize;
 
 use super::Ctx;
 use super::html::{self, Paged, bundle_key_link, bundle_link, class, dash, escape, platform_link, seconds_text};
+use palier_bundle::BundleRef;
+
+use crate::fleet::State;
 use crate::repo::Published;
 use crate::store::{AutoHalt, Platform};
 
@@ -187,36 +190,19 @@ fn known_state(state: &str) -> bool {
     state == "problem" || OUTCOMES.contains(&state) || PROBLEMS.contains(&state)
 }
 
-/// Per published bundle (in the order of `published`), `(installed, admitted)`: the platforms
-/// that report it installed, and those whose agent reports it installed, due or held. One
-/// pass over the fleet, looking each reported bundle up among the published ones.
-fn progress(published: &[&Published], platforms: &[Platform]) -> Vec<(usize, usize)> {
-    let mut index: BTreeMap<&str, Vec<(String, usize)>> = BTreeMap::new();
-    for (n, b) in published.iter().enumerate() {
-        index.entry(b.meta.manifest.id.as_str()).or_default().push((b.meta.manifest.version.to_string(), n));
-    }
-    let find = |id: &str, version: &str| index.get(id).and_then(|vs| vs.iter().find(|(v, _)| v == version)).map(|(_, n)| *n);
-    let mut out = vec![(0, 0); published.len()];
-    let mut admitted = vec![false; published.len()];
-    for p in platforms {
-        admitted.iter_mut().for_each(|a| *a = false);
-        for n in p.installed.iter().filter_map(|i| find(&i.id, &i.version)) {
-            out[n].0 += 1;
-            admitted[n] = true;
-        }
-        for n in p.due.iter().flatten().filter_map(|i| find(&i.id, &i.version)).chain(p.holds.iter().filter_map(|h| find(&h.id, &h.version))) {
-            admitted[n] = true;
-        }
-        for (n, a) in admitted.iter().enumerate() {
-            out[n].1 += usize::from(*a);
-        }
-    }
-    out
+/// `(installed, admitted)` of a bundle from the fleet view's counts: the platforms that have
+/// it, and those whose plan takes it (installed, scheduled, waiting, needing an
+/// intervention, held, rolled back or failed; not excluded by their contract, skipped for
+/// another reason, nor without a plan).
+fn progress(counts: &BTreeMap<State, usize>) -> (usize, usize) {
+    let n = |s: State| counts.get(&s).copied().unwrap_or(0);
+    let admitted = counts.iter().filter(|(s, _)| !matches!(s, State::Excluded | State::Skipped | State::Unknown)).map(|(_, n)| n).sum();
+    (n(State::Installed), admitted)
 }
 
 pub(crate) fn build(ctx: &Ctx) -> Overview {
     let f = &ctx.filters;
-    let platforms = ctx.fleet.platforms.as_deref().unwrap_or_default();
+    let platforms = ctx.fleet.platforms();
     let rows: Vec<PlatformRow> = platforms.iter().map(|p| row(p, ctx)).collect();
     let mut by_outcome: BTreeMap<&'static str, usize> = OUTCOMES.iter().map(|o| (*o, 0)).collect();
     let mut by_problem: BTreeMap<&'static str, usize> = PROBLEMS.iter().map(|o| (*o, 0)).collect();
@@ -247,10 +233,11 @@ pub(crate) fn build(ctx: &Ctx) -> Overview {
     let mut bundles = Vec::new();
     let mut published: Vec<&Published> = ctx.repo.bundles.iter().collect();
     published.sort_by(|a, b| (&b.meta.published_at, &a.meta.manifest.id).cmp(&(&a.meta.published_at, &b.meta.manifest.id)));
-    let progress = progress(&published, platforms);
-    for (b, (installed, admitted)) in published.iter().zip(progress) {
+    for b in published {
         let m = &b.meta.manifest;
         let key = format!("{}@{}", m.id, m.version);
+        let bundle = BundleRef { id: m.id.clone(), version: m.version.clone() };
+        let (installed, admitted) = ctx.fleet.fleet.as_ref().map_or((0, 0), |f| progress(&f.counts(&bundle)));
         let o = ctx.fleet.outcomes.get(&key).cloned().unwrap_or_default();
         let component_ok = f.component.as_deref().is_none_or(|c| c == m.component.as_str());
         if b.meta.state == palier_bundle::BundleState::Active && installed < admitted && component_ok {
@@ -304,7 +291,7 @@ pub(crate) fn build(ctx: &Ctx) -> Overview {
         now: html::whole_seconds(ctx.times.now),
         timezone: ctx.times.tz.iana_name().unwrap_or("UTC").to_owned(),
         stale_after_s: ctx.stale_after.as_secs(),
-        platforms: ctx.fleet.platforms.as_ref().map(Vec::len),
+        platforms: ctx.fleet.fleet.as_ref().map(|f| f.platforms.len()),
         by_outcome,
         by_problem,
         attention: Paged::of(&attention, 1),

@@ -33,17 +33,17 @@ pub(crate) fn tail(text: &str, max: usize) -> String {
 pub(crate) fn find<'a>(ctx: &'a Ctx, name: &str) -> Result<&'a Platform, AppError> {
     let unknown = || AppError::NotFound(format!("no platform {name:?} is registered (the overview lists them: /)"));
     PlatformId::new(name).map_err(|_| unknown())?;
-    ctx.fleet.platforms.as_deref().unwrap_or_default().iter().find(|p| p.name == name).ok_or_else(unknown)
+    ctx.fleet.platforms().iter().find(|p| p.name == name).ok_or_else(unknown)
 }
 
 /// The platform's receipts page `page` (from 1), the latest first.
 pub(crate) fn receipts(ctx: &Ctx, p: &Platform) -> Result<Paged<StoredReceipt>, AppError> {
     let Some(store) = &ctx.store else { return Ok(Paged { total: 0, page: 1, pages: 1, rows: Vec::new() }) };
     let id = PlatformId::new(&p.name).map_err(AppError::internal)?;
-    let (_, total) = store.receipts_page(&id, 0, 0).map_err(AppError::internal)?;
+    let total = store.receipt_count_of(&id).map_err(AppError::internal)?;
     let pages = total.div_ceil(PAGE_ROWS).max(1);
     let page = ctx.filters.page.clamp(1, pages);
-    let (rows, total) = store.receipts_page(&id, (page - 1) * PAGE_ROWS, PAGE_ROWS).map_err(AppError::internal)?;
+    let rows = store.receipts_page(&id, (page - 1) * PAGE_ROWS, PAGE_ROWS).map_err(AppError::internal)?;
     Ok(Paged { total, page, pages, rows })
 }
 
@@ -77,8 +77,8 @@ pub(crate) fn render_receipt(h: &mut String, ctx: &Ctx, r: &StoredReceipt) {
         r.bundles.iter().map(|k| bundle_key_link(k)).collect::<Vec<_>>().join(", "),
         escape(&r.id),
     );
-    let _ = write!(h, "<dl><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd>", t.cell(Some(&r.started_at)), t.cell(Some(&r.finished_at)));
-    if let Some(reason) = &r.reason {
+    let _ = write!(h, "<dl><dt>Started</dt><dd>{}</dd><dt>Finished</dt><dd>{}</dd>", t.cell(text(b, "started_at")), t.cell(Some(&r.finished_at)));
+    if let Some(reason) = text(b, "reason") {
         let _ = write!(h, "<dt>Reason</dt><dd class=\"problem\">{}</dd>", escape(reason));
     }
     if let Some(n) = b.get("count").and_then(Value::as_u64).filter(|n| *n > 1) {
@@ -177,7 +177,7 @@ pub(crate) fn render_head(h: &mut String, ctx: &Ctx, p: &Platform, latest: Optio
             escape(&r.outcome),
             r.bundles.iter().map(|k| bundle_key_link(k)).collect::<Vec<_>>().join(", "),
             t.cell(Some(&r.finished_at)),
-            r.reason.as_deref().map_or_else(String::new, |why| format!("<br><span class=\"problem\">{}</span>", escape(why))),
+            text(&r.body, "reason").map_or_else(String::new, |why| format!("<br><span class=\"problem\">{}</span>", escape(why))),
         );
     }
     h.push_str("<h2>Holds</h2>\n");
@@ -286,17 +286,42 @@ pub(crate) fn render(ctx: &Ctx, name: &str) -> Result<String, AppError> {
     Ok(html::page(&format!("Platform {}", p.name), &ctx.times, &ctx.filters, &h))
 }
 
-/// The plan the agent reported: the bundles it has due this cycle.
-fn render_plan(h: &mut String, _ctx: &Ctx, p: &Platform) {
+/// The plan the agent reported with its latest status: every bundle version with its
+/// decision, the reason, and when (as `plan --json` says it).
+fn render_plan(h: &mut String, ctx: &Ctx, p: &Platform) {
     h.push_str("<h2>Plan</h2>\n");
-    match &p.due {
-        None => h.push_str("<p class=\"muted\">The agent does not report its plan.</p>\n"),
-        Some(due) if due.is_empty() => h.push_str("<p class=\"muted\">Nothing due.</p>\n"),
-        Some(due) => {
-            let due: Vec<String> = due.iter().map(|i| bundle_key_link(&format!("{}@{}", i.id, i.version))).collect();
-            let _ = writeln!(h, "<p>Due: {}</p>", due.join(", "));
-        }
+    let Some(plan) = ctx.fleet.fleet.as_ref().and_then(|f| f.plans.get(&p.name)) else {
+        h.push_str("<p class=\"muted\">No plan reported: the agent has not sent one with its status yet (or is older than plans in the status).</p>\n");
+        return;
+    };
+    let t = &ctx.times;
+    let _ = writeln!(h, "<p class=\"muted\">As the agent planned it for {}, received {}.</p>", t.html(plan.now), t.cell(Some(&plan.received_at)));
+    if plan.bundles.is_empty() {
+        h.push_str("<p class=\"muted\">No bundle in the plan.</p>\n");
+        return;
     }
+    h.push_str("<table id=\"plan\"><thead><tr><th>Bundle</th><th>Decision</th><th>Reason</th><th>When</th></tr></thead><tbody>\n");
+    for d in &plan.bundles {
+        // The times as `plan --json` writes them, whichever the decision carries.
+        let json = serde_json::to_value(d).unwrap_or_default();
+        let mut when = Vec::new();
+        for (label, key) in [("applies", "apply_at"), ("notice", "notice_at"), ("slot ends", "slot_end"), ("wave opens", "rollout_at")] {
+            if let Some(v) = json.get(key).and_then(Value::as_str) {
+                when.push(format!("{label} {}", t.cell(Some(v))));
+            }
+        }
+        let decision = d.decision.as_str();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td><span class=\"{}\">{}</span></td><td>{}</td><td>{}</td></tr>",
+            html::bundle_link(d.id.as_str(), &d.version.to_string()),
+            class("decision", decision),
+            decision,
+            d.reason.map_or_else(html::muted_dash, |r| r.as_str().to_owned()),
+            if when.is_empty() { html::muted_dash() } else { when.join("<br>") },
+        );
+    }
+    h.push_str("</tbody></table>\n");
 }
 
 #[cfg(test)]
