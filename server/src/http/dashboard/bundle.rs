@@ -103,6 +103,10 @@ fn render_meta(h: &mut String, ctx: &Ctx, b: &Published) {
     } else {
         let _ = writeln!(h, "<p id=\"validations\">{}</p>", v.join(", "));
     }
+    // The staged rollout goes here once the signed metadata carries one (`rollout` in the
+    // bundle's custom metadata, palier_bundle::rollout): a row for the canaries and one per
+    // wave, with the instant it opens (paused or not), its cumulative share, and of the
+    // platforms in it (Rollout::position) how many installed it, rolled it back or failed.
     h.push_str("<h2>Rollout</h2>\n<p id=\"rollout\" class=\"muted\">No staged rollout: every platform whose contract admits it takes it at its first slot.</p>\n");
 }
 
