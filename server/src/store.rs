@@ -748,12 +748,9 @@ impl Store {
         let mut out = BTreeMap::new();
         for row in rows {
             let (platform, now, received_at, bundles) = row.map_err(self.err("read plans"))?;
-            // Written by this store from checked values: a row that does not read back is skipped.
-            let (Ok(now), Ok(bundles)) = (now.parse(), serde_json::from_str(&bundles)) else {
-                tracing::warn!(platform, "the stored plan of this platform cannot be read; ignored until its next status");
-                continue;
-            };
-            out.insert(platform, StoredPlan { now, received_at, bundles });
+            if let Some(plan) = StoredPlan::from_row(&platform, &PlanRow { now, received_at, bundles }) {
+                out.insert(platform, plan);
+            }
         }
         Ok(out)
     }
@@ -1152,6 +1149,39 @@ impl Store {
             })
             .map_err(self.err("read receipts"))?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.err("read receipts"))
+    }
+}
+
+/// A stored plan as its row holds it, unparsed (see [`Store::plan_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRow {
+    pub now: String,
+    pub received_at: String,
+    pub bundles: String,
+}
+
+impl StoredPlan {
+    /// The plan a row holds; `None` (with a warning) when it does not read back: the store
+    /// writes it from checked values, so such a row is skipped until the platform's next status.
+    pub fn from_row(platform: &str, row: &PlanRow) -> Option<StoredPlan> {
+        let (Ok(now), Ok(bundles)) = (row.now.parse(), serde_json::from_str(&row.bundles)) else {
+            tracing::warn!(platform, "the stored plan of this platform cannot be read; ignored until its next status");
+            return None;
+        };
+        Some(StoredPlan { now, received_at: row.received_at.clone(), bundles })
+    }
+}
+
+impl Store {
+    /// Every platform's latest plan, unparsed, by platform name: for a reader that keeps the
+    /// plans it parsed already and parses only those that changed (the dashboard).
+    pub fn plan_rows(&self) -> Result<BTreeMap<String, PlanRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT platform, plan_now, received_at, bundles FROM platform_plans").map_err(self.err("read plans"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, PlanRow { now: r.get(1)?, received_at: r.get(2)?, bundles: r.get(3)? })))
+            .map_err(self.err("read plans"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("read plans"))
     }
 }
 

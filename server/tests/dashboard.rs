@@ -364,3 +364,19 @@ async fn the_overview_is_json_for_operators_and_every_page_says_its_server_time(
     let (_, again, _) = get(&fx.app, "/platforms/univ-ok").await;
     assert!(again["server-timing"].to_str().unwrap().contains("render;desc=\"cached\""), "{again:?}");
 }
+
+#[tokio::test]
+async fn the_plans_the_dashboard_keeps_read_back_as_the_store_reads_them() {
+    let fx = fleet(AppOptions::default()).await;
+    let rows = fx.store.plan_rows().unwrap();
+    let plans = fx.store.plans().unwrap();
+    assert_eq!(rows.len(), 5, "every platform but univ-repo and univ-new reported a plan: {rows:?}");
+    for (platform, row) in &rows {
+        assert_eq!(palier_server::store::StoredPlan::from_row(platform, row).as_ref(), plans.get(platform), "{platform}");
+    }
+    // A new status changes the row: the dashboard parses that plan again.
+    let before = rows["univ-rb"].clone();
+    let status = Status { plan: plan(fx.now + SignedDuration::from_mins(5), "installed", None, None), ..Status::basic(3, 1, vec![installed("crafted@1.0.0")], None, Some("applied".into())) };
+    fx.store.set_status(&pid("univ-rb"), &status, fx.now).unwrap();
+    assert_ne!(fx.store.plan_rows().unwrap()["univ-rb"], before);
+}
