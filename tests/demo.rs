@@ -68,6 +68,7 @@ fn the_demo_tells_the_week_and_exits_0() {
     has("fix request FR-1 from univ-a (mod_quiz): \"Quiz timers drift when the server clock jumps\" -> mod_quiz-timer-drift@1.0.1");
     has("auto-halt: mod_quiz-broken-login@1.0.0");
     has("lists 3 of 3 platforms");
+    has("serves univ-b's coming interventions and notices (iCalendar");
     let receipts = text.split("receipts: ").nth(1).unwrap_or_default();
     let mut numbers = receipts.split(' ').filter_map(|w| w.parse::<u32>().ok());
     let (stored, written) = (numbers.next().unwrap(), numbers.next().unwrap());
@@ -112,6 +113,12 @@ fn keep_leaves_the_control_plane_running() {
     }
     let healthz = http_get(addr, "/healthz");
     assert!(healthz.contains(" 200 "), "{healthz:.200}");
+    // univ-b's calendar feed answers at the URL printed, with its secret.
+    let calendar = after("calendar:");
+    let path = calendar.strip_prefix(&format!("http://{addr}")).unwrap();
+    assert!(path.starts_with("/calendar/univ-b/") && path.ends_with(".ics"), "{calendar}");
+    let feed = http_get(addr, path);
+    assert!(feed.contains(" 200 ") && feed.contains("BEGIN:VCALENDAR"), "{feed:.300}");
 }
 
 /// Stops the kept control plane at the end of the test, pass or fail.

@@ -302,3 +302,71 @@ fn times(d: &Decision) -> Times {
     let get = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     Times { apply_at: get("apply_at"), notice_at: get("notice_at"), slot_end: get("slot_end"), rollout_at: get("rollout_at") }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn platform(name: &str, installed: &[&str]) -> Platform {
+        let installed: Vec<serde_json::Value> = installed
+            .iter()
+            .map(|k| {
+                let (id, version) = k.split_once('@').unwrap();
+                serde_json::json!({"id": id, "version": version})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "name": name, "created_at": "2026-12-01T00:00:00Z", "improvement_level": 3, "stability_level": 2,
+            "installed": installed, "next_intervention": null, "last_outcome": null, "last_seen": null
+        }))
+        .unwrap()
+    }
+
+    fn plan(entries: serde_json::Value) -> StoredPlan {
+        StoredPlan { now: "2026-12-01T09:00:00Z".parse().unwrap(), received_at: "2026-12-01T09:00:01Z".into(), bundles: serde_json::from_value(entries).unwrap() }
+    }
+
+    fn receipt(outcome: &str) -> ReceiptRef {
+        ReceiptRef { id: format!("r-{outcome}"), outcome: outcome.into(), finished_at: "2026-11-30T22:00:00Z".into(), reason: None }
+    }
+
+    fn fleet(plans: Vec<(&str, StoredPlan)>, receipts: Vec<(&str, ReceiptRef)>, platforms: Vec<Platform>) -> Fleet {
+        Fleet {
+            platforms,
+            plans: plans.into_iter().map(|(p, plan)| (p.to_owned(), plan)).collect(),
+            receipts: receipts.into_iter().map(|(p, r)| ((p.to_owned(), "fix@1.0.0".to_owned()), r)).collect(),
+        }
+    }
+
+    #[test]
+    fn precedence_of_the_states() {
+        let fix: BundleRef = "fix@1.0.0".parse().unwrap();
+        let installed = plan(serde_json::json!([{"id": "fix", "version": "1.0.0", "decision": "installed", "reason": null}]));
+        let at_now = plan(serde_json::json!([{"id": "fix", "version": "1.0.0", "decision": "eligible", "reason": null,
+            "apply_at": "2026-12-01T22:00:00+01:00", "notice_at": "2026-12-01T10:00:00+01:00"}]));
+        let other = plan(serde_json::json!([{"id": "other", "version": "1.0.0", "decision": "installed", "reason": null}]));
+        let f = fleet(
+            vec![("a", installed), ("b", at_now.clone()), ("c", other), ("e", at_now)],
+            // a re-applied it after rolling it back: its plan (installed) wins over the old receipt.
+            vec![("a", receipt("rolled-back")), ("e", receipt("applied"))],
+            vec![platform("a", &[]), platform("b", &[]), platform("c", &[]), platform("d", &["fix@1.0.0"]), platform("e", &[])],
+        );
+        let states: Vec<State> = f.states(&fix).iter().map(|s| s.state).collect();
+        // b: the notice time is the plan's now, so it is out; c: the plan does not name it yet;
+        // d: no plan, but its status lists it installed; e: an applied receipt is no state.
+        assert_eq!(states, [State::Installed, State::Scheduled, State::Unknown, State::Installed, State::Scheduled]);
+        let counts = f.counts(&fix);
+        assert_eq!((counts[&State::Installed], counts[&State::Scheduled], counts[&State::Unknown], counts[&State::Failed]), (2, 2, 1, 0));
+        assert_eq!(counts.len(), State::ALL.len());
+    }
+
+    #[test]
+    fn state_names_read_back() {
+        for s in State::ALL {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(State::parse("eligible"), None);
+    }
+}
