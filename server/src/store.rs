@@ -748,12 +748,9 @@ impl Store {
         let mut out = BTreeMap::new();
         for row in rows {
             let (platform, now, received_at, bundles) = row.map_err(self.err("read plans"))?;
-            // Written by this store from checked values: a row that does not read back is skipped.
-            let (Ok(now), Ok(bundles)) = (now.parse(), serde_json::from_str(&bundles)) else {
-                tracing::warn!(platform, "the stored plan of this platform cannot be read; ignored until its next status");
-                continue;
-            };
-            out.insert(platform, StoredPlan { now, received_at, bundles });
+            if let Some(plan) = StoredPlan::from_row(&platform, &PlanRow { now, received_at, bundles }) {
+                out.insert(platform, plan);
+            }
         }
         Ok(out)
     }
@@ -787,24 +784,7 @@ impl Store {
 
     /// A platform's latest `limit` receipts, the latest first, as sent.
     pub fn recent_receipts(&self, platform: &PlatformId, limit: usize) -> Result<Vec<StoredReceipt>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT id, outcome, bundles, finished_at, received_at, body FROM receipts WHERE platform = ?1 ORDER BY finished_at DESC, id DESC LIMIT ?2")
-            .map_err(self.err("read receipts"))?;
-        let rows = stmt
-            .query_map(params![platform.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                let (bundles, body): (String, String) = (r.get(2)?, r.get(5)?);
-                Ok(StoredReceipt {
-                    id: r.get(0)?,
-                    outcome: r.get(1)?,
-                    bundles: serde_json::from_str(&bundles).unwrap_or_default(),
-                    finished_at: r.get(3)?,
-                    received_at: r.get(4)?,
-                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
-                })
-            })
-            .map_err(self.err("read receipts"))?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.err("read receipts"))
+        self.receipts_page(platform, 0, limit)
     }
 
     /// The secret of `platform`'s calendar URL, made now if it has none yet (a platform
@@ -1131,6 +1111,77 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl Store {
+    /// How many receipts `platform` has stored.
+    pub fn receipt_count_of(&self, platform: &PlatformId) -> Result<usize> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM receipts WHERE platform = ?1", [platform.as_str()], |r| r.get(0))
+            .map_err(self.err("count a platform's receipts"))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// A platform's receipts, the latest first (as [`Store::recent_receipts`]), `limit` of
+    /// them from `offset`: a page of the dashboard.
+    pub fn receipts_page(&self, platform: &PlatformId, offset: usize, limit: usize) -> Result<Vec<StoredReceipt>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, outcome, bundles, finished_at, received_at, body FROM receipts WHERE platform = ?1
+                 ORDER BY finished_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+            )
+            .map_err(self.err("read receipts"))?;
+        let (limit, offset) = (i64::try_from(limit).unwrap_or(i64::MAX), i64::try_from(offset).unwrap_or(i64::MAX));
+        let rows = stmt
+            .query_map(params![platform.as_str(), limit, offset], |r| {
+                let (bundles, body): (String, String) = (r.get(2)?, r.get(5)?);
+                Ok(StoredReceipt {
+                    id: r.get(0)?,
+                    outcome: r.get(1)?,
+                    bundles: serde_json::from_str(&bundles).unwrap_or_default(),
+                    finished_at: r.get(3)?,
+                    received_at: r.get(4)?,
+                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(self.err("read receipts"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("read receipts"))
+    }
+}
+
+/// A stored plan as its row holds it, unparsed (see [`Store::plan_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRow {
+    pub now: String,
+    pub received_at: String,
+    pub bundles: String,
+}
+
+impl StoredPlan {
+    /// The plan a row holds; `None` (with a warning) when it does not read back: the store
+    /// writes it from checked values, so such a row is skipped until the platform's next status.
+    pub fn from_row(platform: &str, row: &PlanRow) -> Option<StoredPlan> {
+        let (Ok(now), Ok(bundles)) = (row.now.parse(), serde_json::from_str(&row.bundles)) else {
+            tracing::warn!(platform, "the stored plan of this platform cannot be read; ignored until its next status");
+            return None;
+        };
+        Some(StoredPlan { now, received_at: row.received_at.clone(), bundles })
+    }
+}
+
+impl Store {
+    /// Every platform's latest plan, unparsed, by platform name: for a reader that keeps the
+    /// plans it parsed already and parses only those that changed (the dashboard).
+    pub fn plan_rows(&self) -> Result<BTreeMap<String, PlanRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT platform, plan_now, received_at, bundles FROM platform_plans").map_err(self.err("read plans"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, PlanRow { now: r.get(1)?, received_at: r.get(2)?, bundles: r.get(3)? })))
+            .map_err(self.err("read plans"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("read plans"))
     }
 }
 

@@ -394,7 +394,7 @@ async fn an_agent_that_reports_what_is_due_counts_only_for_bundles_it_had() {
     assert_eq!(halts[0].receipts, vec!["univ-a/r1".to_owned(), "univ-b/r1".to_owned()]);
     let (_, _, html) = get(&fx.app, "/", None).await;
     let row = html.split("<tr>").find(|r| r.contains("univ-a/r1")).unwrap_or_else(|| panic!("no auto-halt row: {html}"));
-    assert!(row.contains("<td>crafted@1.0.0</td>") && row.contains("univ-b/r1"), "{row}");
+    assert!(row.contains(">crafted@1.0.0</a></td>") && row.contains("univ-b/r1"), "{row}");
 }
 
 #[tokio::test]
@@ -509,10 +509,10 @@ async fn the_dashboard_says_what_is_wrong_with_each_platform() {
     }
     let (s, _, html) = get(&fx.app, "/", None).await;
     assert_eq!(s, StatusCode::OK);
-    let row = html.split("<tr>").find(|r| r.contains("<td>univ-a</td>")).unwrap();
+    let row = html.split("<tr>").find(|r| r.contains(">univ-a</a></td>")).unwrap();
     assert!(row.contains("cannot verify the repository: timestamp metadata expired at 2026-03-01T00:00:00Z"), "{row}");
     assert!(row.contains("contract mismatch: the agent runs improvement 2, registered 3"), "{row}");
-    let row = html.split("<tr>").find(|r| r.contains("<td>univ-b</td>")).unwrap();
+    let row = html.split("<tr>").find(|r| r.contains(">univ-b</a></td>")).unwrap();
     assert!(row.contains("never seen"), "{row}");
     let row = html.split("<tr>").find(|r| r.contains("<td>univ-c</td>")).unwrap_or_else(|| panic!("no refused-token row: {html}"));
     assert!(row.contains("<td class=\"num\">2</td>"), "{row}");
@@ -547,9 +547,13 @@ async fn the_dashboard_pages_its_long_tables() {
     let fx = fixture(2).await;
     let names: Vec<(PlatformId, Option<PlatformContract>)> = (0..250).map(|i| (PlatformId::new(format!("p{i:03}")).unwrap(), Some(contract(3, &[])))).collect();
     fx.store.add_platforms(&names, Timestamp::now()).unwrap();
+    // The list of every platform, 50 a page (the attention list above it shows the first 50
+    // never seen).
+    let list = |html: &str| html.split("id=\"platforms\"").nth(1).unwrap_or_else(|| panic!("no platform list in {html}")).to_owned();
     let (_, _, first) = get(&fx.app, "/", None).await;
-    assert!(first.contains("page 1 of 3 (252 rows)") && first.contains("<td>p000</td>") && !first.contains("<td>p150</td>"), "{first}");
-    let (_, _, third) = get(&fx.app, "/?page=3", None).await;
-    assert!(third.contains("page 3 of 3") && third.contains("<td>p249</td>") && !third.contains("<td>p000</td>"));
+    assert!(first.contains("page 1 of 6 (252 rows)") && list(&first).contains(">p000</a>") && !list(&first).contains(">p050</a>"), "{first}");
+    let (_, _, fifth) = get(&fx.app, "/?page=5", None).await;
+    assert!(fifth.contains("page 5 of 6") && list(&fifth).contains(">p249</a>") && !list(&fifth).contains(">p000</a>"));
+    assert!(first.contains("href=\"/?page=2\""), "the pager links the next page");
     assert!(first.len() < 100_000, "{} bytes", first.len());
 }

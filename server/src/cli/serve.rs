@@ -57,6 +57,9 @@ pub struct Args {
     /// How often the agents report; a platform not seen for three of these is flagged.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     poll_interval: SignedDuration,
+    /// The IANA time zone the dashboard shows times in (e.g. Europe/Paris).
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    timezone: String,
     /// Receipts a platform may send per minute (429 with Retry-After past it).
     #[arg(long, value_name = "N", default_value_t = Limits::default().receipts_per_minute)]
     receipts_per_minute: u32,
@@ -119,6 +122,8 @@ impl Args {
         let refresh_every = positive("refresh-interval", self.refresh_interval)?;
         let header_timeout = positive("header-timeout", self.header_timeout)?;
         positive("poll-interval", self.poll_interval)?;
+        let timezone = jiff::tz::TimeZone::get(&self.timezone)
+            .map_err(|e| Error::Refused(format!("--timezone {}: not a known IANA time zone ({e}); e.g. UTC or Europe/Paris", self.timezone)))?;
         let listen = http::listen_address(&self.listen).map_err(Error::Refused)?;
         let operator_token = self.admin_token_file.as_deref().map(read_operator_token).transpose()?;
         if operator_token.is_none() && !http::is_loopback(&listen) {
@@ -153,6 +158,7 @@ impl Args {
                 },
                 refresh_every: Some(refresh_every),
                 poll_interval: self.poll_interval,
+                timezone,
             },
             header_timeout,
             max_connections: self.max_connections.max(1),

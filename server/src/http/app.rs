@@ -72,6 +72,8 @@ pub struct AppOptions {
     pub refresh_every: Option<Duration>,
     /// How often agents report; a platform not seen for three of these is flagged.
     pub poll_interval: SignedDuration,
+    /// The zone the dashboard shows times in (`serve --timezone`).
+    pub timezone: jiff::tz::TimeZone,
 }
 
 impl Default for AppOptions {
@@ -83,6 +85,7 @@ impl Default for AppOptions {
             limits: Limits::default(),
             refresh_every: None,
             poll_interval: SignedDuration::from_hours(1),
+            timezone: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -203,12 +206,16 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: `/` the dashboard, `/repo/` the repository, `/api/v1/` the
-/// control plane, `/calendar/` the platforms' iCalendar feeds, `/healthz`, `/metrics`;
-/// anything else a JSON 404.
+/// The whole HTTP application: `/` the dashboard (and its pages `/bundles/{id}/{version}`,
+/// `/platforms/{name}`), `/repo/` the repository, `/api/v1/` the control plane,
+/// `/calendar/` the platforms' iCalendar feeds, `/healthz`, `/metrics`; anything else a
+/// JSON 404.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(dashboard::page))
+        .route("/", get(dashboard::overview_page))
+        .route("/bundles/{id}/{version}", get(dashboard::bundle_page))
+        .route("/platforms/{name}", get(dashboard::platform_page))
+        .route("/api/v1/overview", get(dashboard::overview_json))
         .route("/repo/{*path}", get(files::repo_file))
         .nest("/api/v1", api::routes())
         .route("/calendar/{platform}/{file}", get(calendar::feed))

@@ -15,7 +15,7 @@ pub enum RouteClass {
     Targets,
     Health,
     Metrics,
-    /// `/`, the dashboard.
+    /// `/`, `/bundles/...` and `/platforms/...`: the dashboard.
     Dashboard,
     /// `/api/v1/fix-requests`.
     ApiFixRequests,
@@ -54,7 +54,7 @@ impl RouteClass {
             RouteClass::Health
         } else if path == "/metrics" {
             RouteClass::Metrics
-        } else if path == "/" {
+        } else if path == "/" || path.starts_with("/bundles/") || path.starts_with("/platforms/") {
             RouteClass::Dashboard
         } else if path == "/api/v1/fix-requests" {
             RouteClass::ApiFixRequests
