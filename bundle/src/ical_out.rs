@@ -362,6 +362,7 @@ mod tests {
             detail: None,
             apply_at: apply_at.map(z),
             notice_at: notice_at.map(z),
+            rollout_at: None,
         }
     }
 

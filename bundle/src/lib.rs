@@ -18,6 +18,7 @@ pub mod moodle;
 pub mod names;
 pub mod ownership;
 pub mod policy;
+pub mod rollout;
 pub mod schedule;
 
 pub use error::{Error, Result};
