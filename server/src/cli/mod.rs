@@ -14,6 +14,7 @@ mod list;
 mod platform;
 mod publish;
 mod refresh;
+mod rollout;
 mod serve;
 mod update;
 
@@ -49,6 +50,10 @@ pub enum Command {
     Link(update::LinkArgs),
     /// List the published bundles with their metadata.
     List(list::Args),
+    /// A bundle's staged rollout (canaries, then waves of the fleet): set, pause, resume,
+    /// show; and the repository's default rollout.
+    #[command(subcommand)]
+    Rollout(rollout::Command),
     /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
     /// served repository, from cron or a systemd timer. `--check` only reports.
     Refresh(refresh::Args),
@@ -73,6 +78,7 @@ impl Cli {
             Command::Yank(a) => a.run(now, palier_bundle::BundleState::Yanked).await,
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
+            Command::Rollout(c) => c.run(now).await,
             Command::Refresh(a) => a.run(now).await,
             Command::Platform(c) => c.run(now),
             Command::Serve(a) => a.run(self.now).await,
