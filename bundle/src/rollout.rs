@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::names::{BundleId, PlatformId};
-use crate::schedule::{format_duration, parse_duration};
+use crate::duration::{format_duration, parse_duration};
 
 /// An example of the text form, quoted in every parse error.
 pub const EXAMPLE: &str = "canary=univ-x,univ-y; 24h=10%; 48h=50%; 72h=100%";
@@ -290,7 +290,7 @@ struct Wire {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireWave {
-    #[serde(with = "crate::schedule::duration_serde")]
+    #[serde(with = "crate::duration::duration_serde")]
     after: SignedDuration,
     share: u8,
 }

@@ -11,9 +11,9 @@ use semver::{Version, VersionReq};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::manifest::{ChangeClass, DataImpact, Dependency, Manifest, Origin};
-use crate::metadata::{BundleMetadata, BundleRef, BundleState};
-use crate::names::{BundleId, Component, PlatformId};
+use palier_bundle::manifest::{ChangeClass, DataImpact, Dependency, Manifest, Origin};
+use palier_bundle::metadata::{BundleMetadata, BundleRef, BundleState};
+use palier_bundle::names::{BundleId, Component, PlatformId};
 use crate::schedule::{Calendar, DatedSlot, HORIZON, Window, next_slots};
 
 const PLATFORM: &str = "univ-a";
@@ -138,14 +138,14 @@ const PUBLISHED: &str = "2026-11-01T00:00:00Z";
 /// When the `NotYet` wave opens: 60 days after [`PUBLISHED`].
 const NOT_YET_OPENS: &str = "2026-12-31T00:00:00Z";
 
-fn wave_rollout(w: WaveCase) -> Option<crate::rollout::Rollout> {
+fn wave_rollout(w: WaveCase) -> Option<palier_bundle::rollout::Rollout> {
     let spec = match w {
         WaveCase::None => return None,
         WaveCase::Opened => "24h=100%",
         WaveCase::NotYet => "canary=univ-z; 60d=100%",
         WaveCase::Canary => "canary=univ-a,univ-z; 60d=100%",
     };
-    Some(crate::rollout::Rollout::parse(spec).unwrap())
+    Some(palier_bundle::rollout::Rollout::parse(spec).unwrap())
 }
 
 /// What SPEC section 2 says, read as literally as it is written, without the policy code.
@@ -699,10 +699,10 @@ fn arb_stability() -> impl Strategy<Value = Stability> {
 }
 
 /// A rollout: up to 3 canaries among `univ-a`..`univ-d`, up to 4 waves growing within 10 days.
-fn arb_rollout() -> impl Strategy<Value = crate::rollout::Rollout> {
+fn arb_rollout() -> impl Strategy<Value = palier_bundle::rollout::Rollout> {
     (prop::collection::btree_set(prop::sample::select(vec!["univ-a", "univ-b", "univ-c", "univ-d"]), 0..3), prop::collection::vec((0i64..60, 1u8..40), 1..5))
         .prop_map(|(canary, steps)| {
-            let mut waves: Vec<crate::rollout::Wave> = Vec::new();
+            let mut waves: Vec<palier_bundle::rollout::Wave> = Vec::new();
             let (mut after, mut share) = (-1i64, 0u8);
             for (d, s) in steps {
                 after += d + 1;
@@ -710,9 +710,9 @@ fn arb_rollout() -> impl Strategy<Value = crate::rollout::Rollout> {
                 if waves.last().is_some_and(|w| w.share >= share) {
                     break;
                 }
-                waves.push(crate::rollout::Wave { after: SignedDuration::from_hours(after * 4), share });
+                waves.push(palier_bundle::rollout::Wave { after: SignedDuration::from_hours(after * 4), share });
             }
-            crate::rollout::Rollout { canary: canary.into_iter().map(|c| PlatformId::new(c).unwrap()).collect(), waves, paused_at: None }
+            palier_bundle::rollout::Rollout { canary: canary.into_iter().map(|c| PlatformId::new(c).unwrap()).collect(), waves, paused_at: None }
         })
 }
 
@@ -891,17 +891,17 @@ proptest! {
 
 #[test]
 fn a_bundle_that_does_not_fit_the_site_code_is_skipped_moodle_layout_mismatch() {
-    use crate::components::ComponentMap;
-    use crate::layout::Layout;
-    use crate::moodle::MoodleSite;
-    use crate::names::RelPath;
+    use palier_bundle::components::ComponentMap;
+    use palier_bundle::layout::Layout;
+    use palier_bundle::moodle::MoodleSite;
+    use palier_bundle::names::RelPath;
     let k = contract(Level::Three, Level::One);
     let site = |layout| MoodleSite { release: moodle(), layout, components: ComponentMap::builtin(layout) };
     let with_files = |paths: &[&str]| {
         let mut b = bundle("mod_quiz-fix", "1.0.0");
         b.manifest.files = paths
             .iter()
-            .map(|p| crate::FileEntry { path: RelPath::new(*p).unwrap(), sha256: crate::Sha256Hex::from_digest(&[0; 32]), size: 1, mode: crate::FileMode::from_permissions(0o644) })
+            .map(|p| palier_bundle::FileEntry { path: RelPath::new(*p).unwrap(), sha256: palier_bundle::Sha256Hex::from_digest(&[0; 32]), size: 1, mode: palier_bundle::FileMode::from_permissions(0o644) })
             .collect();
         b
     };
@@ -959,14 +959,14 @@ fn plan_inside_an_open_window_or_slot_says_the_current_one() {
 /// The first of `univ-0`, `univ-1`, ... whose place for `mod_quiz-fix` is in `range`.
 fn platform_at(range: std::ops::Range<u8>) -> PlatformId {
     let id = BundleId::new("mod_quiz-fix").unwrap();
-    (0..1000).map(|i| PlatformId::new(format!("univ-{i}")).unwrap()).find(|p| range.contains(&crate::rollout::place(&id, p))).unwrap()
+    (0..1000).map(|i| PlatformId::new(format!("univ-{i}")).unwrap()).find(|p| range.contains(&palier_bundle::rollout::place(&id, p))).unwrap()
 }
 
 fn rolled(spec: &str) -> BundleMetadata {
     let mut b = bundle("mod_quiz-fix", "1.0.1");
     b.reported_by.clear();
     b.published_at = "2026-12-01T08:00:00Z".into();
-    b.rollout = Some(crate::rollout::Rollout::parse(spec).unwrap());
+    b.rollout = Some(palier_bundle::rollout::Rollout::parse(spec).unwrap());
     b
 }
 

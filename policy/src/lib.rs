@@ -1,9 +1,14 @@
-//! Contract policy: which bundles a platform gets, and when (SPEC 2), as pure decisions.
+//! palier-policy: which bundles a platform gets, and when (SPEC 2), as pure decisions; the
+//! schedules they are placed in (windows, level-3 calendars) and the iCalendar the agent
+//! publishes.
 //!
 //! [`plan`] takes the platform's [`Contract`], the verified metadata of every bundle in
 //! the repository, the installed bundles, the site's Moodle release and `now`, and returns
 //! a [`Plan`]: one [`Decision`] per bundle, serializable as the `plan --json` document of
-//! SPEC 5. No clock, no I/O.
+//! SPEC 5. No clock, no I/O: callers pass `now`.
+
+pub mod ical_out;
+pub mod schedule;
 
 mod contract;
 mod decision;
@@ -24,11 +29,11 @@ pub use contract::{
 };
 pub use decision::{Decision, DecisionKind, Hold, Plan, Reason, rfc3339};
 
-use crate::components::ComponentMap;
-use crate::layout::Layout;
-use crate::metadata::{BundleMetadata, BundleRef};
-use crate::moodle::MoodleSite;
-use crate::names::BundleId;
+use palier_bundle::components::ComponentMap;
+use palier_bundle::layout::Layout;
+use palier_bundle::metadata::{BundleMetadata, BundleRef};
+use palier_bundle::moodle::MoodleSite;
+use palier_bundle::names::BundleId;
 use rules::Verdict;
 
 /// Plan every bundle for one platform.
@@ -67,7 +72,7 @@ use rules::Verdict;
 ///    `needs-scheduled-intervention` once validated.
 /// 7. **stability**: `data-impact-too-high` — decision `needs-scheduled-intervention`.
 ///    **`waiting-rollout`** — right after it: the bundle's staged rollout (see
-///    [`crate::rollout`]) has not reached this platform yet; decision `waiting-rollout`
+///    [`palier_bundle::rollout`]) has not reached this platform yet; decision `waiting-rollout`
 ///    with `rollout_at`, the instant its wave opens. After every contract rule, so an
 ///    excluded platform says why it is excluded rather than when a wave opens; never for
 ///    a platform in `reported_by`. Not eligible, so it supersedes nothing.

@@ -1,10 +1,20 @@
-//! Human durations of the agent config: `2h`, `15m`, `90s`, `1h30m`, `1d`.
+//! Human durations, as the agent config and a rollout's waves write them: `2h`, `15m`,
+//! `90s`, `1h30m`, `1d`. Here, beside the signed metadata whose rollouts use them;
+//! `palier_policy::schedule` re-exports them for the config.
 
 use std::fmt::Write as _;
 
 use jiff::SignedDuration;
 
-use super::error::{Result, ScheduleError};
+/// A refused duration, naming the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {value:?}: {why}")]
+pub struct DurationError {
+    pub value: String,
+    pub why: String,
+}
+
+type Result<T> = std::result::Result<T, DurationError>;
 
 const UNITS: [(char, u32); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
 
@@ -12,7 +22,7 @@ const UNITS: [(char, u32); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1
 /// at most once: `2h`, `15m`, `90s`, `1h30m`, `1d12h`. A day is exactly 24 hours.
 /// No sign, no space, no fraction: a config value is either exact or refused.
 pub fn parse_duration(text: &str) -> Result<SignedDuration> {
-    let why = |w: &str| ScheduleError::Duration { value: text.to_owned(), why: w.to_owned() };
+    let why = |w: &str| DurationError { value: text.to_owned(), why: w.to_owned() };
     if text.is_empty() {
         return Err(why("empty; expected for example 2h, 15m, 90s or 1h30m"));
     }
@@ -67,7 +77,7 @@ pub fn format_duration(d: SignedDuration) -> String {
     out
 }
 
-/// `#[serde(with = "palier_bundle::schedule::duration_serde")]` for a `SignedDuration`
+/// `#[serde(with = "palier_bundle::duration::duration_serde")]` for a `SignedDuration`
 /// written as `"1h30m"`.
 pub mod duration_serde {
     use jiff::SignedDuration;
