@@ -4,58 +4,15 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
-use common::{World, bin, http_get, manifest, stderr};
-
-/// `palier-server serve` on a free port, stopped when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(w: &World) -> Served {
-    let mut child = Command::new(bin("palier-server"))
-        .args(["serve", "--repo", "repo", "--db", "palier.db", "--create", "--listen", "127.0.0.1:0"])
-        .current_dir(w.tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Served { child, url }
-}
+use common::control::{Served, serve};
+use common::{World, http_get, manifest, stderr};
 
 /// Register `platform` with the contract `improvement`/1 and write an agent config (levels
 /// `improvement`/1) talking to the server.
 fn platform(w: &World, served: &Served, name: &str, improvement: u8) -> PathBuf {
-    let level = improvement.to_string();
-    let out = w.server(&["platform", "add", name, "--improvement", &level, "--stability", "1", "--db", "palier.db"]);
-    let token = out.lines().last().unwrap().trim().to_owned();
-    let token_file = w.path(&format!("token-{name}"));
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    // The agent reads only a token file its owner alone may read.
-    std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let config = w.agent_config(name, improvement, 1);
-    let text = std::fs::read_to_string(&config).unwrap().replacen(
-        "trusted_root = ",
-        &format!("server = \"{}\"\ntoken_file = \"{}\"\ntrusted_root = ", served.url, token_file.display()),
-        1,
-    );
-    std::fs::write(&config, text).unwrap();
-    config
+    common::control::platform(w, served, name, improvement, 1)
 }
 
 fn agent_ok(w: &World, args: &[&str]) -> String {

@@ -32,6 +32,8 @@ struct Row {
     apply_at: Option<String>,
     #[serde(default)]
     notice_at: Option<String>,
+    #[serde(default)]
+    slot_end: Option<String>,
 }
 
 fn plan(w: &World, config: &std::path::Path, now: &str) -> PlanDoc {
@@ -74,6 +76,7 @@ fn plan_json_has_the_spec_shape_and_the_contract_decisions() {
     assert_eq!(quiz.version, "1.0.1");
     assert_eq!(quiz.apply_at.as_deref(), Some("2026-12-01T22:00:00+01:00"), "first window: Tuesday 22:00");
     assert_eq!(quiz.notice_at.as_deref(), Some("2026-12-01T20:00:00+01:00"), "notice 2 h before");
+    assert_eq!(quiz.slot_end.as_deref(), Some("2026-12-01T23:30:00+01:00"), "the window's end");
     let forum = rows["forum-fix"];
     assert_eq!((forum.decision.as_str(), forum.reason.as_deref()), ("skipped", Some("component-not-selected")));
     let nav = rows["nav-rework"];
@@ -190,7 +193,7 @@ fn calendar_is_an_icalendar_document_of_the_coming_interventions() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("BEGIN:VCALENDAR\r\n") && text.ends_with("END:VCALENDAR\r\n"), "{text}");
-    assert!(text.contains("DTSTART:20261201T210000Z"), "the Tuesday 22:00 Paris window, in UTC: {text}");
+    assert!(text.contains("DTSTART:20261201T210000Z\r\nDTEND:20261201T223000Z\r\n"), "the Tuesday 22:00-23:30 Paris window, in UTC, whole: {text}");
     assert!(text.contains("quiz-fix"), "{text}");
 }
 

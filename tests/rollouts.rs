@@ -8,11 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
-use common::{World, bin, manifest, stderr};
+use common::control::{Served, serve_with};
+use common::{World, http_get, manifest, stderr};
 use jiff::{SignedDuration, Timestamp};
 use palier_fixture::{MoodleServer, TreeOptions, generate};
 use serde_json::Value;
@@ -54,34 +53,6 @@ struct Platform {
     _site: Option<MoodleServer>,
 }
 
-/// `palier-server serve` on a free port, stopped when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(w: &World) -> Served {
-    let mut child = Command::new(bin("palier-server"))
-        .args(["serve", "--repo", "repo", "--db", "palier.db", "--create", "--listen", "127.0.0.1:0", "--halt-threshold", "1"])
-        .current_dir(w.tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    Served { child, url }
-}
-
 /// Register `name`, generate its Moodle site (served unless `broken`) and write its agent
 /// config: stability 1 without low-load slots, so an eligible bundle is applied at once.
 fn platform(w: &World, served: &Served, name: &str, role: Role) -> Platform {
@@ -90,7 +61,12 @@ fn platform(w: &World, served: &Served, name: &str, role: Role) -> Platform {
         Role::Excluded => (2, "components = [\"mod_forum\"]\n"),
         _ => (3, ""),
     };
-    let out = w.server(&["platform", "add", name, "--improvement", &improvement.to_string(), "--stability", "1", "--db", "palier.db"]);
+    let level = improvement.to_string();
+    let mut add = vec!["platform", "add", name, "--improvement", &level, "--stability", "1", "--db", "palier.db"];
+    if role == Role::Excluded {
+        add.extend(["--components", "mod_forum"]);
+    }
+    let out = w.server(&add);
     let token = out.lines().last().unwrap().trim().to_owned();
     let token_file = w.path(&format!("token-{name}"));
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -165,7 +141,8 @@ fn fleet(w: &World, served: &Served) -> Vec<Platform> {
     names.iter().map(|n| platform(w, served, n, roles[n.as_str()])).collect()
 }
 
-/// `palier-agent plan --json` of every platform at `now`, in parallel.
+/// `palier-agent plan --json` of every platform at `now`, in parallel: each one's entry for
+/// the bundle, with the plan's `now` added as `plan_now`.
 fn plans(w: &World, fleet: &[Platform], now: &str) -> BTreeMap<String, Value> {
     std::thread::scope(|s| {
         let handles: Vec<_> = fleet
@@ -175,7 +152,8 @@ fn plans(w: &World, fleet: &[Platform], now: &str) -> BTreeMap<String, Value> {
                     let out = w.run("palier-agent", &["plan", "--config", p.config.to_str().unwrap(), "--json", "--now", now]);
                     assert!(out.status.success(), "plan {}: {}", p.name, stderr(&out));
                     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-                    let entry = doc["bundles"].as_array().unwrap().iter().find(|b| b["id"] == BUNDLE).cloned().unwrap_or(Value::Null);
+                    let mut entry = doc["bundles"].as_array().unwrap().iter().find(|b| b["id"] == BUNDLE).cloned().unwrap();
+                    entry["plan_now"] = doc["now"].clone();
                     (p.name.clone(), entry)
                 })
             })
@@ -210,10 +188,67 @@ fn instant(v: &Value) -> Option<Timestamp> {
     v.as_str().map(|s| s.parse().unwrap())
 }
 
+/// The state wire contract 3 gives a platform whose own plan says `row` and whose latest
+/// receipt naming the bundle has `outcome` (docs/http-api.md's table, written again here as
+/// the test's oracle).
+fn expected_state(row: &Value, outcome: Option<&str>) -> &'static str {
+    let decision = row["decision"].as_str().unwrap();
+    if decision == "installed" {
+        return "installed";
+    }
+    match outcome {
+        Some("rolled-back") => return "rolled-back",
+        Some("failed") => return "failed",
+        _ => {}
+    }
+    match (decision, row["reason"].as_str()) {
+        ("eligible", _) => match (instant(&row["notice_at"]), instant(&row["plan_now"])) {
+            (Some(n), Some(now)) if n > now => "waiting-notice",
+            _ => "scheduled",
+        },
+        ("waiting-rollout", _) => "waiting-rollout",
+        ("waiting-validation", _) => "waiting-validation",
+        ("needs-scheduled-intervention", _) => "needs-intervention",
+        (_, Some("held")) => "held",
+        (_, Some("not-reported" | "component-not-selected" | "class-not-allowed" | "moodle-version-mismatch" | "moodle-layout-mismatch")) => "excluded",
+        _ => "skipped",
+    }
+}
+
+/// The outcome of the latest receipt of `name`'s agent naming the bundle.
+fn last_outcome(w: &World, name: &str) -> Option<String> {
+    let key = format!("{BUNDLE}@{VERSION}");
+    let receipts = palier_agent::receipt::all(&w.path(&format!("state-{name}"))).unwrap();
+    receipts.iter().filter(|r| r.bundles.iter().any(|b| *b == key)).max_by_key(|r| r.finished_at).map(|r| serde_json::to_value(r.outcome).unwrap().as_str().unwrap().to_owned())
+}
+
+/// The control plane's per-bundle view (`GET /api/v1/bundles/{id}/{version}`, loopback: no
+/// operator credential) says, for every platform, what that platform's own plan says.
+fn assert_view_agrees(w: &World, served: &Served, plans: &BTreeMap<String, Value>, step: &str) {
+    let answer = http_get(served.url.strip_prefix("http://").unwrap(), &format!("/api/v1/bundles/{BUNDLE}/{VERSION}"));
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.lines().next().unwrap().contains(" 200 "), "{step}: {answer:.300}");
+    let view: Value = serde_json::from_str(body).unwrap();
+    let entries = view["platforms"].as_array().unwrap();
+    assert_eq!(entries.len(), plans.len(), "{step}: {view}");
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for (name, row) in plans {
+        let entry = entries.iter().find(|p| p["platform"] == name.as_str()).unwrap_or_else(|| panic!("{step}: {name} not in the view"));
+        let want = expected_state(row, last_outcome(w, name).as_deref());
+        assert_eq!(entry["state"], want, "{step}: {name}: the server says {entry}, the agent's plan {row}");
+        for field in ["reason", "apply_at", "notice_at", "slot_end", "rollout_at"] {
+            assert_eq!(entry[field], row.get(field).cloned().unwrap_or(Value::Null), "{step}: {name} {field}: {entry} vs {row}");
+        }
+        *counts.entry(want).or_default() += 1;
+    }
+    let served_counts: BTreeMap<&str, u64> = view["counts"].as_object().unwrap().iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| (k.as_str(), n.as_u64().unwrap())).collect();
+    assert_eq!(served_counts, counts, "{step}: counts");
+}
+
 #[test]
 fn canaries_first_then_each_wave_at_its_time_for_its_share_and_a_rollback_halts_the_rest() {
     let w = World::new();
-    let served = serve(&w);
+    let served = serve_with(&w, &["--halt-threshold", "1"]);
     let fleet = fleet(&w, &served);
     let of = |role: Role| -> Vec<&Platform> { fleet.iter().filter(|p| p.role == role).collect() };
     let reporter = of(Role::Reporter)[0].name.clone();
@@ -265,6 +300,7 @@ fn canaries_first_then_each_wave_at_its_time_for_its_share_and_a_rollback_halts_
     let first: Vec<String> = fleet.iter().filter(|p| matches!(p.role, Role::Canary | Role::Reporter)).map(|p| p.name.clone()).collect();
     let after = plans(&w, &fleet, &t);
     assert_eq!(installed(&after), first, "hour 1: only the canaries and the reporter");
+    assert_view_agrees(&w, &served, &after, "hour 1");
 
     // Just before the first wave opens, nothing more is due.
     let just_before = (wave1_opens - SignedDuration::from_secs(1)).to_string();
@@ -298,6 +334,7 @@ fn canaries_first_then_each_wave_at_its_time_for_its_share_and_a_rollback_halts_
     expected.sort();
     assert_eq!(installed(&p), expected, "hour 25: the first wave joined");
     assert_eq!(decision(&p[&broken[0].name]), ("skipped", Some("held")));
+    assert_view_agrees(&w, &served, &p, "hour 25");
 
     // Hour 49: the second wave's time, but the bundle is halted: nobody else takes it.
     let t = at(49);
@@ -309,6 +346,7 @@ fn canaries_first_then_each_wave_at_its_time_for_its_share_and_a_rollback_halts_
     for pl in of(Role::Wave2).iter().chain(of(Role::Outside).iter()) {
         assert_eq!(decision(&p[&pl.name]), ("skipped", Some("halted")), "{}", pl.name);
     }
+    assert_view_agrees(&w, &served, &p, "hour 49");
 }
 
 #[test]

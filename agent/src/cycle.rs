@@ -31,22 +31,192 @@ pub struct Notice {
     pub bundles: Vec<String>,
 }
 
+/// A notice the plan of a cycle expected, not yet due then: the next cycle can tell that its
+/// time passed without it (the agent was not running at that time, or the hook failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedNotice {
+    pub apply_at: Timestamp,
+    pub notice_at: Timestamp,
+    pub bundles: Vec<String>,
+}
+
+/// A notice whose time passed without it being posted: its intervention does not take place
+/// (never without its notice) and waits for the next window or slot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissedNotice {
+    /// The intervention that lost its notice, and when the notice was due.
+    pub apply_at: Timestamp,
+    pub notice_at: Timestamp,
+    pub bundles: Vec<String>,
+    /// When a cycle found it missed.
+    pub found_at: Timestamp,
+    /// The last cycle before it, when the agent ran before the notice's time and not at it.
+    pub last_cycle: Option<Timestamp>,
+    /// The window or slot the intervention can take instead, and its notice time; `None`
+    /// when none comes within a year.
+    pub next: Option<Timestamp>,
+    pub next_notice: Option<Timestamp>,
+}
+
+impl MissedNotice {
+    /// Whether it still matters at `now`: until the next notice is due (or a day after the
+    /// intervention it stopped, when no window comes).
+    pub fn current(&self, now: Timestamp) -> bool {
+        let until = self.next_notice.or(self.next).unwrap_or_else(|| self.apply_at.checked_add(SignedDuration::from_hours(24)).unwrap_or(Timestamp::MAX));
+        now < until
+    }
+
+    /// Why it was missed, in words.
+    fn cause(&self, config: &Config) -> String {
+        match self.last_cycle {
+            Some(t) if t.checked_add(NOTICE_EARLY).is_ok_and(|reach| reach < self.notice_at) => format!(
+                "the agent was not running then: its previous cycle was at {}",
+                crate::cli::contract::local(t, config)
+            ),
+            Some(_) => "the notice hook did not succeed in time".to_owned(),
+            None => "the agent was not running then".to_owned(),
+        }
+    }
+
+    /// The `warning:` line of `run` and `status`.
+    pub fn warning(&self, config: &Config) -> String {
+        let local = |t: Timestamp| crate::cli::contract::local(t, config);
+        let next = match (self.next, self.next_notice) {
+            (Some(at), Some(n)) => format!("postponed to {} (its notice at {})", local(at), local(n)),
+            (Some(at), None) => format!("postponed to {}", local(at)),
+            _ => "postponed: no window or slot comes within a year".to_owned(),
+        };
+        format!(
+            "warning: the users' notice of the intervention at {} was due at {} and was never posted ({}); nothing is applied without its notice: {} {next}",
+            local(self.apply_at),
+            local(self.notice_at),
+            self.cause(config),
+            self.bundles.join(", ")
+        )
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Notices {
     notices: Vec<Notice>,
+    /// What the last cycle's plan expected (not yet due then).
+    #[serde(default)]
+    expected: Vec<ExpectedNotice>,
+    /// Notices found missed, while they matter.
+    #[serde(default)]
+    missed: Vec<MissedNotice>,
+    /// When a cycle last looked at the notices.
+    #[serde(default)]
+    last_cycle: Option<Timestamp>,
 }
 
 fn notices_path(state_dir: &Path) -> PathBuf {
     state_dir.join("notices.json")
 }
 
-pub fn read_notices(state_dir: &Path) -> Result<Vec<Notice>> {
-    Ok(journal::read_record::<Notices>(&notices_path(state_dir), "notices")?.map(|n| n.notices).unwrap_or_default())
+fn read_notice_state(state_dir: &Path) -> Result<Notices> {
+    Ok(journal::read_record::<Notices>(&notices_path(state_dir), "notices")?.unwrap_or_default())
 }
 
-fn write_notices(state_dir: &Path, notices: Vec<Notice>) -> Result<()> {
-    journal::write_record(&notices_path(state_dir), &Notices { notices }, "notices")
+pub fn read_notices(state_dir: &Path) -> Result<Vec<Notice>> {
+    Ok(read_notice_state(state_dir)?.notices)
+}
+
+fn write_notice_state(state_dir: &Path, state: &Notices) -> Result<()> {
+    journal::write_record(&notices_path(state_dir), state, "notices")
+}
+
+/// The missed notices the last cycle recorded (it keeps those that matter at its time):
+/// what `status` shows.
+pub fn recorded_missed_notices(state_dir: &Path) -> Result<Vec<MissedNotice>> {
+    Ok(read_notice_state(state_dir)?.missed)
+}
+
+/// The missed notices that matter at `now`: those a cycle recorded and those the last
+/// cycle's expectations show missed since (found without writing anything, for `plan`).
+pub fn missed_notices(config: &Config, now: Timestamp) -> Result<Vec<MissedNotice>> {
+    let state = read_notice_state(&config.state_dir)?;
+    let mut out: Vec<MissedNotice> = state.missed.iter().filter(|m| m.current(now)).cloned().collect();
+    // `find_missed` leaves out what is recorded already.
+    out.extend(find_missed(config, &state, now));
+    Ok(out)
+}
+
+/// The notices the last cycle expected whose time has passed at `now` without them being
+/// posted (a notice is posted up to its time: after it, the plan points to a later window).
+fn find_missed(config: &Config, state: &Notices, now: Timestamp) -> Vec<MissedNotice> {
+    let next = crate::cli::contract::next_slot(config, now);
+    state
+        .expected
+        .iter()
+        .filter(|e| e.notice_at < now && now.duration_since(e.notice_at) < SignedDuration::from_hours(24 * 7))
+        .filter(|e| !state.notices.iter().any(|n| n.apply_at == e.apply_at) && !state.missed.iter().any(|m| m.apply_at == e.apply_at))
+        .map(|e| MissedNotice {
+            apply_at: e.apply_at,
+            notice_at: e.notice_at,
+            bundles: e.bundles.clone(),
+            found_at: now,
+            last_cycle: state.last_cycle,
+            next: next.as_ref().map(|(slot, _)| slot.start.timestamp()),
+            next_notice: next.as_ref().and_then(|(_, n)| *n),
+        })
+        .collect()
+}
+
+/// Levels 2 and 3 with a notice hook: record the notices missed since the last cycle and
+/// return a `warning:` line for each, said once (the intervention they announced is
+/// postponed by [`site_plan`]; `status` keeps saying it while it matters).
+pub fn record_missed_notices(config: &Config, now: Timestamp) -> Result<Vec<String>> {
+    if config.contract.stability.level == Level::One || config.hooks.notice.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut state = read_notice_state(&config.state_dir)?;
+    let found = find_missed(config, &state, now);
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lines: Vec<String> = found.iter().map(|m| m.warning(config)).collect();
+    state.missed.retain(|m| m.current(now));
+    state.missed.extend(found);
+    write_notice_state(&config.state_dir, &state)?;
+    Ok(lines)
+}
+
+/// Move the eligible bundles of a missed notice out of the window it announced, to the
+/// next one they can take (what `run` does: never applied without the notice), with a
+/// detail naming the missed notice.
+fn postpone_missed(config: &Config, plan: &mut Plan, missed: &[MissedNotice], now: Timestamp) {
+    if missed.is_empty() {
+        return;
+    }
+    let next = crate::cli::contract::next_slot(config, now);
+    let zone = &config.contract.timezone;
+    let notice = config.contract.stability.notice.get();
+    for d in plan.bundles.iter_mut().filter(|d| d.decision == DecisionKind::Eligible) {
+        let key = d.key();
+        let Some(m) = missed.iter().find(|m| m.bundles.contains(&key)) else { continue };
+        let local = |t: Timestamp| crate::cli::contract::local(t, config);
+        let lost = format!("the users' notice of the intervention at {} was due at {} and never posted ({})", local(m.apply_at), local(m.notice_at), m.cause(config));
+        match &next {
+            Some((slot, _)) => {
+                if d.apply_at.as_ref().is_none_or(|a| a.timestamp() < slot.start.timestamp()) {
+                    d.apply_at = Some(slot.start.clone());
+                    d.notice_at = slot.start.timestamp().checked_sub(notice).ok().map(|t| t.to_zoned(zone.clone()));
+                    d.slot_end = Some(slot.end.clone());
+                }
+                d.detail = Some(format!("{lost}: postponed to the next window it can take, {}", local(slot.start.timestamp())));
+            }
+            None => {
+                d.apply_at = None;
+                d.notice_at = None;
+                d.slot_end = None;
+                d.detail = Some(format!("{lost}: postponed, and no window or slot comes within a year"));
+            }
+        }
+    }
 }
 
 /// A bundle version rolled back on this site, as `status` shows it (read from the holds).
@@ -95,6 +265,8 @@ pub struct CycleReport {
     pub set_aside: Option<Receipt>,
     /// Why nothing was applied, when something was eligible.
     pub waiting: Vec<String>,
+    /// `warning: ...` lines: what an operator must know now (a missed notice).
+    pub warnings: Vec<String>,
 }
 
 /// The slot of the platform's windows (level 2) or calendar (level 3) that contains `now`.
@@ -146,6 +318,12 @@ pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &palier_b
         plan = policy::plan_with_holds(&config.contract, &metas, &installed, &holds, release, now);
     }
     refuse_file_conflicts(&mut plan, &metas);
+    if config.contract.stability.level != Level::One && config.hooks.notice.is_some() {
+        match missed_notices(config, now) {
+            Ok(missed) => postpone_missed(config, &mut plan, &missed, now),
+            Err(e) => tracing::warn!(error = %palier_bundle::error::one_line(&e), "cannot read the notices record: missed notices not checked"),
+        }
+    }
     plan
 }
 
@@ -248,6 +426,7 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
     let held = holds::read_all(&config.state_dir)?;
+    report.warnings = record_missed_notices(config, now)?;
     let plan = site_plan(config, &verified.bundles, &release, &installed, &held, now);
     let find = |key: &str| verified.bundles.iter().find(|b| b.meta().manifest.key() == key);
     // A refusal the release manager must resolve is said every cycle; holds are the site's
@@ -297,6 +476,12 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         };
         report.intervention = Some(receipt);
     }
+    // The status carries the plan as `plan` would say it now: after an intervention, planned
+    // again over what is installed and held since.
+    let plan = match &report.intervention {
+        Some(_) => site_plan(config, &verified.bundles, &release, &site::installed(&config.state_dir)?, &holds::read_all(&config.state_dir)?, now),
+        None => plan,
+    };
     send_reports(config, now, Some(&plan), report.intervention.as_ref(), None).await?;
     prune::prune(config, now);
     intervene::sweep_trash(&config.moodle.dirroot);
@@ -393,6 +578,7 @@ async fn send_reports(config: &Config, now: Timestamp, plan: Option<&Plan>, inte
                 Some(report::HoldRef { id: r.id.to_string(), version: r.version.to_string(), since: h.since.to_string(), reason: h.reason })
             })
             .collect(),
+        plan: plan.map(report::StatusPlan::of),
     };
     report::send_status(config, now, &status).await
 }
@@ -401,7 +587,8 @@ async fn send_reports(config: &Config, now: Timestamp, plan: Option<&Plan>, inte
 /// plan), once per intervention time.
 async fn post_notices(config: &Config, plan: &Plan, now: Timestamp) -> Result<Vec<HookRun>> {
     let Some(hook) = &config.hooks.notice else { return Ok(Vec::new()) };
-    let mut notices = read_notices(&config.state_dir)?;
+    let mut state = read_notice_state(&config.state_dir)?;
+    let mut notices = std::mem::take(&mut state.notices);
     // Forget notices of interventions long past.
     notices.retain(|n| n.apply_at.checked_add(SignedDuration::from_hours(24 * 7)).is_ok_and(|t| t > now));
     let mut runs = Vec::new();
@@ -434,7 +621,23 @@ async fn post_notices(config: &Config, plan: &Plan, now: Timestamp) -> Result<Ve
         }
         runs.push(run);
     }
-    write_notices(&config.state_dir, notices)?;
+    // What this plan expects next, so the next cycle can tell a notice time it missed.
+    let mut expected: std::collections::BTreeMap<Timestamp, ExpectedNotice> = std::collections::BTreeMap::new();
+    for d in plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible) {
+        if let (Some(apply_at), Some(notice_at)) = (&d.apply_at, &d.notice_at)
+            && notice_at.timestamp() > now
+            && !notices.iter().any(|n| n.apply_at == apply_at.timestamp())
+        {
+            let e = expected.entry(apply_at.timestamp()).or_insert_with(|| ExpectedNotice { apply_at: apply_at.timestamp(), notice_at: notice_at.timestamp(), bundles: Vec::new() });
+            e.notice_at = e.notice_at.min(notice_at.timestamp());
+            e.bundles.push(d.key());
+        }
+    }
+    state.notices = notices;
+    state.expected = expected.into_values().collect();
+    state.missed.retain(|m| m.current(now));
+    state.last_cycle = Some(now);
+    write_notice_state(&config.state_dir, &state)?;
     Ok(runs)
 }
 

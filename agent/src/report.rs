@@ -18,6 +18,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use palier_policy::Plan;
+
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::receipt::Receipt;
@@ -293,6 +295,38 @@ pub struct Status {
     pub due: Vec<BundleVersion>,
     /// The bundle versions held on this site.
     pub holds: Vec<HoldRef>,
+    /// This cycle's plan, compact (wire contract 1); left out when there is none (the
+    /// repository could not be verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<StatusPlan>,
+}
+
+/// The plan as the status carries it: `now`, and per bundle version the `plan --json` entry
+/// without its `detail` (the words stay on the host), null fields left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusPlan {
+    pub now: String,
+    pub bundles: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl StatusPlan {
+    /// The compact form of `plan`: every field `plan --json` writes for a decision, except
+    /// `detail`, and except those that are null.
+    pub fn of(plan: &Plan) -> StatusPlan {
+        let bundles = plan
+            .bundles
+            .iter()
+            .filter_map(|d| match serde_json::to_value(d) {
+                Ok(serde_json::Value::Object(mut entry)) => {
+                    entry.remove("detail");
+                    entry.retain(|_, v| !v.is_null());
+                    Some(entry)
+                }
+                _ => None,
+            })
+            .collect();
+        StatusPlan { now: palier_policy::rfc3339(&plan.now), bundles }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -142,9 +142,9 @@ impl Hold {
 /// The decision for one bundle.
 ///
 /// JSON (SPEC 5): `id`, `version`, `decision` and `reason` (`null` when none) always;
-/// `detail` when there is one; `apply_at` and `notice_at` (RFC 3339 with the platform's
-/// offset, or `null`) for eligible bundles only; `rollout_at` (RFC 3339, or `null` when the
-/// rollout is paused or never reaches the platform) for `waiting-rollout` only.
+/// `detail` when there is one; `apply_at`, `notice_at` and `slot_end` (RFC 3339 with the
+/// platform's offset, or `null`) for eligible bundles only; `rollout_at` (RFC 3339, or `null`
+/// when the rollout is paused or never reaches the platform) for `waiting-rollout` only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub id: BundleId,
@@ -157,6 +157,9 @@ pub struct Decision {
     pub apply_at: Option<Zoned>,
     /// When the users' notice goes out (eligible at stability 2 and 3 only).
     pub notice_at: Option<Zoned>,
+    /// The end of the window or slot the intervention is planned in (eligible at stability 2
+    /// and 3 only): the intervention happens between `apply_at` and this.
+    pub slot_end: Option<Zoned>,
     /// When the platform's wave of the bundle's rollout opens (`waiting-rollout` only).
     pub rollout_at: Option<Zoned>,
 }
@@ -224,6 +227,7 @@ impl Serialize for Decision {
         if eligible {
             map.serialize_entry("apply_at", &self.apply_at.as_ref().map(rfc3339))?;
             map.serialize_entry("notice_at", &self.notice_at.as_ref().map(rfc3339))?;
+            map.serialize_entry("slot_end", &self.slot_end.as_ref().map(rfc3339))?;
         }
         if self.decision == DecisionKind::WaitingRollout {
             map.serialize_entry("rollout_at", &self.rollout_at.as_ref().map(rfc3339))?;
@@ -246,6 +250,7 @@ struct DecisionRepr {
     #[serde(default)]
     notice_at: Option<Rfc>,
     #[serde(default)]
+    slot_end: Option<Rfc>,
     rollout_at: Option<Rfc>,
 }
 
@@ -261,6 +266,7 @@ impl<'de> Deserialize<'de> for Decision {
             detail: r.detail,
             apply_at: r.apply_at.map(|z| z.0),
             notice_at: r.notice_at.map(|z| z.0),
+            slot_end: r.slot_end.map(|z| z.0),
             rollout_at: r.rollout_at.map(|z| z.0),
         })
     }

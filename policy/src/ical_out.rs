@@ -18,8 +18,10 @@
 //! - every time in UTC (`YYYYMMDDTHHMMSSZ`, whole seconds), so no `VTIMEZONE` is needed
 //!   and each calendar application shows its user's own zone;
 //! - events sorted by start, with UIDs that depend only on what the event is (platform,
-//!   kind, start, bundles), so a refreshed subscription updates events instead of
-//!   duplicating them.
+//!   kind, bundles), never on a time, so a refreshed subscription updates events (a moved
+//!   intervention moves) instead of duplicating them.
+//! - an intervention lasts its window or slot (`slot_end` of the plan, stability 2 and 3);
+//!   at stability 1, which has no window, an estimate the description calls one.
 //!
 //! A calendar with no event is written as an empty `VCALENDAR`. RFC 5545's grammar asks
 //! for at least one component, but subscribing applications accept an empty feed, and an
@@ -33,16 +35,19 @@ use sha2::{Digest, Sha256};
 
 use crate::{Decision, DecisionKind, Level, Plan, rfc3339};
 
-/// How long an intervention event lasts in the calendar. The plan gives when an
-/// intervention starts, not how long the window or slot it starts is (a [`Decision`]
-/// carries `apply_at` only), nor how long the apply will take; 30 minutes is the estimate
-/// shown, and the event's description says it is one.
+/// How long an intervention event lasts when the plan gives no `slot_end` (stability 1: no
+/// window, applied as soon as possible): 30 minutes, an estimate, and the event's
+/// description says it is one.
 pub const ESTIMATED_INTERVENTION: SignedDuration = SignedDuration::from_mins(30);
 
 /// How long a notice event lasts: the notice goes out at an instant (the agent runs the
 /// notice hook), shown as a short event so calendar applications display it at all. Cut
 /// short if the intervention starts sooner.
 pub const NOTICE_EVENT: SignedDuration = SignedDuration::from_mins(15);
+
+/// How far ahead a calendar feed looks (`palier-agent calendar` and the control plane's
+/// served feed).
+pub const FEED_HORIZON: SignedDuration = SignedDuration::from_hours(90 * 24);
 
 /// `PRODID` of every document this module writes.
 pub const PRODID: &str = "-//palier//palier calendar//EN";
@@ -123,17 +128,20 @@ pub fn calendar(platform: &str, now: Timestamp, events: &[Event]) -> String {
 ///   without an `apply_at` have no time to show). Bundles that share an `apply_at` are one
 ///   event listing them all in its description: at stability 2 they are staged together
 ///   and swapped in one operation, and at any level they happen at the same moment. It
-///   lasts [`ESTIMATED_INTERVENTION`].
+///   lasts until the end of its window or slot (`slot_end`, the latest of the bundles'),
+///   or [`ESTIMATED_INTERVENTION`] when the plan gives none (stability 1).
 /// - **Notice**: for an intervention whose bundles have a `notice_at` (stability 2 and 3),
 ///   one event at the earliest of them (the policy gives every bundle of a plan the same
 ///   one), lasting [`NOTICE_EVENT`] or until the intervention, whichever is sooner.
 ///
 /// `platform` names the platform in summaries, descriptions and UIDs; callers pass the
 /// plan's own (`plan.platform.as_str()`), the same name they give [`calendar`]. UIDs are
-/// `<kind>-<start UTC>-<hash>@<platform>.palier`,
-/// the hash covering the platform, the kind, the start and the sorted `id@version` of the
-/// bundles: the same intervention keeps its UID from one refresh to the next, and a
-/// change of time or of bundles is a new event (the old one disappears with the refresh).
+/// `<kind>-<hash>@<platform>.palier`, the hash covering the platform, the kind and the
+/// sorted `id@version` of the bundles, and nothing else: the same intervention keeps its
+/// UID from one refresh to the next even when its time changes (at stability 1 its start
+/// is the plan's `now`), so the calendar application moves the event; a change of bundles
+/// is a new event (the old one disappears with the refresh). A plan gives each bundle one
+/// `apply_at`, so no two events of a feed share a UID.
 pub fn from_plan(plan: &Plan, platform: &str, now: Timestamp, horizon: SignedDuration) -> Vec<Event> {
     let until = now.checked_add(horizon).unwrap_or(Timestamp::MAX);
     let shown = |start: Timestamp, end: Timestamp| end > now && start <= until;
@@ -155,9 +163,13 @@ pub fn from_plan(plan: &Plan, platform: &str, now: Timestamp, horizon: SignedDur
         let notice_at = decisions.iter().filter_map(|d| d.notice_at.as_ref()).min_by_key(|z| z.timestamp());
         let group = Group { plan, platform, apply_at, decisions: &decisions, keys: &keys, notice_at };
 
-        let end = start.checked_add(ESTIMATED_INTERVENTION).unwrap_or(Timestamp::MAX);
+        let slot_end = decisions.iter().filter_map(|d| d.slot_end.as_ref()).max_by_key(|z| z.timestamp()).filter(|z| z.timestamp() > start);
+        let end = match slot_end {
+            Some(z) => z.timestamp(),
+            None => start.checked_add(ESTIMATED_INTERVENTION).unwrap_or(Timestamp::MAX),
+        };
         if shown(start, end) {
-            events.push(group.intervention(end));
+            events.push(group.intervention(end, slot_end));
         }
         if let Some(notice) = notice_at {
             let at = notice.timestamp();
@@ -202,22 +214,24 @@ impl Group<'_> {
         lines.join("\n")
     }
 
-    fn intervention(&self, end: Timestamp) -> Event {
+    fn intervention(&self, end: Timestamp, slot_end: Option<&Zoned>) -> Event {
         let platform = self.platform();
         let level = self.plan.stability_level;
         let together = if self.decisions.len() > 1 && level == Level::Two { ", in one operation" } else { "" };
-        let mut description = format!(
-            "palier applies on {platform}{together}:\n{}\nStart: {}.\nEnd: an estimate ({} minutes); the real length depends on the bundles and checks.\n",
-            self.bundle_list(),
-            local(self.apply_at),
-            ESTIMATED_INTERVENTION.as_mins(),
-        );
+        let end_text = match slot_end {
+            Some(z) => {
+                let what = if level == Level::Three { "calendar slot" } else { "window" };
+                format!("the end of the {what}, {}; the intervention takes place within it", local(z))
+            }
+            None => format!("an estimate ({} minutes); the real length depends on the bundles and checks", ESTIMATED_INTERVENTION.as_mins()),
+        };
+        let mut description = format!("palier applies on {platform}{together}:\n{}\nStart: {}.\nEnd: {end_text}.\n", self.bundle_list(), local(self.apply_at));
         if let Some(n) = self.notice_at {
             description.push_str(&format!("Users' notice: {}.\n", local(n)));
         }
         description.push_str(&format!("Procedure (stability level {level}): {}", procedure(level)));
         Event {
-            uid: uid(INTERVENTION, platform, self.apply_at.timestamp(), self.keys),
+            uid: uid(INTERVENTION, platform, self.keys),
             start: self.apply_at.timestamp(),
             end,
             summary: format!("palier {platform}: apply {}", self.what()),
@@ -234,7 +248,7 @@ impl Group<'_> {
             self.bundle_list(),
         );
         Event {
-            uid: uid(NOTICE, platform, at, self.keys),
+            uid: uid(NOTICE, platform, self.keys),
             start: at,
             end,
             summary: format!("palier {platform}: users' notice, {} at {}", self.what(), hhmm(self.apply_at)),
@@ -253,16 +267,15 @@ fn procedure(level: Level) -> &'static str {
     }
 }
 
-/// A stable UID: see [`from_plan`].
-fn uid(kind: &str, platform: &str, start: Timestamp, keys: &[String]) -> String {
-    let start = utc(start).unwrap_or_else(|| start.as_second().to_string());
+/// A stable UID: see [`from_plan`]. No time goes into it.
+fn uid(kind: &str, platform: &str, keys: &[String]) -> String {
     let mut hash = Sha256::new();
-    for part in [platform, kind, &start].into_iter().chain(keys.iter().map(String::as_str)) {
+    for part in [platform, kind].into_iter().chain(keys.iter().map(String::as_str)) {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
     let digest = hash.finalize();
-    format!("{kind}-{start}-{}@{platform}.palier", hex::encode(&digest[..8]))
+    format!("{kind}-{}@{platform}.palier", hex::encode(&digest[..8]))
 }
 
 /// `2026-12-01 22:00 +01:00 (Europe/Paris)`: the platform's wall-clock time.
@@ -362,8 +375,15 @@ mod tests {
             detail: None,
             apply_at: apply_at.map(z),
             notice_at: notice_at.map(z),
+            slot_end: None,
             rollout_at: None,
         }
+    }
+
+    /// `d`, planned in a window or slot that ends at `end`.
+    fn until(mut d: Decision, end: &str) -> Decision {
+        d.slot_end = Some(ts(end).to_zoned(paris()));
+        d
     }
 
     fn plan(stability: Level, bundles: Vec<Decision>) -> Plan {
@@ -376,21 +396,21 @@ mod tests {
         }
     }
 
-    /// Level 2: two bundles in the Tuesday 22:00 window (21:00Z, notice 2 h before), one
-    /// with a different time (a plan read back from JSON could hold that), and bundles
+    /// Level 2: two bundles in the Tuesday 22:00-23:30 window (21:00Z, notice 2 h before),
+    /// one with a different time (a plan read back from JSON could hold that), and bundles
     /// that must not show.
     fn level2_plan() -> Plan {
         let e = DecisionKind::Eligible;
         plan(
             Level::Two,
             vec![
-                decision("mod_assign-grading", "2.0.0", e, Some("2026-12-01T21:00:00Z"), Some("2026-12-01T19:00:00Z")),
-                decision("mod_quiz-timer-drift", "1.0.1", e, Some("2026-12-01T21:00:00Z"), Some("2026-12-01T19:00:00Z")),
-                decision("theme_boost-nav", "1.2.0", e, Some("2026-12-03T21:00:00Z"), Some("2026-12-03T19:00:00Z")),
+                until(decision("mod_assign-grading", "2.0.0", e, Some("2026-12-01T21:00:00Z"), Some("2026-12-01T19:00:00Z")), "2026-12-01T22:30:00Z"),
+                until(decision("mod_quiz-timer-drift", "1.0.1", e, Some("2026-12-01T21:00:00Z"), Some("2026-12-01T19:00:00Z")), "2026-12-01T22:30:00Z"),
+                until(decision("theme_boost-nav", "1.2.0", e, Some("2026-12-03T21:00:00Z"), Some("2026-12-03T19:00:00Z")), "2026-12-03T22:30:00Z"),
                 decision("no-slot", "1.0.0", e, None, None),
                 decision("installed", "1.0.0", DecisionKind::Installed, Some("2026-12-01T21:00:00Z"), None),
                 decision("waiting", "1.0.0", DecisionKind::WaitingValidation, None, None),
-                decision("far-away", "1.0.0", e, Some("2027-06-01T21:00:00Z"), Some("2027-06-01T19:00:00Z")),
+                until(decision("far-away", "1.0.0", e, Some("2027-06-01T21:00:00Z"), Some("2027-06-01T19:00:00Z")), "2027-06-01T22:30:00Z"),
             ],
         )
     }
@@ -453,7 +473,8 @@ mod tests {
         assert!(lines.contains(&"DTSTART:20261201T190000Z"));
         assert!(lines.contains(&"DTEND:20261201T191500Z"));
         assert!(lines.contains(&"DTSTART:20261201T210000Z"));
-        assert!(lines.contains(&"DTEND:20261201T213000Z"));
+        // The window's end, not an estimate.
+        assert!(lines.contains(&"DTEND:20261201T223000Z"));
         assert!(lines.contains(&"CATEGORIES:palier,intervention"));
         assert!(lines.contains(&"CATEGORIES:palier,notice"));
         assert_eq!(lines.iter().filter(|l| **l == "BEGIN:VEVENT").count(), 4);
@@ -469,9 +490,9 @@ mod tests {
             summary,
             [
                 ("palier univ-a: users' notice, 2 bundles at 22:00", "2026-12-01T19:00:00Z".into(), "2026-12-01T19:15:00Z".into()),
-                ("palier univ-a: apply 2 bundles", "2026-12-01T21:00:00Z".into(), "2026-12-01T21:30:00Z".into()),
+                ("palier univ-a: apply 2 bundles", "2026-12-01T21:00:00Z".into(), "2026-12-01T22:30:00Z".into()),
                 ("palier univ-a: users' notice, theme_boost-nav 1.2.0 at 22:00", "2026-12-03T19:00:00Z".into(), "2026-12-03T19:15:00Z".into()),
-                ("palier univ-a: apply theme_boost-nav 1.2.0", "2026-12-03T21:00:00Z".into(), "2026-12-03T21:30:00Z".into()),
+                ("palier univ-a: apply theme_boost-nav 1.2.0", "2026-12-03T21:00:00Z".into(), "2026-12-03T22:30:00Z".into()),
             ]
         );
         let grouped = &events[1];
@@ -484,7 +505,12 @@ mod tests {
             grouped.description
         );
         assert!(grouped.description.contains("Users' notice: 2026-12-01 20:00 +01:00 (Europe/Paris)."), "{}", grouped.description);
-        assert!(grouped.description.contains("estimate (30 minutes)"));
+        assert!(
+            grouped.description.contains("End: the end of the window, 2026-12-01 23:30 +01:00 (Europe/Paris); the intervention takes place within it.\n"),
+            "{}",
+            grouped.description
+        );
+        assert!(!grouped.description.contains("estimate"));
         assert!(grouped.description.contains("Procedure (stability level 2): all bundles due in the window staged together"));
         let notice = &events[0];
         assert_eq!(notice.categories, ["palier", "notice"]);
@@ -506,7 +532,7 @@ mod tests {
         let starts: Vec<String> = from_plan(&p, p.platform.as_str(), later, DAYS_90).iter().map(|e| e.start.to_string()).collect();
         assert_eq!(starts, ["2026-12-01T21:00:00Z", "2026-12-03T19:00:00Z", "2026-12-03T21:00:00Z"]);
         // The edges: an event starting exactly at now + horizon is in, ending exactly at now is out.
-        let edge = from_plan(&p, p.platform.as_str(), ts("2026-12-01T21:30:00Z"), SignedDuration::from_hours(45) + SignedDuration::from_mins(30));
+        let edge = from_plan(&p, p.platform.as_str(), ts("2026-12-01T22:30:00Z"), SignedDuration::from_hours(44) + SignedDuration::from_mins(30));
         let starts: Vec<String> = edge.iter().map(|e| e.start.to_string()).collect();
         assert_eq!(starts, ["2026-12-03T19:00:00Z"]);
         // A negative horizon shows nothing coming; huge ones do not overflow.
@@ -524,6 +550,40 @@ mod tests {
         assert!(!events[0].description.contains("notice"));
         assert!(events[0].description.contains("Procedure (stability level 1): stage, swap"));
         assert!(!events[0].description.contains("in one operation"));
+        // No window at level 1: the length is an estimate, and says so.
+        assert_eq!(events[0].end, now() + ESTIMATED_INTERVENTION);
+        assert!(events[0].description.contains("End: an estimate (30 minutes)"), "{}", events[0].description);
+    }
+
+    #[test]
+    fn level_1_uid_does_not_change_from_one_refresh_to_the_next() {
+        // At level 1 the plan says "now": each refresh has another start, the same event.
+        let at = |t: &str| {
+            let mut p = plan(Level::One, vec![decision("mod_quiz-fix", "1.0.0", DecisionKind::Eligible, Some(t), None)]);
+            p.now = ts(t).to_zoned(paris());
+            from_plan(&p, "univ-a", ts(t), DAYS_90)
+        };
+        let (first, second) = (at("2026-12-01T09:00:00Z"), at("2026-12-01T09:00:01Z"));
+        assert_eq!(first.len(), 1);
+        assert_ne!(first[0].start, second[0].start);
+        assert_eq!(first[0].uid, second[0].uid);
+        assert!(!first[0].uid.contains("2026"), "{}", first[0].uid);
+    }
+
+    #[test]
+    fn level_3_event_lasts_the_negotiated_slot() {
+        let p = plan(
+            Level::Three,
+            vec![until(decision("mod_quiz-fix", "1.0.0", DecisionKind::Eligible, Some("2026-12-05T20:00:00Z"), Some("2026-12-05T18:00:00Z")), "2026-12-06T00:00:00Z")],
+        );
+        let events = from_plan(&p, "univ-a", now(), DAYS_90);
+        let intervention = events.iter().find(|e| e.categories.contains(&INTERVENTION.to_owned())).unwrap();
+        assert_eq!((intervention.start, intervention.end), (ts("2026-12-05T20:00:00Z"), ts("2026-12-06T00:00:00Z")));
+        assert!(intervention.description.contains("End: the end of the calendar slot, 2026-12-06 01:00 +01:00 (Europe/Paris)"), "{}", intervention.description);
+        let text = calendar("univ-a", now(), &events);
+        assert!(text.contains("DTSTART:20261205T200000Z\r\nDTEND:20261206T000000Z\r\n"), "{text}");
+        // The notice is an event of its own.
+        assert!(events.iter().any(|e| e.categories.contains(&NOTICE.to_owned()) && e.start == ts("2026-12-05T18:00:00Z")));
     }
 
     #[test]
@@ -536,24 +596,27 @@ mod tests {
         let uids: BTreeSet<&str> = a.iter().map(|e| e.uid.as_str()).collect();
         assert_eq!(uids.len(), a.len());
         let grouped = &a[1].uid;
-        assert!(grouped.starts_with("intervention-20261201T210000Z-") && grouped.ends_with("@univ-a.palier"), "{grouped}");
-        assert!(a[0].uid.starts_with("notice-20261201T190000Z-"), "{}", a[0].uid);
+        assert!(grouped.starts_with("intervention-") && grouped.ends_with("@univ-a.palier"), "{grouped}");
+        assert!(a[0].uid.starts_with("notice-"), "{}", a[0].uid);
         // The order of the plan's bundles does not matter.
         let mut reversed = p.clone();
         reversed.bundles.reverse();
         assert_eq!(from_plan(&reversed, reversed.platform.as_str(), now(), DAYS_90), a);
-        // Another platform, another bundle version or another time: another UID.
+        // Another platform or another bundle version: another UID.
         let mut other = p.clone();
         other.platform = PlatformId::new("univ-b").unwrap();
         assert_ne!(from_plan(&other, other.platform.as_str(), now(), DAYS_90)[1].uid, *grouped);
         let mut bumped = p.clone();
         bumped.bundles[1].version = Version::new(1, 0, 2);
         assert_ne!(from_plan(&bumped, bumped.platform.as_str(), now(), DAYS_90)[1].uid, *grouped);
+        // Another time: the same UID, so the calendar application moves the event.
         let mut moved = p;
         for d in &mut moved.bundles[..2] {
             d.apply_at = Some(ts("2026-12-01T21:30:00Z").to_zoned(paris()));
         }
-        assert_ne!(from_plan(&moved, moved.platform.as_str(), now(), DAYS_90)[1].uid, *grouped);
+        let moved = from_plan(&moved, moved.platform.as_str(), now(), DAYS_90);
+        assert_eq!(moved[1].start, ts("2026-12-01T21:30:00Z"));
+        assert_eq!(moved[1].uid, *grouped);
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub fn plan_with_holds<S: SiteFacts + ?Sized>(
                     let mut d = decision(meta, DecisionKind::Eligible, None, t.detail.clone());
                     d.apply_at = t.apply_at.clone();
                     d.notice_at = t.notice_at.clone();
+                    d.slot_end = t.slot_end.clone();
                     return d;
                 }
             };
@@ -300,6 +301,7 @@ fn decision(meta: &BundleMetadata, kind: DecisionKind, reason: Option<Reason>, d
         detail,
         apply_at: None,
         notice_at: None,
+        slot_end: None,
         rollout_at: None,
     }
 }

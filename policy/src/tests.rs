@@ -523,6 +523,8 @@ fn level1_applies_now_or_in_a_low_load_slot_within_max_defer() {
     let d = one(&k, b.clone());
     assert_eq!(d.apply_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-01T10:00:00+01:00"));
     assert_eq!(d.notice_at, None);
+    // No window at level 1: no end either, even in a low-load slot.
+    assert_eq!(d.slot_end, None);
     // A low-load slot starting within max_defer (4h): its start.
     k.stability.low_load = vec![Window::parse("12:00-14:00").unwrap(), Window::parse("20:00-07:00").unwrap()];
     let d = one(&k, b.clone());
@@ -545,6 +547,12 @@ fn level2_first_window_after_the_notice() {
     let d = one(&k, b.clone());
     assert_eq!(d.apply_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-01T22:00:00+01:00"));
     assert_eq!(d.notice_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-01T20:00:00+01:00"));
+    // The window's own end (Tue 22:00-23:30), not an estimate.
+    assert_eq!(d.slot_end.as_ref().map(rfc3339).as_deref(), Some("2026-12-01T23:30:00+01:00"));
+    // Inside the window: applied now, until its end.
+    let p = plan(&k, std::slice::from_ref(&b), &[], &moodle(), ts("2026-12-01T21:10:00Z"));
+    assert_eq!(p.bundles[0].apply_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-01T22:10:00+01:00"));
+    assert_eq!(p.bundles[0].slot_end.as_ref().map(rfc3339).as_deref(), Some("2026-12-01T23:30:00+01:00"));
     // At 21:00 the Tuesday window is too close for a 2 h notice: Thursday's.
     let p = plan(&k, std::slice::from_ref(&b), &[], &moodle(), ts("2026-12-01T20:00:00Z"));
     assert_eq!(p.bundles[0].apply_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-03T22:00:00+01:00"));
@@ -555,11 +563,12 @@ fn level2_first_window_after_the_notice() {
     // No window: eligible, apply_at null, a detail.
     k.stability.windows.clear();
     let d = one(&k, b);
-    assert_eq!((d.decision, d.apply_at.clone(), d.notice_at.clone()), (DecisionKind::Eligible, None, None));
+    assert_eq!((d.decision, d.apply_at.clone(), d.notice_at.clone(), d.slot_end.clone()), (DecisionKind::Eligible, None, None, None));
     assert_eq!(d.detail.as_deref(), Some("no window configured: not applied until one is"));
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["apply_at"], Value::Null);
     assert_eq!(json["notice_at"], Value::Null);
+    assert_eq!(json["slot_end"], Value::Null);
 }
 
 #[test]
@@ -569,6 +578,7 @@ fn level3_first_calendar_slot_after_the_notice() {
     let d = one(&k, b.clone());
     assert_eq!(d.apply_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-05T21:00:00+01:00"));
     assert_eq!(d.notice_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-05T19:00:00+01:00"));
+    assert_eq!(d.slot_end.as_ref().map(rfc3339).as_deref(), Some("2026-12-06T01:00:00+01:00"));
     // After the only slot: nothing within the horizon.
     let p = plan(&k, std::slice::from_ref(&b), &[], &moodle(), ts("2026-12-05T19:30:00Z"));
     let d = &p.bundles[0];
@@ -579,6 +589,7 @@ fn level3_first_calendar_slot_after_the_notice() {
     k.stability.calendar = Calendar::parse_ics(ics, &paris(), &jiff::tz::TimeZoneDatabase::bundled()).unwrap();
     let p = plan(&k, std::slice::from_ref(&b), &[], &moodle(), ts("2026-12-06T04:30:00Z"));
     assert_eq!(p.bundles[0].apply_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-13T06:00:00+01:00"));
+    assert_eq!(p.bundles[0].slot_end.as_ref().map(rfc3339).as_deref(), Some("2026-12-13T08:00:00+01:00"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,7 +609,8 @@ fn plan_json_has_the_spec_shape() {
       "improvement_level": 2, "stability_level": 2,
       "bundles": [
         { "id": "mod_quiz-timer-drift", "version": "1.0.1", "decision": "eligible",
-          "reason": null, "apply_at": "2026-12-01T22:00:00+01:00", "notice_at": "2026-12-01T20:00:00+01:00" },
+          "reason": null, "apply_at": "2026-12-01T22:00:00+01:00", "notice_at": "2026-12-01T20:00:00+01:00",
+          "slot_end": "2026-12-01T23:30:00+01:00" },
         { "id": "theme_boost-new-nav", "version": "2.0.0", "decision": "skipped",
           "reason": "class-not-allowed", "detail": "class global; level 2 admits technical" } ] });
     assert_eq!(serde_json::to_value(&p).unwrap(), expected);
@@ -800,6 +812,7 @@ proptest! {
                 // Inside an open slot, the plan says what run does: now, in this slot.
                 if let Some(open) = slots.iter().find(|s| s.contains(now)) {
                     prop_assert_eq!(d.apply_at.as_ref().map(|z| z.timestamp()), Some(now));
+                    prop_assert_eq!(d.slot_end.as_ref().map(|z| z.timestamp()), Some(open.end.timestamp()));
                     prop_assert_eq!(d.notice_at.as_ref().map(|z| z.timestamp()), Some(open.start.timestamp() - notice));
                     prop_assert!(d.detail.as_deref().is_some_and(|t| t.contains("open now")));
                     return Ok(());
@@ -809,6 +822,8 @@ proptest! {
                         let (at, notice_at) = (at.timestamp(), notice_at.timestamp());
                         prop_assert!(at >= now);
                         prop_assert!(in_time.iter().any(|s| s.start.timestamp() == at && s.contains(at)), "apply_at is no slot's start");
+                        let end = d.slot_end.as_ref().map(|z| z.timestamp());
+                        prop_assert!(in_time.iter().any(|s| s.start.timestamp() == at && Some(s.end.timestamp()) == end), "slot_end is not its slot's end");
                         prop_assert!(in_time.iter().all(|s| s.start.timestamp() >= at), "an earlier slot was in time");
                         prop_assert_eq!(notice_at, at - notice);
                         prop_assert!(notice_at >= now);

@@ -8,11 +8,13 @@ use jiff::{SignedDuration, Timestamp, Zoned};
 use super::contract::{Level, Stability};
 use crate::schedule::{HORIZON, SlotSource, first_starting_at_or_after, format_duration, next_slots};
 
-/// `apply_at`, `notice_at` and, when no slot was found, a sentence saying so.
+/// `apply_at`, `notice_at`, `slot_end` and, when no slot was found, a sentence saying so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Timing {
     pub apply_at: Option<Zoned>,
     pub notice_at: Option<Zoned>,
+    /// The end of the window or slot `apply_at` is in (levels 2 and 3).
+    pub slot_end: Option<Zoned>,
     pub detail: Option<String>,
 }
 
@@ -38,6 +40,9 @@ pub(crate) struct Timing {
 /// and the detail says which window or slot it is and that a bundle whose notice did not
 /// go out by then waits for the next one (the plan does not read the notices posted).
 ///
+/// `slot_end` is the end of that window or slot (levels 2 and 3; `None` at level 1, which
+/// has no window: its low-load slots are a preference, not a bound).
+///
 /// No slot within [`HORIZON`] (366 days): `apply_at` and `notice_at` are `None` and the
 /// detail says so; the bundle stays `eligible` (nothing forbids it, there is just no
 /// time to do it yet) and nothing is applied until a window or slot is configured.
@@ -50,7 +55,7 @@ pub(crate) fn timing(s: &Stability, zone: &TimeZone, now: Timestamp) -> Timing {
                 Some(slot) if !slots.iter().any(|x| x.contains(now)) => slot.start.timestamp(),
                 _ => now,
             };
-            Timing { apply_at: Some(at.to_zoned(zone.clone())), notice_at: None, detail: None }
+            Timing { apply_at: Some(at.to_zoned(zone.clone())), notice_at: None, slot_end: None, detail: None }
         }
         Level::Two => noticed(&s.windows, s.windows.is_empty(), "window", s.notice.get(), zone, now),
         Level::Three => noticed(&s.calendar, s.calendar.is_empty(), "calendar slot", s.notice.get(), zone, now),
@@ -65,6 +70,7 @@ fn noticed<S: SlotSource + ?Sized>(source: &S, empty: bool, what: &str, notice: 
         return Timing {
             apply_at: Some(now.to_zoned(zone.clone())),
             notice_at: Some(notice_at.to_zoned(zone.clone())),
+            slot_end: Some(open.end.clone()),
             detail: Some(format!(
                 "inside the {what} {} to {} open now: applied now if its notice went out by {}, else in the next {what}",
                 fmt(open.start.timestamp()),
@@ -77,7 +83,7 @@ fn noticed<S: SlotSource + ?Sized>(source: &S, empty: bool, what: &str, notice: 
     match first_starting_at_or_after(source, zone, earliest, now, HORIZON) {
         Some(slot) => {
             let notice_at = slot.start.timestamp().checked_sub(notice).unwrap_or(now).max(now);
-            Timing { notice_at: Some(notice_at.to_zoned(zone.clone())), apply_at: Some(slot.start), detail: None }
+            Timing { notice_at: Some(notice_at.to_zoned(zone.clone())), apply_at: Some(slot.start), slot_end: Some(slot.end), detail: None }
         }
         None => {
             let detail = if empty {
@@ -90,7 +96,7 @@ fn noticed<S: SlotSource + ?Sized>(source: &S, empty: bool, what: &str, notice: 
                     HORIZON.as_hours() / 24
                 )
             };
-            Timing { apply_at: None, notice_at: None, detail: Some(detail) }
+            Timing { apply_at: None, notice_at: None, slot_end: None, detail: Some(detail) }
         }
     }
 }

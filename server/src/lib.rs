@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod keys;
 pub mod release;

@@ -11,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use palier_policy::Decision;
 use palier_bundle::{BundleRef, Component, PlatformId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (platform, bundle)
     ) STRICT, WITHOUT ROWID;
     ALTER TABLE auto_halts ADD COLUMN receipts TEXT NOT NULL DEFAULT '[]';",
+    // 3: the latest plan each agent reported with its status (the fleet view), and each
+    // platform's calendar secret (the served iCalendar feed's URL).
+    "CREATE TABLE platform_plans (
+        platform TEXT PRIMARY KEY NOT NULL REFERENCES platforms(name) ON DELETE CASCADE,
+        plan_now TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        bundles TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE platform_calendars (
+        platform TEXT PRIMARY KEY NOT NULL REFERENCES platforms(name) ON DELETE CASCADE,
+        secret TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX receipts_platform_finished ON receipts(platform, finished_at);",
 ];
 
 /// Receipt outcomes the server accepts (the agent's `Outcome`, kebab-case).
@@ -284,13 +299,75 @@ pub struct Status {
     /// The bundle versions held on the site.
     #[serde(default)]
     pub holds: Option<Vec<Hold>>,
+    /// The agent's plan this cycle, compact (wire contract 1); an older agent, or a cycle
+    /// that could not verify the repository, leaves it out (the last one stored is kept).
+    #[serde(default)]
+    pub plan: Option<ReportedPlan>,
 }
 
 impl Status {
     /// A status with the fields every agent sends and none of the newer ones.
     pub fn basic(improvement_level: u8, stability_level: u8, installed: Vec<Installed>, next_intervention: Option<Timestamp>, last_outcome: Option<String>) -> Status {
-        Status { improvement_level, stability_level, installed, next_intervention, last_outcome, components: None, level2_classes: None, repository_error: None, due: None, holds: None }
+        Status {
+            improvement_level,
+            stability_level,
+            installed,
+            next_intervention,
+            last_outcome,
+            components: None,
+            level2_classes: None,
+            repository_error: None,
+            due: None,
+            holds: None,
+            plan: None,
+        }
     }
+}
+
+/// A plan as the agent reports it: the instant it planned for and, per bundle version, the
+/// decision of `plan --json` (read with the policy's own type, so the codes are checked;
+/// `detail` is not kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedPlan {
+    pub now: Timestamp,
+    pub bundles: Vec<Decision>,
+}
+
+/// The latest plan a platform reported, with when the server received it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredPlan {
+    /// The instant the agent planned for.
+    pub now: Timestamp,
+    pub received_at: String,
+    pub bundles: Vec<Decision>,
+}
+
+impl StoredPlan {
+    /// The decision about `bundle`, if the plan has one.
+    pub fn get(&self, bundle: &BundleRef) -> Option<&Decision> {
+        self.bundles.iter().find(|d| d.id == bundle.id && d.version == bundle.version)
+    }
+}
+
+/// The latest receipt of a platform naming a bundle (see [`Store::latest_receipts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReceiptRef {
+    pub id: String,
+    pub outcome: String,
+    pub finished_at: String,
+    pub reason: Option<String>,
+}
+
+/// A stored receipt, as the agent sent it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredReceipt {
+    pub id: String,
+    pub outcome: String,
+    pub bundles: Vec<String>,
+    pub finished_at: String,
+    pub received_at: String,
+    pub body: serde_json::Value,
 }
 
 /// A fix request, as the API answers it.
@@ -479,6 +556,12 @@ impl Store {
                 }
                 tokens.push(token);
             }
+            let mut calendar = tx
+                .prepare("INSERT INTO platform_calendars (platform, secret, created_at) VALUES (?1, ?2, ?3)")
+                .map_err(self.err("add a platform"))?;
+            for (name, _) in platforms {
+                calendar.execute(params![name.as_str(), new_token()?, stamp(now)]).map_err(self.err("add a platform"))?;
+            }
         }
         tx.commit().map_err(self.err("add platforms"))?;
         Ok(tokens)
@@ -513,6 +596,8 @@ impl Store {
             "DELETE FROM receipts WHERE platform = ?1",
             "DELETE FROM fix_requests WHERE platform = ?1",
             "DELETE FROM platform_bundles WHERE platform = ?1",
+            "DELETE FROM platform_plans WHERE platform = ?1",
+            "DELETE FROM platform_calendars WHERE platform = ?1",
         ] {
             tx.execute(sql, [name.as_str()]).map_err(self.err("remove a platform"))?;
         }
@@ -633,7 +718,137 @@ impl Store {
                 insert.execute(params![platform.as_str(), b, stamp(now)]).map_err(self.err("record a status"))?;
             }
         }
+        if let Some(plan) = &status.plan {
+            tx.execute(
+                "INSERT INTO platform_plans (platform, plan_now, received_at, bundles) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (platform) DO UPDATE SET plan_now = excluded.plan_now, received_at = excluded.received_at, bundles = excluded.bundles",
+                params![platform.as_str(), plan.now.to_string(), stamp(now), encode(&plan.bundles)?],
+            )
+            .map_err(self.err("record a plan"))?;
+        }
         tx.commit().map_err(self.err("record a status"))
+    }
+
+    /// The latest plan `platform` reported, if any.
+    pub fn plan(&self, platform: &PlatformId) -> Result<Option<StoredPlan>> {
+        Ok(self.query_plans("WHERE platform = ?1", &[&platform.as_str()])?.into_values().next())
+    }
+
+    /// The latest plan of every platform that reported one, by platform name.
+    pub fn plans(&self) -> Result<BTreeMap<String, StoredPlan>> {
+        self.query_plans("", &[])
+    }
+
+    fn query_plans(&self, filter: &str, args: &[&dyn rusqlite::ToSql]) -> Result<BTreeMap<String, StoredPlan>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT platform, plan_now, received_at, bundles FROM platform_plans {filter}")).map_err(self.err("read plans"))?;
+        let rows = stmt
+            .query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?)))
+            .map_err(self.err("read plans"))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (platform, now, received_at, bundles) = row.map_err(self.err("read plans"))?;
+            // Written by this store from checked values: a row that does not read back is skipped.
+            let (Ok(now), Ok(bundles)) = (now.parse(), serde_json::from_str(&bundles)) else {
+                tracing::warn!(platform, "the stored plan of this platform cannot be read; ignored until its next status");
+                continue;
+            };
+            out.insert(platform, StoredPlan { now, received_at, bundles });
+        }
+        Ok(out)
+    }
+
+    /// Per platform and bundle (`id@version`), the latest receipt naming it (by `finished_at`);
+    /// only for `bundle` when given.
+    pub fn latest_receipts(&self, bundle: Option<&BundleRef>) -> Result<BTreeMap<(String, String), ReceiptRef>> {
+        let conn = self.conn();
+        let sql = "SELECT rb.platform, rb.bundle, r.id, r.outcome, r.finished_at, r.reason
+                   FROM receipt_bundles rb JOIN receipts r ON r.platform = rb.platform AND r.id = rb.receipt_id
+                   WHERE ?1 IS NULL OR rb.bundle = ?1";
+        let mut stmt = conn.prepare(sql).map_err(self.err("read receipts"))?;
+        let rows = stmt
+            .query_map([bundle.map(ToString::to_string)], |r| {
+                Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?), ReceiptRef { id: r.get(2)?, outcome: r.get(3)?, finished_at: r.get(4)?, reason: r.get(5)? }))
+            })
+            .map_err(self.err("read receipts"))?;
+        let mut out: BTreeMap<(String, String), ReceiptRef> = BTreeMap::new();
+        let time = |r: &ReceiptRef| r.finished_at.parse::<Timestamp>().ok();
+        for row in rows {
+            let (key, receipt) = row.map_err(self.err("read receipts"))?;
+            match out.get(&key) {
+                Some(known) if (time(known), &known.id) >= (time(&receipt), &receipt.id) => {}
+                _ => {
+                    out.insert(key, receipt);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A platform's latest `limit` receipts, the latest first, as sent.
+    pub fn recent_receipts(&self, platform: &PlatformId, limit: usize) -> Result<Vec<StoredReceipt>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, outcome, bundles, finished_at, received_at, body FROM receipts WHERE platform = ?1 ORDER BY finished_at DESC, id DESC LIMIT ?2")
+            .map_err(self.err("read receipts"))?;
+        let rows = stmt
+            .query_map(params![platform.as_str(), i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                let (bundles, body): (String, String) = (r.get(2)?, r.get(5)?);
+                Ok(StoredReceipt {
+                    id: r.get(0)?,
+                    outcome: r.get(1)?,
+                    bundles: serde_json::from_str(&bundles).unwrap_or_default(),
+                    finished_at: r.get(3)?,
+                    received_at: r.get(4)?,
+                    body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(self.err("read receipts"))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err("read receipts"))
+    }
+
+    /// The secret of `platform`'s calendar URL, made now if it has none yet (a platform
+    /// registered before calendars were served).
+    pub fn calendar_secret(&self, platform: &PlatformId, now: Timestamp) -> Result<String> {
+        let conn = self.conn();
+        let known: Option<String> = conn
+            .query_row("SELECT secret FROM platform_calendars WHERE platform = ?1", [platform.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(self.err("read a calendar secret"))?;
+        if let Some(secret) = known {
+            return Ok(secret);
+        }
+        let exists = conn
+            .query_row("SELECT 1 FROM platforms WHERE name = ?1", [platform.as_str()], |_| Ok(()))
+            .optional()
+            .map_err(self.err("read a calendar secret"))?
+            .is_some();
+        drop(conn);
+        self.found(usize::from(exists), platform)?;
+        let secret = new_token()?;
+        self.conn()
+            .execute(
+                "INSERT INTO platform_calendars (platform, secret, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (platform) DO NOTHING",
+                params![platform.as_str(), secret, stamp(now)],
+            )
+            .map_err(self.err("make a calendar secret"))?;
+        self.calendar_secret(platform, now)
+    }
+
+    /// The platform whose calendar secret is `secret`, if any. The lookup goes by the secret
+    /// (so a wrong secret tells nothing of which platforms exist), then the secret found is
+    /// compared again in constant time.
+    pub fn calendar_platform(&self, secret: &str) -> Result<Option<PlatformId>> {
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row("SELECT platform, secret FROM platform_calendars WHERE secret = ?1", [secret], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(self.err("look up a calendar secret"))?;
+        let Some((name, stored)) = row else { return Ok(None) };
+        if aws_lc_rs::constant_time::verify_slices_are_equal(stored.as_bytes(), secret.as_bytes()).is_err() {
+            return Ok(None);
+        }
+        Ok(PlatformId::new(name).ok())
     }
 
     /// The bytes of receipts and fix requests a platform has stored.

@@ -294,9 +294,11 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             Folder::Temp(t) => t.keep(),
             Folder::Given(dir) => dir,
         };
+        let calendar = calendar_url(&control)?;
         let pid = control.keep();
         writeln!(out, "Kept {}; the control plane is still running (process {pid}).", kept.display())?;
         writeln!(out, "  dashboard:  {dashboard}")?;
+        writeln!(out, "  calendar:   {calendar}")?;
         // The agent built beside this binary (target/release/ after `cargo build --release`).
         let agent = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("palier-agent"))).unwrap_or_else(|| "target/release/palier-agent".into());
         if !agent.exists() {
@@ -322,6 +324,13 @@ pub async fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
         return Err(anyhow!("the demo did not go as its story says: {}", problems.join("; ")));
     }
     Ok(())
+}
+
+/// The URL of univ-b's calendar feed on the control plane (`palier-server platform calendar`).
+fn calendar_url(control: &ControlPlane) -> Result<String> {
+    let name = palier_bundle::PlatformId::new("univ-b")?;
+    let secret = control.store.calendar_secret(&name, jiff::Timestamp::now()).map_err(|e| anyhow!(palier_server::error::one_line(&e)))?;
+    Ok(format!("{}{}", control.url, palier_server::http::calendar_path(name.as_str(), &secret)))
 }
 
 /// What the control plane holds at the end of the week, told from its store and its dashboard,
@@ -355,6 +364,20 @@ fn control_plane(out: &mut dyn Write, control: &ControlPlane, sites: &[Site], st
     }
     for key in auto_halted {
         writeln!(out, "  auto-halt: {key}, after {HALT_THRESHOLD} platform's rollback receipt")?;
+    }
+    // univ-b's calendar, as its customer's calendar application would get it.
+    let url = calendar_url(control)?;
+    let path = url.strip_prefix(&control.url).unwrap_or(&url);
+    let feed = control.get(path)?;
+    let events = feed.matches("BEGIN:VEVENT").count();
+    let line = "  calendar: ";
+    writeln!(
+        out,
+        "{}",
+        report::wrap(line, 4, &format!("{url} serves univ-b's coming interventions and notices (iCalendar, {events} event(s) as the server's clock sees them): subscribe to it in a calendar application"))
+    )?;
+    if !feed.starts_with("BEGIN:VCALENDAR") {
+        problems.push(format!("the calendar at {url} is not an iCalendar document"));
     }
     // The dashboard, as a browser would get it.
     let page = control.get("/")?;

@@ -2,6 +2,7 @@
 //! and an agent config, all in a temporary folder.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod control;
 pub mod site;
 
 

@@ -5,8 +5,8 @@ use jiff::SignedDuration;
 
 use crate::error::Result;
 
-/// How far ahead the calendar looks.
-pub const HORIZON: SignedDuration = SignedDuration::from_hours(90 * 24);
+/// How far ahead the calendar looks: the same as the control plane's served feed.
+pub const HORIZON: SignedDuration = palier_policy::ical_out::FEED_HORIZON;
 
 #[derive(Debug, Parser)]
 pub struct Args {

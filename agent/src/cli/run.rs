@@ -55,6 +55,13 @@ fn print(report: &CycleReport, daemon: bool) {
     for w in &report.waiting {
         say(false, format!("waiting: {w}"));
     }
+    for w in &report.warnings {
+        if daemon {
+            tracing::warn!("{}", w.trim_start_matches("warning: "));
+        } else {
+            eprintln!("{w}");
+        }
+    }
 }
 
 impl Args {

@@ -48,6 +48,9 @@ struct Status {
     /// Every hold on this site (`state_dir/holds.json`): after a rollback or by hand until
     /// released, or a back-off lifting itself at `until`.
     holds: Vec<crate::holds::Hold>,
+    /// Users' notices whose time passed without them being posted, as the last cycle found
+    /// them (their interventions are postponed).
+    missed_notices: Vec<crate::cycle::MissedNotice>,
 }
 
 /// An intervention under way, from the lock (its holder) and the journal (its step).
@@ -136,6 +139,7 @@ impl Args {
             running,
             rolled_back: crate::cycle::read_rolled_back(&config.state_dir)?,
             holds: crate::holds::read(&config.state_dir)?,
+            missed_notices: crate::cycle::recorded_missed_notices(&config.state_dir)?,
         };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
@@ -195,6 +199,9 @@ fn words(s: &Status, last: Option<&Last>, c: &Config, now: Timestamp) -> String 
     }
     if let Some(p) = &s.previous_tree {
         out.push_str(&format!("rollback:    `palier-agent rollback` puts {} back\n", p.display()));
+    }
+    for m in &s.missed_notices {
+        out.push_str(&format!("{}\n", m.warning(c)));
     }
     out
 }

@@ -1,5 +1,5 @@
-//! `palier-server platform add|set|token|remove|list`: the platforms of the control plane and
-//! the contract registered for each.
+//! `palier-server platform add|set|token|remove|list|calendar`: the platforms of the control
+//! plane, the contract registered for each, and each one's calendar URL.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,10 @@ pub enum Command {
     Remove(NameArgs),
     /// The registered platforms with their contract and last status.
     List(ListArgs),
+    /// Print the URL of the platform's calendar feed (its coming interventions and notices,
+    /// served by `serve`), for the customer's calendar application. The URL holds a secret of
+    /// its own: `platform token` does not change it.
+    Calendar(CalendarArgs),
 }
 
 impl Command {
@@ -33,6 +37,7 @@ impl Command {
             Command::Token(a) => a.token(),
             Command::Remove(a) => a.remove(),
             Command::List(a) => a.run(),
+            Command::Calendar(a) => a.run(now),
         }
     }
 }
@@ -83,6 +88,10 @@ pub struct AddArgs {
     /// The control-plane store (SQLite, created mode 0600 if missing).
     #[arg(long, value_name = "FILE")]
     db: PathBuf,
+    /// The control plane's address as its users reach it (`https://palier.example.org`), to
+    /// print the calendar URL whole; without it the URL's path is printed.
+    #[arg(long, value_name = "URL")]
+    server_url: Option<url::Url>,
 }
 
 impl AddArgs {
@@ -101,7 +110,10 @@ impl AddArgs {
         let contract = self.contract.contract(None, name.as_str())?;
         let store = Store::open(&self.db)?;
         let token = store.add_platform_with(&name, Some(&contract), now)?;
-        println!("platform {name} registered with contract {}; its API token (shown once, keep it in the agent's config):", contract.describe());
+        let calendar = calendar_url(self.server_url.as_ref(), &name, &store.calendar_secret(&name, now)?);
+        println!("platform {name} registered with contract {}", contract.describe());
+        println!("its calendar (interventions and notices, for the customer's calendar application): {calendar}");
+        println!("its API token (shown once, keep it in the agent's config):");
         println!("{token}");
         Ok(())
     }
@@ -191,6 +203,37 @@ impl NameArgs {
         store.remove_platform(&self.name)?;
         println!("platform {} removed, with its fix requests and receipts", self.name);
         Ok(())
+    }
+}
+
+#[derive(Debug, Parser)]
+pub struct CalendarArgs {
+    /// The platform id.
+    name: PlatformId,
+    /// The control-plane store.
+    #[arg(long, value_name = "FILE")]
+    db: PathBuf,
+    /// The control plane's address as its users reach it (`https://palier.example.org`);
+    /// without it the URL's path is printed.
+    #[arg(long, value_name = "URL")]
+    server_url: Option<url::Url>,
+}
+
+impl CalendarArgs {
+    fn run(self, now: Timestamp) -> Result<()> {
+        let store = Store::open_existing(&self.db)?;
+        let secret = store.calendar_secret(&self.name, now)?;
+        println!("{}", calendar_url(self.server_url.as_ref(), &self.name, &secret));
+        Ok(())
+    }
+}
+
+/// The calendar URL: whole with the server's address, else its path with what to prefix.
+fn calendar_url(server: Option<&url::Url>, name: &PlatformId, secret: &str) -> String {
+    let path = crate::http::calendar_path(name.as_str(), secret);
+    match server {
+        Some(base) => format!("{}{path}", base.as_str().trim_end_matches('/')),
+        None => path,
     }
 }
 

@@ -9,7 +9,15 @@
 //! | `POST /status` | levels, installed bundles, next intervention, last outcome | 204 |
 //!
 //! The status (contract 1) may also carry `components`, `level2_classes`, `repository_error`,
-//! `due` and `holds`; an older agent leaves them out.
+//! `due`, `holds` and `plan`; an older agent leaves them out.
+//!
+//! For operators (the operator credential, as the dashboard), the fleet view of
+//! [`crate::fleet`] as JSON:
+//!
+//! | call | answer |
+//! | --- | --- |
+//! | `GET /bundles/{id}/{version}` | `{"bundle", "counts", "platforms"}`: where each platform stands |
+//! | `GET /platforms/{name}` | `{"platform", "contract_mismatch", "plan", "receipts"}` |
 //!
 //! Refusals, each with `{"error": "..."}` and nothing stored: 401 no or unknown token (counted
 //! per `X-Palier-Platform` name claimed, shown on the dashboard), 403 a receipt for another
@@ -23,11 +31,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use jiff::Timestamp;
 use palier_bundle::{BundleId, BundleMetadata, BundleRef, BundleState, Component, PlatformId};
@@ -38,7 +46,9 @@ use super::app::AppState;
 use super::dashboard;
 use super::error::AppError;
 use super::limits::Kind;
+use super::operator;
 use crate::error::Error;
+use crate::fleet::{Fleet, PlatformView};
 use crate::repo;
 use crate::store::{FixRequest, NewReceipt, OUTCOMES, PlatformContract, ReceiptStored, RollbackReport, Status, Store};
 
@@ -50,8 +60,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/fix-requests", post(create_fix_request).get(list_fix_requests))
         .route("/receipts", post(create_receipt))
         .route("/status", post(set_status))
+        .route("/bundles/{id}/{version}", get(bundle_view))
+        .route("/platforms/{name}", get(platform_view))
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
 }
+
+/// Most bundle versions a status's plan may list (a repository's whole history is a few
+/// hundred; 1,000 fill about 200 KB of the 1 MiB body).
+pub const MAX_PLAN_BUNDLES: usize = 5000;
 
 /// Most bundles a receipt may name (an intervention applies a handful).
 pub const MAX_RECEIPT_BUNDLES: usize = 100;
@@ -497,6 +513,15 @@ async fn set_status(State(state): State<AppState>, request: axum::extract::Reque
     if let Some(e) = &status.repository_error {
         tracing::debug!(platform = %caller, error = %e, "the agent cannot verify the repository");
     }
+    if let Some(plan) = &mut status.plan {
+        if plan.bundles.len() > MAX_PLAN_BUNDLES {
+            return Err(AppError::BadRequest(format!("plan: more than {MAX_PLAN_BUNDLES} bundles")));
+        }
+        // The compact form has no `detail`; an agent that sends one does not get it stored.
+        for d in &mut plan.bundles {
+            d.detail = None;
+        }
+    }
     let store = store(&state)?;
     let now = state.clock().now();
     let (s, c) = (store.clone(), caller.clone());
@@ -511,4 +536,32 @@ async fn set_status(State(state): State<AppState>, request: axum::extract::Reque
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/bundles/{id}/{version}`: where each platform stands for a published bundle
+/// (operators only; 404 for a bundle that is not published).
+async fn bundle_view(State(state): State<AppState>, headers: axum::http::HeaderMap, Path((id, version)): Path<(String, String)>) -> Result<Response, AppError> {
+    operator::check(&state, &headers)?;
+    let wanted: BundleRef = format!("{id}@{version}").parse().map_err(|e| AppError::BadRequest(format!("bundle: {e}")))?;
+    let view = dashboard::repo_view(&state, None).await;
+    let Some(published) = view.find(&wanted) else {
+        return Err(AppError::NotFound(format!("bundle {wanted} is not published")));
+    };
+    let meta = published.meta.clone();
+    let store = store(&state)?;
+    let fleet = blocking(move || Fleet::load(&store)).await?;
+    Ok(axum::Json(fleet.bundle_view(&meta)).into_response())
+}
+
+/// `GET /api/v1/platforms/{name}`: a platform's record, latest plan and recent receipts
+/// (operators only; 404 for a platform that is not registered).
+async fn platform_view(State(state): State<AppState>, headers: axum::http::HeaderMap, Path(name): Path<String>) -> Result<Response, AppError> {
+    operator::check(&state, &headers)?;
+    let name = PlatformId::new(&name).map_err(|e| AppError::BadRequest(format!("platform: {e}")))?;
+    let store = store(&state)?;
+    let shown = name.clone();
+    match blocking(move || PlatformView::load(&store, &name)).await? {
+        Some(view) => Ok(axum::Json(view).into_response()),
+        None => Err(AppError::NotFound(format!("no platform {shown} is registered"))),
+    }
 }

@@ -19,7 +19,7 @@ use super::limits::{FailedTokens, Limits, RateLimiter};
 use super::metrics::{Metrics, RouteClass};
 use super::operator::{self, Operator};
 use super::worker::RepoWorker;
-use super::{api, dashboard, files};
+use super::{api, calendar, dashboard, files};
 use crate::repo::RepoPaths;
 use crate::store::Store;
 
@@ -204,12 +204,14 @@ impl AppState {
 }
 
 /// The whole HTTP application: `/` the dashboard, `/repo/` the repository, `/api/v1/` the
-/// control plane, `/healthz`, `/metrics`; anything else a JSON 404.
+/// control plane, `/calendar/` the platforms' iCalendar feeds, `/healthz`, `/metrics`;
+/// anything else a JSON 404.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/repo/{*path}", get(files::repo_file))
         .nest("/api/v1", api::routes())
+        .route("/calendar/{platform}/{file}", get(calendar::feed))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -318,7 +320,24 @@ async fn healthz(State(state): State<AppState>) -> Result<Response, AppError> {
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Result<Response, AppError> {
     operator::check(&state, &headers)?;
     let timestamp = read_timestamp(state.metadata_dir()).ok();
-    let body = state.metrics().render(timestamp.as_ref().map(|t| (t.expires, t.version)), state.clock().now());
+    let mut body = state.metrics().render(timestamp.as_ref().map(|t| (t.expires, t.version)), state.clock().now());
+    if let Some(store) = state.store().cloned() {
+        let view = dashboard::repo_view(&state, None).await;
+        let active: Vec<palier_bundle::BundleRef> = view
+            .bundles
+            .iter()
+            .filter(|p| p.meta.state == palier_bundle::BundleState::Active)
+            .map(|p| palier_bundle::BundleRef { id: p.meta.manifest.id.clone(), version: p.meta.manifest.version.clone() })
+            .collect();
+        let rows = tokio::task::spawn_blocking(move || -> crate::Result<Vec<(String, std::collections::BTreeMap<crate::fleet::State, usize>)>> {
+            let fleet = crate::fleet::Fleet::load(&store)?;
+            Ok(active.iter().map(|b| (b.to_string(), fleet.counts(b))).collect())
+        })
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+        super::metrics::render_bundle_platforms(&mut body, &rows);
+    }
     Ok((
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8")), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
         body,

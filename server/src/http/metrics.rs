@@ -1,9 +1,12 @@
 //! Counters for `/metrics`: plain atomics, no registry, rendered in the Prometheus text format.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use jiff::Timestamp;
+
+use crate::fleet::State;
 
 /// The kind of path a request was for; the label `route` of the request counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,11 +25,13 @@ pub enum RouteClass {
     ApiStatus,
     /// Any other path under `/api/`.
     ApiOther,
+    /// `/calendar/...`, the platforms' iCalendar feeds.
+    Calendar,
     Other,
 }
 
 impl RouteClass {
-    const ALL: [RouteClass; 10] = [
+    const ALL: [RouteClass; 11] = [
         RouteClass::Metadata,
         RouteClass::Targets,
         RouteClass::Health,
@@ -36,6 +41,7 @@ impl RouteClass {
         RouteClass::ApiReceipts,
         RouteClass::ApiStatus,
         RouteClass::ApiOther,
+        RouteClass::Calendar,
         RouteClass::Other,
     ];
 
@@ -58,6 +64,8 @@ impl RouteClass {
             RouteClass::ApiStatus
         } else if path.starts_with("/api/") {
             RouteClass::ApiOther
+        } else if path.starts_with("/calendar/") {
+            RouteClass::Calendar
         } else {
             RouteClass::Other
         }
@@ -74,6 +82,7 @@ impl RouteClass {
             RouteClass::ApiReceipts => "api_receipts",
             RouteClass::ApiStatus => "api_status",
             RouteClass::ApiOther => "api_other",
+            RouteClass::Calendar => "calendar",
             RouteClass::Other => "other",
         }
     }
@@ -174,9 +183,36 @@ impl Metrics {
     }
 }
 
+/// The fleet gauges: per active bundle (`id@version`) the platforms in each state, every
+/// state written (zeros too, so a series drops to 0 rather than vanishing). Only active
+/// bundles are given, which bounds the label set.
+pub fn render_bundle_platforms(out: &mut String, bundles: &[(String, BTreeMap<State, usize>)]) {
+    let _ = writeln!(
+        out,
+        "# HELP palier_bundle_platforms Platforms per state for each active bundle version, from their agents' latest plans and receipts.\n# TYPE palier_bundle_platforms gauge"
+    );
+    for (bundle, counts) in bundles {
+        // Bundle ids and versions hold no quote, backslash or newline (checked names).
+        for state in State::ALL {
+            let _ = writeln!(out, "palier_bundle_platforms{{bundle=\"{bundle}\",state=\"{state}\"}} {}", counts.get(&state).copied().unwrap_or(0));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_bundle_gauges_for_every_state() {
+        let mut out = String::new();
+        let counts = BTreeMap::from([(State::Installed, 3), (State::WaitingNotice, 1)]);
+        render_bundle_platforms(&mut out, &[("mod_quiz-fix@1.0.0".into(), counts)]);
+        assert!(out.lines().any(|l| l == "palier_bundle_platforms{bundle=\"mod_quiz-fix@1.0.0\",state=\"installed\"} 3"), "{out}");
+        assert!(out.lines().any(|l| l == "palier_bundle_platforms{bundle=\"mod_quiz-fix@1.0.0\",state=\"waiting-notice\"} 1"), "{out}");
+        assert!(out.lines().any(|l| l == "palier_bundle_platforms{bundle=\"mod_quiz-fix@1.0.0\",state=\"failed\"} 0"), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("palier_bundle_platforms{")).count(), State::ALL.len());
+    }
 
     #[test]
     fn renders_counters_and_gauges() {
@@ -205,5 +241,6 @@ mod tests {
         assert_eq!(RouteClass::of("/api/v1/receipts"), RouteClass::ApiReceipts);
         assert_eq!(RouteClass::of("/api/v2/x"), RouteClass::ApiOther);
         assert_eq!(RouteClass::of("/nope"), RouteClass::Other);
+        assert_eq!(RouteClass::of("/calendar/univ-a/x.ics"), RouteClass::Calendar);
     }
 }

@@ -6,6 +6,7 @@
 
 mod api;
 mod app;
+mod calendar;
 mod dashboard;
 mod error;
 mod files;
@@ -16,6 +17,7 @@ mod serve;
 mod worker;
 
 pub use api::{MAX_BODY, MAX_RECEIPT_BUNDLES, PLATFORM_HEADER, is_format};
+pub use calendar::path as calendar_path;
 pub use app::{AppOptions, AppState, Clock, DEFAULT_HALT_THRESHOLD, HEALTH_EXPIRY_MARGIN, REQUEST_DEADLINE, app};
 pub use limits::Limits;
 pub use error::AppError;
