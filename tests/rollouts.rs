@@ -219,7 +219,7 @@ fn expected_state(row: &Value, outcome: Option<&str>) -> &'static str {
 fn last_outcome(w: &World, name: &str) -> Option<String> {
     let key = format!("{BUNDLE}@{VERSION}");
     let receipts = palier_agent::receipt::all(&w.path(&format!("state-{name}"))).unwrap();
-    receipts.iter().filter(|r| r.bundles.iter().any(|b| *b == key)).max_by_key(|r| r.finished_at).map(|r| serde_json::to_value(r.outcome).unwrap().as_str().unwrap().to_owned())
+    receipts.iter().filter(|r| r.bundles.contains(&key)).max_by_key(|r| r.finished_at).map(|r| serde_json::to_value(r.outcome).unwrap().as_str().unwrap().to_owned())
 }
 
 /// The control plane's per-bundle view (`GET /api/v1/bundles/{id}/{version}`, loopback: no
