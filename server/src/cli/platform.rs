@@ -113,7 +113,7 @@ impl AddArgs {
         let calendar = calendar_url(self.server_url.as_ref(), &name, &store.calendar_secret(&name, now)?);
         println!("platform {name} registered with contract {}", contract.describe());
         println!("its calendar (interventions and notices, for the customer's calendar application): {calendar}");
-        println!("its API token (shown once, keep it in the agent's config):");
+        println!("its API token (shown once; put the next line alone in the agent's token_file, mode 0600):");
         println!("{token}");
         Ok(())
     }

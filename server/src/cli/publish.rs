@@ -52,7 +52,13 @@ impl Args {
                 Settings::load(&paths)?.default_rollout()?
             }
         };
-        let store = self.db.as_deref().map(Store::open).transpose()?;
+        // Only `platform add` creates a store: a mistyped --db is refused, not created empty.
+        let store = self.db.as_deref().map(Store::open_existing).transpose()?;
+        if let Some(store) = &store {
+            for p in &self.reported_by {
+                super::known_platform(store, p, "--reported-by").map_err(|e| Error::Refused(format!("{}; nothing published", crate::error::one_line(&e))))?;
+            }
+        }
         let reported = self.reported_by.into_iter().collect();
         let PublishedFix { published: p, linked } =
             release::publish_with_rollout(&paths, &self.archive, reported, rollout, store.as_ref(), self.max_expanded, now).await?;
