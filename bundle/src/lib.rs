@@ -8,6 +8,7 @@ pub mod archive;
 pub mod components;
 pub mod duration;
 pub mod error;
+pub mod halt;
 #[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
 pub mod layout;

@@ -5,10 +5,14 @@
 pub mod cli;
 pub mod error;
 pub mod fleet;
+pub mod halts;
 pub mod http;
 pub mod keys;
+pub mod migrate;
 pub mod release;
 pub mod repo;
+pub mod repo_keys;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
