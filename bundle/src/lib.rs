@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod components;
+pub mod duration;
 pub mod error;
 pub mod halt;
 #[cfg(any(test, feature = "test-support"))]
@@ -18,6 +19,7 @@ pub mod metadata;
 pub mod moodle;
 pub mod names;
 pub mod ownership;
+pub mod rollout;
 
 pub use error::{Error, Result};
 pub use manifest::{ChangeClass, Check, DataImpact, Dependency, FileEntry, FileMode, Manifest, ManifestKind, Origin, Sha256Hex};

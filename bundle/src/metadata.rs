@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, FileMode, Manifest, ManifestKind, Sha256Hex};
 use crate::names::{BundleId, PlatformId, RelPath};
+use crate::rollout::Rollout;
 
 /// Format version of the `custom` object, so a future layout can be told apart.
 pub const METADATA_FORMAT: u32 = 1;
@@ -72,6 +73,9 @@ pub struct BundleMetadata {
     pub state_reason: Option<String>,
     /// When it was published, RFC 3339, as the server's clock said.
     pub published_at: String,
+    /// A staged rollout: canaries, then waves of the fleet (see [`crate::rollout`]).
+    /// Absent from the JSON when `None`, so a bundle without one signs as before.
+    pub rollout: Option<Rollout>,
 }
 
 /// The JSON form of [`BundleMetadata`].
@@ -88,6 +92,8 @@ struct Wire {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state_reason: Option<String>,
     published_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollout: Option<Rollout>,
 }
 
 /// One file as a compact line: `<sha256> <size> <mode> <path>`.
@@ -128,6 +134,7 @@ impl TryFrom<Wire> for BundleMetadata {
             state: w.state,
             state_reason: w.state_reason,
             published_at: w.published_at,
+            rollout: w.rollout,
         })
     }
 }
@@ -144,6 +151,7 @@ impl Serialize for BundleMetadata {
             state: self.state,
             state_reason: self.state_reason.clone(),
             published_at: self.published_at.clone(),
+            rollout: self.rollout.clone(),
         }
         .serialize(s)
     }
@@ -161,6 +169,7 @@ impl BundleMetadata {
             state: BundleState::Active,
             state_reason: None,
             published_at,
+            rollout: None,
         }
     }
 
@@ -236,6 +245,23 @@ mod tests {
         assert!(custom["files"][1].as_str().unwrap().ends_with(" 2 0755 c/d.js"));
         assert!(custom["manifest"].get("files").is_none());
         assert_eq!(BundleMetadata::from_custom(custom).unwrap(), meta);
+    }
+
+    #[test]
+    fn a_rollout_travels_in_the_custom_field_and_its_absence_changes_nothing() {
+        let m = crate::hostile::manifest_for("b", "1.0.0", &[("a.php", b"x")]);
+        let mut meta = BundleMetadata::new(m, BTreeSet::new(), "2026-11-29T00:00:00Z".into());
+        let before = meta.to_custom();
+        assert!(before.get("rollout").is_none(), "no rollout, no key: {before}");
+        meta.rollout = Some(Rollout::parse("canary=univ-x; 24h=10%; 48h=100%").unwrap());
+        let custom = meta.to_custom();
+        assert_eq!(custom["rollout"], serde_json::json!({"canary": ["univ-x"], "waves": [{"after": "24h", "share": 10}, {"after": "48h", "share": 100}]}));
+        assert_eq!(BundleMetadata::from_custom(custom.clone()).unwrap(), meta);
+        // A signed rollout that breaks the rules is refused with the metadata.
+        let mut bad = custom;
+        bad["rollout"]["waves"][1]["share"] = serde_json::json!(5);
+        let e = BundleMetadata::from_custom(bad).unwrap_err().to_string();
+        assert!(e.contains("rollout: wave 48h=5% does not grow from 24h=10%"), "{e}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum DecisionKind {
     NeedsScheduledIntervention,
     /// Admitted, but not yet validated as this platform's stability level requires.
     WaitingValidation,
+    /// Admitted and validated, but the bundle's staged rollout has not reached this
+    /// platform yet: `rollout_at` says when its wave opens.
+    WaitingRollout,
 }
 
 impl DecisionKind {
@@ -37,6 +40,7 @@ impl DecisionKind {
             DecisionKind::Skipped => "skipped",
             DecisionKind::NeedsScheduledIntervention => "needs-scheduled-intervention",
             DecisionKind::WaitingValidation => "waiting-validation",
+            DecisionKind::WaitingRollout => "waiting-rollout",
         }
     }
 }
@@ -68,10 +72,12 @@ pub enum Reason {
     /// Writes or deletes a path that another bundle of a different id, installed or due,
     /// also writes or deletes, and neither names the other in `after`.
     FileConflict,
+    /// The bundle's staged rollout has not reached this platform yet.
+    WaitingRollout,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NotReported,
         Reason::ComponentNotSelected,
         Reason::ClassNotAllowed,
@@ -86,6 +92,7 @@ impl Reason {
         Reason::Halted,
         Reason::Held,
         Reason::FileConflict,
+        Reason::WaitingRollout,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,6 +110,7 @@ impl Reason {
             Reason::Halted => "halted",
             Reason::Held => "held",
             Reason::FileConflict => "file-conflict",
+            Reason::WaitingRollout => "waiting-rollout",
         }
     }
 }
@@ -135,7 +143,8 @@ impl Hold {
 ///
 /// JSON (SPEC 5): `id`, `version`, `decision` and `reason` (`null` when none) always;
 /// `detail` when there is one; `apply_at`, `notice_at` and `slot_end` (RFC 3339 with the
-/// platform's offset, or `null`) for eligible bundles only.
+/// platform's offset, or `null`) for eligible bundles only; `rollout_at` (RFC 3339, or `null`
+/// when the rollout is paused or never reaches the platform) for `waiting-rollout` only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub id: BundleId,
@@ -151,6 +160,8 @@ pub struct Decision {
     /// The end of the window or slot the intervention is planned in (eligible at stability 2
     /// and 3 only): the intervention happens between `apply_at` and this.
     pub slot_end: Option<Zoned>,
+    /// When the platform's wave of the bundle's rollout opens (`waiting-rollout` only).
+    pub rollout_at: Option<Zoned>,
 }
 
 impl Decision {
@@ -218,6 +229,9 @@ impl Serialize for Decision {
             map.serialize_entry("notice_at", &self.notice_at.as_ref().map(rfc3339))?;
             map.serialize_entry("slot_end", &self.slot_end.as_ref().map(rfc3339))?;
         }
+        if self.decision == DecisionKind::WaitingRollout {
+            map.serialize_entry("rollout_at", &self.rollout_at.as_ref().map(rfc3339))?;
+        }
         map.end()
     }
 }
@@ -237,6 +251,7 @@ struct DecisionRepr {
     notice_at: Option<Rfc>,
     #[serde(default)]
     slot_end: Option<Rfc>,
+    rollout_at: Option<Rfc>,
 }
 
 /// Reads the JSON back; zones come back as fixed offsets (the JSON carries no zone name).
@@ -252,6 +267,7 @@ impl<'de> Deserialize<'de> for Decision {
             apply_at: r.apply_at.map(|z| z.0),
             notice_at: r.notice_at.map(|z| z.0),
             slot_end: r.slot_end.map(|z| z.0),
+            rollout_at: r.rollout_at.map(|z| z.0),
         })
     }
 }

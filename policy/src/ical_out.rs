@@ -376,6 +376,7 @@ mod tests {
             apply_at: apply_at.map(z),
             notice_at: notice_at.map(z),
             slot_end: None,
+            rollout_at: None,
         }
     }
 

@@ -71,6 +71,11 @@ use rules::Verdict;
 ///    has not passed the validation the contract requires. It becomes
 ///    `needs-scheduled-intervention` once validated.
 /// 7. **stability**: `data-impact-too-high` — decision `needs-scheduled-intervention`.
+///    **`waiting-rollout`** — right after it: the bundle's staged rollout (see
+///    [`palier_bundle::rollout`]) has not reached this platform yet; decision `waiting-rollout`
+///    with `rollout_at`, the instant its wave opens. After every contract rule, so an
+///    excluded platform says why it is excluded rather than when a wave opens; never for
+///    a platform in `reported_by`. Not eligible, so it supersedes nothing.
 /// 8. **`dependency-missing`** — only for bundles that passed everything else: an `after`
 ///    requirement met neither by an installed version nor by a bundle eligible in this
 ///    same plan (resolved in order, so a cycle of `after` never becomes eligible).
@@ -102,7 +107,7 @@ pub fn plan_with_holds<S: SiteFacts + ?Sized>(
         .iter()
         .map(|meta| match holds.get(&(&meta.manifest.id, &meta.manifest.version)) {
             Some(h) if !installed_set.contains(&(&meta.manifest.id, &meta.manifest.version)) => Assessed::Withdrawn(rules::held(h, &contract.timezone)),
-            _ => assess(contract, meta, &installed_set, site),
+            _ => assess(contract, meta, &installed_set, site, now),
         })
         .collect();
 
@@ -160,7 +165,9 @@ pub fn plan_with_holds<S: SiteFacts + ?Sized>(
                     return d;
                 }
             };
-            decision(meta, verdict.kind, Some(verdict.reason), Some(verdict.detail))
+            let mut d = decision(meta, verdict.kind, Some(verdict.reason), Some(verdict.detail));
+            d.rollout_at = verdict.rollout_at.map(|t| t.to_zoned(zone.clone()));
+            d
         })
         .collect();
     decisions.sort_by(|a, b| (&a.id, &a.version).cmp(&(&b.id, &b.version)));
@@ -220,20 +227,21 @@ enum Assessed {
     Candidate,
 }
 
-fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&BundleId, &Version)>, site: &S) -> Assessed {
+fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, installed: &HashSet<(&BundleId, &Version)>, site: &S, now: Timestamp) -> Assessed {
     let m = &meta.manifest;
     let state = rules::state(meta);
     if installed.contains(&(&m.id, &m.version)) {
         return Assessed::Installed(state.map(|(r, d)| (r, format!("installed, but {d}"))));
     }
     if let Some((reason, detail)) = state {
-        return Assessed::Withdrawn(Verdict { kind: DecisionKind::Skipped, reason, detail });
+        return Assessed::Withdrawn(Verdict::new(DecisionKind::Skipped, reason, detail));
     }
     let excluded = rules::improvement(&contract.improvement, &contract.platform, meta)
         .and_then(|()| rules::moodle(meta, site.release()))
         .and_then(|()| rules::paths(meta, site))
         .and_then(|()| rules::validation(contract.stability.level, &meta.validations))
-        .and_then(|()| rules::stability(contract.stability.level, m.data_impact));
+        .and_then(|()| rules::stability(contract.stability.level, m.data_impact))
+        .and_then(|()| rules::rollout(meta, &contract.platform, &contract.timezone, now));
     match excluded {
         Ok(()) => Assessed::Candidate,
         Err(v) => Assessed::Excluded(v),
@@ -294,5 +302,6 @@ fn decision(meta: &BundleMetadata, kind: DecisionKind, reason: Option<Reason>, d
         apply_at: None,
         notice_at: None,
         slot_end: None,
+        rollout_at: None,
     }
 }

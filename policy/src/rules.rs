@@ -18,11 +18,13 @@ pub(crate) struct Verdict {
     pub kind: DecisionKind,
     pub reason: Reason,
     pub detail: String,
+    /// `waiting-rollout` only: when the platform's wave opens.
+    pub rollout_at: Option<jiff::Timestamp>,
 }
 
 impl Verdict {
-    fn new(kind: DecisionKind, reason: Reason, detail: String) -> Verdict {
-        Verdict { kind, reason, detail }
+    pub(crate) fn new(kind: DecisionKind, reason: Reason, detail: String) -> Verdict {
+        Verdict { kind, reason, detail, rollout_at: None }
     }
 }
 
@@ -177,6 +179,54 @@ pub(crate) fn dependency_missing(dep: Option<&Dependency>) -> Verdict {
         None => "its after requirements could not be resolved".into(),
     };
     Verdict::new(DecisionKind::Skipped, Reason::DependencyMissing, detail)
+}
+
+/// Issue 16, staged rollouts: a bundle whose rollout has not reached this platform yet is
+/// `waiting-rollout`, with the instant its wave opens (`rollout_at`; none while the rollout
+/// is paused, or when the platform is outside the rollout's last share). Consulted after
+/// every rule of the contract, so a platform the contract excludes says why, not when a
+/// wave opens. A platform that reported the defect (`reported_by`, at any improvement
+/// level) is never held back by waves: its own fix reaches it at once.
+pub(crate) fn rollout(meta: &BundleMetadata, platform: &PlatformId, zone: &jiff::tz::TimeZone, now: jiff::Timestamp) -> Result<(), Verdict> {
+    use palier_bundle::rollout::{Opening, Position, place};
+    let Some(r) = &meta.rollout else { return Ok(()) };
+    if meta.reported_by.contains(platform) {
+        return Ok(());
+    }
+    let wait = |detail: String, at: Option<jiff::Timestamp>| Err(Verdict { rollout_at: at, ..Verdict::new(DecisionKind::WaitingRollout, Reason::WaitingRollout, detail) });
+    let Ok(published) = meta.published_at.parse::<jiff::Timestamp>() else {
+        return wait(format!("the rollout cannot be placed: published_at {:?} is not an RFC 3339 instant", meta.published_at), None);
+    };
+    let at = |t: jiff::Timestamp| super::decision::rfc3339(&t.to_zoned(zone.clone()));
+    let id = &meta.manifest.id;
+    let stage = match r.position(id, platform) {
+        Position::Canary => "as a canary, it".to_owned(),
+        Position::Wave(i) => format!(
+            "its wave ({} of {}: {}% of the fleet, {} after publication; this platform's place is {})",
+            i + 1,
+            r.waves.len(),
+            r.waves[i].share,
+            crate::schedule::format_duration(r.waves[i].after),
+            place(id, platform)
+        ),
+        Position::Outside => String::new(),
+    };
+    match r.opening(published, id, platform, now) {
+        Opening::Open(_) => Ok(()),
+        Opening::At(t) => wait(format!("{stage} opens {}", at(t)), Some(t)),
+        Opening::Paused { would_open, paused_at } => wait(
+            format!("rollout paused since {}: {stage} would open {}; waits until the release manager resumes it", at(paused_at), at(would_open)),
+            None,
+        ),
+        Opening::Never => wait(
+            format!(
+                "outside the rollout: its waves reach {}% of the fleet and this platform's place is {}; not applied unless the rollout is widened",
+                r.reach(),
+                place(id, platform)
+            ),
+            None,
+        ),
+    }
 }
 
 /// A version this site holds: skipped, saying since when, why, and how it ends.

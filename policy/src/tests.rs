@@ -117,6 +117,35 @@ struct Case {
     selected: bool,
     /// `level2_classes = ["technical", "non-layout"]` instead of the default `["technical"]`.
     widened: bool,
+    wave: WaveCase,
+}
+
+/// The bundle's staged rollout, seen from `univ-a` at the matrix's `now`.
+#[derive(Debug, Clone, Copy)]
+enum WaveCase {
+    /// No rollout.
+    None,
+    /// Its wave opened a day after the publication, a month ago.
+    Opened,
+    /// Its wave opens in a month.
+    NotYet,
+    /// A canary of a rollout whose waves open in a month.
+    Canary,
+}
+
+/// Published a month before [`now`].
+const PUBLISHED: &str = "2026-11-01T00:00:00Z";
+/// When the `NotYet` wave opens: 60 days after [`PUBLISHED`].
+const NOT_YET_OPENS: &str = "2026-12-31T00:00:00Z";
+
+fn wave_rollout(w: WaveCase) -> Option<palier_bundle::rollout::Rollout> {
+    let spec = match w {
+        WaveCase::None => return None,
+        WaveCase::Opened => "24h=100%",
+        WaveCase::NotYet => "canary=univ-z; 60d=100%",
+        WaveCase::Canary => "canary=univ-a,univ-z; 60d=100%",
+    };
+    Some(palier_bundle::rollout::Rollout::parse(spec).unwrap())
 }
 
 /// What SPEC section 2 says, read as literally as it is written, without the policy code.
@@ -177,6 +206,11 @@ fn oracle(c: &Case) -> (&'static str, Option<&'static str>) {
     if excluded {
         return ("needs-scheduled-intervention", Some("data-impact-too-high"));
     }
+    // Issue 16: after every contract rule, a bundle whose wave has not opened waits for it,
+    // unless the platform reported the defect ("never held back by waves").
+    if matches!(c.wave, WaveCase::NotYet) && !c.reported {
+        return ("waiting-rollout", Some("waiting-rollout"));
+    }
     ("eligible", None)
 }
 
@@ -190,7 +224,9 @@ fn all_cases() -> Vec<Case> {
                         for reported in [false, true] {
                             for selected in [false, true] {
                                 for widened in [false, true] {
-                                    cases.push(Case { improvement, stability, class, impact, validated, reported, selected, widened });
+                                    for wave in [WaveCase::None, WaveCase::Opened, WaveCase::NotYet, WaveCase::Canary] {
+                                        cases.push(Case { improvement, stability, class, impact, validated, reported, selected, widened, wave });
+                                    }
                                 }
                             }
                         }
@@ -212,8 +248,9 @@ fn case_input(c: &Case) -> (Contract, BundleMetadata) {
     let mut meta = BundleMetadata::new(
         manifest("mod_quiz-fix", "1.0.0", "mod_quiz", c.class, c.impact),
         if c.reported { BTreeSet::from([PlatformId::new(PLATFORM).unwrap()]) } else { BTreeSet::from([PlatformId::new("univ-b").unwrap()]) },
-        "2026-11-01T00:00:00Z".into(),
+        PUBLISHED.into(),
     );
+    meta.rollout = wave_rollout(c.wave);
     let (alpha, datasets): (bool, &[&str]) = match c.validated {
         Validated::Nothing => (false, &[]),
         Validated::Alpha => (true, &[]),
@@ -229,8 +266,8 @@ fn case_input(c: &Case) -> (Contract, BundleMetadata) {
 fn the_whole_matrix_agrees_with_the_oracle() {
     let cases = all_cases();
     // 3 improvement x 3 stability x 3 classes x 4 data impacts x 4 validation states
-    // x reported or not x component selected or not x level 2 widened or not.
-    assert_eq!(cases.len(), 3 * 3 * 3 * 4 * 4 * 2 * 2 * 2);
+    // x reported or not x component selected or not x level 2 widened or not x 4 rollouts.
+    assert_eq!(cases.len(), 3 * 3 * 3 * 4 * 4 * 2 * 2 * 2 * 4);
     let mut failures = Vec::new();
     let mut seen = BTreeSet::new();
     for c in &cases {
@@ -248,11 +285,18 @@ fn the_whole_matrix_agrees_with_the_oracle() {
         if decision != "eligible" && (d.detail.is_none() || d.apply_at.is_some()) {
             failures.push(format!("{c:?}: refused without detail, or with apply_at"));
         }
+        let rollout_at = d.rollout_at.as_ref().map(|z| z.timestamp());
+        if decision == "waiting-rollout" && (rollout_at != Some(ts(NOT_YET_OPENS)) || json["rollout_at"] != "2026-12-31T01:00:00+01:00") {
+            failures.push(format!("{c:?}: waiting-rollout with rollout_at {rollout_at:?}, JSON {}", json["rollout_at"]));
+        }
+        if decision != "waiting-rollout" && (rollout_at.is_some() || json.get("rollout_at").is_some()) {
+            failures.push(format!("{c:?}: rollout_at outside waiting-rollout"));
+        }
         seen.insert((decision, reason));
     }
     assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
-    // Every outcome the two axes can produce was exercised.
-    assert_eq!(seen.len(), 7, "{seen:?}");
+    // Every outcome the two axes and the rollout can produce was exercised.
+    assert_eq!(seen.len(), 8, "{seen:?}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,7 +642,8 @@ fn reason_codes_are_the_spec_strings() {
             "yanked",
             "halted",
             "held",
-            "file-conflict"
+            "file-conflict",
+            "waiting-rollout"
         ]
     );
     for r in Reason::ALL {
@@ -665,8 +710,76 @@ fn arb_stability() -> impl Strategy<Value = Stability> {
         })
 }
 
+/// A rollout: up to 3 canaries among `univ-a`..`univ-d`, up to 4 waves growing within 10 days.
+fn arb_rollout() -> impl Strategy<Value = palier_bundle::rollout::Rollout> {
+    (prop::collection::btree_set(prop::sample::select(vec!["univ-a", "univ-b", "univ-c", "univ-d"]), 0..3), prop::collection::vec((0i64..60, 1u8..40), 1..5))
+        .prop_map(|(canary, steps)| {
+            let mut waves: Vec<palier_bundle::rollout::Wave> = Vec::new();
+            let (mut after, mut share) = (-1i64, 0u8);
+            for (d, s) in steps {
+                after += d + 1;
+                share = share.saturating_add(s).min(100);
+                if waves.last().is_some_and(|w| w.share >= share) {
+                    break;
+                }
+                waves.push(palier_bundle::rollout::Wave { after: SignedDuration::from_hours(after * 4), share });
+            }
+            palier_bundle::rollout::Rollout { canary: canary.into_iter().map(|c| PlatformId::new(c).unwrap()).collect(), waves, paused_at: None }
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Issue 16: never eligible before the platform's wave opens, eligible from the instant
+    /// it opens, `apply_at` never before `rollout_at`; reporters are never held back.
+    #[test]
+    fn a_rollout_holds_a_platform_back_exactly_until_its_wave(
+        rollout in arb_rollout(),
+        name in prop::sample::select(vec!["univ-a", "univ-b", "univ-e", "univ-f", "univ-g", "univ-h", "univ-i"]),
+        stability in arb_stability(),
+        published in arb_now(),
+        offset_hours in -48i64..(12 * 24),
+        paused_after in prop::option::of(0i64..(10 * 24)),
+        reported in any::<bool>(),
+    ) {
+        let mut rollout = rollout;
+        rollout.paused_at = paused_after.map(|h| published + SignedDuration::from_hours(h));
+        let mut k = Contract { stability, ..contract(Level::Three, Level::One) };
+        k.platform = PlatformId::new(name).unwrap();
+        let mut meta = bundle("mod_quiz-fix", "1.0.0");
+        meta.reported_by = if reported { BTreeSet::from([k.platform.clone()]) } else { BTreeSet::from([PlatformId::new("univ-z").unwrap()]) };
+        meta.published_at = published.to_string();
+        meta.rollout = Some(rollout.clone());
+        let now = published + SignedDuration::from_hours(offset_hours);
+        let d = plan(&k, std::slice::from_ref(&meta), &[], &moodle(), now).bundles.remove(0);
+        let mut without = meta.clone();
+        without.rollout = None;
+        let free = plan(&k, std::slice::from_ref(&without), &[], &moodle(), now).bundles.remove(0);
+        let opens = rollout.scheduled(published, &meta.manifest.id, &k.platform);
+        let paused_before_it = matches!((opens, rollout.paused_at), (Some(o), Some(p)) if o > p);
+        if reported {
+            prop_assert_eq!(&d, &free, "a reporter is never held back by waves");
+            return Ok(());
+        }
+        match opens {
+            Some(at) if at <= now && !paused_before_it => prop_assert_eq!(&d, &free, "the wave is open: the contract alone decides"),
+            _ => {
+                prop_assert_eq!(dr(&d), (DecisionKind::WaitingRollout, Some(Reason::WaitingRollout)));
+                prop_assert!(d.apply_at.is_none() && d.notice_at.is_none());
+                let expected = if paused_before_it { None } else { opens };
+                prop_assert_eq!(d.rollout_at.as_ref().map(|z| z.timestamp()), expected);
+                // At the instant it opens, it is eligible, applied no earlier than that.
+                if let Some(at) = expected {
+                    let then = plan(&k, std::slice::from_ref(&meta), &[], &moodle(), at).bundles.remove(0);
+                    prop_assert_eq!(then.decision, DecisionKind::Eligible);
+                    if let Some(apply_at) = &then.apply_at {
+                        prop_assert!(apply_at.timestamp() >= at);
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn eligible_apply_at_is_not_before_now_and_inside_a_permitted_slot(stability in arb_stability(), now in arb_now()) {
@@ -738,9 +851,13 @@ proptest! {
         widened in any::<bool>(),
         moodle_ok in any::<bool>(),
         now in arb_now(),
+        rollout in prop::option::of(arb_rollout()),
+        published_before in -(30i64 * 24)..(30 * 24),
     ) {
         let improvement_reasons = [Reason::NotReported, Reason::ComponentNotSelected, Reason::ClassNotAllowed];
         let mut meta = bundle("mod_quiz-fix", "1.0.0");
+        meta.rollout = rollout;
+        meta.published_at = (now - SignedDuration::from_hours(published_before)).to_string();
         meta.manifest.class = class;
         meta.manifest.data_impact = impact;
         meta.validations.alpha = alpha;
@@ -849,4 +966,99 @@ fn plan_inside_an_open_window_or_slot_says_the_current_one() {
     let detail = d.detail.unwrap();
     assert!(detail.contains("inside the calendar slot 2026-12-05T21:00:00+01:00 to 2026-12-06T01:00:00+01:00 open now"), "{detail}");
     assert!(!detail.contains("no calendar slot starts"), "{detail}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Staged rollouts (issue 16), outside the matrix.
+
+/// The first of `univ-0`, `univ-1`, ... whose place for `mod_quiz-fix` is in `range`.
+fn platform_at(range: std::ops::Range<u8>) -> PlatformId {
+    let id = BundleId::new("mod_quiz-fix").unwrap();
+    (0..1000).map(|i| PlatformId::new(format!("univ-{i}")).unwrap()).find(|p| range.contains(&palier_bundle::rollout::place(&id, p))).unwrap()
+}
+
+fn rolled(spec: &str) -> BundleMetadata {
+    let mut b = bundle("mod_quiz-fix", "1.0.1");
+    b.reported_by.clear();
+    b.published_at = "2026-12-01T08:00:00Z".into();
+    b.rollout = Some(palier_bundle::rollout::Rollout::parse(spec).unwrap());
+    b
+}
+
+fn on(platform: &PlatformId, bundles: &[BundleMetadata], now: Timestamp) -> Plan {
+    let mut k = contract(Level::Three, Level::One);
+    k.platform = platform.clone();
+    plan(&k, bundles, &[], &moodle(), now)
+}
+
+#[test]
+fn waiting_rollout_says_which_wave_and_when() {
+    let first = platform_at(0..10);
+    let second = platform_at(10..50);
+    let outside = platform_at(50..100);
+    let b = rolled("canary=univ-c; 24h=10%; 48h=50%");
+    let now = ts("2026-12-01T09:00:00Z");
+    let d = on(&second, std::slice::from_ref(&b), now).bundles.remove(0);
+    assert_eq!(dr(&d), (DecisionKind::WaitingRollout, Some(Reason::WaitingRollout)));
+    assert_eq!(d.rollout_at.as_ref().map(rfc3339).as_deref(), Some("2026-12-03T09:00:00+01:00"));
+    let detail = d.detail.clone().unwrap();
+    assert!(detail.starts_with("its wave (2 of 2: 50% of the fleet, 48h after publication; this platform's place is "), "{detail}");
+    assert!(detail.ends_with(") opens 2026-12-03T09:00:00+01:00"), "{detail}");
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["rollout_at"], "2026-12-03T09:00:00+01:00");
+    assert!(json.get("apply_at").is_none(), "{json}");
+    let back: Decision = serde_json::from_value(json).unwrap();
+    assert_eq!(back.rollout_at.map(|z| z.timestamp()), d.rollout_at.map(|z| z.timestamp()));
+    // The canary and the first wave once it opens.
+    assert_eq!(on(&PlatformId::new("univ-c").unwrap(), std::slice::from_ref(&b), now).bundles[0].decision, DecisionKind::Eligible);
+    assert_eq!(on(&first, std::slice::from_ref(&b), ts("2026-12-02T08:00:00Z")).bundles[0].decision, DecisionKind::Eligible);
+    // Outside the last share: never, and it says how to change that.
+    let d = on(&outside, std::slice::from_ref(&b), ts("2027-06-01T00:00:00Z")).bundles.remove(0);
+    assert_eq!((d.decision, d.rollout_at.clone()), (DecisionKind::WaitingRollout, None));
+    assert!(d.detail.as_deref().unwrap().starts_with("outside the rollout: its waves reach 50% of the fleet"), "{d:?}");
+    assert_eq!(serde_json::to_value(&d).unwrap()["rollout_at"], Value::Null);
+    // Paused before the second wave: it waits, with no date.
+    let mut paused = b.clone();
+    paused.rollout.as_mut().unwrap().paused_at = Some(ts("2026-12-02T12:00:00Z"));
+    let d = on(&second, std::slice::from_ref(&paused), ts("2026-12-05T00:00:00Z")).bundles.remove(0);
+    assert_eq!((d.decision, d.rollout_at.clone()), (DecisionKind::WaitingRollout, None));
+    assert!(d.detail.as_deref().unwrap().starts_with("rollout paused since 2026-12-02T13:00:00+01:00: its wave (2 of 2"), "{d:?}");
+    // The first wave, open before the pause, stays open.
+    assert_eq!(on(&first, std::slice::from_ref(&paused), ts("2026-12-05T00:00:00Z")).bundles[0].decision, DecisionKind::Eligible);
+}
+
+#[test]
+fn waiting_rollout_comes_after_the_contract_and_supersedes_nothing() {
+    let second = platform_at(10..50);
+    let now = ts("2026-12-01T09:00:00Z");
+    let b = rolled("24h=10%; 48h=100%");
+    // The contract's own reasons win: excluded, unvalidated, too much data impact, halted.
+    let mut k = contract(Level::One, Level::One);
+    k.platform = second.clone();
+    assert_eq!(plan(&k, std::slice::from_ref(&b), &[], &moodle(), now).bundles[0].reason, Some(Reason::NotReported));
+    let mut unvalidated = b.clone();
+    unvalidated.validations.alpha = false;
+    assert_eq!(on(&second, &[unvalidated], now).bundles[0].reason, Some(Reason::NotAlphaValidated));
+    let mut major = b.clone();
+    major.manifest.data_impact = DataImpact::Major;
+    assert_eq!(on(&second, &[major], now).bundles[0].reason, Some(Reason::DataImpactTooHigh));
+    let mut halted = b.clone();
+    halted.state = BundleState::Halted;
+    assert_eq!(on(&second, &[halted], now).bundles[0].reason, Some(Reason::Halted));
+    // A newer version waiting for its wave leaves the older one eligible.
+    let mut old = bundle("mod_quiz-fix", "1.0.0");
+    old.reported_by.clear();
+    let p = on(&second, &[old.clone(), b.clone()], now);
+    assert_eq!(dr(p.get("mod_quiz-fix", "1.0.0").unwrap()), (DecisionKind::Eligible, None));
+    assert_eq!(p.get("mod_quiz-fix", "1.0.1").unwrap().decision, DecisionKind::WaitingRollout);
+    // Once its wave opens, it supersedes the older one.
+    let p = on(&second, &[old, b.clone()], ts("2026-12-03T08:00:00Z"));
+    assert_eq!(p.get("mod_quiz-fix", "1.0.0").unwrap().reason, Some(Reason::Superseded));
+    // Installed is installed, wave or not.
+    let p = plan(&contract(Level::Three, Level::One), std::slice::from_ref(&b), &[r("mod_quiz-fix", "1.0.1")], &moodle(), now);
+    assert_eq!(dr(&p.bundles[0]), (DecisionKind::Installed, None));
+    // A reporter at improvement level 1 takes it at once.
+    let mut reported = b;
+    reported.reported_by.insert(second.clone());
+    assert_eq!(dr(&plan(&k, &[reported], &[], &moodle(), now).bundles[0]), (DecisionKind::Eligible, None));
 }

@@ -841,6 +841,19 @@ impl Read for HashingFile {
 /// Publish a bundle archive: check it, add it as a target of its bin with its signed
 /// metadata, re-sign that bin, the snapshot and the timestamp.
 pub async fn publish(paths: &RepoPaths, archive_path: &Path, reported_by: BTreeSet<PlatformId>, max_expanded: u64, now: Timestamp) -> Result<Published> {
+    publish_with_rollout(paths, archive_path, reported_by, None, max_expanded, now).await
+}
+
+/// [`publish`] with a staged rollout signed in the same metadata, so no agent ever sees the
+/// bundle without it.
+pub async fn publish_with_rollout(
+    paths: &RepoPaths,
+    archive_path: &Path,
+    reported_by: BTreeSet<PlatformId>,
+    rollout: Option<palier_bundle::rollout::Rollout>,
+    max_expanded: u64,
+    now: Timestamp,
+) -> Result<Published> {
     let _lock = lock(paths)?;
     let head = Head::load(paths)?;
     let path = archive_path.to_path_buf();
@@ -855,7 +868,8 @@ pub async fn publish(paths: &RepoPaths, archive_path: &Path, reported_by: BTreeS
     if bin.signed.targets.contains_key(&target_name) {
         return Err(Error::Refused(format!("bundle {bundle} is already published; publish a new version")));
     }
-    let meta = BundleMetadata::new(checked.manifest, reported_by, now.to_string());
+    let mut meta = BundleMetadata::new(checked.manifest, reported_by, now.to_string());
+    meta.rollout = rollout;
     let target = Target {
         length: checked.length,
         hashes: Hashes { sha256: Decoded::from(checked.sha256.clone()), _extra: HashMap::new() },

@@ -59,10 +59,12 @@ pub fn why_not(p: &Platform, d: &Decision, meta: Option<&BundleMetadata>) -> Str
         }
         Reason::Held => format!("this site holds it ({detail})"),
         Reason::FileConflict => format!("it would overwrite another bundle's fix ({detail})"),
+        Reason::WaitingRollout => format!("its staged rollout has not reached this platform yet ({detail})"),
     };
     let kind = match d.decision {
         DecisionKind::WaitingValidation => "waiting for validation: ",
         DecisionKind::NeedsScheduledIntervention => "needs a scheduled intervention: ",
+        DecisionKind::WaitingRollout => "waiting for its rollout wave: ",
         DecisionKind::Skipped => "",
         DecisionKind::Eligible | DecisionKind::Installed => "",
     };

@@ -35,6 +35,10 @@ struct Row<'a> {
     files: usize,
     expanded_size: u64,
     published_at: &'a str,
+    /// The staged rollout's text form, `null` without one.
+    rollout: Option<String>,
+    /// When the rollout was paused, `null` unless paused.
+    rollout_paused_at: Option<String>,
 }
 
 fn row(p: &Published) -> Row<'_> {
@@ -58,6 +62,8 @@ fn row(p: &Published) -> Row<'_> {
         files: m.files.len(),
         expanded_size: p.meta.expanded_size,
         published_at: &p.meta.published_at,
+        rollout: p.meta.rollout.as_ref().map(ToString::to_string),
+        rollout_paused_at: p.meta.rollout.as_ref().and_then(|r| r.paused_at).map(|t| t.to_string()),
     }
 }
 
@@ -74,10 +80,15 @@ impl Args {
             println!("no bundles published");
             return Ok(());
         }
-        println!("{:<32} {:<10} {:<14} {:<10} {:<7} {:<8} {:<20} REPORTED BY", "BUNDLE", "STATE", "COMPONENT", "CLASS", "DATA", "ALPHA", "DATASETS");
+        println!("{:<32} {:<10} {:<14} {:<10} {:<7} {:<8} {:<20} {:<20} ROLLOUT", "BUNDLE", "STATE", "COMPONENT", "CLASS", "DATA", "ALPHA", "DATASETS", "REPORTED BY");
         for r in &rows {
+            let rollout = match (&r.rollout, &r.rollout_paused_at) {
+                (Some(spec), Some(_)) => format!("{spec} (paused)"),
+                (Some(spec), None) => spec.clone(),
+                (None, _) => "-".into(),
+            };
             println!(
-                "{:<32} {:<10} {:<14} {:<10} {:<7} {:<8} {:<20} {}",
+                "{:<32} {:<10} {:<14} {:<10} {:<7} {:<8} {:<20} {:<20} {}",
                 format!("{}@{}", r.id, r.version),
                 r.state,
                 r.component,
@@ -86,6 +97,7 @@ impl Args {
                 if r.alpha { "yes" } else { "no" },
                 if r.datasets.is_empty() { "-".into() } else { r.datasets.join(",") },
                 if r.reported_by.is_empty() { "-".into() } else { r.reported_by.join(",") },
+                rollout,
             );
         }
         Ok(())

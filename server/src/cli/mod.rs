@@ -16,6 +16,7 @@ mod migrate;
 mod platform;
 mod publish;
 mod refresh;
+mod rollout;
 mod root;
 mod serve;
 mod sync;
@@ -53,6 +54,10 @@ pub enum Command {
     Link(update::LinkArgs),
     /// List the published bundles with their metadata.
     List(list::Args),
+    /// A bundle's staged rollout (canaries, then waves of the fleet): set, pause, resume,
+    /// show; and the repository's default rollout.
+    #[command(subcommand)]
+    Rollout(rollout::Command),
     /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
     /// served repository, from cron or a systemd timer. `--check` only reports.
     Refresh(refresh::Args),
@@ -89,6 +94,7 @@ impl Cli {
             Command::Yank(a) => a.run(now, palier_bundle::BundleState::Yanked).await,
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
+            Command::Rollout(c) => c.run(now).await,
             Command::Refresh(a) => a.run(now).await,
             Command::Key(c) => c.run(now).await,
             Command::Root(c) => c.run(now).await,

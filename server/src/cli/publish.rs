@@ -6,7 +6,8 @@ use palier_bundle::PlatformId;
 
 use super::RepoArgs;
 use crate::error::{Error, Result};
-use crate::release::{self, PublishedFix};
+use super::rollout::RolloutArg;
+use crate::release::{self, PublishedFix, Settings};
 use crate::repo::DEFAULT_MAX_EXPANDED;
 use crate::store::Store;
 
@@ -28,6 +29,11 @@ pub struct Args {
     /// purpose: those requests stay open and their platforms are not added as reporters.
     #[arg(long)]
     no_db: bool,
+    /// A staged rollout signed with the bundle: `canary=univ-x,univ-y; 24h=10%; 48h=50%;
+    /// 72h=100%` (canaries at publication, then each delay's cumulative share of the fleet),
+    /// or `none`. Default: the repository's default rollout (`rollout default`), if any.
+    #[arg(long, value_name = "SPEC")]
+    rollout: Option<RolloutArg>,
     /// Refuse an archive that expands to more than this many bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_EXPANDED)]
     max_expanded: u64,
@@ -38,6 +44,14 @@ impl Args {
         if self.db.is_none() && !self.no_db {
             refuse_unlinked_fix_requests(&self.archive, self.max_expanded).await?;
         }
+        let paths = self.repo.paths();
+        let rollout = match self.rollout {
+            Some(arg) => arg.into_option(),
+            None => {
+                paths.require()?;
+                Settings::load(&paths)?.default_rollout()?
+            }
+        };
         // Only `platform add` creates a store: a mistyped --db is refused, not created empty.
         let store = self.db.as_deref().map(Store::open_existing).transpose()?;
         if let Some(store) = &store {
@@ -46,8 +60,12 @@ impl Args {
             }
         }
         let reported = self.reported_by.into_iter().collect();
-        let PublishedFix { published: p, linked } = release::publish(&self.repo.paths(), &self.archive, reported, store.as_ref(), self.max_expanded, now).await?;
+        let PublishedFix { published: p, linked } =
+            release::publish_with_rollout(&paths, &self.archive, reported, rollout, store.as_ref(), self.max_expanded, now).await?;
         println!("published {} as target {} ({} bytes, sha256 {})", p.meta.manifest.key(), p.target, p.length, p.sha256);
+        if let Some(r) = &p.meta.rollout {
+            println!("rollout {r} (`palier-server rollout show {}` for the instants)", p.meta.manifest.key());
+        }
         if !linked.is_empty() {
             let who: Vec<&str> = p.meta.reported_by.iter().map(|p| p.as_str()).collect();
             println!("linked {} to {}; reported by {}", linked.join(", "), p.meta.manifest.key(), who.join(", "));

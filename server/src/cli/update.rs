@@ -8,7 +8,7 @@ use super::RepoArgs;
 use crate::error::{Error, Result};
 use crate::repo;
 
-fn report(bundle: &BundleRef, changed: bool, what: &str) {
+pub(super) fn report(bundle: &BundleRef, changed: bool, what: &str) {
     if changed {
         println!("{bundle}: {what}");
     } else {
@@ -62,7 +62,7 @@ impl ValidateArgs {
     }
 }
 
-fn refuse_yanked(bundle: &BundleRef, m: &palier_bundle::BundleMetadata) -> Result<()> {
+pub(super) fn refuse_yanked(bundle: &BundleRef, m: &palier_bundle::BundleMetadata) -> Result<()> {
     if m.state == BundleState::Yanked {
         return Err(Error::Refused(format!("bundle {bundle} is yanked; publish a new version instead")));
     }
