@@ -262,7 +262,10 @@ async fn preflight(run: &mut Run<'_>) -> std::result::Result<(), String> {
     } else {
         let (results, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
         let failed = results.iter().find(|r| !r.ok).cloned();
-        run.receipt.checks = results;
+        // The receipt's checks are those after the swap; a postponement shows what failed.
+        if !ok {
+            run.receipt.checks = results;
+        }
         match failed {
             _ if ok => None,
             Some(r) if r.maintenance => Some(format!("the site is in maintenance mode (check {} answered Moodle's maintenance page), which palier did not start: postponed until it is off; no bundle blamed", r.path)),
