@@ -383,7 +383,9 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     // edits made since the staging clone included, go live with the new tree.
     let t = started();
     let carried = apply::carry_site_local(&live, &staged.path, &journal.touched);
-    run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    if !matches!(carried, Ok(0)) {
+        run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    }
     if let Err(e) = carried {
         return abandon(&mut run, &journal, &backup_dir, format!("cannot carry the site's own files into the new tree, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
     }
