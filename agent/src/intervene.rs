@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::policy::{Level, SiteFacts, changes_database};
+use palier_policy::{Level, SiteFacts, changes_database};
 use serde::{Deserialize, Serialize};
 use palier_bundle::archive::HashWriter;
 use sha2::{Digest, Sha256};
