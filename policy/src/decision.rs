@@ -72,6 +72,9 @@ pub enum Reason {
     /// Writes or deletes a path that another bundle of a different id, installed or due,
     /// also writes or deletes, and neither names the other in `after`.
     FileConflict,
+    /// Changes the database (`upgrade = true`, or a `version.php`) and the site has no
+    /// backup hook: never applied without a backup to restore.
+    BackupMissing,
     /// The bundle's staged rollout has not reached this platform yet.
     WaitingRollout,
 }
@@ -92,6 +95,7 @@ impl Reason {
         Reason::Halted,
         Reason::Held,
         Reason::FileConflict,
+        Reason::BackupMissing,
         Reason::WaitingRollout,
     ];
     pub fn as_str(self) -> &'static str {
@@ -110,6 +114,7 @@ impl Reason {
             Reason::Halted => "halted",
             Reason::Held => "held",
             Reason::FileConflict => "file-conflict",
+            Reason::BackupMissing => "backup-missing",
             Reason::WaitingRollout => "waiting-rollout",
         }
     }

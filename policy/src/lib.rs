@@ -28,6 +28,7 @@ pub use contract::{
     Notice, Stability, default_level2_classes,
 };
 pub use decision::{Decision, DecisionKind, Hold, Plan, Reason, rfc3339};
+pub use rules::changes_database;
 
 use palier_bundle::components::ComponentMap;
 use palier_bundle::layout::Layout;
@@ -70,8 +71,11 @@ use rules::Verdict;
 ///    `needs-scheduled-intervention` would invite a person to apply by hand a bundle that
 ///    has not passed the validation the contract requires. It becomes
 ///    `needs-scheduled-intervention` once validated.
-/// 7. **stability**: `data-impact-too-high` — decision `needs-scheduled-intervention`.
-///    **`waiting-rollout`** — right after it: the bundle's staged rollout (see
+/// 7. **stability**: `data-impact-too-high` — decision `needs-scheduled-intervention`;
+///    then **`backup-missing`**, the same decision: the bundle changes the database
+///    ([`changes_database`]) and the site has no backup hook, so it is never applied
+///    unprotected.
+///    **`waiting-rollout`** — right after them: the bundle's staged rollout (see
 ///    [`palier_bundle::rollout`]) has not reached this platform yet; decision `waiting-rollout`
 ///    with `rollout_at`, the instant its wave opens. After every contract rule, so an
 ///    excluded platform says why it is excluded rather than when a wave opens; never for
@@ -241,6 +245,7 @@ fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, ins
         .and_then(|()| rules::paths(meta, site))
         .and_then(|()| rules::validation(contract.stability.level, &meta.validations))
         .and_then(|()| rules::stability(contract.stability.level, m.data_impact))
+        .and_then(|()| rules::backup(&contract.stability, meta, site))
         .and_then(|()| rules::rollout(meta, &contract.platform, &contract.timezone, now));
     match excluded {
         Ok(()) => Assessed::Candidate,
