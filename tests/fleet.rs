@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use common::control::{Served, platform, serve_with};
 use common::{World, http_get, manifest, stderr};
 use jiff::Timestamp;
+use palier_fixture::MoodleServer;
 use serde_json::Value;
 
 /// The bundles of the day: one every contract may take, one not validated, one a level-2
@@ -107,20 +108,29 @@ fn assert_view_agrees(w: &World, served: &Served, platforms: &[(&str, PathBuf)],
 #[test]
 fn the_control_plane_view_agrees_with_every_agents_plan_at_every_step() {
     let w = World::new();
-    // Rollbacks here come from the fixture site (it answers nothing), not from the bundles:
-    // no auto-halt, which would change the plans between two agents' cycles.
+    // Rollbacks here come from the site's checks, not from the bundles: the site passes its
+    // checks before an intervention (the preflight) and fails one once quiz-fix is live (it
+    // wants quiz-fix's file absent). No auto-halt, which would change the plans between two
+    // agents' cycles.
     let served = serve_with(&w, &["--halt-threshold", "100"]);
     publish(&w);
+    let site = MoodleServer::start(w.path("site/dirroot"), w.path("site/dataroot"));
+    let checks = "[checks]\nsmoke = [{ path = \"/mod/quiz/fix-quiz-fix.php\", expect_status = 404 }]\n\n[hooks]\n";
     let platforms: Vec<(&str, PathBuf)> = [("univ-a", 3, 1), ("univ-b", 2, 2), ("univ-c", 3, 3), ("univ-d", 3, 2)]
         .into_iter()
-        .map(|(name, imp, stab)| (name, platform(&w, &served, name, imp, stab)))
+        .map(|(name, imp, stab)| {
+            let config = platform(&w, &served, name, imp, stab);
+            let text = std::fs::read_to_string(&config).unwrap().replace("wwwroot = \"http://127.0.0.1:9\"", &format!("wwwroot = \"{}\"", site.url())).replacen("[hooks]\n", checks, 1);
+            std::fs::write(&config, text).unwrap();
+            (name, config)
+        })
         .collect();
     // Before any agent reported: every platform unknown.
     let view = get_json(&served, "/api/v1/bundles/quiz-fix/1.0.1");
     assert_eq!(view["counts"]["unknown"], 4, "{view}");
 
-    // Tuesday 1 December 2026 in Paris: 10:00 (univ-a applies at once and rolls back, the
-    // fixture site answers nothing), 20:00 (the level-2 notices go out), 22:05 (inside the
+    // Tuesday 1 December 2026 in Paris: 10:00 (univ-a applies at once and rolls back: the
+    // site's check fails once quiz-fix is live), 20:00 (the level-2 notices go out), 22:05 (inside the
     // Tuesday window: univ-b and univ-d apply, and roll back).
     let mut compared = 0;
     for now in ["2026-12-01T10:00:00+01:00", "2026-12-01T20:00:00+01:00", "2026-12-01T22:05:00+01:00"] {

@@ -390,7 +390,7 @@ fn status_says_the_watch_and_a_running_intervention_in_local_time() {
     let line = |label: &str| words.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{words}")).to_owned();
     assert!(line("platform univ-a").contains("times in Europe/Paris"), "{words}");
     let watching = line("watching:");
-    assert!(watching.contains("the smoke checks run every cycle, and a failure rolls quiz-fix@1.0.0 back"), "{watching}");
+    assert!(watching.starts_with("watching:    until ") && watching.contains("the smoke checks run at least every 2m30s, and a failure rolls quiz-fix@1.0.0 back"), "{watching}");
     assert!(line("last:").contains("quiz-fix@1.0.0 applied on"), "{words}");
     assert!(line("installed:").starts_with("installed:   quiz-fix@1.0.0 since"), "{words}");
     assert!(line("rollback:").starts_with(&format!("rollback:    `palier-agent rollback --config {c}` puts ")), "the whole command to run: {words}");
@@ -492,4 +492,38 @@ fn check_config_online_shows_the_token_to_the_server() {
     assert_eq!(out.status.code(), Some(64), "{err}");
     let line = err.lines().find(|l| l.starts_with("error: ") && l.contains("token")).unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("palier-server platform token univ-a"), "the command that issues a new token: {line}");
+}
+
+/// Finding 10: with a wrong `state_dir` (another folder, or one that lost its records) the
+/// agent took the site for a new one and re-applied every bundle. Now the site carries,
+/// beside dirroot, which state folder changed it: `run` and `plan` refuse another folder, or
+/// one without its installed record, in one line saying what to do, and change nothing.
+#[test]
+fn a_wrong_or_emptied_state_dir_is_refused_before_anything_is_applied_again() {
+    let s = Site::new(50);
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = at_once(&s);
+    let c = config.to_str().unwrap();
+    let out = s.agent(&["run", "--once", "--config", c]);
+    assert!(out.status.success() && stdout(&out).contains("applied quiz-fix@1.0.0"), "{}{}", stdout(&out), stderr(&out));
+    let applied = s.hash();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let state = text.lines().find_map(|l| l.strip_prefix("state_dir = ")).unwrap().trim_matches('"').to_owned();
+
+    // Another state folder: refused by run and by plan, the folder that changed the site named.
+    let other = s.w.path("other-state");
+    let wrong = config.with_file_name("wrong.toml");
+    std::fs::write(&wrong, text.replace(&format!("state_dir = \"{state}\""), &format!("state_dir = \"{}\"", other.display()))).unwrap();
+    for cmd in [&["run", "--once"][..], &["plan"][..]] {
+        let mut args = cmd.to_vec();
+        args.extend(["--config", wrong.to_str().unwrap()]);
+        let line = one_line(&s.agent(&args), 1, &["is managed with the state folder", "is this the right config? Fix state_dir"]);
+        assert!(line.contains(&state), "{line}");
+    }
+    assert_eq!(s.hash(), applied, "nothing applied again");
+
+    // The right folder, but its installed record lost: refused, with the two ways out.
+    std::fs::remove_file(config.parent().unwrap().join(&state).join("installed.json")).unwrap();
+    one_line(&s.agent(&["run", "--once", "--config", c]), 1, &["has no record of the bundles installed", "restore the state folder from a backup"]);
+    assert_eq!(s.hash(), applied, "nothing applied again");
 }

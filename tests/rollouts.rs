@@ -50,7 +50,7 @@ struct Platform {
     name: String,
     role: Role,
     config: PathBuf,
-    _site: Option<MoodleServer>,
+    _site: MoodleServer,
 }
 
 /// Register `name`, generate its Moodle site (served unless `broken`) and write its agent
@@ -73,9 +73,16 @@ fn platform(w: &World, served: &Served, name: &str, role: Role) -> Platform {
     std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (dirroot, dataroot) = (w.path(&format!("{name}/dirroot")), w.path(&format!("{name}/dataroot")));
     generate(&dirroot, &TreeOptions { files: 0, bytes: 0, dataroot: dataroot.clone(), ..TreeOptions::default() }).unwrap();
-    let site = (role != Role::Broken).then(|| MoodleServer::start(dirroot.clone(), dataroot.clone()));
-    // The broken site answers nothing (port 9): its checks fail and the bundle is rolled back.
-    let wwwroot = site.as_ref().map_or("http://127.0.0.1:9".to_owned(), |s| s.url().to_owned());
+    let site = MoodleServer::start(dirroot.clone(), dataroot.clone());
+    let wwwroot = site.url().to_owned();
+    // The broken site passes its checks before the intervention (the preflight), and fails
+    // them once the bundle is live: one of its checks wants the bundle's file absent. The
+    // bundle is rolled back, and the site passes its checks again after the rollback.
+    let checks = if role == Role::Broken {
+        format!("[checks]\nsmoke = [{{ path = \"/\", expect_status = 200 }}, {{ path = \"/mod/quiz/fix-{BUNDLE}.php\", expect_status = 404 }}]\n\n")
+    } else {
+        String::new()
+    };
     let text = format!(
         r#"platform = "{name}"
 repository = "file://{repo}"
@@ -96,7 +103,7 @@ level = {improvement}
 [stability]
 level = 1
 
-[hooks]
+{checks}[hooks]
 timeout = "3s"
 "#,
         repo = w.path("repo").display(),
@@ -243,6 +250,37 @@ fn assert_view_agrees(w: &World, served: &Served, plans: &BTreeMap<String, Value
     }
     let served_counts: BTreeMap<&str, u64> = view["counts"].as_object().unwrap().iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| (k.as_str(), n.as_u64().unwrap())).collect();
     assert_eq!(served_counts, counts, "{step}: counts");
+    // The rollout's progress (what the bundle page shows): per stage, the platforms whose
+    // place falls in it and how many of them have it installed or rolled it back.
+    let mut stages: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for (name, row) in plans {
+        let stage = if CANARIES.contains(&name.as_str()) {
+            "canary"
+        } else {
+            match place(BUNDLE, name) {
+                0..30 => "wave 1",
+                30..60 => "wave 2",
+                _ => continue,
+            }
+        };
+        let e = stages.entry(stage).or_default();
+        e.0 += 1;
+        match expected_state(row, last_outcome(w, name).as_deref()) {
+            "installed" => e.1 += 1,
+            "rolled-back" => e.2 += 1,
+            _ => {}
+        }
+    }
+    let rollout = &view["bundle"]["rollout"];
+    assert_eq!(rollout["spec"], SPEC, "{step}: {rollout}");
+    let served_stages: BTreeMap<&str, (u64, u64, u64)> = rollout["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["platforms"].as_u64() != Some(0))
+        .map(|s| (s["name"].as_str().unwrap(), (s["platforms"].as_u64().unwrap(), s["installed"].as_u64().unwrap(), s["rolled_back"].as_u64().unwrap())))
+        .collect();
+    assert_eq!(served_stages, stages, "{step}: rollout stages {rollout}");
 }
 
 #[test]

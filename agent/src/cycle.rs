@@ -425,6 +425,7 @@ async fn watch_round(config: &Config, clock: &dyn Clock, now: Timestamp, report:
 pub async fn run_once_with(config: &Config, clock: &dyn Clock, now: Timestamp) -> Result<CycleReport> {
     let _lock = lock::acquire(&config.state_dir)?;
     apply::check_owner(&config.moodle.dirroot, rustix::process::geteuid().as_raw())?;
+    site::check_mark(&config.moodle.dirroot, &config.state_dir)?;
     let mut report = CycleReport { recovered: intervene::recover(config, clock).await?, ..CycleReport::default() };
     // A cycle that had to recover an interrupted intervention applies nothing new: the next
     // cycle starts from the state the recovery left, with its own checks.

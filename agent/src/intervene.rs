@@ -440,7 +440,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         journal.commit = None;
         return roll_back_now(&mut run, &mut journal, format!("cannot record the commit: {}", palier_bundle::error::one_line(&e)), None, false).await;
     }
-    write_commit(state, &journal)?;
+    write_commit(dirroot, state, &journal)?;
     let receipt = run.finish_and_clear(Outcome::Applied, None)?;
     prune_previous(dirroot, &journal.previous, config.moodle.keep_previous);
     Ok(receipt)
@@ -548,10 +548,11 @@ fn with_after(why: String, after: Option<String>) -> String {
 }
 
 /// Write what the commit implies (installed record, last intervention), from the journal.
-fn write_commit(state_dir: &Path, journal: &Journal) -> Result<()> {
+fn write_commit(dirroot: &Path, state_dir: &Path, journal: &Journal) -> Result<()> {
     if let Some(c) = &journal.commit {
         site::write_installed(state_dir, &c.installed)?;
         crash::point("commit:installed");
+        site::mark(dirroot, state_dir)?;
         journal::write_record(&last_path(state_dir), &c.last, "record of the last intervention")?;
         crash::point("commit:last");
     }
@@ -945,7 +946,7 @@ pub async fn recover(config: &Config, clock: &dyn Clock) -> Result<Option<Receip
     let live = TreeId::dir_at(&apply::live_path(dirroot)?);
     let reason = match journal.phase {
         Phase::Committed => {
-            write_commit(state, &journal)?;
+            write_commit(dirroot, state, &journal)?;
             if !receipt::dir(state).join(format!("{}.json", journal.receipt)).exists() {
                 Run::new(config, clock, journal.receipt.clone(), journal.bundles.clone(), journal.backup_dir.as_deref())
                     .finish(Outcome::Applied, Some("interrupted after it was committed: receipt written by the recovery".into()))?;

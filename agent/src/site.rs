@@ -93,3 +93,59 @@ pub fn write_installed(state_dir: &Path, bundles: &[Installed]) -> Result<()> {
 pub fn installed_refs(installed: &[Installed]) -> Vec<BundleRef> {
     installed.iter().map(|i| BundleRef { id: i.id.clone(), version: i.version.clone() }).collect()
 }
+
+/// The record beside dirroot that palier manages the site, and with which state folder:
+/// `.palier-<dirroot's name>.site.json`, written with every commit. A run whose `state_dir`
+/// is another folder, or lost its record of the installed bundles, would otherwise take the
+/// site for a new one and apply every bundle again.
+pub fn mark_path(dirroot: &Path) -> PathBuf {
+    let name = dirroot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "dirroot".into());
+    dirroot.with_file_name(format!(".palier-{name}.site.json"))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteMark {
+    state_dir: PathBuf,
+}
+
+/// Record, beside dirroot, that `state_dir` holds this site's state (after the installed
+/// record: a mark always has its installed record).
+pub fn mark(dirroot: &Path, state_dir: &Path) -> Result<()> {
+    let state_dir = std::fs::canonicalize(state_dir).map_err(Error::io("resolve", state_dir))?;
+    let path = mark_path(dirroot);
+    let current: Option<SiteMark> = crate::journal::read_record(&path, "record of the site's state folder").ok().flatten();
+    if current.is_some_and(|c| c.state_dir == state_dir) {
+        return Ok(());
+    }
+    crate::journal::write_record(&path, &SiteMark { state_dir }, "record of the site's state folder")
+}
+
+/// Refuse a state folder that is not the one the site was changed with, or that lost its
+/// record of the installed bundles, saying what to do.
+pub fn check_mark(dirroot: &Path, state_dir: &Path) -> Result<()> {
+    let path = mark_path(dirroot);
+    let Some(mark) = crate::journal::read_record::<SiteMark>(&path, "record of the site's state folder")? else { return Ok(()) };
+    let here = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    if mark.state_dir != here {
+        return Err(Error::Refused(format!(
+            "the site {} is managed with the state folder {} ({}), not {}: is this the right config? Fix state_dir, or delete {} if the site was reinstalled from scratch",
+            dirroot.display(),
+            mark.state_dir.display(),
+            path.display(),
+            here.display(),
+            path.display()
+        )));
+    }
+    if !installed_path(state_dir).exists() {
+        return Err(Error::Refused(format!(
+            "{} has no record of the bundles installed on {}, though palier changed that site ({}): restore the state folder from a backup, or delete {} to take the site as new (every bundle it admits would be applied again)",
+            state_dir.display(),
+            dirroot.display(),
+            path.display(),
+            path.display()
+        )));
+    }
+    Ok(())
+}
+

@@ -80,7 +80,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NotReported,
         Reason::ComponentNotSelected,
         Reason::ClassNotAllowed,

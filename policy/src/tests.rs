@@ -1029,6 +1029,8 @@ fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
     assert!(changes_database(&core("version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_some());
     assert!(changes_database(&core("lib/version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_none());
     assert!(changes_database(&core("lib/version.php"), None).is_some());
+}
+
 // ---------------------------------------------------------------------------------------
 // Staged rollouts (issue 16), outside the matrix.
 

@@ -22,6 +22,8 @@
 use std::collections::BTreeMap;
 
 use palier_policy::{Decision, Reason};
+use jiff::Timestamp;
+use palier_bundle::rollout::{Position, Rollout};
 use palier_bundle::{BundleMetadata, BundleRef, PlatformId};
 use serde::Serialize;
 
@@ -179,10 +181,79 @@ impl Fleet {
                 alpha_validated: meta.validations.alpha,
                 datasets: meta.validations.datasets.iter().cloned().collect(),
                 reported_by: meta.reported_by.iter().map(ToString::to_string).collect(),
+                rollout: meta.rollout.as_ref().map(|r| RolloutView::new(r, meta, &platforms)),
             },
             counts,
             platforms,
         }
+    }
+}
+
+/// A bundle's staged rollout and how far it has got: one stage for the canaries (when it
+/// names any) and one per wave, each with the instant it opens and, of the platforms the
+/// control plane knows whose place falls in it, how many have the bundle installed, rolled
+/// it back or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutView {
+    /// The text form, as `rollout set` takes it.
+    pub spec: String,
+    /// Set while the rollout is paused: no wave opens after it.
+    pub paused_at: Option<String>,
+    pub stages: Vec<RolloutStage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutStage {
+    /// `canary`, or `wave N` from 1.
+    pub name: String,
+    /// The cumulative share of the fleet the stage reaches (waves only).
+    pub share: Option<u8>,
+    /// When it opens (pause aside); null when the publication time cannot be read.
+    pub opens_at: Option<String>,
+    /// Platforms in the stage, and of them those in each end state.
+    pub platforms: usize,
+    pub installed: usize,
+    pub rolled_back: usize,
+    pub failed: usize,
+}
+
+impl RolloutView {
+    fn new(rollout: &Rollout, meta: &BundleMetadata, platforms: &[PlatformState]) -> RolloutView {
+        let published: Option<Timestamp> = meta.published_at.parse().ok();
+        let mut stages: Vec<RolloutStage> = Vec::new();
+        let stage = |name: String, share: Option<u8>, opens: Option<Timestamp>| RolloutStage {
+            name,
+            share,
+            opens_at: opens.map(|t| t.to_string()),
+            platforms: 0,
+            installed: 0,
+            rolled_back: 0,
+            failed: 0,
+        };
+        let canary_stage = !rollout.canary.is_empty();
+        if canary_stage {
+            stages.push(stage("canary".into(), None, published));
+        }
+        for (i, w) in rollout.waves.iter().enumerate() {
+            stages.push(stage(format!("wave {}", i + 1), Some(w.share), published.map(|p| rollout.wave_opens(p, i))));
+        }
+        for p in platforms {
+            let Ok(name) = p.platform.parse::<PlatformId>() else { continue };
+            let index = match rollout.position(&meta.manifest.id, &name) {
+                Position::Canary => 0,
+                Position::Wave(i) => i + usize::from(canary_stage),
+                Position::Outside => continue,
+            };
+            let Some(s) = stages.get_mut(index) else { continue };
+            s.platforms += 1;
+            match p.state {
+                State::Installed => s.installed += 1,
+                State::RolledBack => s.rolled_back += 1,
+                State::Failed => s.failed += 1,
+                _ => {}
+            }
+        }
+        RolloutView { spec: rollout.to_string(), paused_at: rollout.paused_at.map(|t| t.to_string()), stages }
     }
 }
 
@@ -216,6 +287,8 @@ pub struct BundleSummary {
     pub alpha_validated: bool,
     pub datasets: Vec<String>,
     pub reported_by: Vec<String>,
+    /// The staged rollout, when the bundle has one.
+    pub rollout: Option<RolloutView>,
 }
 
 /// `GET /api/v1/bundles/{id}/{version}`.

@@ -26,6 +26,7 @@ pub struct Args {
 /// (the site's holds, back-off and file ownership included: see `cycle::site_plan`).
 pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
     let _lock = lock::acquire_shared(&config.state_dir)?;
+    site::check_mark(&config.moodle.dirroot, &config.state_dir)?;
     let verified = repository::load(config).await.map_err(|e| super::explain(config, e))?;
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;

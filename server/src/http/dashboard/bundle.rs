@@ -11,7 +11,7 @@ use palier_bundle::BundleRef;
 use super::super::error::AppError;
 use super::Ctx;
 use super::html::{self, Paged, class, dash, escape, platform_link};
-use crate::fleet::{PlatformState, State};
+use crate::fleet::{PlatformState, RolloutView, State};
 use crate::repo::Published;
 use crate::store::ReceiptRef;
 
@@ -46,6 +46,7 @@ pub(crate) fn find<'a>(ctx: &'a Ctx, id: &str, version: &str) -> Result<&'a Publ
 pub(crate) fn render(ctx: &Ctx, id: &str, version: &str) -> Result<String, AppError> {
     let b = find(ctx, id, version)?;
     let view = ctx.fleet.fleet.as_ref().map(|f| f.bundle_view(&b.meta));
+    let view_rollout = view.as_ref().and_then(|v| v.bundle.rollout.clone());
     let entries = view.map(|v| v.platforms).unwrap_or_default();
     let mut h = String::with_capacity(32 * 1024);
     let m = &b.meta.manifest;
@@ -60,6 +61,7 @@ pub(crate) fn render(ctx: &Ctx, id: &str, version: &str) -> Result<String, AppEr
     );
     // The platforms first, the failures at their top: what needs a look is seen without scrolling.
     render_platforms(&mut h, ctx, b, &entries);
+    render_rollout(&mut h, ctx, view_rollout.as_ref());
     render_meta(&mut h, ctx, b);
     Ok(html::page(&format!("Bundle {}@{}", b.meta.manifest.id, b.meta.manifest.version), &ctx.times, &ctx.filters, &h))
 }
@@ -103,11 +105,37 @@ fn render_meta(h: &mut String, ctx: &Ctx, b: &Published) {
     } else {
         let _ = writeln!(h, "<p id=\"validations\">{}</p>", v.join(", "));
     }
-    // The staged rollout goes here once the signed metadata carries one (`rollout` in the
-    // bundle's custom metadata, palier_bundle::rollout): a row for the canaries and one per
-    // wave, with the instant it opens (paused or not), its cumulative share, and of the
-    // platforms in it (Rollout::position) how many installed it, rolled it back or failed.
-    h.push_str("<h2>Rollout</h2>\n<p id=\"rollout\" class=\"muted\">No staged rollout: every platform whose contract admits it takes it at its first slot.</p>\n");
+}
+
+/// The staged rollout: a row per stage (canaries, then each wave) with the instant it opens,
+/// its cumulative share, and of the platforms in it how many installed it, rolled it back or
+/// failed.
+fn render_rollout(h: &mut String, ctx: &Ctx, rollout: Option<&RolloutView>) {
+    h.push_str("<h2>Rollout</h2>\n");
+    let Some(r) = rollout else {
+        h.push_str("<p id=\"rollout\" class=\"muted\">No staged rollout: every platform whose contract admits it takes it at its first slot.</p>\n");
+        return;
+    };
+    let _ = write!(h, "<p id=\"rollout\"><code>{}</code>", escape(&r.spec));
+    if let Some(p) = &r.paused_at {
+        let _ = write!(h, " · <span class=\"problem\">paused {}</span>: no wave opens until <code>rollout resume</code>", ctx.times.cell(Some(p)));
+    }
+    h.push_str("</p>\n<table id=\"rollout-stages\"><tr><th>stage</th><th>share</th><th>opens</th><th>platforms</th><th>installed</th><th>rolled back</th><th>failed</th></tr>\n");
+    for s in &r.stages {
+        let share = s.share.map_or_else(html::muted_dash, |v| format!("{v}%"));
+        let bad = |n: usize| if n > 0 { format!("<span class=\"problem\">{n}</span>") } else { n.to_string() };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{share}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&s.name),
+            ctx.times.cell(s.opens_at.as_deref()),
+            s.platforms,
+            s.installed,
+            bad(s.rolled_back),
+            bad(s.failed),
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 /// The plan's reason code, and the hold's reason when the platform holds it.
