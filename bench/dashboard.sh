@@ -4,7 +4,7 @@
 # output, failures, holds, fix requests), each rendered from a fresh view of the store.
 # Goal: under 100 ms server time per page.
 #
-#   bench/dashboard.sh          # PLATFORMS=300 BUNDLES=50 ROUNDS=10
+#   bench/dashboard.sh          # PLATFORMS=300 BUNDLES=50 ROUNDS=10 PROFILE=release
 #
 # The server time is the one `palier-server serve` measures itself and sends in its
 # `Server-Timing` header (`total`: from the handler's start to the answer, the store read
@@ -12,9 +12,9 @@
 # status as one of the platforms (through the API, with its token), waits 1.1 s (the
 # dashboard re-reads the store at most once a second), then asks for the page: every
 # measured answer is a full rebuild of the fleet view and a render, never a cached page.
-# Then the same page again at once (served from memory), for information. Built with the dev
-# profile (the workspace unoptimised, dependencies at opt-level 2; the build this machine
-# has warm): a release build is faster still. Prints a table (median and slowest of the
+# Then the same page again at once (served from memory), for information. Built with the
+# release profile, as `serve` runs in production (PROFILE=dev for the debug build the tests
+# use). Prints a table (median and slowest of the
 # rounds beside the goal) and writes bench/out/dashboard.json.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,13 +29,19 @@ for tool in curl python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
 done
 
-say "building palier-server and dashboard_gen (dev profile)"
-cargo build --quiet -p palier-server
-cargo build --quiet -p palier-server --example dashboard_gen
+profile=${PROFILE:-release}
+case $profile in
+    release) dir=release ;;
+    dev) dir=debug ;;
+    *) echo "bench: PROFILE=$profile: expected release or dev" >&2; exit 2 ;;
+esac
+say "building palier-server and dashboard_gen ($profile profile)"
+cargo build --quiet --profile "$profile" -p palier-server
+cargo build --quiet --profile "$profile" -p palier-server --example dashboard_gen
 target=${CARGO_TARGET_DIR:-target}
 [[ $target == /* ]] || target=$root/$target
-server=$target/debug/palier-server
-gen=$target/debug/examples/dashboard_gen
+server=$target/$dir/palier-server
+gen=$target/$dir/examples/dashboard_gen
 
 work=$(mktemp -d /tmp/palier-bench-dashboard.XXXXXX)
 pid=

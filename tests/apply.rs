@@ -244,7 +244,8 @@ fn reset(s: &Site, pristine: &Path) {
     for e in std::fs::read_dir(dirroot.parent().unwrap()).unwrap() {
         let p = e.unwrap().path();
         if p.file_name().unwrap().to_string_lossy().starts_with(".palier-") {
-            std::fs::remove_dir_all(p).unwrap();
+            // Kept trees, and the record of the site's state folder (a file).
+            if p.is_dir() { std::fs::remove_dir_all(p).unwrap() } else { std::fs::remove_file(p).unwrap() }
         }
     }
 }
@@ -535,4 +536,25 @@ fn a_newer_version_does_not_overwrite_a_bundle_built_on_the_older_one() {
     let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
     assert!(!out.contains("applied"), "{out}");
     assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("quiz-a and quiz-b"));
+}
+
+/// The level-3 notice can be Moodle's own countdown (`maintenance.php --enablelater`), which
+/// turns maintenance on by itself when it runs out: at the slot, the site is already in that
+/// maintenance. The intervention it announced goes on in it, and ends with maintenance off,
+/// instead of being postponed as a maintenance palier did not start (which a maintenance
+/// found at levels 1 and 2 still is: tests/moodle_procedure.rs).
+#[test]
+fn level_3_goes_on_in_the_maintenance_its_notice_announced() {
+    let s = Site::new(100);
+    s.publish("quiz-fix", ("technical", "none"), QUIZ_FIX, "");
+    let config = s.config(3, 3, "");
+    let out = s.run_once(&config, "2026-12-04T20:50:00+01:00");
+    assert!(out.contains("notice posted"), "{out}");
+    // The countdown ran out before the agent's cycle: Moodle is in maintenance.
+    let countdown = s.w.path("site/dataroot/climaintenance.html");
+    std::fs::write(&countdown, "<h1>This site is undergoing maintenance</h1>\n").unwrap();
+    let out = s.run_once(&config, "2026-12-05T21:30:00+01:00");
+    assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
+    assert!(!countdown.exists(), "maintenance is off at the end");
+    assert_eq!(s.last_receipt()["outcome"], "applied");
 }

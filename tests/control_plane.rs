@@ -55,6 +55,9 @@ fn level_1_receives_only_what_it_reported() {
     assert_eq!(decision(&w, &b, "quiz-fix"), ("eligible".into(), None));
 }
 
+/// The site's check: quiz-fix's file absent, so that it fails once quiz-fix is live.
+const QUIZ_FIX_ABSENT: &str = "[{ path = \"/mod/quiz/fix-quiz-fix.php\", expect_status = 404 }]";
+
 /// Two platforms roll the same bundle back: the server halts it in the signed metadata, and
 /// a third platform's plan says `halted`.
 #[test]
@@ -64,8 +67,10 @@ fn two_rollbacks_halt_a_bundle_for_everyone() {
     let configs: Vec<PathBuf> = ["univ-a", "univ-b", "univ-c"].iter().map(|p| platform(&w, &served, p, 3)).collect();
     w.publish(&manifest("quiz-fix", "1.0.1", "mod_quiz", "technical", "none", ""), &[]);
     w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.1", "--alpha"]);
-    // The sites of univ-a and univ-b answer nothing at wwwroot (port 9): their checks fail
-    // and the bundle is rolled back.
+    // The sites of univ-a and univ-b pass their checks before the intervention and fail one
+    // once quiz-fix is live (it wants quiz-fix's file absent): the bundle is rolled back.
+    let site = w.serve_site(&configs[0], None, QUIZ_FIX_ABSENT);
+    w.serve_site(&configs[1], site.as_ref(), QUIZ_FIX_ABSENT);
     for config in &configs[..2] {
         let out = w.run("palier-agent", &["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

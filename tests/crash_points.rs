@@ -88,7 +88,8 @@ impl Lab {
             if name == "dirroot" && self.symlinked {
                 std::fs::remove_file(&p).unwrap();
             } else if name == "dirroot" || name == "dataroot" || name == "releases" || name.starts_with(".palier-") {
-                std::fs::remove_dir_all(&p).unwrap();
+                // Kept and staged trees, and the record of the site's state folder (a file).
+                if p.is_dir() { std::fs::remove_dir_all(&p).unwrap() } else { std::fs::remove_file(&p).unwrap() }
             }
         }
         let state = self.s.w.path("state-univ-a");

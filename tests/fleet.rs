@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use common::control::{Served, platform, serve_with};
 use common::{World, http_get, manifest, stderr};
 use jiff::Timestamp;
-use palier_fixture::MoodleServer;
 use serde_json::Value;
 
 /// The bundles of the day: one every contract may take, one not validated, one a level-2
@@ -28,6 +27,9 @@ fn publish(w: &World) {
         }
     }
 }
+
+/// The site's one check: quiz-fix's file absent, so that it fails once quiz-fix is live.
+const QUIZ_FIX_ABSENT: &str = "[{ path = \"/mod/quiz/fix-quiz-fix.php\", expect_status = 404 }]";
 
 fn agent(w: &World, args: &[&str]) -> std::process::Output {
     w.run("palier-agent", args)
@@ -114,14 +116,14 @@ fn the_control_plane_view_agrees_with_every_agents_plan_at_every_step() {
     // agents' cycles.
     let served = serve_with(&w, &["--halt-threshold", "100"]);
     publish(&w);
-    let site = MoodleServer::start(w.path("site/dirroot"), w.path("site/dataroot"));
-    let checks = "[checks]\nsmoke = [{ path = \"/mod/quiz/fix-quiz-fix.php\", expect_status = 404 }]\n\n[hooks]\n";
+    let mut site = None;
     let platforms: Vec<(&str, PathBuf)> = [("univ-a", 3, 1), ("univ-b", 2, 2), ("univ-c", 3, 3), ("univ-d", 3, 2)]
         .into_iter()
         .map(|(name, imp, stab)| {
             let config = platform(&w, &served, name, imp, stab);
-            let text = std::fs::read_to_string(&config).unwrap().replace("wwwroot = \"http://127.0.0.1:9\"", &format!("wwwroot = \"{}\"", site.url())).replacen("[hooks]\n", checks, 1);
-            std::fs::write(&config, text).unwrap();
+            if let Some(started) = w.serve_site(&config, site.as_ref(), QUIZ_FIX_ABSENT) {
+                site = Some(started);
+            }
             (name, config)
         })
         .collect();

@@ -35,6 +35,8 @@ fn world() -> World {
 /// `|`-separated alternatives), and the site and installed record must not change.
 fn refused(w: &World, name: &str, needle: &str) {
     let config = w.agent_config("univ-a", 3, 1);
+    // A site that answers, so that the intervention gets past its preflight to the download.
+    let _served = w.serve_site(&config, None, "[{ path = \"/version.php\", expect_status = 200 }]");
     let site = w.path("site/dirroot");
     let before = tree_hash(&site).unwrap();
     let out = w.run("palier-agent", &["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);

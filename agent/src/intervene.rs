@@ -251,10 +251,18 @@ fn touched_paths(due: &[&VerifiedBundle]) -> Vec<String> {
 /// The smoke checks before anything changes. A site that already fails them (or is in a
 /// maintenance mode palier did not start) postpones the intervention: no bundle is blamed,
 /// held or reported as failed. `Err` is the postponement's reason.
-async fn preflight(run: &mut Run<'_>) -> std::result::Result<(), String> {
+///
+/// `announced`: the intervention runs in maintenance and its notice was posted. That notice
+/// may be Moodle's own countdown (`maintenance.php --enablelater`), which turns maintenance
+/// on by itself when it runs out: a maintenance mode found then is the one announced, and
+/// the intervention goes on in it (its maintenance hooks turn it on again and off at the end).
+async fn preflight(run: &mut Run<'_>, announced: bool) -> std::result::Result<(), String> {
     let config = run.config;
     let t = started();
-    let why = if checks::maintenance_file(&config.moodle.dataroot) {
+    let why = if announced && checks::maintenance_file(&config.moodle.dataroot) {
+        tracing::info!("the site is already in the maintenance mode the notice announced: the intervention goes on in it");
+        None
+    } else if checks::maintenance_file(&config.moodle.dataroot) {
         Some(format!(
             "the site is in maintenance mode ({} in dataroot), which palier did not start: postponed until it is off; no bundle blamed",
             checks::MAINTENANCE_FILE
@@ -262,12 +270,14 @@ async fn preflight(run: &mut Run<'_>) -> std::result::Result<(), String> {
     } else {
         let (results, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
         let failed = results.iter().find(|r| !r.ok).cloned();
+        let only_maintenance = results.iter().all(|c| c.ok || c.maintenance);
         // The receipt's checks are those after the swap; a postponement shows what failed.
         if !ok {
             run.receipt.checks = results;
         }
         match failed {
             _ if ok => None,
+            Some(r) if r.maintenance && announced && only_maintenance => None,
             Some(r) if r.maintenance => Some(format!("the site is in maintenance mode (check {} answered Moodle's maintenance page), which palier did not start: postponed until it is off; no bundle blamed", r.path)),
             Some(r) => Some(format!(
                 "the site already fails its checks before anything changed: check {} failed: {}; postponed, no bundle blamed",
@@ -309,7 +319,9 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         }
         return run.finish(Outcome::Postponed, Some(why));
     }
-    if let Err(why) = preflight(&mut run).await {
+    // At level 3 every intervention runs in maintenance, announced by its notice.
+    let announced = level == Level::Three && crate::cycle::read_notices(state)?.iter().any(|n| keys.iter().all(|k| n.bundles.contains(k)));
+    if let Err(why) = preflight(&mut run, announced).await {
         return run.finish(Outcome::Postponed, Some(why));
     }
 

@@ -20,7 +20,7 @@ pub fn bin(name: &str) -> PathBuf {
         // The test executable is target/<profile>/deps/<name>: the binaries are one folder up.
         let exe = std::env::current_exe().expect("the test executable has a path");
         let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
-        let newest_source = ["bundle/src", "agent/src", "server/src"].iter().map(|d| newest(&root.join(d))).max().flatten();
+        let newest_source = ["bundle/src", "policy/src", "agent/src", "server/src"].iter().map(|d| newest(&root.join(d))).max().flatten();
         let fresh = |b: &str| {
             let built = std::fs::metadata(dir.join(b)).and_then(|m| m.modified()).ok();
             matches!((built, newest_source), (Some(b), Some(s)) if b >= s)
@@ -75,6 +75,20 @@ impl World {
         )
         .unwrap();
         w
+    }
+
+    /// Serve the world's site (`site/dirroot`, the fixture's Moodle pages) and point the
+    /// agent config `config` at it, with `smoke` (a TOML array of checks) as its smoke
+    /// checks. The preflight needs a site that answers; a check wanting a bundle's file
+    /// absent (`expect_status = 404`) makes the site fail its checks once that bundle is
+    /// live, and pass them again after the rollback.
+    pub fn serve_site(&self, config: &Path, site: Option<&palier_fixture::MoodleServer>, smoke: &str) -> Option<palier_fixture::MoodleServer> {
+        let started = site.is_none().then(|| palier_fixture::MoodleServer::start(self.path("site/dirroot"), self.path("site/dataroot")));
+        let url = site.or(started.as_ref()).map(|s| s.url().to_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(config).unwrap();
+        let text = text.replace("wwwroot = \"http://127.0.0.1:9\"", &format!("wwwroot = \"{url}\"")).replacen("[hooks]\n", &format!("[checks]\nsmoke = {smoke}\n\n[hooks]\n"), 1);
+        std::fs::write(config, text).unwrap();
+        started
     }
 
     pub fn path(&self, p: &str) -> PathBuf {
