@@ -3,6 +3,12 @@
 //! from `public/`, and drives the real `palier-server` and `palier-agent` binaries against
 //! it, the agent running as `www-data` with `dirroot` = the code root.
 //!
+//! The web server is `tests/real_moodle/serve.sh`, which restarts `php -S` on SIGHUP (what
+//! `tests/real_moodle/reload.sh` sends), with the PHP settings of its `serve.ini`. The
+//! scenarios run with PHP's opcode cache off (`opcache.enable=0`): with it on, the built-in
+//! server may serve a file's old code for `opcache.revalidate_freq` (2 s) after a swap, and
+//! whether the checks then see the new code depends on timing.
+//!
 //! Scenarios, on one site installed once, with one agent (one platform, one state folder)
 //! whose contract moves from stability 1 to stability 3:
 //! 1. a technical fix at stability 1: plan, run, status; a 4.x-layout bundle is skipped
@@ -23,6 +29,7 @@ mod common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,13 +62,31 @@ fn ok(what: &str, out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The `php -S` web server, stopped with the test.
-struct WebServer(Child);
+/// The web server: `tests/real_moodle/serve.sh` keeping `php -S` running (restarted by the
+/// `reload` hook), in its own process group, stopped with the test.
+#[allow(dead_code)] // `dir` serves `set_ini`, which the opcode-cache scenario will use
+struct WebServer {
+    supervisor: Child,
+    /// Where serve.sh keeps serve.pid, serve.ini and serve.generation.
+    dir: PathBuf,
+}
+
+#[allow(dead_code)]
+impl WebServer {
+    /// Serve with these PHP settings from now on: written to serve.ini, then the server
+    /// restarted by the reload hook, as the agent's `reload` hook does.
+    fn set_ini(&self, settings: &[&str]) {
+        std::fs::write(self.dir.join("serve.ini"), settings.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+        let out = as_www_data(&self.dir.join("../hooks/reload.sh")).arg(&self.dir).output().unwrap();
+        ok("reload.sh", out);
+    }
+}
 
 impl Drop for WebServer {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // The whole group: serve.sh and the `php -S` it started.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.supervisor.id())]).status();
+        let _ = self.supervisor.wait();
     }
 }
 
@@ -98,7 +123,8 @@ struct Moodle {
     work: PathBuf,
     addr: String,
     db: String,
-    _web: WebServer,
+    #[allow(dead_code)]
+    web: WebServer,
     _database: Database,
 }
 
@@ -212,45 +238,53 @@ fn install(src: &Path) -> Moodle {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     std::fs::create_dir_all(tmp.join("moodle/public")).unwrap();
-    let web = as_www_data(Path::new("php"))
-        .args(["-S", &addr, "-t", tmp.join("moodle/public").to_str().unwrap()])
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle/install.sh");
+    // The web server's folder and the hooks, where www-data can run and write them.
+    let web_dir = tmp.join("web");
+    std::fs::create_dir_all(&web_dir).unwrap();
+    std::fs::create_dir_all(tmp.join("hooks")).unwrap();
+    for h in ["backup.sh", "restore.sh", "upgrade.sh", "serve.sh", "reload.sh"] {
+        std::fs::copy(script.with_file_name(h), tmp.join("hooks").join(h)).unwrap();
+    }
+    // The opcode cache off, unless a scenario about it turns it on: with it, PHP's built-in
+    // server keeps serving a file's old code for up to opcache.revalidate_freq (2 s) after the
+    // swap, and the checks that run within those 2 s would pass against the old code.
+    std::fs::write(web_dir.join("serve.ini"), "opcache.enable=0\n").unwrap();
+    Command::new("chown").args(["-R", "www-data:www-data", web_dir.to_str().unwrap(), tmp.join("hooks").to_str().unwrap()]).status().unwrap();
+    let supervisor = as_www_data(&tmp.join("hooks/serve.sh"))
+        .args([&addr, tmp.join("moodle/public").to_str().unwrap(), web_dir.to_str().unwrap()])
+        .process_group(0)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut web = WebServer(web);
+    let mut web = WebServer { supervisor, dir: web_dir.clone() };
     // Wait until it listens (bounded); a server that exited could not take the port.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&addr).is_err() {
+    while !web_dir.join("serve.generation").exists() {
+        assert!(web.supervisor.try_wait().unwrap().is_none(), "the web server exited: {addr} is taken by another program");
         assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(web.0.try_wait().unwrap().is_none(), "php -S exited: {addr} is taken by another program");
 
     let db = format!("palier_rm_{}", std::process::id());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle/install.sh");
     let started = Instant::now();
     let out = Command::new("bash").arg(&script).arg(src).arg(&tmp).arg(port.to_string()).arg(&db).output().unwrap();
     eprint!("{}", stderr(&out));
     let database = Database(db.clone());
     ok("tests/real_moodle/install.sh", out);
     eprintln!("real_moodle: Moodle installed in {:.0} s", started.elapsed().as_secs_f64());
-    assert!(web.0.try_wait().unwrap().is_none(), "php -S on {addr} exited during the install");
+    assert!(web.supervisor.try_wait().unwrap().is_none(), "the web server on {addr} exited during the install");
 
     // The binaries and the hook scripts, where www-data can run them.
     std::fs::create_dir_all(tmp.join("bin")).unwrap();
-    std::fs::create_dir_all(tmp.join("hooks")).unwrap();
     std::fs::copy(bin("palier-agent"), tmp.join("bin/palier-agent")).unwrap();
-    for h in ["backup.sh", "restore.sh", "upgrade.sh"] {
-        std::fs::copy(script.with_file_name(h), tmp.join("hooks").join(h)).unwrap();
-    }
     std::fs::write(tmp.join("wwwroot"), format!("http://{addr}")).unwrap();
     std::fs::write(tmp.join("status-during-upgrade"), "").unwrap();
     // www-data owns the site and writes beside the code root (staged and previous trees).
     for p in ["", "bin", "hooks", "wwwroot", "status-during-upgrade"] {
         Command::new("chown").args(["www-data:www-data", tmp.join(p).to_str().unwrap()]).status().unwrap();
     }
-    let m = Moodle { work: tmp, addr, db, _web: web, _database: database };
+    let m = Moodle { work: tmp, addr, db, web, _database: database };
     m.server(&["init", "--repo", "repo"]);
     let (status, body) = get(&m.addr, "/");
     assert_eq!(status, 200, "the installed site's front page: {body}");
@@ -420,3 +454,4 @@ fn last_receipt(dir: &Path) -> serde_json::Value {
     names.sort();
     serde_json::from_slice(&std::fs::read(names.last().unwrap()).unwrap()).unwrap()
 }
+
