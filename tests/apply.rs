@@ -22,7 +22,7 @@ fn level_1_applies_at_once_with_checks() {
     let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
     assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
     assert!(std::fs::read_to_string(s.dirroot().join("mod/quiz/view.php")).unwrap().contains("fixed quiz view"));
-    assert_eq!(s.hooks.order().unwrap(), ["guard", "purge_caches"]);
+    assert_eq!(s.hooks.order().unwrap(), ["guard", "reload", "purge_caches"]);
     let r = s.last_receipt();
     assert_eq!(r["outcome"], "applied");
     let checks: Vec<&str> = r["checks"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
@@ -84,7 +84,7 @@ fn level_3_runs_maintenance_backup_validate_in_order() {
     assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
     assert_eq!(
         s.hooks.order().unwrap(),
-        ["notice", "guard", "maintenance_on", "backup", "upgrade", "purge_caches", "validate", "maintenance_off"]
+        ["notice", "guard", "maintenance_on", "backup", "reload", "upgrade", "purge_caches", "validate", "maintenance_off"]
     );
     let r = s.last_receipt();
     let backup = &r["backup"];

@@ -24,6 +24,26 @@ pub struct CheckResult {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The last answer was Moodle's maintenance page (503): the site is in maintenance
+    /// mode, not broken. Not part of the receipt's JSON (the `detail` says it in words).
+    #[serde(skip)]
+    pub maintenance: bool,
+}
+
+/// The file Moodle's CLI maintenance mode creates in dataroot (`admin/cli/maintenance.php
+/// --enable`); while it is there every page answers 503 with its content.
+pub const MAINTENANCE_FILE: &str = "climaintenance.html";
+
+/// Whether the site at `dataroot` is in CLI maintenance mode now.
+pub fn maintenance_file(dataroot: &std::path::Path) -> bool {
+    dataroot.join(MAINTENANCE_FILE).exists()
+}
+
+/// Whether an answer is Moodle's maintenance page: 503 with a body that speaks of
+/// maintenance (the CLI mode's `climaintenance.html`, or the page of the web interface's
+/// maintenance mode, "This site is undergoing maintenance").
+pub fn is_maintenance_page(status: u16, body: &str) -> bool {
+    status == 503 && body.to_ascii_lowercase().contains("maintenance")
 }
 
 /// An HTTP client for checks: short timeouts, no redirects, no proxy.
@@ -44,6 +64,12 @@ async fn once(client: &reqwest::Client, url: &Url, check: &Check) -> (Option<u16
     };
     let status = response.status().as_u16();
     if status != check.expect_status {
+        if status == 503 && check.expect_status != 503 {
+            let body = response.text().await.unwrap_or_default();
+            if is_maintenance_page(status, &body) {
+                return (Some(status), Err(format!("status 503 with Moodle's maintenance page ({MAINTENANCE_PAGE}), expected {}", check.expect_status)));
+            }
+        }
         return (Some(status), Err(format!("status {status}, expected {}", check.expect_status)));
     }
     if let Some(marker) = &check.expect_body {
@@ -55,6 +81,9 @@ async fn once(client: &reqwest::Client, url: &Url, check: &Check) -> (Option<u16
     }
     (Some(status), Ok(()))
 }
+
+/// Words of a failed check's detail when the answer was Moodle's maintenance page.
+pub const MAINTENANCE_PAGE: &str = "the site is in maintenance mode";
 
 /// The shortest and longest pause before a failed check is tried again.
 pub const RETRY_DELAY: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(5));
@@ -74,6 +103,15 @@ pub async fn run(client: &reqwest::Client, wwwroot: &Url, check: &Check) -> Chec
 
 /// Run one check, with one retry after `delay`.
 pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Check, delay: Duration) -> CheckResult {
+    let pause = move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> { Box::pin(tokio::time::sleep(delay)) };
+    run_paused(client, wwwroot, check, &pause).await
+}
+
+/// A pause before a retry.
+type Pause<'c> = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'c>> + Sync + 'c;
+
+/// Run one check, with one retry after `pause`.
+async fn run_paused(client: &reqwest::Client, wwwroot: &Url, check: &Check, pause: &Pause<'_>) -> CheckResult {
     let started = Instant::now();
     let url = match wwwroot.join(check.path.trim_start_matches('/')) {
         Ok(u) => u,
@@ -87,6 +125,7 @@ pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Che
                 attempts: 0,
                 duration_ms: 0,
                 detail: Some(format!("bad URL: {e}")),
+                maintenance: false,
             };
         }
     };
@@ -94,7 +133,7 @@ pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Che
     let (mut status, mut outcome) = (None, Err(String::new()));
     while attempts < 2 {
         if attempts > 0 {
-            tokio::time::sleep(delay).await;
+            pause().await;
         }
         attempts += 1;
         (status, outcome) = once(client, &url, check).await;
@@ -102,6 +141,7 @@ pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Che
             break;
         }
     }
+    let maintenance = outcome.as_ref().err().is_some_and(|d| d.contains(MAINTENANCE_PAGE));
     CheckResult {
         path: check.path.clone(),
         expect_status: check.expect_status,
@@ -111,6 +151,7 @@ pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Che
         attempts,
         duration_ms: started.elapsed().as_millis() as u64,
         detail: outcome.err(),
+        maintenance,
     }
 }
 
@@ -118,6 +159,20 @@ pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Che
 /// checks would only delay it). Returns the results so far and whether all passed.
 pub async fn run_all(client: &reqwest::Client, wwwroot: &Url, checks: &[Check]) -> (Vec<CheckResult>, bool) {
     run_all_with_delay(client, wwwroot, checks, retry_delay()).await
+}
+
+/// [`run_all`] with the pause before a retry ([`retry_delay`]) taken on `clock`.
+pub async fn run_all_with_clock(client: &reqwest::Client, wwwroot: &Url, checks: &[Check], clock: &dyn crate::clock::Clock) -> (Vec<CheckResult>, bool) {
+    let mut results = Vec::new();
+    for check in checks {
+        let r = run_paused(client, wwwroot, check, &|| clock.sleep(retry_delay())).await;
+        let ok = r.ok;
+        results.push(r);
+        if !ok {
+            return (results, false);
+        }
+    }
+    (results, true)
 }
 
 /// [`run_all`] with the pause before a retry given.
@@ -174,6 +229,34 @@ mod tests {
         let times = seen.lock().unwrap().clone();
         assert_eq!(times.len(), 2);
         assert!(times[1].duration_since(times[0]) >= delay, "the retry waited {:?}", times[1].duration_since(times[0]));
+    }
+
+    /// A server on port 0 answering every request with `status` and `body`.
+    async fn server(status: &'static str, body: &'static str) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn moodles_maintenance_page_is_told_from_a_broken_site() {
+        let check = Check { path: "/".into(), expect_status: 200, expect_body: None };
+        let page = "<html><body><h1>Site maintenance</h1><p>This site is undergoing maintenance and is currently not available</p></body></html>";
+        let r = run_with_delay(&client(), &server("503 Service Unavailable", page).await, &check, Duration::ZERO).await;
+        assert!(!r.ok && r.maintenance, "{r:?}");
+        assert!(r.detail.as_deref().unwrap().contains(MAINTENANCE_PAGE), "{r:?}");
+        let r = run_with_delay(&client(), &server("503 Service Unavailable", "upstream down").await, &check, Duration::ZERO).await;
+        assert!(!r.ok && !r.maintenance, "a 503 without the maintenance page is a failure: {r:?}");
+        let r = run_with_delay(&client(), &server("500 Internal Server Error", page).await, &check, Duration::ZERO).await;
+        assert!(!r.ok && !r.maintenance, "{r:?}");
     }
 
     #[test]

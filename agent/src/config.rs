@@ -109,8 +109,8 @@ struct RawStability {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawChecks {
-    #[serde(default)]
-    smoke: Vec<Check>,
+    smoke: Option<Vec<Check>>,
+    opcache_revalidate: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +125,7 @@ struct RawHooks {
     purge_caches: Option<RawHook>,
     validate: Option<RawHook>,
     guard: Option<RawHook>,
+    reload: Option<RawHook>,
     timeout: Option<String>,
     long_timeout: Option<String>,
 }
@@ -174,6 +175,9 @@ impl RawHook {
         }
     }
 }
+
+/// PHP's default `opcache.revalidate_freq`: 2 seconds.
+pub const DEFAULT_OPCACHE_REVALIDATE: SignedDuration = SignedDuration::from_secs(2);
 
 /// Previous code trees kept for rollback unless `[moodle] keep_previous` says otherwise.
 pub const DEFAULT_KEEP_PREVIOUS: usize = 2;
@@ -249,6 +253,11 @@ pub struct Hooks {
     pub purge_caches: Option<Hook>,
     pub validate: Option<Hook>,
     pub guard: Option<Hook>,
+    /// Makes the web server's PHP run the code now on disk (`systemctl reload php8.2-fpm`):
+    /// after every swap and every swap back, before the checks. Without it, PHP's opcode
+    /// cache may serve the old code for up to `opcache.revalidate_freq` seconds (or until
+    /// its next restart with `opcache.validate_timestamps=0`).
+    pub reload: Option<Hook>,
 }
 
 /// A validated agent config.
@@ -269,6 +278,11 @@ pub struct Config {
     pub contract: Contract,
     pub moodle: Moodle,
     pub smoke_checks: Vec<Check>,
+    /// PHP's `opcache.revalidate_freq` on this host (`[checks] opcache_revalidate`): without
+    /// a `reload` hook, the checks after a swap are run a second time this long plus one
+    /// second later, when PHP has seen the new files, and only that round counts for the
+    /// bundles' own checks.
+    pub opcache_revalidate: SignedDuration,
     pub hooks: Hooks,
     /// Keys that are set but do not apply at the configured levels (the agent warns, and
     /// ignores them, so one file can carry every level's settings as SPEC 5's example does).
@@ -312,16 +326,34 @@ impl Config {
         let improvement = improvement(&raw.improvement, &mut ignored).map_err(|(key, why)| err(&key, why))?;
         let stability = stability(&raw.stability, &timezone, &resolve, &mut ignored).map_err(|(key, why)| err(&key, why))?;
 
-        let smoke_checks = match raw.checks {
+        let (smoke, opcache) = raw.checks.map(|c| (c.smoke, c.opcache_revalidate)).unwrap_or_default();
+        let smoke_checks = match smoke {
             None => default_smoke_checks(),
-            Some(c) => {
-                for (i, check) in c.smoke.iter().enumerate() {
+            Some(smoke) => {
+                for (i, check) in smoke.iter().enumerate() {
                     check.validate().map_err(|e| err(&format!("checks.smoke[{i}]"), e.to_string()))?;
                 }
-                c.smoke
+                smoke
             }
         };
+        let opcache_revalidate = match &opcache {
+            None => DEFAULT_OPCACHE_REVALIDATE,
+            Some(v) => parse_duration(v)
+                .ok()
+                .filter(|d| !d.is_negative() && *d <= SignedDuration::from_mins(10))
+                .ok_or_else(|| err("checks.opcache_revalidate", format!("{v:?}: PHP's opcache.revalidate_freq as a duration from \"0s\" to \"10m\", e.g. \"2s\"")))?,
+        };
         let hooks = hooks(&raw.hooks).map_err(|(key, why)| err(&key, why))?;
+        // A backup is taken for a database change at every level: it runs in maintenance
+        // mode, and a rollback restores it.
+        if hooks.backup.is_some() {
+            let why = "a backup hook protects database changes at every stability level: they run in maintenance mode, and a rollback restores the backup";
+            for (name, hook) in [("restore", &hooks.restore), ("maintenance_on", &hooks.maintenance_on), ("maintenance_off", &hooks.maintenance_off)] {
+                if hook.is_none() {
+                    return Err(err(&format!("hooks.{name}"), format!("missing, and [hooks] backup is set: {why}")));
+                }
+            }
+        }
         let retention = retention(&raw.retention).map_err(|(key, why)| err(&key, why))?;
         let needs = |hook: &Option<Hook>, name: &str, level: u8, why: &str| match hook {
             Some(_) => Ok(()),
@@ -348,9 +380,10 @@ impl Config {
             trusted_root: resolve(&raw.trusted_root),
             state_dir: resolve(&raw.state_dir),
             timezone_name: raw.timezone,
-            contract: Contract { platform, timezone, improvement, stability },
+            contract: Contract { platform, timezone, improvement, stability: Stability { backup: hooks.backup.is_some(), ..stability } },
             moodle: Moodle { dirroot: resolve(&raw.moodle.dirroot), dataroot: resolve(&raw.moodle.dataroot), wwwroot, keep_previous },
             smoke_checks,
+            opcache_revalidate,
             hooks,
             ignored,
             retention,
@@ -477,6 +510,7 @@ fn hooks(raw: &RawHooks) -> Result<Hooks, KeyError> {
         purge_caches: hook("purge_caches", &raw.purge_caches, timeout)?,
         validate: hook("validate", &raw.validate, timeout)?,
         guard: hook("guard", &raw.guard, timeout)?,
+        reload: hook("reload", &raw.reload, timeout)?,
     })
 }
 
@@ -525,6 +559,7 @@ fn expected_form(section: Option<&str>, name: &str) -> Option<String> {
         "upgrade" => "[\"php\", \"{dirroot}/admin/cli/upgrade.php\", \"--non-interactive\"]",
         "purge_caches" => "[\"php\", \"{dirroot}/admin/cli/purge_caches.php\"]",
         "validate" => "[\"php\", \"{dirroot}/admin/cli/checks.php\"]",
+        "reload" => "[\"systemctl\", \"reload\", \"php8.2-fpm\"]",
         "backup" | "restore" => "[\"/usr/local/sbin/moodle-backup\", \"{backup_dir}\"]",
         _ => "[\"/usr/local/bin/no-quiz-running\", \"--strict\"]",
     };
@@ -539,6 +574,7 @@ fn expected_form(section: Option<&str>, name: &str) -> Option<String> {
         ("improvement", "level2_classes") => "expected a list of classes, like `level2_classes = [\"technical\", \"non-layout\"]`".into(),
         ("stability", "windows" | "low_load") => format!("expected a list of weekly windows, like `{name} = [\"Tue 22:00-23:30\", \"Sat,Sun 08:00-10:00\"]`"),
         ("stability", "calendar") => "expected a list of dated slots, like `calendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]`".into(),
+        ("checks", "opcache_revalidate") => "expected a duration in quotes, like `opcache_revalidate = \"2s\"`".into(),
         ("checks", "smoke") => "expected a list of checks, like `smoke = [{ path = \"/\", expect_status = 200 }]`".into(),
         ("", "platform" | "repository" | "server" | "token_file" | "ca_file" | "trusted_root" | "state_dir" | "timezone" | "calendar_file")
         | ("moodle", "dirroot" | "dataroot" | "wwwroot")

@@ -10,6 +10,7 @@ use palier_bundle::schedule::{self, Slot};
 use palier_bundle::{BundleId, BundleMetadata, BundleRef, Manifest, ownership};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::holds::{self, Holds};
@@ -225,15 +226,32 @@ fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
 
 /// Run one cycle at `now`.
 pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
+    run_once_with(config, &SystemClock, now).await
+}
+
+/// The watch's round: its smoke checks, and the rollback they call for (held, like any
+/// rollback). A pause (maintenance that palier did not start) is said in `report.waiting`.
+async fn watch_round(config: &Config, clock: &dyn Clock, now: Timestamp, report: &mut CycleReport) -> Result<()> {
+    let watched = intervene::watch(config, clock, now).await?;
+    if let Some(r) = watched.receipt.as_ref()
+        && r.outcome == Outcome::RolledBack
+    {
+        hold_rolled_back(&config.state_dir, r)?;
+    }
+    report.watched = watched.receipt;
+    report.waiting.extend(watched.paused);
+    Ok(())
+}
+
+/// Run one cycle at `now`, with `clock` for its pauses.
+pub async fn run_once_with(config: &Config, clock: &dyn Clock, now: Timestamp) -> Result<CycleReport> {
     let _lock = lock::acquire(&config.state_dir)?;
-    let mut report = CycleReport { recovered: intervene::recover(config).await?, ..CycleReport::default() };
+    apply::check_owner(&config.moodle.dirroot, rustix::process::geteuid().as_raw())?;
+    let mut report = CycleReport { recovered: intervene::recover(config, clock).await?, ..CycleReport::default() };
     // A cycle that had to recover an interrupted intervention applies nothing new: the next
     // cycle starts from the state the recovery left, with its own checks.
     let recovered = report.recovered.is_some();
-    report.watched = intervene::watch(config, now).await?;
-    if let Some(r) = report.watched.as_ref() {
-        hold_rolled_back(&config.state_dir, r)?;
-    }
+    watch_round(config, clock, now, &mut report).await?;
 
     let verified = match repository::load(config).await {
         Ok(v) => v,
@@ -275,8 +293,8 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
         // A rollback (here or by the watch) remembers its bundles itself, before its journal
         // is cleared.
         let due = in_after_order(due)?;
-        let receipt = intervene::intervene(config, &verified, &due, now).await?;
-        let receipt = isolate(config, &verified, &due, receipt, now, &mut report).await?;
+        let receipt = intervene::intervene(config, clock, &verified, &due, now).await?;
+        let receipt = isolate(config, clock, &verified, &due, receipt, now, &mut report).await?;
         let state = &config.state_dir;
         let receipt = match receipt.outcome {
             Outcome::RolledBack => {
@@ -307,7 +325,7 @@ pub async fn run_once(config: &Config, now: Timestamp) -> Result<CycleReport> {
 /// already found good, so `after` is respected), hold each one that cannot be staged with
 /// a back-off, and apply those that stage. Returns the receipt of what was applied, or the
 /// original receipt when there is nothing to isolate.
-async fn isolate(config: &Config, verified: &Verified, due: &[&VerifiedBundle], failed: Receipt, now: Timestamp, report: &mut CycleReport) -> Result<Receipt> {
+async fn isolate(config: &Config, clock: &dyn Clock, verified: &Verified, due: &[&VerifiedBundle], failed: Receipt, now: Timestamp, report: &mut CycleReport) -> Result<Receipt> {
     let staging_failed = failed.outcome == Outcome::Failed && failed.steps.iter().any(|s| s.name == "stage" && !s.ok);
     if !staging_failed || due.len() < 2 {
         return Ok(failed);
@@ -341,7 +359,7 @@ async fn isolate(config: &Config, verified: &Verified, due: &[&VerifiedBundle], 
         return Ok(failed);
     }
     report.set_aside = Some(failed);
-    intervene::intervene(config, verified, &good, now).await
+    intervene::intervene(config, clock, verified, &good, now).await
 }
 
 /// Stage `bundles` (in order) on a clone of the live tree and drop the clone: whether they
@@ -459,5 +477,140 @@ fn due_in_window(config: &Config, plan: &Plan, now: Timestamp, waiting: &mut Vec
             }
             Ok(Vec::new())
         }
+    }
+}
+
+/// Between two cycles, during the watch of the last intervention: only the watch's round
+/// (no repository, no plan). Skipped while another process holds the lock.
+pub async fn watch_only(config: &Config, clock: &dyn Clock, now: Timestamp) -> Result<CycleReport> {
+    let _lock = match lock::acquire(&config.state_dir) {
+        Ok(l) => l,
+        Err(Error::Busy { .. }) => return Ok(CycleReport::default()),
+        Err(e) => return Err(e),
+    };
+    let mut report = CycleReport::default();
+    if journal::read(&config.state_dir)?.is_some() {
+        // An interrupted intervention: the next full cycle recovers it first.
+        return Ok(report);
+    }
+    watch_round(config, clock, now, &mut report).await?;
+    Ok(report)
+}
+
+/// When the daemon must wake after a cycle or a watch round ending at `now`, the next full
+/// cycle being due at `next_cycle`: then, or sooner while the last intervention is watched
+/// (its smoke checks run at least every `recovery_budget / 2`, see
+/// [`intervene::next_watch_check`]).
+pub fn next_wake(config: &Config, now: Timestamp, next_cycle: Timestamp) -> Timestamp {
+    intervene::next_watch_check(config, now).map_or(next_cycle, |w| w.min(next_cycle))
+}
+
+/// The daemon (`run` without `--once`): a full cycle every `poll()` (the interval and its
+/// jitter), and between them, while an intervention is watched, the watch's round at least
+/// every `recovery_budget / 2`. `each` gets what every cycle or round did and says whether
+/// to go on; `stop` ends the wait between two of them (SIGTERM): a cycle is never cut in
+/// the middle.
+pub async fn daemon<F, P, S>(config: &Config, clock: &dyn Clock, poll: P, mut each: F, stop: S)
+where
+    F: FnMut(Result<CycleReport>) -> bool,
+    P: Fn() -> std::time::Duration,
+    S: std::future::Future<Output = ()>,
+{
+    tokio::pin!(stop);
+    let mut next_cycle = clock.now();
+    loop {
+        let now = clock.now();
+        let done = if now >= next_cycle {
+            next_cycle = now.checked_add(poll()).unwrap_or(now);
+            run_once_with(config, clock, now).await
+        } else {
+            watch_only(config, clock, now).await
+        };
+        if !each(done) {
+            return;
+        }
+        let now = clock.now();
+        let wake = next_wake(config, now, next_cycle);
+        let wait = wake.duration_since(now).max(SignedDuration::ZERO).unsigned_abs();
+        tokio::select! {
+            () = clock.sleep(wait) => {}
+            () = &mut stop => return,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::TestClock;
+    use crate::intervene::Last;
+    use crate::journal::TreeId;
+
+    /// Issue 13, item 8: during the watch, the daemon wakes for the smoke checks at least
+    /// every `recovery_budget / 2`, between its polls; after the watch, at its poll interval.
+    /// A failure then rolls back within the budget. The clock is the test's: no real wait.
+    #[tokio::test]
+    async fn the_daemon_wakes_for_the_watch_every_half_recovery_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        // The site's login page passes 3 times, then fails.
+        let (url, served) = crate::intervene::tests::stale_then_broken(3).await;
+        let config = crate::intervene::tests::config(dir.path(), &url, "", "watch = \"15m\"\nrecovery_budget = \"5m\"");
+        let t0: Timestamp = "2026-12-01T09:00:00Z".parse().unwrap();
+        // An intervention applied at t0, watched for 15 minutes; its previous tree is kept.
+        let previous = dir.path().join(".palier-prev-dirroot-x");
+        std::fs::create_dir(&previous).unwrap();
+        let last = Last {
+            id: "x".into(),
+            bundles: vec!["quiz-fix@1.0.0".into()],
+            applied_at: t0,
+            watch_until: t0.checked_add(SignedDuration::from_mins(15)).unwrap(),
+            previous: previous.clone(),
+            previous_tree: TreeId::dir_at(&previous).unwrap(),
+            installed_before: Vec::new(),
+            backup_dir: None,
+            data_changed: false,
+            touched: Vec::new(),
+            watch_paused: None,
+        };
+        journal::write_record(&config.state_dir.join("last.json"), &last, "last").unwrap();
+        let clock = TestClock::new(t0);
+        let mut rounds = Vec::new();
+        let stop = std::future::pending::<()>();
+        daemon(
+            &config,
+            &clock,
+            || Duration::from_secs(300),
+            |done| {
+                if let Ok(r) = &done
+                    && r.watched.is_some()
+                {
+                    rounds.push((clock.now(), r.watched.clone()));
+                }
+                clock.now() < t0.checked_add(SignedDuration::from_mins(40)).unwrap()
+            },
+            stop,
+        )
+        .await;
+        // Every wake-up while watched is at most 2.5 minutes after the one before.
+        let pauses = clock.pauses();
+        let watched: Vec<&Duration> = pauses.iter().filter(|p| **p > crate::checks::RETRY_DELAY.1).collect();
+        assert!(watched.iter().take(4).all(|p| **p <= Duration::from_secs(150)), "{pauses:?}");
+        // Rounds at 0 (a full cycle), 2.5 (the watch's own round), 5 (a cycle) pass; the
+        // round at 7.5 minutes fails and rolls back: within the budget, where a daemon
+        // waking only for its 5-minute polls would have seen it at 10.
+        let (at, receipt) = rounds.first().expect("the watch rolled back");
+        let receipt = receipt.as_ref().unwrap();
+        assert_eq!(receipt.outcome, Outcome::RolledBack, "{receipt:?}");
+        assert!(receipt.reason.as_deref().unwrap().contains("during the watch"), "{receipt:?}");
+        // (the retries' pauses of the failed checks go through the clock too)
+        let after = at.duration_since(t0);
+        assert!(after >= SignedDuration::from_secs(450) && after <= SignedDuration::from_secs(470), "rolled back at {at}");
+        assert!(served.load(Ordering::SeqCst) >= 5);
+        // After the watch: the poll interval.
+        assert_eq!(pauses.last(), Some(&Duration::from_secs(300)), "{pauses:?}");
     }
 }

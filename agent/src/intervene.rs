@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::policy::Level;
+use palier_bundle::policy::{Level, SiteFacts, changes_database};
 use serde::{Deserialize, Serialize};
 use palier_bundle::archive::HashWriter;
 use sha2::{Digest, Sha256};
 
 use crate::apply::{self, swap};
 use crate::checks;
+use crate::clock::Clock;
 use crate::config::{Config, Hook};
 use crate::crash;
 use crate::error::{Error, Result};
@@ -46,6 +47,14 @@ pub struct Last {
     pub installed_before: Vec<Installed>,
     pub backup_dir: Option<PathBuf>,
     pub data_changed: bool,
+    /// The paths its bundles wrote or deleted: theirs. Every other site-local file
+    /// (`config.php`, `.htaccess`, `local/`...) is the site's, carried into whichever tree
+    /// goes live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub touched: Vec<String>,
+    /// The watch is paused: the site went into a maintenance mode palier did not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_paused: Option<WatchPause>,
 }
 
 fn last_path(state_dir: &Path) -> PathBuf {
@@ -59,6 +68,7 @@ pub fn read_last(state_dir: &Path) -> Result<Option<Last>> {
 /// Records steps, hooks and checks as the intervention goes.
 struct Run<'a> {
     config: &'a Config,
+    clock: &'a dyn Clock,
     receipt: Receipt,
     values: Placeholders,
     /// Maintenance mode is on because of this run: whoever ends the run turns it off.
@@ -67,7 +77,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// A run for receipt `id` over `bundles`, with the hook placeholders filled in.
-    fn new(config: &'a Config, id: String, bundles: Vec<String>, backup_dir: Option<&Path>) -> Run<'a> {
+    fn new(config: &'a Config, clock: &'a dyn Clock, id: String, bundles: Vec<String>, backup_dir: Option<&Path>) -> Run<'a> {
         let values = Placeholders::from([
             ("dirroot", config.moodle.dirroot.display().to_string()),
             ("dataroot", config.moodle.dataroot.display().to_string()),
@@ -92,7 +102,7 @@ impl<'a> Run<'a> {
             recovery_ms: None,
             count: 1,
         };
-        Run { config, receipt, values, maintenance: false }
+        Run { config, clock, receipt, values, maintenance: false }
     }
 
     fn step(&mut self, name: &str, started: (Timestamp, Instant), result: &std::result::Result<(), String>) {
@@ -223,14 +233,66 @@ fn backup_digest(path: &Path) -> Result<Backup> {
 }
 
 
+/// The paths `due` writes or deletes: its own files. The rest of the deny-list of
+/// site-local files is the site's, carried into whichever tree goes live.
+fn touched_paths(due: &[&VerifiedBundle]) -> Vec<String> {
+    let mut paths: Vec<String> = due
+        .iter()
+        .flat_map(|b| {
+            let m = &b.meta().manifest;
+            m.files.iter().map(|f| f.path.as_str().to_owned()).chain(m.delete.iter().map(|p| p.as_str().to_owned())).collect::<Vec<_>>()
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The smoke checks before anything changes. A site that already fails them (or is in a
+/// maintenance mode palier did not start) postpones the intervention: no bundle is blamed,
+/// held or reported as failed. `Err` is the postponement's reason.
+async fn preflight(run: &mut Run<'_>) -> std::result::Result<(), String> {
+    let config = run.config;
+    let t = started();
+    let why = if checks::maintenance_file(&config.moodle.dataroot) {
+        Some(format!(
+            "the site is in maintenance mode ({} in dataroot), which palier did not start: postponed until it is off; no bundle blamed",
+            checks::MAINTENANCE_FILE
+        ))
+    } else {
+        let (results, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
+        let failed = results.iter().find(|r| !r.ok).cloned();
+        run.receipt.checks = results;
+        match failed {
+            _ if ok => None,
+            Some(r) if r.maintenance => Some(format!("the site is in maintenance mode (check {} answered Moodle's maintenance page), which palier did not start: postponed until it is off; no bundle blamed", r.path)),
+            Some(r) => Some(format!(
+                "the site already fails its checks before anything changed: check {} failed: {}; postponed, no bundle blamed",
+                r.path,
+                r.detail.unwrap_or_default()
+            )),
+            None => Some("the site already fails its checks before anything changed; postponed, no bundle blamed".into()),
+        }
+    };
+    let result = why.map_or(Ok(()), Err);
+    run.step("preflight checks", t, &result);
+    crash::point("preflight:done");
+    result
+}
+
 /// Apply `due` (in `after` order) in one intervention. The lock must be held.
-pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBundle], now: Timestamp) -> Result<Receipt> {
+///
+/// A bundle that changes the database ([`changes_database`]: `upgrade = true`, or a
+/// `version.php`) is applied at every stability level in maintenance mode after a backup
+/// that must succeed, and its upgrade runs before maintenance is turned off; level 3 does
+/// the same for every bundle.
+pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, due: &[&VerifiedBundle], now: Timestamp) -> Result<Receipt> {
     let keys: Vec<String> = due.iter().map(|b| b.meta().manifest.key()).collect();
     let id = intervention_id(now, &keys);
     let level = config.contract.stability.level;
     let state = &config.state_dir;
     let backup_dir = state.join("backups").join(&id);
-    let mut run = Run::new(config, id.clone(), keys.clone(), Some(&backup_dir));
+    let mut run = Run::new(config, clock, id.clone(), keys.clone(), Some(&backup_dir));
 
     // The guard says whether now is a good time (no quiz attempt open, ...).
     let t = started();
@@ -242,6 +304,9 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
         if run.receipt.hooks.last().is_some_and(hooks::HookRun::could_not_start) {
             return run.finish(Outcome::Failed, Some(why));
         }
+        return run.finish(Outcome::Postponed, Some(why));
+    }
+    if let Err(why) = preflight(&mut run).await {
         return run.finish(Outcome::Postponed, Some(why));
     }
 
@@ -271,6 +336,20 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     if let Err(e) = room {
         return run.finish(Outcome::Failed, Some(palier_bundle::error::one_line(&e)));
     }
+    // Which bundles change the database, read against the site's own layout.
+    let site_facts = match site::moodle_release(dirroot) {
+        Ok(s) => s,
+        Err(e) => return run.finish(Outcome::Failed, Some(palier_bundle::error::one_line(&e))),
+    };
+    let data_change: Option<String> =
+        due.iter().find_map(|b| changes_database(&b.meta().manifest, site_facts.code()).map(|why| format!("{}: {why}", b.meta().manifest.key())));
+    if let Some(why) = &data_change
+        && config.hooks.backup.is_none()
+    {
+        // The plan never makes such a bundle due (`backup-missing`): refused all the same.
+        return run.finish(Outcome::Failed, Some(format!("refused, nothing applied: {why}, which changes the database, and the config has no backup hook")));
+    }
+    let protect = level == Level::Three || data_change.is_some();
     let mut journal = Journal {
         id: id.clone(),
         started_at: run.receipt.started_at,
@@ -288,13 +367,23 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
         hold: false,
         reason: None,
         commit: None,
+        touched: touched_paths(due),
     };
     journal::write(state, &journal)?;
 
-    let staged = match prepare(&mut run, &mut journal, due, &archives, &backup_dir).await {
+    let staged = match prepare(&mut run, &mut journal, due, &archives, &backup_dir, protect).await {
         Ok(s) => s,
         Err(why) => return abandon(&mut run, &journal, &backup_dir, why).await,
     };
+
+    // The site's own files (config.php, .htaccess, local/ customisations) as they are now,
+    // edits made since the staging clone included, go live with the new tree.
+    let t = started();
+    let carried = apply::carry_site_local(&live, &staged.path, &journal.touched);
+    run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    if let Err(e) = carried {
+        return abandon(&mut run, &journal, &backup_dir, format!("cannot carry the site's own files into the new tree, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
+    }
 
     journal.phase = Phase::Swapping;
     if let Err(e) = journal::write(state, &journal) {
@@ -313,7 +402,7 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     run.step("swap", t, &Ok(()));
 
     // From here on, any failure puts the previous tree back.
-    match after_swap(&mut run, &mut journal, due, level).await {
+    match after_swap(&mut run, &mut journal, due, level, data_change.is_some()).await {
         Ok(None) => {}
         Ok(Some((why, failed_at))) => return roll_back_now(&mut run, &mut journal, why, Some(failed_at), true).await,
         Err(e) => return roll_back_now(&mut run, &mut journal, palier_bundle::error::one_line(&e), Some(Instant::now()), false).await,
@@ -335,6 +424,8 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
         installed_before: journal.installed_before.clone(),
         backup_dir: journal.backup_dir.clone(),
         data_changed: journal.data_changed,
+        touched: journal.touched.clone(),
+        watch_paused: None,
     };
     // The commit is this one journal write; what it implies is written from the journal.
     journal.phase = Phase::Committed;
@@ -350,20 +441,21 @@ pub async fn intervene(config: &Config, verified: &Verified, due: &[&VerifiedBun
     Ok(receipt)
 }
 
-/// Maintenance (level 3), backup and staging; the live tree does not change. `Err` is the
-/// receipt's reason.
+/// Maintenance and backup (`protect`: level 3, or a database change at any level), then
+/// staging; the live tree does not change. `Err` is the receipt's reason.
 async fn prepare(
     run: &mut Run<'_>,
     journal: &mut Journal,
     due: &[&VerifiedBundle],
     archives: &[PathBuf],
     backup_dir: &Path,
+    protect: bool,
 ) -> std::result::Result<apply::Staged, String> {
     let config = run.config;
     let state = &config.state_dir;
     let dirroot = &config.moodle.dirroot;
     let journal_failed = |e: Error| format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e));
-    if config.contract.stability.level == Level::Three {
+    if protect {
         // Journaled before the hook: a kill right after it must still turn maintenance off.
         journal.maintenance = true;
         journal::write(state, journal).map_err(journal_failed)?;
@@ -438,8 +530,16 @@ async fn roll_back_now(run: &mut Run<'_>, journal: &mut Journal, why: String, fa
     journal.hold = hold;
     journal.reason = Some(why.clone());
     journal::write(&run.config.state_dir, journal)?;
-    roll_back(run, journal, failed_at).await?;
-    run.finish_and_clear(Outcome::RolledBack, Some(why))
+    let after = roll_back(run, journal, failed_at).await?;
+    run.finish_and_clear(Outcome::RolledBack, Some(with_after(why, after)))
+}
+
+/// A rollback's reason, with what the smoke checks said after it when they failed.
+fn with_after(why: String, after: Option<String>) -> String {
+    match after {
+        Some(a) => format!("{why}; {a}"),
+        None => why,
+    }
 }
 
 /// Write what the commit implies (installed record, last intervention), from the journal.
@@ -453,14 +553,59 @@ fn write_commit(state_dir: &Path, journal: &Journal) -> Result<()> {
     Ok(())
 }
 
-/// Hooks and checks after the swap; `Some((why, when it failed))` means roll back.
-async fn after_swap(run: &mut Run<'_>, journal: &mut Journal, due: &[&VerifiedBundle], level: Level) -> Result<Option<(String, Instant)>> {
+/// One round of checks, recorded in the receipt; `Some((why, when))` when one failed.
+async fn check_round(run: &mut Run<'_>, name: &str, list: &[palier_bundle::Check]) -> Option<(String, Instant)> {
     let config = run.config;
-    if due.iter().any(|b| b.meta().manifest.upgrade || b.meta().manifest.data_impact != palier_bundle::DataImpact::None) {
+    let t = started();
+    let (results, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, list, run.clock).await;
+    let failed_at = Instant::now();
+    let why = results.iter().find(|r| !r.ok).map(|r| format!("check {} failed: {}", r.path, r.detail.clone().unwrap_or_default()));
+    run.receipt.checks.extend(results);
+    run.step(name, t, &why.clone().map_or(Ok(()), Err));
+    if ok { None } else { Some((why.unwrap_or_else(|| "a check failed".into()), failed_at)) }
+}
+
+/// The checks after a swap, counted only on the new code. With a `reload` hook (run
+/// before), the web server runs the new code: the bundles' checks and the smoke checks
+/// run once. Without one, PHP's opcode cache may still serve the old code: the smoke checks
+/// run at once (a fatal error seen early is rolled back early), then again with the
+/// bundles' checks after `opcache_revalidate` + 1 s, and only that second round counts.
+async fn checks_on_new_code(run: &mut Run<'_>, due: &[&VerifiedBundle]) -> Option<(String, Instant)> {
+    let config = run.config;
+    let mut all: Vec<palier_bundle::Check> = due.iter().flat_map(|b| b.meta().manifest.checks.clone()).collect();
+    all.extend(config.smoke_checks.iter().cloned());
+    if config.hooks.reload.is_none() {
+        if let Some(failed) = check_round(run, "checks", &config.smoke_checks).await {
+            return Some(failed);
+        }
+        let wait = config.opcache_revalidate.unsigned_abs() + std::time::Duration::from_secs(1);
+        let t = started();
+        run.clock.sleep(wait).await;
+        run.step(&format!("wait {} ms for PHP's opcode cache to see the new files (no reload hook)", wait.as_millis()), t, &Ok(()));
+        return check_round(run, "checks on the new code", &all).await;
+    }
+    check_round(run, "checks", &all).await
+}
+
+/// Hooks and checks after the swap; `Some((why, when it failed))` means roll back.
+async fn after_swap(run: &mut Run<'_>, journal: &mut Journal, due: &[&VerifiedBundle], level: Level, changes_db: bool) -> Result<Option<(String, Instant)>> {
+    let config = run.config;
+    // The data may change from here on: a rollback restores the backup. A bundle that
+    // only declares a data impact is restored too when a backup was taken (level 3).
+    let declared = due.iter().any(|b| b.meta().manifest.data_impact != palier_bundle::DataImpact::None);
+    if changes_db || (declared && journal.backup_dir.is_some()) {
         journal.data_changed = true;
         journal::write(&config.state_dir, journal)?;
     }
-    if due.iter().any(|b| b.meta().manifest.upgrade) {
+    let t = started();
+    let r = run.hook("reload", config.hooks.reload.as_ref()).await;
+    if config.hooks.reload.is_some() {
+        run.step("reload", t, &r);
+    }
+    if let Err(why) = r {
+        return Ok(Some((why, Instant::now())));
+    }
+    if changes_db {
         let t = started();
         let r = run.hook("upgrade", config.hooks.upgrade.as_ref()).await;
         run.step("upgrade", t, &r);
@@ -481,44 +626,85 @@ async fn after_swap(run: &mut Run<'_>, journal: &mut Journal, due: &[&VerifiedBu
         if let Err(why) = r {
             return Ok(Some((format!("validation failed in maintenance: {why}"), Instant::now())));
         }
+    }
+    if run.maintenance {
         if let Err(why) = run.maintenance_off().await {
             return Ok(Some((why, Instant::now())));
         }
         journal.maintenance = false;
         journal::write(&config.state_dir, journal)?;
     }
-    let mut all_checks: Vec<palier_bundle::Check> = due.iter().flat_map(|b| b.meta().manifest.checks.clone()).collect();
-    all_checks.extend(config.smoke_checks.iter().cloned());
-    let t = started();
-    let client = checks::client();
-    let (results, ok) = checks::run_all(&client, &config.moodle.wwwroot, &all_checks).await;
-    let failed_at = Instant::now();
-    let why = results.iter().find(|r| !r.ok).map(|r| format!("check {} failed: {}", r.path, r.detail.clone().unwrap_or_default()));
-    run.receipt.checks = results;
-    run.step("checks", t, &why.clone().map_or(Ok(()), Err));
+    let failed = checks_on_new_code(run, due).await;
     crash::point("checks:done");
-    Ok(if ok { None } else { why.map(|w| (w, failed_at)) })
+    Ok(failed)
 }
 
-/// Put the journal's old tree back live, restore the backup where data may have changed
-/// (in maintenance, which stays on until the restore succeeds), set the failed tree aside,
-/// put the installed record back and remember a decided rollback. Each step looks at where
-/// things are first, so recovery runs this same function after a kill at any point of it.
-async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<Instant>) -> Result<()> {
+/// Why a rollback of a database change cannot go ahead, when it cannot: no backup was
+/// taken, or it is gone.
+fn cannot_restore(journal: &Journal) -> Option<String> {
+    if !journal.data_changed {
+        return None;
+    }
+    let missing = match &journal.backup_dir {
+        None => "no backup was taken".to_owned(),
+        Some(dir) if !dir.is_dir() => format!("its backup {} is gone", dir.display()),
+        Some(_) => return None,
+    };
+    Some(format!(
+        "cannot roll back {}: it changed the database and {missing}, so the database holds newer plugin versions than the old code, which Moodle refuses to run; the new code stays live; restore the database by hand first (then put the old tree {} back)",
+        journal.bundles.join(", "),
+        journal.previous.display()
+    ))
+}
+
+/// The one rollback procedure, the same after a failed check, from the watch, by hand and
+/// in recovery: maintenance on when the data changed (and always at level 3) before the old
+/// code goes live, the site's own files carried into the old tree, the old tree back live,
+/// the backup restored where the data changed (maintenance stays on until it succeeds),
+/// the `reload` and `purge_caches` hooks, maintenance off, the failed tree set aside, the
+/// installed record put back, a decided rollback remembered; then the smoke checks. Each
+/// step looks at where things are first, so recovery runs this same function after a kill
+/// at any point of it. Returns what the smoke checks said afterwards when they failed.
+async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<Instant>) -> Result<Option<String>> {
     let config = run.config;
     let state = &config.state_dir;
     let dirroot = &config.moodle.dirroot;
+    let live_tree = TreeId::dir_at(&apply::live_path(dirroot)?);
+    // Never a silent rollback that leaves a database newer than its code.
+    if live_tree != Some(journal.old_tree)
+        && let Some(why) = cannot_restore(journal)
+    {
+        return Err(Error::Refused(why));
+    }
+    if journal.maintenance {
+        run.maintenance = true;
+    }
+    let level3 = config.contract.stability.level == Level::Three;
+    if (journal.data_changed || level3) && config.hooks.maintenance_on.is_some() {
+        if !journal.maintenance {
+            journal.maintenance = true;
+            journal::write(state, journal)?;
+        }
+        if let Err(why) = run.maintenance_on("maintenance on (rollback)").await {
+            if journal.data_changed {
+                // The code and the database still match: keep both until maintenance can be on.
+                run.maintenance = false;
+                return Err(Error::Refused(format!(
+                    "cannot turn maintenance mode on to roll back {} and restore its backup: {why}; nothing moved, the next run tries again",
+                    journal.bundles.join(", ")
+                )));
+            }
+        }
+    }
+
     let t = started();
-    let back = put_old_tree_back(dirroot, journal);
+    let back = carry_into_old(dirroot, journal).and_then(|()| put_old_tree_back(dirroot, journal));
     if let Some(at) = failed_at {
         run.receipt.recovery_ms = Some(at.elapsed().as_millis() as u64);
     }
     run.step("rollback", t, &back.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     back?;
 
-    if journal.maintenance {
-        run.maintenance = true;
-    }
     if journal.data_changed
         && let Some(dir) = journal.backup_dir.clone()
     {
@@ -528,12 +714,14 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             journal::write(state, journal)?;
         }
         run.values.insert("backup_dir", dir.display().to_string());
-        if let Err(why) = run.maintenance_on("maintenance on (restore)").await {
-            run.maintenance = false;
-            return Err(Error::Refused(format!(
-                "cannot turn maintenance mode on to restore backup {}: {why}; the site runs the old tree and the next run restores the backup again",
-                dir.display()
-            )));
+        if !run.maintenance {
+            if let Err(why) = run.maintenance_on("maintenance on (restore)").await {
+                run.maintenance = false;
+                return Err(Error::Refused(format!(
+                    "cannot turn maintenance mode on to restore backup {}: {why}; the site runs the old tree and the next run restores the backup again",
+                    dir.display()
+                )));
+            }
         }
         let t = started();
         let r = run.hook("restore", config.hooks.restore.as_ref()).await;
@@ -546,6 +734,15 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
                 dir.display(),
                 journal::path(state).display()
             )));
+        }
+    }
+    // The web server's PHP and Moodle's caches on the old code: a failure of either is
+    // recorded, and does not stop the rollback.
+    for (name, step, hook) in [("reload", "reload", config.hooks.reload.as_ref()), ("purge_caches", "purge caches", config.hooks.purge_caches.as_ref())] {
+        if hook.is_some() {
+            let t = started();
+            let r = run.hook(name, hook).await;
+            run.step(step, t, &r);
         }
     }
     if let Err(why) = run.maintenance_off().await {
@@ -577,6 +774,37 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
         crash::point("rollback:last-removed");
     }
+    // The old code answers again: the smoke checks say so (a failure is reported, the old
+    // tree stays: there is nothing older to go back to).
+    let t = started();
+    let (results, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
+    let after = (!ok).then(|| {
+        let r = results.iter().find(|r| !r.ok);
+        format!(
+            "after the rollback the old code fails check {}: {}",
+            r.map_or("?", |r| r.path.as_str()),
+            r.and_then(|r| r.detail.clone()).unwrap_or_default()
+        )
+    });
+    run.receipt.checks.extend(results);
+    run.step("checks after the rollback", t, &after.clone().map_or(Ok(()), Err));
+    crash::point("rollback:checks");
+    Ok(after)
+}
+
+/// Before the old tree goes back live: the site's own files as they are in the live tree
+/// (config.php edited since, a `local/` plugin installed since) are carried into it; the
+/// bundles' own paths are not. Nothing to do once the old tree is live.
+fn carry_into_old(dirroot: &Path, journal: &Journal) -> Result<()> {
+    let live = apply::live_path(dirroot)?;
+    if TreeId::dir_at(&live) == Some(journal.old_tree) {
+        return Ok(());
+    }
+    let Some(old) = [&journal.previous, &journal.staging].into_iter().find(|p| TreeId::dir_at(p) == Some(journal.old_tree)) else {
+        // put_old_tree_back says where it is not.
+        return Ok(());
+    };
+    apply::carry_site_local(&live, old, &journal.touched)?;
     Ok(())
 }
 
@@ -651,10 +879,11 @@ fn prune_previous(dirroot: &Path, just_kept: &Path, keep: usize) {
     }
 }
 
-/// Roll back the last intervention by hand (or from the watch): the previous tree goes back
-/// live, its backup is restored where data changed, and the bundles are remembered as
-/// rolled back. The lock must be held.
-pub async fn rollback_last(config: &Config, reason: &str) -> Result<Receipt> {
+/// Roll back the last intervention by hand (or from the watch) with the one rollback
+/// procedure; the bundles are held. A database change that cannot be restored (no backup,
+/// or it is gone) is refused before anything moves: the receipt is `failed` and says that
+/// the database holds newer plugin versions than the old code. The lock must be held.
+pub async fn rollback_last(config: &Config, clock: &dyn Clock, reason: &str) -> Result<Receipt> {
     let state = &config.state_dir;
     let last = read_last(state)?.ok_or_else(|| Error::Refused(format!("nothing to roll back: no applied intervention recorded in {}", state.display())))?;
     if TreeId::dir_at(&last.previous) != Some(last.previous_tree) {
@@ -682,17 +911,23 @@ pub async fn rollback_last(config: &Config, reason: &str) -> Result<Receipt> {
         hold: true,
         reason: Some(reason.to_owned()),
         commit: None,
+        touched: last.touched.clone(),
     };
+    let mut run = Run::new(config, clock, journal.receipt.clone(), last.bundles.clone(), last.backup_dir.as_deref());
+    if let Some(why) = cannot_restore(&journal) {
+        // Nothing moved; the receipt (and the dashboard) say why.
+        run.step("rollback", started(), &Err(why.clone()));
+        return run.finish(Outcome::Failed, Some(why));
+    }
     journal::write(state, &journal)?;
-    let mut run = Run::new(config, journal.receipt.clone(), last.bundles.clone(), last.backup_dir.as_deref());
-    roll_back(&mut run, &mut journal, None).await?;
-    run.finish_and_clear(Outcome::RolledBack, Some(reason.to_owned()))
+    let after = roll_back(&mut run, &mut journal, None).await?;
+    run.finish_and_clear(Outcome::RolledBack, Some(with_after(reason.to_owned(), after)))
 }
 
 /// At start-up: finish or undo an intervention that a crash or a kill interrupted, so the
 /// site runs one whole tree. `None` when there was nothing to recover. Every path is
 /// idempotent: a kill during the recovery is recovered the same way by the next start.
-pub async fn recover(config: &Config) -> Result<Option<Receipt>> {
+pub async fn recover(config: &Config, clock: &dyn Clock) -> Result<Option<Receipt>> {
     let state = &config.state_dir;
     let Some(mut journal) = journal::read(state)? else { return Ok(None) };
     crash::point("recover:start");
@@ -700,13 +935,13 @@ pub async fn recover(config: &Config) -> Result<Option<Receipt>> {
         journal.receipt = journal.id.clone();
     }
     let dirroot = &config.moodle.dirroot;
-    let mut run = Run::new(config, format!("{}-recovery", journal.receipt), journal.bundles.clone(), journal.backup_dir.as_deref());
+    let mut run = Run::new(config, clock, format!("{}-recovery", journal.receipt), journal.bundles.clone(), journal.backup_dir.as_deref());
     let live = TreeId::dir_at(&apply::live_path(dirroot)?);
     let reason = match journal.phase {
         Phase::Committed => {
             write_commit(state, &journal)?;
             if !receipt::dir(state).join(format!("{}.json", journal.receipt)).exists() {
-                Run::new(config, journal.receipt.clone(), journal.bundles.clone(), journal.backup_dir.as_deref())
+                Run::new(config, clock, journal.receipt.clone(), journal.bundles.clone(), journal.backup_dir.as_deref())
                     .finish(Outcome::Applied, Some("interrupted after it was committed: receipt written by the recovery".into()))?;
             }
             "interrupted after it was committed: the new tree stays".to_owned()
@@ -746,36 +981,97 @@ pub async fn recover(config: &Config) -> Result<Option<Receipt>> {
                 journal.reason = Some("interrupted after the swap, before the checks passed".into());
                 journal::write(state, &journal)?;
             }
-            roll_back(&mut run, &mut journal, None).await?;
-            match (journal.hold, &journal.reason) {
+            let after = roll_back(&mut run, &mut journal, None).await?;
+            let why = match (journal.hold, &journal.reason) {
                 (true, Some(why)) => format!("rollback interrupted, now finished: {why}"),
                 _ => "interrupted after the swap, before the checks passed: the old tree is back".to_owned(),
-            }
+            };
+            with_after(why, after)
         }
     };
     run.finish_and_clear(Outcome::Recovered, Some(reason)).map(Some)
 }
 
+/// The watch paused while the site is in a maintenance mode palier did not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchPause {
+    pub since: Timestamp,
+    pub reason: String,
+}
+
+/// What one round of the watch did.
+#[derive(Debug, Default)]
+pub struct Watched {
+    /// The rollback it decided (or its refusal, a `failed` receipt).
+    pub receipt: Option<Receipt>,
+    /// Why the watch is paused (the site is in maintenance mode that palier did not start).
+    pub paused: Option<String>,
+}
+
 /// The watch period: while it lasts, the smoke checks must keep passing, or the last
-/// intervention is rolled back automatically. The lock must be held.
-pub async fn watch(config: &Config, now: Timestamp) -> Result<Option<Receipt>> {
-    let Some(last) = read_last(&config.state_dir)? else { return Ok(None) };
-    if now >= last.watch_until {
-        return Ok(None);
+/// intervention is rolled back automatically, with the one rollback procedure. While the
+/// site is in a maintenance mode that palier did not start (`climaintenance.html` in
+/// dataroot, or a check answered by Moodle's maintenance page), the watch pauses: nothing is
+/// rolled back for it, and the watch is extended by the pause once maintenance is off.
+/// The lock must be held (palier's own maintenance only happens under it).
+pub async fn watch(config: &Config, clock: &dyn Clock, now: Timestamp) -> Result<Watched> {
+    let state = &config.state_dir;
+    let Some(mut last) = read_last(state)? else { return Ok(Watched::default()) };
+    if now >= last.watch_until && last.watch_paused.is_none() {
+        return Ok(Watched::default());
     }
-    let client = checks::client();
-    let (results, ok) = checks::run_all(&client, &config.moodle.wwwroot, &config.smoke_checks).await;
-    if ok {
-        return Ok(None);
+    let mut maintenance = checks::maintenance_file(&config.moodle.dataroot).then(|| format!("{} is in dataroot", checks::MAINTENANCE_FILE));
+    let mut results = Vec::new();
+    if maintenance.is_none() {
+        let (r, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, &config.smoke_checks, clock).await;
+        if ok {
+            if let Some(p) = last.watch_paused.take() {
+                // Maintenance is over: the watch resumes for the time it was paused.
+                let paused = now.duration_since(p.since).max(SignedDuration::ZERO);
+                last.watch_until = last.watch_until.checked_add(paused).unwrap_or(last.watch_until);
+                journal::write_record(&last_path(state), &last, "record of the last intervention")?;
+                tracing::info!(bundles = %last.bundles.join(","), "the site left maintenance mode: the watch resumes until {}", last.watch_until);
+            }
+            return Ok(Watched::default());
+        }
+        maintenance = r.iter().find(|c| !c.ok && c.maintenance).map(|c| format!("check {} answered Moodle's maintenance page", c.path));
+        results = r;
+    }
+    if let Some(what) = maintenance {
+        let reason = format!("the site is in maintenance mode that palier did not start ({what}): the watch of {} is paused, nothing is rolled back for it", last.bundles.join(", "));
+        if last.watch_paused.is_none() {
+            last.watch_paused = Some(WatchPause { since: now, reason: reason.clone() });
+            journal::write_record(&last_path(state), &last, "record of the last intervention")?;
+        }
+        tracing::warn!("{reason}");
+        return Ok(Watched { receipt: None, paused: Some(reason) });
     }
     let why = results.iter().find(|r| !r.ok).map(|r| format!("check {} failed during the watch: {}", r.path, r.detail.clone().unwrap_or_default()));
     let failed_at = Instant::now();
-    let mut receipt = rollback_last(config, why.as_deref().unwrap_or("a check failed during the watch")).await?;
-    receipt.recovery_ms = Some(failed_at.elapsed().as_millis() as u64);
-    receipt.checks = results;
-    receipt::save(&config.state_dir, &receipt)?;
+    let mut receipt = rollback_last(config, clock, why.as_deref().unwrap_or("a check failed during the watch")).await?;
+    if receipt.outcome == Outcome::RolledBack {
+        receipt.recovery_ms = Some(failed_at.elapsed().as_millis() as u64);
+    }
+    let mut all = results;
+    all.append(&mut receipt.checks);
+    receipt.checks = all;
+    receipt::save(state, &receipt)?;
     crate::report::enqueue(config, &receipt)?;
-    Ok(Some(receipt))
+    Ok(Watched { receipt: Some(receipt), paused: None })
+}
+
+/// When the smoke checks of the watch must run next, at the latest: every
+/// `recovery_budget / 2` while the last intervention is watched (or its watch paused), so
+/// that a failure is rolled back within the budget. `None` when nothing is watched.
+pub fn next_watch_check(config: &Config, now: Timestamp) -> Option<Timestamp> {
+    let last = read_last(&config.state_dir).ok().flatten()?;
+    if now >= last.watch_until && last.watch_paused.is_none() {
+        return None;
+    }
+    let half = (config.contract.stability.recovery_budget / 2).max(SignedDuration::from_secs(1));
+    let next = now.checked_add(half).ok()?;
+    Some(if last.watch_paused.is_none() { next.min(last.watch_until) } else { next })
 }
 
 /// `SignedDuration` as whole minutes, for the `{minutes}` placeholder.
@@ -784,8 +1080,79 @@ pub fn minutes(d: SignedDuration) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+    use crate::clock::TestClock;
+
+    /// A config for a site at `dir` (state, dirroot, dataroot below it) served at `wwwroot`,
+    /// smoke-checking the login page, with these extra `[hooks]` and `[stability]` lines.
+    pub(crate) fn config(dir: &Path, wwwroot: &str, hooks: &str, stability: &str) -> Config {
+        let text = format!(
+            "platform = \"univ-a\"\nrepository = \"file:///nonexistent/repo\"\ntrusted_root = \"root.json\"\nstate_dir = \"state\"\ntimezone = \"Europe/Paris\"\n\
+             [moodle]\ndirroot = \"dirroot\"\ndataroot = \"dataroot\"\nwwwroot = \"{wwwroot}\"\n\
+             [improvement]\nlevel = 3\n[stability]\nlevel = 1\n{stability}\n\
+             [checks]\nopcache_revalidate = \"2s\"\nsmoke = [{{ path = \"/login/index.php\", expect_status = 200, expect_body = \"logintoken\" }}]\n\
+             [hooks]\n{hooks}\n"
+        );
+        for d in ["state", "dirroot", "dataroot"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        Config::parse(&text, &dir.join("agent.toml")).unwrap()
+    }
+
+    /// A site behind PHP's opcode cache: the login page is answered as the old code (200)
+    /// for the first `stale` requests, then as the new, broken code (500). Counts requests.
+    pub(crate) async fn stale_then_broken(stale: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let n = Arc::new(AtomicUsize::new(0));
+        let seen = n.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 2048];
+                let _ = conn.read(&mut buf).await;
+                let (status, body) = if seen.fetch_add(1, Ordering::SeqCst) < stale { ("200 OK", "logintoken") } else { ("500 Internal Server Error", "fatal") };
+                let _ = conn.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes()).await;
+            }
+        });
+        (url, n)
+    }
+
+    /// Issue 13, item 7: checks passed on stale code. Without a reload hook the checks run a
+    /// second time after PHP's revalidation delay (through the clock: no real wait), and the
+    /// broken code is caught there; with one, one round after the reload counts.
+    #[tokio::test]
+    async fn the_checks_count_only_on_the_new_code() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first round sees the old code; the second, 3 s later, the new one.
+        let (url, _) = stale_then_broken(1).await;
+        let config = config(dir.path(), &url, "", "");
+        let clock = TestClock::new("2026-12-01T09:00:00Z".parse().unwrap());
+        let mut run = Run::new(&config, &clock, "t".into(), vec!["login-break@1.0.0".into()], None);
+        let failed = checks_on_new_code(&mut run, &[]).await;
+        assert!(failed.as_ref().is_some_and(|(why, _)| why.contains("check /login/index.php failed: status 500")), "{failed:?}");
+        // opcache_revalidate + 1 s, then the failed check's retry delay: all through the clock.
+        let pauses = clock.pauses();
+        assert_eq!(pauses[0], std::time::Duration::from_secs(3), "{pauses:?}");
+        assert!(pauses.len() == 2 && pauses[1] >= checks::RETRY_DELAY.0, "{pauses:?}");
+        assert!(run.receipt.steps.iter().any(|s| s.name.contains("opcode cache")), "{:?}", run.receipt.steps);
+
+        // With a reload hook, PHP runs the new code at once: one round, no pause.
+        let (url, served) = stale_then_broken(0).await;
+        let config = super::tests::config(dir.path(), &url, "reload = [\"true\"]", "");
+        let clock = TestClock::new("2026-12-01T09:00:00Z".parse().unwrap());
+        let mut run = Run::new(&config, &clock, "t".into(), vec![], None);
+        assert!(checks_on_new_code(&mut run, &[]).await.is_some());
+        assert!(clock.pauses().iter().all(|p| *p >= checks::RETRY_DELAY.0), "only the retry's pause: {:?}", clock.pauses());
+        assert_eq!(served.load(Ordering::SeqCst), 2, "one check, tried twice");
+    }
 
     #[test]
     fn intervention_ids_are_never_reused() {

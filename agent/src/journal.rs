@@ -113,6 +113,10 @@ pub struct Journal {
     /// Set with phase `committed`.
     #[serde(default)]
     pub commit: Option<Commit>,
+    /// The paths the bundles write or delete: theirs. Every other site-local file is the
+    /// site's, carried into whichever tree goes live (see `apply::carry_site_local`).
+    #[serde(default)]
+    pub touched: Vec<String>,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {

@@ -12,6 +12,7 @@ pub mod download;
 pub mod holds;
 pub mod prune;
 pub mod checks;
+pub mod clock;
 pub mod crash;
 pub mod error;
 pub mod hooks;

@@ -59,6 +59,7 @@ pub fn why_not(p: &Platform, d: &Decision, meta: Option<&BundleMetadata>) -> Str
         }
         Reason::Held => format!("this site holds it ({detail})"),
         Reason::FileConflict => format!("it would overwrite another bundle's fix ({detail})"),
+        Reason::BackupMissing => format!("it changes the database and this site takes no backup ({detail})"),
     };
     let kind = match d.decision {
         DecisionKind::WaitingValidation => "waiting for validation: ",

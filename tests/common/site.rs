@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use palier_fixture::{HookName, Hooks, MoodleServer, TreeOptions, generate, tree_hash, write_hook_scripts};
+use palier_fixture::{HookName, Hooks, Layout, MoodleServer, TreeOptions, generate, tree_hash, write_hook_scripts};
 
 use super::{World, stderr};
 
@@ -22,11 +22,20 @@ impl Site {
 
     /// A site in a temporary folder under `parent`.
     pub fn new_in(files: usize, parent: &Path) -> Site {
+        Self::generated(files, parent, Layout::default())
+    }
+
+    /// A site of the given code layout (4.x, or 5.1+ with its `public/` web root).
+    pub fn with_layout(files: usize, layout: Layout) -> Site {
+        Self::generated(files, &std::env::temp_dir(), layout)
+    }
+
+    fn generated(files: usize, parent: &Path, layout: Layout) -> Site {
         let w = World::new_in(parent);
         let dirroot = w.path("site/dirroot");
         std::fs::remove_dir_all(&dirroot).unwrap();
         let dataroot = w.path("site/dataroot");
-        generate(&dirroot, &TreeOptions { files, bytes: files as u64 * 2_000, dataroot: dataroot.clone(), ..TreeOptions::default() }).unwrap();
+        generate(&dirroot, &TreeOptions { files, bytes: files as u64 * 2_000, dataroot: dataroot.clone(), layout, ..TreeOptions::default() }).unwrap();
         let server = MoodleServer::start(dirroot, dataroot);
         let hooks = write_hook_scripts(&w.path("hooks"), &w.path("hooks.log")).unwrap();
         Site { w, server, hooks }
@@ -48,10 +57,11 @@ impl Site {
         let hooks_start = text.find("[hooks]").unwrap();
         let mut text = text[..hooks_start].to_owned();
         text = text.replace("[stability]\n", &format!("[stability]\n{extra_stability}"));
+        // Every level reloads PHP after a swap (the fixture's server may cache PHP files).
         let names: &[HookName] = match stability {
-            1 => &[HookName::Guard, HookName::Upgrade, HookName::PurgeCaches],
-            2 => &[HookName::Guard, HookName::Notice, HookName::Upgrade, HookName::PurgeCaches],
-            _ => &HookName::ALL,
+            1 => &[HookName::Guard, HookName::Upgrade, HookName::PurgeCaches, HookName::Reload],
+            2 => &[HookName::Guard, HookName::Notice, HookName::Upgrade, HookName::PurgeCaches, HookName::Reload],
+            _ => &HookName::EVERY,
         };
         text.push_str(&format!("[hooks]\n{}timeout = \"3s\"\n", self.hooks.toml_lines(names)));
         std::fs::write(&path, text).unwrap();
@@ -77,7 +87,8 @@ impl Site {
     pub fn try_publish(&self, id: &str, version: &str, class_impact: (&str, &str), files: &[(&str, &str)], extra: &str) -> Output {
         let dir = self.w.path(&format!("bundles/{id}-{version}"));
         // A bundle changes only its component's folder: files outside mod/quiz are core's.
-        let component = if files.iter().all(|(p, _)| p.starts_with("mod/quiz/")) { "mod_quiz" } else { "core" };
+        let quiz = |p: &str| p.starts_with("mod/quiz/") || p.starts_with("public/mod/quiz/");
+        let component = if files.iter().all(|(p, _)| quiz(p)) { "mod_quiz" } else { "core" };
         for (p, c) in files {
             let f = dir.join("files").join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();

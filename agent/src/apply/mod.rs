@@ -160,5 +160,110 @@ pub fn restore(dirroot: &Path, previous: &Path, old: TreeId, current: TreeId) ->
     }
 }
 
+/// Refuse to act on a site whose code root (dirroot, or its symlink's target) belongs to
+/// another user than the one running (`euid`): what the agent wrote would be its own, and
+/// the site's user could no longer change it (a `run --once` as root once made a whole tree
+/// root's). Says which user to run as.
+pub fn check_owner(dirroot: &Path, euid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let live = live_path(dirroot)?;
+    let owner = std::fs::metadata(&live).map_err(Error::io("read", &live))?.uid();
+    if owner == euid {
+        return Ok(());
+    }
+    let name = |uid: u32| crate::lock::user_name(uid).unwrap_or_else(|| format!("#{uid}"));
+    let (owner, me) = (name(owner), name(euid));
+    Err(Error::Refused(format!(
+        "dirroot {} belongs to {owner}, and this command runs as {me}: the files it wrote would be {me}'s and the site's own user could not change them; run it as that user: sudo -u {owner} palier-agent ...",
+        dirroot.display()
+    )))
+}
+
+/// The site's own files under `root` (relative paths): `config.php`, `public/config.php`,
+/// every `.htaccess` and `.user.ini`, and every file or symlink under `local/` and
+/// `public/local/` (the deny-list of `palier_bundle::layout::site_local`). Symlinks are never
+/// followed.
+fn site_local_files(root: &Path) -> Result<std::collections::BTreeSet<String>> {
+    use std::collections::BTreeSet;
+    fn walk(root: &Path, dir: &Path, all: bool, out: &mut BTreeSet<String>) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            let ft = e.file_type()?;
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let local = all || rel == "local" || rel == "public/local";
+            if ft.is_dir() {
+                walk(root, &path, local, out)?;
+            } else if local || matches!(e.file_name().to_str(), Some(".htaccess" | ".user.ini")) {
+                out.insert(rel);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeSet::new();
+    for top in ["config.php", "public/config.php"] {
+        if std::fs::symlink_metadata(root.join(top)).is_ok_and(|m| !m.is_dir()) {
+            out.insert(top.to_owned());
+        }
+    }
+    walk(root, root, false, &mut out).map_err(Error::io("list", root))?;
+    Ok(out)
+}
+
+/// Carry the site's own files from the `live` tree into `into`, a tree about to go live
+/// (the staged tree before the swap, the previous tree before a rollback), except the
+/// paths in `touched` (the bundles' own files): each is hard-linked (a symlink copied)
+/// into `into` where `into` does not already hold that very file, and a file under `local/`
+/// that `into` has and the live tree no longer has is removed there. So a `config.php`
+/// edited after an apply, or a plugin installed under `local/` since, is never undone by a
+/// swap. `into` is never live here. Returns how many paths changed.
+pub fn carry_site_local(live: &Path, into: &Path, touched: &[String]) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let theirs = |p: &String| touched.iter().any(|t| t == p);
+    let from = site_local_files(live)?;
+    let mut changed = 0;
+    for rel in from.iter().filter(|p| !theirs(p)) {
+        let src = live.join(rel);
+        let dst = into.join(rel);
+        let sm = std::fs::symlink_metadata(&src).map_err(Error::io("read", &src))?;
+        match std::fs::symlink_metadata(&dst) {
+            Ok(dm) if dm.dev() == sm.dev() && dm.ino() == sm.ino() => continue,
+            Ok(dm) if dm.is_dir() => {
+                return Err(Error::Site { path: dst, why: format!("is a folder where the live tree has the site's file {rel}: cannot carry it") });
+            }
+            _ => {}
+        }
+        if let Some(parent) = dst.parent() {
+            stage::make_dirs(into, parent).map_err(Error::io("create folder", parent))?;
+        }
+        let tmp = dst.with_file_name(format!(".palier-carry-{}", dst.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+        let _ = std::fs::remove_file(&tmp);
+        if sm.file_type().is_symlink() {
+            let target = std::fs::read_link(&src).map_err(Error::io("read link", &src))?;
+            std::os::unix::fs::symlink(target, &tmp).map_err(Error::io("create link", &tmp))?;
+        } else {
+            std::fs::hard_link(&src, &tmp).map_err(Error::io("hard-link", &tmp))?;
+        }
+        std::fs::rename(&tmp, &dst).map_err(Error::io("replace", &dst))?;
+        changed += 1;
+    }
+    for rel in site_local_files(into)?.difference(&from).filter(|p| !theirs(p)) {
+        if rel.starts_with("local/") || rel.starts_with("public/local/") {
+            let p = into.join(rel);
+            std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
+            changed += 1;
+        }
+    }
+    if changed > 0 {
+        crash::point("carry:done");
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests;

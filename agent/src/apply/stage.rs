@@ -12,11 +12,27 @@ use palier_bundle::{FileEntry, Manifest};
 
 use crate::error::{Error, Result};
 
-/// Create the staging tree's root (which must not exist) with the live tree's mode.
+/// Whether the agent runs as root: only then can (and must) it give what it creates the
+/// owner of what it replaces. As the site's own user, what it creates is already the site's.
+fn as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Give `path` (not followed when a symlink) the owner and group of `like`, when root.
+fn own_like(path: &Path, like: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if as_root() {
+        std::os::unix::fs::lchown(path, Some(like.uid()), Some(like.gid()))?;
+    }
+    Ok(())
+}
+
+/// Create the staging tree's root (which must not exist) with the live tree's mode and owner.
 pub fn create_root(live: &Path, staging: &Path) -> Result<()> {
-    let mode = fs::metadata(live).map_err(Error::io("read", live))?.permissions().mode();
+    let meta = fs::metadata(live).map_err(Error::io("read", live))?;
     fs::create_dir(staging).map_err(Error::io("create staging tree", staging))?;
-    fs::set_permissions(staging, fs::Permissions::from_mode(mode)).map_err(Error::io("set mode of", staging))
+    own_like(staging, &meta).map_err(Error::io("set owner of", staging))?;
+    fs::set_permissions(staging, fs::Permissions::from_mode(meta.permissions().mode())).map_err(Error::io("set mode of", staging))
 }
 
 /// Clone `live` into the empty `staging`: directories are created with their modes,
@@ -34,13 +50,18 @@ fn clone_dir(src: &Path, dst: &Path, count: &mut u64) -> Result<()> {
         let to = dst.join(entry.file_name());
         let ft = entry.file_type().map_err(Error::io("read", &from))?;
         if ft.is_dir() {
-            let mode = entry.metadata().map_err(Error::io("read", &from))?.permissions().mode();
+            let meta = entry.metadata().map_err(Error::io("read", &from))?;
             fs::create_dir(&to).map_err(Error::io("create", &to))?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).map_err(Error::io("set mode of", &to))?;
+            own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(meta.permissions().mode())).map_err(Error::io("set mode of", &to))?;
             clone_dir(&from, &to, count)?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&from).map_err(Error::io("read link", &from))?;
             std::os::unix::fs::symlink(target, &to).map_err(Error::io("create link", &to))?;
+            if as_root() {
+                let meta = entry.metadata().map_err(Error::io("read", &from))?;
+                own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
+            }
         } else {
             fs::hard_link(&from, &to).map_err(Error::io("hard-link", &to))?;
         }
@@ -61,13 +82,21 @@ impl EntrySink for StageSink<'_> {
             make_dirs(self.root, parent)?;
         }
         // The staged name may be a hard link to the live file: unlink it, never write through it.
-        match fs::symlink_metadata(&path) {
+        // The new file takes the owner of the one it replaces, or of its folder.
+        let owner = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => return Err(io::Error::other(format!("{} is a directory in the site", entry.path))),
-            Ok(_) => fs::remove_file(&path)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(m) => {
+                fs::remove_file(&path)?;
+                m
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::metadata(path.parent().unwrap_or(self.root))?,
             Err(e) => return Err(e),
-        }
+        };
         let file = OpenOptions::new().write(true).create_new(true).mode(entry.mode.bits()).open(&path)?;
+        if as_root() {
+            use std::os::unix::fs::MetadataExt;
+            std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
+        }
         let mut out = BufWriter::with_capacity(256 * 1024, file);
         io::copy(data, &mut out)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -76,19 +105,25 @@ impl EntrySink for StageSink<'_> {
     }
 }
 
-/// Create the missing directories of `dir` under `root`, refusing to follow a symlink.
-fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+/// Create the missing directories of `dir` under `root`, refusing to follow a symlink; a
+/// new folder takes the owner of the folder it is created in.
+pub(crate) fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
     let rel = dir.strip_prefix(root).map_err(io::Error::other)?;
     let mut current = root.to_path_buf();
     for part in rel.components() {
+        let parent = current.clone();
         current.push(part);
+        let create = |current: &Path| -> io::Result<()> {
+            fs::create_dir(current)?;
+            own_like(current, &fs::metadata(&parent)?)
+        };
         match fs::symlink_metadata(&current) {
             Ok(m) if m.is_dir() => {}
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(io::Error::other(format!("{} is a symlink in the site: not written through", current.display())));
             }
-            Ok(_) => fs::remove_file(&current).and_then(|()| fs::create_dir(&current))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&current)?,
+            Ok(_) => fs::remove_file(&current).and_then(|()| create(&current))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create(&current)?,
             Err(e) => return Err(e),
         }
     }

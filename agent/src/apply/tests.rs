@@ -233,3 +233,82 @@ fn trees_are_moved_and_removed_only_by_identity() {
     assert_eq!(TreeId::of(&staged.path).unwrap(), old);
     assert!(remove_tree(&staged.path, staged.tree).is_ok_and(|removed| !removed), "the old tree is not the staged one");
 }
+
+/// Issue 13, item 11: the site's own files (config.php, .htaccess, local/ customisations)
+/// as they are live are carried into the tree about to go live; the bundles' own paths are
+/// not; a local/ plugin removed since is removed there too.
+#[test]
+fn the_sites_own_files_are_carried_into_the_tree_going_live() {
+    let f = Fixture::new();
+    let live = f.live();
+    for (p, c) in [("config.php", "<?php $CFG->x = 1;"), ("local/custom/a.php", "mine"), ("local/gone/b.php", "removed later"), ("mod/quiz/.htaccess", "deny"), ("local/owned/c.php", "bundle's v1")] {
+        std::fs::create_dir_all(live.join(p).parent().unwrap()).unwrap();
+        std::fs::write(live.join(p), c).unwrap();
+    }
+    let old = f.tmp.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    stage::clone_into(&live, &old).unwrap();
+    // After the apply: config.php edited by rename (a new inode, as editors do), a plugin
+    // installed under local/, another removed, a new .htaccess; the bundle owns local/owned.
+    std::fs::write(live.join("config.php.new"), "<?php $CFG->x = 2;").unwrap();
+    std::fs::rename(live.join("config.php.new"), live.join("config.php")).unwrap();
+    std::fs::create_dir_all(live.join("local/added")).unwrap();
+    std::fs::write(live.join("local/added/version.php"), "new plugin").unwrap();
+    std::fs::remove_dir_all(live.join("local/gone")).unwrap();
+    std::fs::write(live.join("lib/.htaccess"), "deny from all").unwrap();
+    std::fs::remove_file(live.join("local/owned/c.php")).unwrap();
+    std::fs::write(live.join("local/owned/c.php"), "bundle's v2").unwrap();
+    std::fs::remove_file(live.join("mod/quiz/view.php")).unwrap();
+    std::fs::write(live.join("mod/quiz/view.php"), "not site-local").unwrap();
+    let changed = carry_site_local(&live, &old, &["local/owned/c.php".to_owned()]).unwrap();
+    assert_eq!(changed, 4, "config.php, local/added/version.php, lib/.htaccess in; local/gone/b.php out");
+    let read = |p: &str| std::fs::read_to_string(old.join(p)).unwrap();
+    assert_eq!(read("config.php"), "<?php $CFG->x = 2;");
+    assert_eq!(read("local/added/version.php"), "new plugin");
+    assert_eq!(read("lib/.htaccess"), "deny from all");
+    assert!(!old.join("local/gone/b.php").exists());
+    assert_eq!(read("local/custom/a.php"), "mine");
+    assert_eq!(read("local/owned/c.php"), "bundle's v1", "the bundle's own file goes back with its tree");
+    assert_eq!(read("mod/quiz/view.php"), "old quiz", "code is not carried");
+    assert_eq!(carry_site_local(&live, &old, &["local/owned/c.php".to_owned()]).unwrap(), 0, "idempotent");
+}
+
+/// Issue 13, item 10: the agent acts only as the owner of the code root.
+#[test]
+fn another_user_than_the_owner_of_dirroot_is_refused_naming_the_owner() {
+    let f = Fixture::new();
+    let me = rustix::process::geteuid().as_raw();
+    check_owner(&f.live(), me).unwrap();
+    let e = check_owner(&f.live(), me + 4242).unwrap_err().to_string();
+    let owner = crate::lock::user_name(me).unwrap_or_else(|| format!("#{me}"));
+    assert!(e.contains(&format!("belongs to {owner}")) && e.contains(&format!("sudo -u {owner} palier-agent")), "{e}");
+}
+
+/// Issue 13, item 10: run as root, what the agent writes takes the owner and group of the
+/// file it replaces, or of its folder; unchanged files stay hard links with their owners.
+#[test]
+fn written_files_take_the_owner_of_what_they_replace_when_run_as_root() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (CI runs as root) to give files away");
+        return;
+    }
+    let f = Fixture::new();
+    let live = f.live();
+    let give = |p: &Path, id: u32| std::os::unix::fs::lchown(p, Some(id), Some(id + 1)).unwrap();
+    for p in ["mod", "mod/quiz", "mod/quiz/view.php", "mod/quiz/old.js"] {
+        give(&live.join(p), 4321);
+    }
+    give(&live.join("lib/keep.php"), 5555);
+    let (m, a) = f.bundle("quiz-fix");
+    let staged = stage_all(&live, "own", &[(&m, &a)]).unwrap();
+    let owner = |p: &str| {
+        let m = std::fs::symlink_metadata(staged.path.join(p)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(owner("mod/quiz/view.php"), (4321, 4322), "replaced: the old file's owner");
+    assert_eq!(owner("mod/quiz/classes"), (4321, 4322), "a new folder: its parent's owner");
+    assert_eq!(owner("mod/quiz/classes/timer.php"), (4321, 4322), "a new file: its folder's owner");
+    assert_eq!(owner("mod/quiz"), (4321, 4322));
+    assert_eq!(owner("lib/keep.php"), (5555, 5556));
+    assert_eq!(owner("index.php"), (0, 0));
+}

@@ -326,7 +326,7 @@ pub fn resolve_program(program: &str, path_var: Option<&str>) -> std::result::Re
 
 fn hooks(c: &Config, out: &mut Vec<Problem>) {
     let h = &c.hooks;
-    let all: [(&str, &Option<Hook>); 9] = [
+    let all: [(&str, &Option<Hook>); 10] = [
         ("maintenance_on", &h.maintenance_on),
         ("maintenance_off", &h.maintenance_off),
         ("notice", &h.notice),
@@ -336,6 +336,7 @@ fn hooks(c: &Config, out: &mut Vec<Problem>) {
         ("purge_caches", &h.purge_caches),
         ("validate", &h.validate),
         ("guard", &h.guard),
+        ("reload", &h.reload),
     ];
     let path_var = std::env::var("PATH").ok();
     for (name, hook) in all {

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use jiff::Timestamp;
 
 use crate::cycle::{self, CycleReport};
 use crate::error::Result;
@@ -99,19 +98,23 @@ impl Args {
             config.server.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string),
             palier_bundle::schedule::format_duration(self.interval)
         );
-        loop {
-            // A cycle runs to its end: an intervention is never cut in the middle by SIGTERM.
-            match cycle::run_once(&config, Timestamp::now()).await {
+        // A cycle runs to its end: an intervention is never cut in the middle by SIGTERM.
+        // During the watch of an intervention the daemon wakes in between for its checks.
+        let jitter = Duration::from_millis(u64::from(std::process::id()).wrapping_mul(2_654_435_761) % (base.as_millis() as u64 / 10 + 1));
+        let stop = async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        };
+        let each = |done: crate::error::Result<CycleReport>| {
+            match done {
                 Ok(report) => print(&report, true),
                 Err(e) => tracing::warn!("cycle stopped: {}", palier_bundle::error::one_line(&super::explain(&config, e))),
             }
-            let jitter = Duration::from_millis(u64::from(std::process::id()).wrapping_mul(2_654_435_761) % (base.as_millis() as u64 / 10 + 1));
-            tokio::select! {
-                _ = tokio::time::sleep(base + jitter) => {}
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
+            true
+        };
+        cycle::daemon(&config, &crate::clock::SystemClock, || base + jitter, each, stop).await;
         tracing::info!("palier-agent stopped");
         Ok(())
     }

@@ -39,6 +39,9 @@ struct Status {
     installed: Vec<Installed>,
     last_intervention: Option<Receipt>,
     watch_until: Option<jiff::Timestamp>,
+    /// The watch is paused: the site is in a maintenance mode palier did not start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch_paused: Option<intervene::WatchPause>,
     /// An intervention was interrupted and not yet recovered (the next run recovers it).
     interrupted: Option<String>,
     /// An agent process holding the lock now: its pid and the step it is at.
@@ -132,6 +135,7 @@ impl Args {
             installed: site::installed(&config.state_dir)?,
             last_intervention: receipt::all(&config.state_dir)?.pop(),
             watch_until: last.as_ref().map(|l| l.watch_until),
+            watch_paused: last.as_ref().and_then(|l| l.watch_paused.clone()),
             interrupted: if running.is_none() { journal.map(|j| j.id) } else { None },
             running,
             rolled_back: crate::cycle::read_rolled_back(&config.state_dir)?,
@@ -157,10 +161,16 @@ fn words(s: &Status, last: Option<&Last>, c: &Config, now: Timestamp) -> String 
     for i in &s.installed {
         out.push_str(&format!("installed:   {}@{} since {}\n", i.id, i.version, local(i.installed_at, c)));
     }
-    match s.watch_until {
-        Some(until) if until > now => out.push_str(&format!(
-            "watching:    until {}: the smoke checks run every cycle, and a failure rolls {} back\n",
+    match (s.watch_until, &s.watch_paused) {
+        (_, Some(p)) => out.push_str(&format!(
+            "watching:    paused since {}: {}; it resumes (for the time it was paused) once the site is out of maintenance\n",
+            local(p.since, c),
+            p.reason
+        )),
+        (Some(until), None) if until > now => out.push_str(&format!(
+            "watching:    until {}: the smoke checks run at least every {}, and a failure rolls {} back\n",
             local(until, c),
+            palier_bundle::schedule::format_duration(c.contract.stability.recovery_budget / 2),
             last.map(|l| l.bundles.join(", ")).unwrap_or_default()
         )),
         _ => {}

@@ -225,3 +225,36 @@ fn a_trusted_root_must_be_a_tuf_root() {
     assert!(parse_trusted_root(b"{\"signed\": {}}").is_err());
     assert!(parse_trusted_root(b"not json").is_err());
 }
+
+#[test]
+fn the_reload_hook_and_the_opcache_delay() {
+    let c = parse(SPEC_EXAMPLE).unwrap();
+    assert!(c.hooks.reload.is_none());
+    assert_eq!(c.opcache_revalidate, DEFAULT_OPCACHE_REVALIDATE);
+    assert!(c.contract.stability.backup, "the example has a backup hook");
+    let text = SPEC_EXAMPLE
+        .replace("guard   = [", "reload = [\"systemctl\", \"reload\", \"php8.2-fpm\"]\nguard   = [")
+        .replace("[checks]\n", "[checks]\nopcache_revalidate = \"0s\"\n");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.hooks.reload.as_ref().unwrap().argv, ["systemctl", "reload", "php8.2-fpm"]);
+    assert_eq!(c.opcache_revalidate, SignedDuration::ZERO);
+    // Only opcache_revalidate in [checks]: the default smoke checks stay.
+    let only = SPEC_EXAMPLE.split("[checks]").next().unwrap().to_owned() + "[checks]\nopcache_revalidate = \"5s\"\n" + &SPEC_EXAMPLE[SPEC_EXAMPLE.find("[hooks]").unwrap()..];
+    let c = parse(&only).unwrap();
+    assert_eq!((c.smoke_checks, c.opcache_revalidate), (default_smoke_checks(), SignedDuration::from_secs(5)));
+    let e = refused(&text.replace("opcache_revalidate = \"0s\"", "opcache_revalidate = \"1h\""));
+    assert!(e.contains("checks.opcache_revalidate"), "{e}");
+}
+
+#[test]
+fn a_backup_hook_comes_with_restore_and_maintenance_and_tells_the_policy() {
+    // Level 2 without a backup hook: database changes are never applied (the policy says
+    // `backup-missing`).
+    let none = SPEC_EXAMPLE.lines().filter(|l| !l.starts_with("backup") && !l.starts_with("restore")).collect::<Vec<_>>().join("\n");
+    assert!(!parse(&none).unwrap().contract.stability.backup);
+    for missing in ["restore", "maintenance_on", "maintenance_off"] {
+        let text = SPEC_EXAMPLE.lines().filter(|l| !l.starts_with(missing)).collect::<Vec<_>>().join("\n");
+        let e = refused(&text);
+        assert!(e.contains(&format!("hooks.{missing}")) && e.contains("[hooks] backup is set"), "{e}");
+    }
+}

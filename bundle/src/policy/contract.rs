@@ -188,6 +188,11 @@ pub struct Stability {
     pub watch: SignedDuration,
     /// Longest side effect before an automatic rollback.
     pub recovery_budget: SignedDuration,
+    /// The site takes a backup (and can restore it) before a change of its database: the
+    /// agent's config has a `backup` hook. Without one, a bundle that changes the database
+    /// is never applied automatically (reason `backup-missing`). [`Stability::new`] assumes
+    /// a backup (a plan made without the site's hooks); the agent sets it from its config.
+    pub backup: bool,
 }
 
 impl Stability {
@@ -202,6 +207,7 @@ impl Stability {
             calendar: Calendar::default(),
             watch: DEFAULT_WATCH,
             recovery_budget: DEFAULT_RECOVERY_BUDGET,
+            backup: true,
         }
     }
 }

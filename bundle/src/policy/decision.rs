@@ -68,10 +68,13 @@ pub enum Reason {
     /// Writes or deletes a path that another bundle of a different id, installed or due,
     /// also writes or deletes, and neither names the other in `after`.
     FileConflict,
+    /// Changes the database (`upgrade = true`, or a `version.php`) and the site has no
+    /// backup hook: never applied without a backup to restore.
+    BackupMissing,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NotReported,
         Reason::ComponentNotSelected,
         Reason::ClassNotAllowed,
@@ -86,6 +89,7 @@ impl Reason {
         Reason::Halted,
         Reason::Held,
         Reason::FileConflict,
+        Reason::BackupMissing,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,6 +107,7 @@ impl Reason {
             Reason::Halted => "halted",
             Reason::Held => "held",
             Reason::FileConflict => "file-conflict",
+            Reason::BackupMissing => "backup-missing",
         }
     }
 }

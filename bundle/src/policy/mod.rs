@@ -23,6 +23,7 @@ pub use contract::{
     Notice, Stability, default_level2_classes,
 };
 pub use decision::{Decision, DecisionKind, Hold, Plan, Reason, rfc3339};
+pub use rules::changes_database;
 
 use crate::components::ComponentMap;
 use crate::layout::Layout;
@@ -65,7 +66,10 @@ use rules::Verdict;
 ///    `needs-scheduled-intervention` would invite a person to apply by hand a bundle that
 ///    has not passed the validation the contract requires. It becomes
 ///    `needs-scheduled-intervention` once validated.
-/// 7. **stability**: `data-impact-too-high` — decision `needs-scheduled-intervention`.
+/// 7. **stability**: `data-impact-too-high` — decision `needs-scheduled-intervention`;
+///    then **`backup-missing`**, the same decision: the bundle changes the database
+///    ([`changes_database`]) and the site has no backup hook, so it is never applied
+///    unprotected.
 /// 8. **`dependency-missing`** — only for bundles that passed everything else: an `after`
 ///    requirement met neither by an installed version nor by a bundle eligible in this
 ///    same plan (resolved in order, so a cycle of `after` never becomes eligible).
@@ -227,7 +231,8 @@ fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, ins
         .and_then(|()| rules::moodle(meta, site.release()))
         .and_then(|()| rules::paths(meta, site))
         .and_then(|()| rules::validation(contract.stability.level, &meta.validations))
-        .and_then(|()| rules::stability(contract.stability.level, m.data_impact));
+        .and_then(|()| rules::stability(contract.stability.level, m.data_impact))
+        .and_then(|()| rules::backup(&contract.stability, meta, site));
     match excluded {
         Ok(()) => Assessed::Candidate,
         Err(v) => Assessed::Excluded(v),

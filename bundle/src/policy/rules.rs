@@ -8,7 +8,9 @@ use semver::Version;
 
 use super::contract::{Improvement, Level};
 use super::decision::{DecisionKind, Reason};
-use crate::manifest::{ChangeClass, DataImpact, Dependency};
+use crate::components::ComponentMap;
+use crate::layout::Layout;
+use crate::manifest::{ChangeClass, DataImpact, Dependency, Manifest};
 use crate::metadata::{BundleMetadata, BundleState, Validations};
 use crate::names::PlatformId;
 
@@ -165,6 +167,50 @@ pub(crate) fn stability(level: Level, impact: DataImpact) -> Result<(), Verdict>
         ));
     }
     Ok(())
+}
+
+/// Whether `m` changes the site's database, and why: it says `upgrade = true`, or it writes
+/// or deletes a `version.php` (core's `$version`, a plugin's `$plugin->version`), which
+/// Moodle's `upgrade.php` then installs. With the site's code known (`code`), a
+/// `version.php` counts where the layout puts core's (`version.php`, `public/version.php`)
+/// and at the top of a plugin's folder (`mod/quiz/version.php`, `public/mod/quiz/version.php`,
+/// a subplugin's); without it, any file named `version.php` counts.
+pub fn changes_database(m: &Manifest, code: Option<(Layout, &ComponentMap)>) -> Option<String> {
+    if m.upgrade {
+        return Some("it says upgrade = true".into());
+    }
+    let mut paths = m.files.iter().map(|f| f.path.as_str()).chain(m.delete.iter().map(|p| p.as_str()));
+    paths.find(|p| is_version_php(p, code)).map(|p| format!("it changes {p}"))
+}
+
+fn is_version_php(path: &str, code: Option<(Layout, &ComponentMap)>) -> bool {
+    let folder = match path.strip_suffix("/version.php") {
+        Some(folder) => folder,
+        None if path == "version.php" => "",
+        None => return false,
+    };
+    let Some((layout, map)) = code else { return true };
+    path == layout.version_php()
+        || map.plugintype_folders().any(|t| folder.strip_prefix(t).and_then(|r| r.strip_prefix('/')).is_some_and(|name| !name.is_empty() && !name.contains('/')))
+}
+
+/// A bundle that changes the database is applied only with a backup taken first (in
+/// maintenance mode, at every stability level), so that a rollback can restore it: on a
+/// site without a `backup` hook it is `needs-scheduled-intervention`.
+pub(crate) fn backup(stability: &super::Stability, meta: &BundleMetadata, site: &(impl super::SiteFacts + ?Sized)) -> Result<(), Verdict> {
+    if stability.backup {
+        return Ok(());
+    }
+    match changes_database(&meta.manifest, site.code()) {
+        None => Ok(()),
+        Some(why) => Err(Verdict::new(
+            DecisionKind::NeedsScheduledIntervention,
+            Reason::BackupMissing,
+            format!(
+                "changes the database ({why}) and this site has no backup hook: a database change is never applied without a backup to restore; add [hooks] backup and restore to the agent config, or apply it by hand in a scheduled intervention"
+            ),
+        )),
+    }
 }
 
 /// `after`: "bundles that must be installed first" (SPEC 3). A dependency is met by an

@@ -586,7 +586,8 @@ fn reason_codes_are_the_spec_strings() {
             "yanked",
             "halted",
             "held",
-            "file-conflict"
+            "file-conflict",
+            "backup-missing"
         ]
     );
     for r in Reason::ALL {
@@ -834,4 +835,66 @@ fn plan_inside_an_open_window_or_slot_says_the_current_one() {
     let detail = d.detail.unwrap();
     assert!(detail.contains("inside the calendar slot 2026-12-05T21:00:00+01:00 to 2026-12-06T01:00:00+01:00 open now"), "{detail}");
     assert!(!detail.contains("no calendar slot starts"), "{detail}");
+}
+
+fn with_file(mut meta: BundleMetadata, path: &str) -> BundleMetadata {
+    meta.manifest.files.push(crate::manifest::FileEntry {
+        path: crate::names::RelPath::new(path).unwrap(),
+        sha256: crate::manifest::Sha256Hex::from_digest(&[0; 32]),
+        size: 1,
+        mode: crate::manifest::FileMode::from_permissions(0o644),
+    });
+    meta
+}
+
+/// Issue 13: a bundle that changes the database (`upgrade = true`, or a `version.php` of
+/// core or a plugin, read against the site's layout) is never applied on a site without a
+/// backup hook, at any stability level: `needs-scheduled-intervention`, reason
+/// `backup-missing`, naming why it changes the database.
+#[test]
+fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
+    use crate::components::ComponentMap;
+    use crate::layout::Layout;
+    use crate::moodle::MoodleSite;
+    let site = |layout| MoodleSite { release: moodle(), layout, components: ComponentMap::builtin(layout) };
+    for level in [Level::One, Level::Two, Level::Three] {
+        let mut c = contract(Level::Three, level);
+        c.stability.backup = false;
+        let mut upgrade = bundle("quiz-upgrade", "1.0.0");
+        upgrade.manifest.upgrade = true;
+        let cases = [
+            (upgrade, Layout::Classic, Some("upgrade = true")),
+            (with_file(bundle("quiz-version", "1.0.0"), "mod/quiz/version.php"), Layout::Classic, Some("mod/quiz/version.php")),
+            (with_file(bundle("quiz-version", "1.0.0"), "public/mod/quiz/version.php"), Layout::Public, Some("public/mod/quiz/version.php")),
+            (with_file(bundle("quiz-view", "1.0.0"), "mod/quiz/view.php"), Layout::Classic, None),
+            // Not a plugin's version file: a file of that name deeper in its folder.
+            (with_file(bundle("quiz-deep", "1.0.0"), "mod/quiz/classes/version.php"), Layout::Classic, None),
+        ];
+        for (meta, layout, why) in cases {
+            let key = meta.manifest.key();
+            let d = plan(&c, &[meta.clone()], &[], &site(layout), now()).bundles.remove(0);
+            match why {
+                Some(why) => {
+                    assert_eq!(dr(&d), (DecisionKind::NeedsScheduledIntervention, Some(Reason::BackupMissing)), "{key} at {level}");
+                    let detail = d.detail.unwrap();
+                    assert!(detail.contains(why) && detail.contains("no backup hook"), "{detail}");
+                }
+                None => assert_eq!(d.decision, DecisionKind::Eligible, "{key} at {level}: {:?}", d.detail),
+            }
+            // With a backup hook, every one of them is eligible.
+            c.stability.backup = true;
+            assert_eq!(plan(&c, &[meta], &[], &site(layout), now()).bundles[0].decision, DecisionKind::Eligible, "{key} at {level}");
+            c.stability.backup = false;
+        }
+    }
+    // Core's version file, in each layout; without the site's code, any version.php counts.
+    let core = |path: &str| {
+        let mut m = manifest("core-fix", "1.0.0", "core", ChangeClass::Technical, DataImpact::None);
+        m.files = with_file(bundle("x", "1.0.0"), path).manifest.files;
+        m
+    };
+    assert!(changes_database(&core("public/version.php"), Some((Layout::Public, &ComponentMap::builtin(Layout::Public)))).is_some());
+    assert!(changes_database(&core("version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_some());
+    assert!(changes_database(&core("lib/version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_none());
+    assert!(changes_database(&core("lib/version.php"), None).is_some());
 }
