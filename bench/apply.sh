@@ -173,7 +173,7 @@ EOF
 # built from NAME/source, validated by alpha (what stability level 1 needs).
 repository() {
     local dir=$work/$1 id=$2
-    quiet "$server" init --repo "$dir/repo"
+    quiet "$server" init --repo "$dir/repo" ${BINS:+--bins $BINS}
     quiet "$server" bundle build --manifest "$dir/source/bundle.toml" --source "$dir/source/files" --out "$dir/$id.tar.gz"
     quiet "$server" publish --repo "$dir/repo" "$dir/$id.tar.gz"
     quiet "$server" validate --repo "$dir/repo" "$id@1.0.0" --alpha

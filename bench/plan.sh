@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 mkdir -p bench/out
-cargo run --quiet --release -p palier-bundle --example plan_bench | tee bench/out/plan.txt
+cargo run --quiet --release -p palier-policy --example plan_bench | tee bench/out/plan.txt
 
 BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
 python3 - bench/out/plan.txt bench/out/plan.json <<'EOF'

@@ -35,7 +35,7 @@ fn the_demo_tells_the_week_and_exits_0() {
     has("Mon 30 Nov 09:00 univ-a reports a defect");
     has("Mon 30 Nov 09:00 univ-a APPLIED mod_quiz-timer-drift@1.0.1; 4 checks passed");
     has("Tue 1 Dec 20:00 univ-b notice posted to users: intervention at Tue 1 Dec 22:00 for mod_assign-grading-speedup@2.3.0 + mod_quiz-timer-drift@1.0.1");
-    has("Tue 1 Dec 22:00 univ-b APPLIED mod_assign-grading-speedup@2.3.0 + mod_quiz-timer-drift@1.0.1; 4 checks passed");
+    has("Tue 1 Dec 22:00 univ-b APPLIED mod_assign-grading-speedup@2.3.0 + mod_quiz-timer-drift@1.0.1 in maintenance mode, after a full backup; 4 checks passed");
     has("Thu 3 Dec 22:00 univ-b ROLLED BACK mod_quiz-broken-login@1.0.0 automatically: check /login/index.php failed");
     has("Fri 4 Dec 21:00 univ-c notice posted to users: intervention at Sat 5 Dec 21:00");
     has("Sat 5 Dec 21:00 univ-c APPLIED core-session-cleanup@4.5.3 + mod_assign-grading-speedup@2.3.0 + mod_quiz-timer-drift@1.0.1 in maintenance mode, after a full backup");
@@ -44,7 +44,7 @@ fn the_demo_tells_the_week_and_exits_0() {
     // Per platform: contract, level-3 procedure and backup, the rollback, the reasons.
     has("Which fixes it gets: level 1, \"on defect report\"");
     has("When and how: level 3, \"maintenance calendar\"");
-    has("steps: guard > download > free space > maintenance on > backup > stage > swap > upgrade");
+    has("steps: guard > preflight checks > download > free space > maintenance on > backup > stage > swap > reload > upgrade");
     has("> purge caches > validate (in maintenance) > maintenance off > checks");
     has(&format!("backup, taken before any change: {}/univ-c/state/backups/", dir.display()));
     let sha = text.split("sha256 ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
@@ -80,7 +80,7 @@ fn the_demo_tells_the_week_and_exits_0() {
     // The folder holds what the story says happened.
     let hooks = std::fs::read_to_string(dir.join("univ-c/hooks.log")).unwrap();
     let order: Vec<&str> = hooks.lines().filter_map(|l| l.split(' ').next()).collect();
-    assert_eq!(order, ["notice", "guard", "maintenance_on", "backup", "upgrade", "purge_caches", "validate", "maintenance_off"]);
+    assert_eq!(order, ["notice", "guard", "maintenance_on", "backup", "reload", "upgrade", "purge_caches", "validate", "maintenance_off"]);
     let backups: Vec<_> = std::fs::read_dir(dir.join("univ-c/state/backups")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(backups.len(), 1);
     assert!(backups[0].join("dataroot.tar").is_file());

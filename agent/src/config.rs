@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
-use palier_bundle::policy::{Contract, Improvement, Level, Notice, Stability};
-use palier_bundle::schedule::{Calendar, DatedSlot, Window, parse_duration};
+use palier_policy::{Contract, Improvement, Level, Notice, Stability};
+use palier_policy::schedule::{Calendar, DatedSlot, Window, parse_duration};
 use palier_bundle::{ChangeClass, Check, Component, PlatformId};
 use serde::Deserialize;
 use url::Url;
@@ -220,7 +220,7 @@ fn retention(raw: &RawRetention) -> Result<Retention, (String, String)> {
     };
     let max_age = match &raw.max_age {
         None => d.max_age,
-        Some(s) => palier_bundle::schedule::parse_duration(s).map_err(|e| ("retention.max_age".to_owned(), format!("{s:?}: {e}; for example \"30d\"")))?,
+        Some(s) => palier_policy::schedule::parse_duration(s).map_err(|e| ("retention.max_age".to_owned(), format!("{s:?}: {e}; for example \"30d\"")))?,
     };
     Ok(Retention {
         max_age,

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::policy::{self, Decision, DecisionKind, Level, Plan, Reason};
-use palier_bundle::schedule::{self, Slot};
+use palier_policy::{self as policy, Decision, DecisionKind, Level, Plan, Reason};
+use palier_policy::schedule::{self, Slot};
 use palier_bundle::{BundleId, BundleMetadata, BundleRef, Manifest, ownership};
 use serde::{Deserialize, Serialize};
 

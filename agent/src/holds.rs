@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::BundleRef;
-use palier_bundle::policy;
+use palier_policy as policy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::policy::{Level, SiteFacts, changes_database};
+use palier_policy::{Level, SiteFacts, changes_database};
 use serde::{Deserialize, Serialize};
 use palier_bundle::archive::HashWriter;
 use sha2::{Digest, Sha256};
@@ -262,7 +262,10 @@ async fn preflight(run: &mut Run<'_>) -> std::result::Result<(), String> {
     } else {
         let (results, ok) = checks::run_all_with_clock(&checks::client(), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
         let failed = results.iter().find(|r| !r.ok).cloned();
-        run.receipt.checks = results;
+        // The receipt's checks are those after the swap; a postponement shows what failed.
+        if !ok {
+            run.receipt.checks = results;
+        }
         match failed {
             _ if ok => None,
             Some(r) if r.maintenance => Some(format!("the site is in maintenance mode (check {} answered Moodle's maintenance page), which palier did not start: postponed until it is off; no bundle blamed", r.path)),
@@ -380,7 +383,9 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     // edits made since the staging clone included, go live with the new tree.
     let t = started();
     let carried = apply::carry_site_local(&live, &staged.path, &journal.touched);
-    run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    if !matches!(carried, Ok(0)) {
+        run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
+    }
     if let Err(e) = carried {
         return abandon(&mut run, &journal, &backup_dir, format!("cannot carry the site's own files into the new tree, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
     }

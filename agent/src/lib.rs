@@ -2,7 +2,7 @@
 //!
 //! `config` reads the agent's config; `repository` verifies the TUF repository against the
 //! pinned root; `site` reads the Moodle site's facts; the policy itself is pure and lives in
-//! `palier_bundle::policy`.
+//! `palier_policy`.
 
 pub mod apply;
 pub mod cli;

@@ -1,4 +1,5 @@
-//! palier-bundle: the bundle format, its signed metadata and the contract policy.
+//! palier-bundle: the bundle format (manifest, archive), its signed metadata, and what a
+//! bundle may touch on a Moodle site (layouts, components, file ownership).
 //!
 //! Pure logic: no async runtime, no network, no clock of its own (callers pass `now`).
 //! The archive code reads and writes the streams it is handed.
@@ -8,7 +9,6 @@ pub mod components;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
-pub mod ical_out;
 pub mod layout;
 #[cfg(feature = "log")]
 pub mod log;
@@ -17,8 +17,6 @@ pub mod metadata;
 pub mod moodle;
 pub mod names;
 pub mod ownership;
-pub mod policy;
-pub mod schedule;
 
 pub use error::{Error, Result};
 pub use manifest::{ChangeClass, Check, DataImpact, Dependency, FileEntry, FileMode, Manifest, ManifestKind, Origin, Sha256Hex};

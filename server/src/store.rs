@@ -142,8 +142,8 @@ impl PlatformContract {
     }
 
     /// The improvement axis as the policy takes it.
-    pub fn improvement_axis(&self) -> Result<palier_bundle::policy::Improvement> {
-        use palier_bundle::policy::{Improvement, Level};
+    pub fn improvement_axis(&self) -> Result<palier_policy::Improvement> {
+        use palier_policy::{Improvement, Level};
         let bad = |what: String| Error::Refused(format!("contract: {what}"));
         let level = |n: u8, name: &str| Level::new(i64::from(n)).map_err(|e| bad(format!("{name} level {n}: {e}")));
         level(self.stability, "stability")?;

@@ -2,7 +2,7 @@
 //! decision and reason code, as `plan --json` gives them). What a contract's levels mean is
 //! said by `palier_agent::cli::contract`, which `check-config` prints too.
 
-use palier_bundle::policy::{Decision, DecisionKind, Reason};
+use palier_policy::{Decision, DecisionKind, Reason};
 use palier_bundle::{BundleMetadata, ChangeClass};
 
 use super::scenario::Platform;

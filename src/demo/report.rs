@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use palier_agent::cycle::{CycleReport, Notice};
 use palier_agent::receipt::{Outcome, Receipt};
 use palier_bundle::BundleMetadata;
-use palier_bundle::policy::{DecisionKind, Plan};
+use palier_policy::{DecisionKind, Plan};
 
 use super::explain;
 use super::scenario::{Platform, START, ZONE};

@@ -292,12 +292,15 @@ fn config_text(p: &Platform, control: &str, wwwroot: &str, hooks: &Hooks) -> Res
         _ => text.push_str(&format!("calendar = [{}]\nnotice = {}\n", list(p.calendar), q(p.notice))),
     }
     text.push_str("watch = \"15m\"\nrecovery_budget = \"5m\"\n\n");
-    let names: &[HookName] = match p.stability {
-        1 => &[HookName::Guard, HookName::Upgrade, HookName::PurgeCaches],
-        2 => &[HookName::Guard, HookName::Notice, HookName::Upgrade, HookName::PurgeCaches],
-        _ => &HookName::ALL,
+    // Every level backs up before a database change (an upgrade runs in maintenance after it)
+    // and reloads PHP after a swap, so the checks see the new code at once.
+    let protect = [HookName::MaintenanceOn, HookName::MaintenanceOff, HookName::Backup, HookName::Restore, HookName::Reload];
+    let names: Vec<HookName> = match p.stability {
+        1 => [HookName::Guard, HookName::Upgrade, HookName::PurgeCaches].into_iter().chain(protect).collect(),
+        2 => [HookName::Guard, HookName::Notice, HookName::Upgrade, HookName::PurgeCaches].into_iter().chain(protect).collect(),
+        _ => HookName::EVERY.to_vec(),
     };
     text.push_str("# The fixture's hook scripts: each logs its call to ../hooks.log and does what the real hook would.\n");
-    text.push_str(&format!("[hooks]\n{}timeout = \"30s\"\nlong_timeout = \"2m\"\n", hooks.toml_lines(names)));
+    text.push_str(&format!("[hooks]\n{}timeout = \"30s\"\nlong_timeout = \"2m\"\n", hooks.toml_lines(&names)));
     Ok(text)
 }

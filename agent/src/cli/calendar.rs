@@ -24,8 +24,8 @@ impl Args {
         let config = super::load_config(&self.config)?;
         let now = super::now(self.now.as_deref(), &config)?;
         let plan = super::plan::make_plan(&config, now).await?;
-        let events = palier_bundle::ical_out::from_plan(&plan, config.platform.as_str(), now, HORIZON);
-        print!("{}", palier_bundle::ical_out::calendar(config.platform.as_str(), now, &events));
+        let events = palier_policy::ical_out::from_plan(&plan, config.platform.as_str(), now, HORIZON);
+        print!("{}", palier_policy::ical_out::calendar(config.platform.as_str(), now, &events));
         Ok(())
     }
 }

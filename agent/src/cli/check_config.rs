@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::policy::Level;
-use palier_bundle::schedule::{self, Slot, SlotSource};
+use palier_policy::Level;
+use palier_policy::schedule::{self, Slot, SlotSource};
 
 use super::contract;
 use crate::config::{self, Config, ConfigError, Hook};

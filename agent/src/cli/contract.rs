@@ -2,8 +2,8 @@
 //! and what the demo shows for each platform. The one place that says what the levels mean.
 
 use jiff::Timestamp;
-use palier_bundle::policy::Level;
-use palier_bundle::schedule::{self, Slot, format_duration};
+use palier_policy::Level;
+use palier_policy::schedule::{self, Slot, format_duration};
 
 use crate::config::Config;
 

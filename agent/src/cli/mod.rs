@@ -110,7 +110,7 @@ fn parse_now(text: &str, zone: &jiff::tz::TimeZone, zone_name: &str) -> std::res
         )
     };
     let local: jiff::civil::DateTime = text.replacen(' ', "T", 1).parse().map_err(|_| wrong())?;
-    palier_bundle::schedule::resolve(zone, local).ok_or_else(wrong)
+    palier_policy::schedule::resolve(zone, local).ok_or_else(wrong)
 }
 
 /// A repository error as an operator reads it: unreachable, not found, or refused (tampered,

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use jiff::Timestamp;
-use palier_bundle::policy::{DecisionKind, Plan};
+use palier_policy::{DecisionKind, Plan};
 
 use crate::config::Config;
 use crate::error::Result;

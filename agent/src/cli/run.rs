@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 fn parse_interval(s: &str) -> std::result::Result<jiff::SignedDuration, String> {
-    palier_bundle::schedule::parse_duration(s).map_err(|e| e.to_string())
+    palier_policy::schedule::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// What a cycle did, one line each: on stdout for `--once`, as log lines for the daemon
@@ -96,7 +96,7 @@ impl Args {
             config.platform,
             config.repository,
             config.server.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string),
-            palier_bundle::schedule::format_duration(self.interval)
+            palier_policy::schedule::format_duration(self.interval)
         );
         // A cycle runs to its end: an intervention is never cut in the middle by SIGTERM.
         // During the watch of an intervention the daemon wakes in between for its checks.

@@ -170,7 +170,7 @@ fn words(s: &Status, last: Option<&Last>, c: &Config, now: Timestamp) -> String 
         (Some(until), None) if until > now => out.push_str(&format!(
             "watching:    until {}: the smoke checks run at least every {}, and a failure rolls {} back\n",
             local(until, c),
-            palier_bundle::schedule::format_duration(c.contract.stability.recovery_budget / 2),
+            palier_policy::schedule::format_duration(c.contract.stability.recovery_budget / 2),
             last.map(|l| l.bundles.join(", ")).unwrap_or_default()
         )),
         _ => {}

@@ -362,10 +362,10 @@ async fn create_receipt(State(state): State<AppState>, request: axum::extract::R
 }
 
 /// Whether the improvement axis of `contract` admits `meta` for `platform`: the agent's own
-/// policy, [`palier_bundle::policy::plan`], asked about this one bundle as if it were active
+/// policy, [`palier_policy::plan`], asked about this one bundle as if it were active
 /// and not installed, so that only the improvement rules can exclude it.
 fn contract_admits(contract: &PlatformContract, platform: &str, meta: &BundleMetadata) -> bool {
-    use palier_bundle::policy::{self, Contract, Level, Reason, Stability};
+    use palier_policy::{self as policy, Contract, Level, Reason, Stability};
     let (Ok(improvement), Ok(platform)) = (contract.improvement_axis(), PlatformId::new(platform)) else { return false };
     let Ok(level) = Level::new(i64::from(contract.stability)) else { return false };
     let contract = Contract { platform, timezone: jiff::tz::TimeZone::UTC, improvement, stability: Stability::new(level) };

@@ -11,8 +11,8 @@ use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::manifest::ChangeClass;
-use crate::names::{Component, PlatformId};
+use palier_bundle::manifest::ChangeClass;
+use palier_bundle::names::{Component, PlatformId};
 use crate::schedule::{Calendar, Window, format_duration, parse_duration};
 
 /// Notice posted before a level-2 window when the config says nothing (SPEC 2.2).

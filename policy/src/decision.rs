@@ -10,8 +10,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::contract::Level;
-use crate::metadata::BundleRef;
-use crate::names::{BundleId, PlatformId};
+use palier_bundle::metadata::BundleRef;
+use palier_bundle::names::{BundleId, PlatformId};
 
 /// What the plan says about a bundle (SPEC 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

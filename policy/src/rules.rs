@@ -8,11 +8,11 @@ use semver::Version;
 
 use super::contract::{Improvement, Level};
 use super::decision::{DecisionKind, Reason};
-use crate::components::ComponentMap;
-use crate::layout::Layout;
-use crate::manifest::{ChangeClass, DataImpact, Dependency, Manifest};
-use crate::metadata::{BundleMetadata, BundleState, Validations};
-use crate::names::PlatformId;
+use palier_bundle::components::ComponentMap;
+use palier_bundle::layout::Layout;
+use palier_bundle::manifest::{ChangeClass, DataImpact, Dependency, Manifest};
+use palier_bundle::metadata::{BundleMetadata, BundleState, Validations};
+use palier_bundle::names::PlatformId;
 
 /// A rule's refusal: the decision it forces, its reason code and a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +102,13 @@ pub(crate) fn moodle(meta: &BundleMetadata, release: &Version) -> Result<(), Ver
 
 /// The bundle's paths must fit the site's code: its layout (4.x or 5.1+), its component's
 /// folder as the site's own `lib/components.json` maps it, and never a site-local file
-/// (`config.php`, `.htaccess`, `local/` customisations): see [`crate::layout::check_paths`].
+/// (`config.php`, `.htaccess`, `local/` customisations): see [`palier_bundle::layout::check_paths`].
 /// Checked from the plan, before anything is staged, so such a bundle is skipped with a
 /// reason instead of failing an intervention. Nothing to check when the site's code was
 /// not read (a plan from the release alone).
 pub(crate) fn paths(meta: &BundleMetadata, site: &(impl super::SiteFacts + ?Sized)) -> Result<(), Verdict> {
     let Some((layout, map)) = site.code() else { return Ok(()) };
-    crate::layout::check_paths(&meta.manifest, layout, map, "the site's lib/components.json").map_err(|e| {
+    palier_bundle::layout::check_paths(&meta.manifest, layout, map, "the site's lib/components.json").map_err(|e| {
         Verdict::new(DecisionKind::Skipped, Reason::MoodleLayoutMismatch, format!("does not fit this Moodle {layout} site: {e}"))
     })
 }

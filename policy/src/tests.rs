@@ -11,9 +11,9 @@ use semver::{Version, VersionReq};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::manifest::{ChangeClass, DataImpact, Dependency, Manifest, Origin};
-use crate::metadata::{BundleMetadata, BundleRef, BundleState};
-use crate::names::{BundleId, Component, PlatformId};
+use palier_bundle::manifest::{ChangeClass, DataImpact, Dependency, Manifest, Origin};
+use palier_bundle::metadata::{BundleMetadata, BundleRef, BundleState};
+use palier_bundle::names::{BundleId, Component, PlatformId};
 use crate::schedule::{Calendar, DatedSlot, HORIZON, Window, next_slots};
 
 const PLATFORM: &str = "univ-a";
@@ -775,17 +775,17 @@ proptest! {
 
 #[test]
 fn a_bundle_that_does_not_fit_the_site_code_is_skipped_moodle_layout_mismatch() {
-    use crate::components::ComponentMap;
-    use crate::layout::Layout;
-    use crate::moodle::MoodleSite;
-    use crate::names::RelPath;
+    use palier_bundle::components::ComponentMap;
+    use palier_bundle::layout::Layout;
+    use palier_bundle::moodle::MoodleSite;
+    use palier_bundle::names::RelPath;
     let k = contract(Level::Three, Level::One);
     let site = |layout| MoodleSite { release: moodle(), layout, components: ComponentMap::builtin(layout) };
     let with_files = |paths: &[&str]| {
         let mut b = bundle("mod_quiz-fix", "1.0.0");
         b.manifest.files = paths
             .iter()
-            .map(|p| crate::FileEntry { path: RelPath::new(*p).unwrap(), sha256: crate::Sha256Hex::from_digest(&[0; 32]), size: 1, mode: crate::FileMode::from_permissions(0o644) })
+            .map(|p| palier_bundle::FileEntry { path: RelPath::new(*p).unwrap(), sha256: palier_bundle::Sha256Hex::from_digest(&[0; 32]), size: 1, mode: palier_bundle::FileMode::from_permissions(0o644) })
             .collect();
         b
     };
@@ -838,11 +838,11 @@ fn plan_inside_an_open_window_or_slot_says_the_current_one() {
 }
 
 fn with_file(mut meta: BundleMetadata, path: &str) -> BundleMetadata {
-    meta.manifest.files.push(crate::manifest::FileEntry {
-        path: crate::names::RelPath::new(path).unwrap(),
-        sha256: crate::manifest::Sha256Hex::from_digest(&[0; 32]),
+    meta.manifest.files.push(palier_bundle::manifest::FileEntry {
+        path: palier_bundle::names::RelPath::new(path).unwrap(),
+        sha256: palier_bundle::manifest::Sha256Hex::from_digest(&[0; 32]),
         size: 1,
-        mode: crate::manifest::FileMode::from_permissions(0o644),
+        mode: palier_bundle::manifest::FileMode::from_permissions(0o644),
     });
     meta
 }
@@ -853,9 +853,9 @@ fn with_file(mut meta: BundleMetadata, path: &str) -> BundleMetadata {
 /// `backup-missing`, naming why it changes the database.
 #[test]
 fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
-    use crate::components::ComponentMap;
-    use crate::layout::Layout;
-    use crate::moodle::MoodleSite;
+    use palier_bundle::components::ComponentMap;
+    use palier_bundle::layout::Layout;
+    use palier_bundle::moodle::MoodleSite;
     let site = |layout| MoodleSite { release: moodle(), layout, components: ComponentMap::builtin(layout) };
     for level in [Level::One, Level::Two, Level::Three] {
         let mut c = contract(Level::Three, level);

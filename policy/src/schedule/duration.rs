@@ -67,7 +67,7 @@ pub fn format_duration(d: SignedDuration) -> String {
     out
 }
 
-/// `#[serde(with = "palier_bundle::schedule::duration_serde")]` for a `SignedDuration`
+/// `#[serde(with = "palier_policy::schedule::duration_serde")]` for a `SignedDuration`
 /// written as `"1h30m"`.
 pub mod duration_serde {
     use jiff::SignedDuration;

@@ -1,6 +1,6 @@
 //! Plan 10,000 generated bundles for one platform and print the CPU time of `policy::plan`.
 //!
-//! `cargo run --release -p palier-bundle --example plan_bench` (goal: under 100 ms a plan).
+//! `cargo run --release -p palier-policy --example plan_bench` (goal: under 100 ms a plan).
 //! Not a test: timings depend on the machine; run it by hand.
 
 use std::collections::BTreeSet;
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use jiff::tz::TimeZoneDatabase;
-use palier_bundle::policy::{Contract, DecisionKind, Improvement, Level, Stability, plan};
-use palier_bundle::schedule::{Calendar, DatedSlot, Window};
+use palier_policy::{Contract, DecisionKind, Improvement, Level, Stability, plan};
+use palier_policy::schedule::{Calendar, DatedSlot, Window};
 use palier_bundle::{BundleId, BundleMetadata, BundleRef, BundleState, ChangeClass, Component, DataImpact, Dependency, Manifest, Origin, PlatformId};
 use semver::{Version, VersionReq};
 

@@ -31,7 +31,7 @@ use jiff::tz::Offset;
 use jiff::{SignedDuration, Timestamp, Zoned};
 use sha2::{Digest, Sha256};
 
-use crate::policy::{Decision, DecisionKind, Level, Plan, rfc3339};
+use crate::{Decision, DecisionKind, Level, Plan, rfc3339};
 
 /// How long an intervention event lasts in the calendar. The plan gives when an
 /// intervention starts, not how long the window or slot it starts is (a [`Decision`]
@@ -334,7 +334,7 @@ mod tests {
     use semver::Version;
 
     use super::*;
-    use crate::names::{BundleId, PlatformId};
+    use palier_bundle::names::{BundleId, PlatformId};
     use crate::schedule::{Calendar, next_slots};
 
     fn ts(s: &str) -> Timestamp {
@@ -672,10 +672,10 @@ mod tests {
 
     #[test]
     fn from_the_policy_plan_at_stability_2() {
-        use crate::manifest::{ChangeClass, DataImpact, Manifest, Origin};
-        use crate::metadata::BundleMetadata;
-        use crate::names::Component as MoodleComponent;
-        use crate::policy::{Contract, Improvement, Stability};
+        use palier_bundle::manifest::{ChangeClass, DataImpact, Manifest, Origin};
+        use palier_bundle::metadata::BundleMetadata;
+        use palier_bundle::names::Component as MoodleComponent;
+        use crate::{Contract, Improvement, Stability};
         use crate::schedule::Window;
 
         let meta = |id: &str| {
@@ -708,7 +708,7 @@ mod tests {
             improvement: Improvement::new(Level::One),
             stability,
         };
-        let p = crate::policy::plan(&contract, &[meta("quiz-a"), meta("quiz-b"), meta("quiz-c")], &[], &Version::new(4, 5, 2), now());
+        let p = crate::plan(&contract, &[meta("quiz-a"), meta("quiz-b"), meta("quiz-c")], &[], &Version::new(4, 5, 2), now());
         let events = from_plan(&p, p.platform.as_str(), now(), DAYS_90);
         assert_eq!(events.len(), 2, "{events:#?}");
         assert_eq!(events[0].start, ts("2026-12-01T19:00:00Z"));

@@ -1,9 +1,14 @@
-//! Contract policy: which bundles a platform gets, and when (SPEC 2), as pure decisions.
+//! palier-policy: which bundles a platform gets, and when (SPEC 2), as pure decisions; the
+//! schedules they are placed in (windows, level-3 calendars) and the iCalendar the agent
+//! publishes.
 //!
 //! [`plan`] takes the platform's [`Contract`], the verified metadata of every bundle in
 //! the repository, the installed bundles, the site's Moodle release and `now`, and returns
 //! a [`Plan`]: one [`Decision`] per bundle, serializable as the `plan --json` document of
-//! SPEC 5. No clock, no I/O.
+//! SPEC 5. No clock, no I/O: callers pass `now`.
+
+pub mod ical_out;
+pub mod schedule;
 
 mod contract;
 mod decision;
@@ -25,11 +30,11 @@ pub use contract::{
 pub use decision::{Decision, DecisionKind, Hold, Plan, Reason, rfc3339};
 pub use rules::changes_database;
 
-use crate::components::ComponentMap;
-use crate::layout::Layout;
-use crate::metadata::{BundleMetadata, BundleRef};
-use crate::moodle::MoodleSite;
-use crate::names::BundleId;
+use palier_bundle::components::ComponentMap;
+use palier_bundle::layout::Layout;
+use palier_bundle::metadata::{BundleMetadata, BundleRef};
+use palier_bundle::moodle::MoodleSite;
+use palier_bundle::names::BundleId;
 use rules::Verdict;
 
 /// Plan every bundle for one platform.
