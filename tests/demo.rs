@@ -112,6 +112,19 @@ fn keep_leaves_the_control_plane_running() {
     }
     let healthz = http_get(addr, "/healthz");
     assert!(healthz.contains(" 200 "), "{healthz:.200}");
+    // The commands to try use the built agent beside the demo's binary, never `cargo run`
+    // (minutes of compiling), and work as printed.
+    assert!(!stdout.contains("cargo run"), "{stdout}");
+    let plan = after("plan:");
+    let argv: Vec<&str> = plan.split_whitespace().collect();
+    let agent = Path::new(env!("CARGO_BIN_EXE_palier")).with_file_name("palier-agent");
+    assert_eq!(Path::new(argv[0]), agent, "{plan}");
+    if agent.exists() {
+        let out = Command::new(argv[0]).args(&argv[1..]).env_remove("PALIER_LOG").output().unwrap();
+        assert!(out.status.success(), "{plan}: {}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        assert!(stdout.contains("build it:   cargo build --release -p palier-agent"), "{stdout}");
+    }
 }
 
 /// Stops the kept control plane at the end of the test, pass or fail.

@@ -585,15 +585,8 @@ fn expected_form(section: Option<&str>, name: &str) -> Option<String> {
 
 /// serde's message as the config's reader would say it.
 fn translate(section: Option<&str>, name: &str, message: &str) -> String {
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let (unknown, rest) = rest.split_once('`').unwrap_or((rest, ""));
-        let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-        let best = known.iter().map(|k| (strsim::jaro_winkler(unknown, k), *k)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0));
-        return match best {
-            Some((_, k)) => format!("unknown key `{unknown}`: did you mean `{k}`?"),
-            None if known.is_empty() => format!("unknown key `{unknown}`"),
-            None => format!("unknown key `{unknown}`; the keys here are {}", known.join(", ")),
-        };
+    if let Some(unknown) = palier_bundle::error::unknown_key(message) {
+        return unknown;
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);

@@ -690,15 +690,16 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             journal.maintenance = true;
             journal::write(state, journal)?;
         }
-        if let Err(why) = run.maintenance_on("maintenance on (rollback)").await {
-            if journal.data_changed {
-                // The code and the database still match: keep both until maintenance can be on.
-                run.maintenance = false;
-                return Err(Error::Refused(format!(
-                    "cannot turn maintenance mode on to roll back {} and restore its backup: {why}; nothing moved, the next run tries again",
-                    journal.bundles.join(", ")
-                )));
-            }
+        // Without maintenance a database change is not rolled back (the code and the
+        // database still match: both stay until it can be on); other code goes back anyway.
+        if let Err(why) = run.maintenance_on("maintenance on (rollback)").await
+            && journal.data_changed
+        {
+            run.maintenance = false;
+            return Err(Error::Refused(format!(
+                "cannot turn maintenance mode on to roll back {} and restore its backup: {why}; nothing moved, the next run tries again",
+                journal.bundles.join(", ")
+            )));
         }
     }
 
@@ -719,14 +720,14 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             journal::write(state, journal)?;
         }
         run.values.insert("backup_dir", dir.display().to_string());
-        if !run.maintenance {
-            if let Err(why) = run.maintenance_on("maintenance on (restore)").await {
-                run.maintenance = false;
-                return Err(Error::Refused(format!(
-                    "cannot turn maintenance mode on to restore backup {}: {why}; the site runs the old tree and the next run restores the backup again",
-                    dir.display()
-                )));
-            }
+        if !run.maintenance
+            && let Err(why) = run.maintenance_on("maintenance on (restore)").await
+        {
+            run.maintenance = false;
+            return Err(Error::Refused(format!(
+                "cannot turn maintenance mode on to restore backup {}: {why}; the site runs the old tree and the next run restores the backup again",
+                dir.display()
+            )));
         }
         let t = started();
         let r = run.hook("restore", config.hooks.restore.as_ref()).await;

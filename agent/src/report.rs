@@ -258,7 +258,7 @@ pub async fn send_pending(config: &Config, now: Timestamp) -> Result<Sent> {
 
 fn reject(dir: &Path, file: &Path, why: &str) -> Result<()> {
     let name = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-    tracing::warn!(receipt = %name, why, "warning: the server refused receipt {name} ({why}); it is not sent again, kept in outbox/rejected/");
+    tracing::warn!("the server refused receipt {name} ({why}); it is not sent again, kept in outbox/rejected/");
     let rejected = dir.join("rejected");
     std::fs::create_dir_all(&rejected).map_err(Error::io("create", &rejected))?;
     let to = rejected.join(file.file_name().unwrap_or_default());
@@ -322,7 +322,8 @@ pub async fn send_status(config: &Config, now: Timestamp, status: &Status) -> Re
             remember_wait(&config.state_dir, now, a.retry_after)?;
         }
         Ok(a) if a.status == 401 => tracing::warn!(
-            "the server refused this platform's token (401): put the token `palier-server platform add {}` printed into {}",
+            "the server refused this platform's token (401); receipts are kept until it accepts one: put the token `palier-server platform add {}` printed (or a new one from `palier-server platform token {} --db FILE`) alone into {}",
+            config.platform,
             config.platform,
             config.token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
         ),

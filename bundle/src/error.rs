@@ -74,6 +74,21 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
     out.replace('\n', " ")
 }
 
+/// serde's ``unknown field `x`, expected one of `a`, `b` `` as its reader would say it: the
+/// closest known key when one is close ("did you mean"), else the keys allowed there. `None`
+/// for any other message.
+pub fn unknown_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`').unwrap_or((rest, ""));
+    let known: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let best = known.iter().map(|k| (strsim::jaro_winkler(unknown, k), *k)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0));
+    Some(match best {
+        Some((_, k)) => format!("unknown key `{unknown}`: did you mean `{k}`?"),
+        None if known.is_empty() => format!("unknown key `{unknown}`"),
+        None => format!("unknown key `{unknown}`; the keys here are {}", known.join(", ")),
+    })
+}
+
 /// Where a TOML error is: its one-line message and, when the parser knows, the line number
 /// and that line's text (trimmed, at most 80 characters).
 pub struct TomlErrorAt {

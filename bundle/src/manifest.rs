@@ -473,9 +473,44 @@ fn check_no_file_dir_clash<'a>(sorted: impl Iterator<Item = &'a str>) -> Result<
 fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
     let at = crate::error::TomlErrorAt::new(text, e);
     match at.line {
-        Some((line, line_text)) => format!("line {line} `{line_text}`: {}", at.message),
-        None => at.message,
+        Some((line, line_text)) => {
+            let key = line_text.split('=').next().unwrap_or("").trim();
+            format!("line {line} `{line_text}`: {}", in_words(key, &at.message))
+        }
+        None => crate::error::unknown_key(&at.message).unwrap_or(at.message),
     }
+}
+
+/// serde's and semver's message about `key` (`invalid type: string "FR-1", expected a
+/// sequence`, `unexpected end of input while parsing minor version number`) as what the key
+/// expects, with an example; an unknown key gets its "did you mean". The line itself, quoted
+/// before it, shows what was found. Messages of the manifest's own checks pass unchanged.
+fn in_words(key: &str, message: &str) -> String {
+    if let Some(unknown) = crate::error::unknown_key(message) {
+        return unknown;
+    }
+    let serde_words = ["invalid type", "invalid value", "unknown variant", "invalid length"].iter().any(|w| message.starts_with(w));
+    let form = match key {
+        // semver's own messages come through serde as they are.
+        "version" => "expected a version MAJOR.MINOR.PATCH in quotes, like `version = \"1.0.1\"`",
+        "requires_moodle" => "expected the Moodle releases it fits in quotes, like `requires_moodle = \">=4.4.0, <5.2.0\"`",
+        _ if !serde_words => return message.to_owned(),
+        "id" => "expected a bundle name in quotes, like `id = \"mod_quiz-timer-drift\"`",
+        "component" => "expected a Moodle component in quotes, like `component = \"mod_quiz\"`",
+        "class" => "expected \"technical\", \"non-layout\" or \"global\", like `class = \"technical\"`",
+        "data_impact" => "expected \"none\", \"minor\", \"major\" or \"global\", like `data_impact = \"none\"`",
+        "origin" => "expected \"report\" or \"roadmap\", like `origin = \"report\"`",
+        "summary" => "expected one line in quotes, like `summary = \"Fix quiz timer drift\"`",
+        "fixes" => "expected a list of ticket ids, like `fixes = [\"FR-12\", \"MDL-81234\"]`",
+        "after" => "expected a list of bundles installed first, like `after = [\"mod_quiz-base >=1.0.0\"]`",
+        "delete" => "expected a list of paths under the Moodle code root, like `delete = [\"mod/quiz/old.js\"]`",
+        "upgrade" => "expected true or false, like `upgrade = true`",
+        "path" => "expected a URL path in quotes, like `path = \"/mod/quiz/view.php?id=1\"`",
+        "expect_status" => "expected an HTTP status number, like `expect_status = 200`",
+        "expect_body" => "expected a text in quotes, like `expect_body = \"quiz\"`",
+        _ => return message.to_owned(),
+    };
+    form.to_owned()
 }
 
 #[cfg(test)]
@@ -595,6 +630,25 @@ mod tests {
             assert_eq!(ours.is_ok(), general.is_ok(), "{v}");
             if let (Ok(a), Ok(b)) = (ours, general) {
                 assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn serde_and_semver_words_become_the_key_s_expected_form() {
+        for (from, to, wanted) in [
+            ("version = \"1.0.1\"", "version = \"1.0\"", "line 3 `version = \"1.0\"`: expected a version MAJOR.MINOR.PATCH in quotes, like `version = \"1.0.1\"`"),
+            ("fixes = [\"FR-12\"]", "fixes = \"FR-12\"", "expected a list of ticket ids, like `fixes = [\"FR-12\", \"MDL-81234\"]`"),
+            ("upgrade = false", "upgrade = \"yes\"", "expected true or false, like `upgrade = true`"),
+            ("class = \"technical\"", "class = \"tech\"", "expected \"technical\", \"non-layout\" or \"global\""),
+            ("requires_moodle = \">=4.4.0, <5.2.0\"", "requires_moodle = \"4.x.y\"", "like `requires_moodle = \">=4.4.0, <5.2.0\"`"),
+            ("component = ", "componnet = ", "unknown key `componnet`: did you mean `component`?"),
+        ] {
+            assert!(EXAMPLE.contains(from), "{from}");
+            let why = refused(&EXAMPLE.replace(from, to), ManifestKind::Source);
+            assert!(why.contains(wanted), "{to}: {why}");
+            for jargon in ["invalid type", "expected a sequence", "unexpected end of input", "unknown field", "unknown variant", "wildcard"] {
+                assert!(!why.contains(jargon), "{to}: {why}");
             }
         }
     }

@@ -210,7 +210,7 @@ impl std::str::FromStr for BundleRef {
             .ok_or_else(|| Error::invalid("bundle", s, "expected ID@VERSION, for example mod_quiz-fix@1.0.1"))?;
         Ok(BundleRef {
             id: BundleId::new(id)?,
-            version: Version::parse(version).map_err(|e| Error::invalid("bundle version", version, e.to_string()))?,
+            version: Version::parse(version).map_err(|_| Error::invalid("bundle version", version, "expected MAJOR.MINOR.PATCH, for example mod_quiz-fix@1.0.1"))?,
         })
     }
 }
@@ -254,5 +254,7 @@ mod tests {
         for bad in ["mod_quiz-fix", "mod_quiz-fix@1.0", "Bad@1.0.0", "@1.0.0"] {
             assert!(bad.parse::<BundleRef>().is_err(), "{bad}");
         }
+        let why = "mod_quiz-fix@1.0".parse::<BundleRef>().unwrap_err().to_string();
+        assert!(why.contains("expected MAJOR.MINOR.PATCH, for example mod_quiz-fix@1.0.1") && !why.contains("unexpected end of input"), "{why}");
     }
 }

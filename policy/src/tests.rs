@@ -872,7 +872,7 @@ fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
         ];
         for (meta, layout, why) in cases {
             let key = meta.manifest.key();
-            let d = plan(&c, &[meta.clone()], &[], &site(layout), now()).bundles.remove(0);
+            let d = plan(&c, std::slice::from_ref(&meta), &[], &site(layout), now()).bundles.remove(0);
             match why {
                 Some(why) => {
                     assert_eq!(dr(&d), (DecisionKind::NeedsScheduledIntervention, Some(Reason::BackupMissing)), "{key} at {level}");

@@ -110,6 +110,8 @@ fn publish_with_db_turns_fix_requests_into_reported_by_and_links_them() {
     let db = site.s("palier.db");
     site.ok(&["platform", "add", "univ-a", "--improvement", "1", "--stability", "1", "--db", &db]);
     site.ok(&["platform", "add", "univ-b", "--improvement", "1", "--stability", "1", "--db", &db]);
+    // With --db, a --reported-by platform must be registered too.
+    site.ok(&["platform", "add", "univ-c", "--improvement", "1", "--stability", "1", "--db", &db]);
     {
         let store = Store::open(Path::new(&db)).unwrap();
         let c = Component::new("mod_quiz").unwrap();

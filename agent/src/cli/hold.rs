@@ -39,7 +39,7 @@ impl HoldArgs {
         let _lock = lock::acquire(&config.state_dir)?;
         let key = self.bundle.to_string();
         if holds::hold(&config.state_dir, &key, Timestamp::now(), self.reason.trim())? {
-            println!("held {key} on this site: not applied until `palier-agent release {key}`");
+            println!("held {key} on this site: not applied until `palier-agent release {key} --config {}`", config.path.display());
         } else {
             println!("{key} is already held on this site: nothing changed");
         }

@@ -204,7 +204,7 @@ fn words(s: &Status, last: Option<&Last>, c: &Config, now: Timestamp) -> String 
         None => out.push_str("last:        no intervention yet\n"),
     }
     if let Some(p) = &s.previous_tree {
-        out.push_str(&format!("rollback:    `palier-agent rollback` puts {} back\n", p.display()));
+        out.push_str(&format!("rollback:    `palier-agent rollback --config {}` puts {} back\n", c.path.display(), p.display()));
     }
     out
 }

@@ -97,6 +97,16 @@ impl RepoArgs {
     }
 }
 
+/// `platform` (given as `what`, an option's name) must be registered in `store`: a mistyped
+/// name would sign a reporter that no agent is.
+pub(crate) fn known_platform(store: &crate::store::Store, platform: &palier_bundle::PlatformId, what: &str) -> Result<()> {
+    if store.platform(platform)?.is_none() {
+        let db = store.path().display();
+        return Err(Error::Refused(format!("{what} {platform}: no platform {platform} in {db} (`palier-server platform list --db {db}` lists them)")));
+    }
+    Ok(())
+}
+
 /// Exit codes, as documented in the README.
 pub mod exit {
     pub const FAILURE: u8 = 1;

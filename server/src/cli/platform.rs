@@ -101,7 +101,7 @@ impl AddArgs {
         let contract = self.contract.contract(None, name.as_str())?;
         let store = Store::open(&self.db)?;
         let token = store.add_platform_with(&name, Some(&contract), now)?;
-        println!("platform {name} registered with contract {}; its API token (shown once, keep it in the agent's config):", contract.describe());
+        println!("platform {name} registered with contract {}; its API token (shown once; put the next line alone in the agent's token_file, mode 0600):", contract.describe());
         println!("{token}");
         Ok(())
     }

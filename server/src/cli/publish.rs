@@ -38,7 +38,13 @@ impl Args {
         if self.db.is_none() && !self.no_db {
             refuse_unlinked_fix_requests(&self.archive, self.max_expanded).await?;
         }
-        let store = self.db.as_deref().map(Store::open).transpose()?;
+        // Only `platform add` creates a store: a mistyped --db is refused, not created empty.
+        let store = self.db.as_deref().map(Store::open_existing).transpose()?;
+        if let Some(store) = &store {
+            for p in &self.reported_by {
+                super::known_platform(store, p, "--reported-by").map_err(|e| Error::Refused(format!("{}; nothing published", crate::error::one_line(&e))))?;
+            }
+        }
         let reported = self.reported_by.into_iter().collect();
         let PublishedFix { published: p, linked } = release::publish(&self.repo.paths(), &self.archive, reported, store.as_ref(), self.max_expanded, now).await?;
         println!("published {} as target {} ({} bytes, sha256 {})", p.meta.manifest.key(), p.target, p.length, p.sha256);

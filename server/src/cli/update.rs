@@ -136,10 +136,16 @@ pub struct LinkArgs {
     /// The platform that reported the defect this bundle fixes.
     #[arg(long)]
     platform: PlatformId,
+    /// The control-plane store: the platform must be registered there.
+    #[arg(long, value_name = "FILE")]
+    db: Option<std::path::PathBuf>,
 }
 
 impl LinkArgs {
     pub async fn run(self, now: Timestamp) -> Result<()> {
+        if let Some(db) = &self.db {
+            super::known_platform(&crate::store::Store::open_existing(db)?, &self.platform, "--platform")?;
+        }
         let platform = self.platform.clone();
         let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| Ok(m.reported_by.insert(platform))).await?;
         report(&self.bundle, changed, &format!("reported by {}", self.platform));
