@@ -303,18 +303,32 @@ fn sign<T: Role + serde::Serialize>(w: &World, role: T, holder: &KeyHolder, key:
 /// `bins` re-signed at their next version, then a snapshot whose meta `edit` may change, then
 /// a timestamp over it.
 fn resign(w: &World, bins: Vec<(String, Targets)>, edit: impl FnOnce(&mut HashMap<String, Metafile>)) {
+    let roles = bins.into_iter().map(|(name, t)| {
+        let key = if name == "halts" { "halts" } else { "bins" };
+        (name, t, key)
+    });
+    resign_with(w, roles.collect(), edit);
+}
+
+/// [`resign`], each delegated role signed with the key named beside it (`bins` or `halts`),
+/// whether or not the delegations trust that key for the role.
+fn resign_with(w: &World, bins: Vec<(String, Targets, &str)>, edit: impl FnOnce(&mut HashMap<String, Metafile>)) {
     let root: Signed<Root> = read_json(w, "1.root.json");
     let top: Signed<Targets> = read_json(w, "1.targets.json");
     let root_holder = KeyHolder::Root(root.signed);
-    let bin_holder = KeyHolder::Delegations(top.signed.delegations.unwrap());
+    let delegations = top.signed.delegations.unwrap();
+    let ids_of = |key: &str| delegations.roles.iter().find(|r| (r.name == "halts") == (key == "halts")).unwrap().keyids.clone();
     let mut timestamp: Signed<Timestamp> = read_json(w, "timestamp.json");
     let snapshot_version = timestamp.signed.meta["snapshot.json"].version;
     let mut snapshot: Signed<Snapshot> = read_json(w, &format!("{snapshot_version}.snapshot.json"));
-    for (name, mut bin) in bins {
+    for (name, mut bin, key) in bins {
         let meta = snapshot.signed.meta.get_mut(&format!("{name}.json")).unwrap();
         meta.version = meta.version.checked_add(1).unwrap();
         bin.version = meta.version;
-        let bytes = sign(w, DelegatedTargets { name: name.clone(), targets: bin }, &bin_holder, "bins");
+        // A holder that names `key` for this role, so that it signs whatever the repository says.
+        let mut holder = delegations.clone();
+        holder.roles.iter_mut().find(|r| r.name == name).unwrap().keyids = ids_of(key);
+        let bytes = sign(w, DelegatedTargets { name: name.clone(), targets: bin }, &KeyHolder::Delegations(holder), key);
         std::fs::write(w.path(&format!("repo/metadata/{}.{name}.json", meta.version)), bytes).unwrap();
     }
     edit(&mut snapshot.signed.meta);
@@ -345,14 +359,14 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     let original = std::fs::read(&cached).unwrap();
     assert_eq!(original, std::fs::read(w.path(&format!("repo/metadata/2.{bin}.json"))).unwrap());
     let files = std::fs::read_dir(&cache).unwrap().count();
-    assert_eq!(files, 257, "the top-level targets and every bin are cached");
+    assert_eq!(files, 258, "the top-level targets, the halts role and every bin are cached");
 
     // After a change to one bin, its old version leaves the cache and the new one is there.
     w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.2", "--alpha"]);
     plans(&w);
     assert!(!cached.exists());
     assert!(cache.join(format!("3.{bin}.json")).exists());
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 257);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 258);
 
     // A cached bin changed on disk: the load that used it fails, the one without the cache
     // succeeds, and the cache holds the repository's file again.
@@ -363,4 +377,87 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     std::fs::write(&cached, text).unwrap();
     plans(&w);
     assert_eq!(std::fs::read(&cached).unwrap(), good);
+}
+
+/// A halt marker for `bundle` (`halts/ID@VERSION.json`) as a target of the `halts` role.
+fn marker(bundle: &str, reason: &str) -> (TargetName, tough::schema::Target) {
+    let m = palier_bundle::halt::HaltMarker { bundle: bundle.parse().unwrap(), reason: reason.into(), at: "2026-11-30T10:00:00Z".into() };
+    let bytes = serde_json::to_vec(&m.to_custom()).unwrap();
+    use sha2::Digest;
+    let custom = match m.to_custom() {
+        serde_json::Value::Object(map) => map.into_iter().collect(),
+        _ => unreachable!(),
+    };
+    let target = tough::schema::Target {
+        length: bytes.len() as u64,
+        hashes: Hashes { sha256: sha2::Sha256::digest(&bytes).to_vec().into(), _extra: HashMap::new() },
+        custom,
+        _extra: HashMap::new(),
+    };
+    (TargetName::new(m.target_name()).unwrap(), target)
+}
+
+/// The agent's plan as JSON.
+fn plan_json(w: &World) -> serde_json::Value {
+    let config = w.agent_config("univ-a", 3, 1);
+    let out = w.run("palier-agent", &["plan", "--json", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A halt marker signed by the `halts` key halts its bundle (reason `halted`, the marker's
+/// reason in the detail) without its bin changing; the bundle's other versions are untouched.
+#[test]
+fn a_valid_halt_marker_halts_its_bundle() {
+    let w = world();
+    let before = version_in_snapshot(&w, &bin_of("quiz-fix-1.0.1.tar.gz"));
+    let mut halts = read_bin(&w, "halts");
+    let (name, target) = marker("quiz-fix@1.0.1", "auto-halt: rolled back on univ-b, univ-c");
+    halts.targets.insert(name, target);
+    resign(&w, vec![("halts".into(), halts)], |_| {});
+    assert_eq!(version_in_snapshot(&w, &bin_of("quiz-fix-1.0.1.tar.gz")), before);
+    let plan = plan_json(&w);
+    let entry = |v: &str| plan["bundles"].as_array().unwrap().iter().find(|b| b["version"] == v).unwrap().clone();
+    let halted = entry("1.0.1");
+    assert_eq!(halted["reason"], "halted", "{plan}");
+    assert!(halted["detail"].as_str().unwrap().contains("auto-halt: rolled back on univ-b, univ-c"), "{plan}");
+    assert_ne!(entry("1.0.0")["reason"], "halted", "{plan}");
+    assert_ne!(entry("1.0.2")["reason"], "halted", "{plan}");
+}
+
+/// A halt marker signed by another key than the halts role's is refused.
+#[test]
+fn a_halt_marker_signed_by_another_key_is_refused() {
+    let w = world();
+    let mut halts = read_bin(&w, "halts");
+    let (name, target) = marker("quiz-fix@1.0.1", "forged");
+    halts.targets.insert(name, target);
+    resign_with(&w, vec![("halts".into(), halts, "bins")], |_| {});
+    refused(&w, "halt marker signed by the bins key", "signature");
+}
+
+/// The halts role is trusted for `halts/*` only, and only the halts role for markers: a
+/// bundle listed by the halts role, and a marker listed by a bin (signed by the bins key),
+/// are both refused.
+#[test]
+fn halt_markers_and_bundles_outside_their_roles_paths_are_refused() {
+    // A bundle entry in the halts role (a leaked halts key must not ship code).
+    let w = world();
+    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+    let name = TargetName::new("quiz-fix-1.0.1.tar.gz").unwrap();
+    let mut from = read_bin(&w, &bin);
+    let target = from.targets.remove(&name).unwrap();
+    let mut halts = read_bin(&w, "halts");
+    halts.targets.insert(name, target);
+    resign(&w, vec![(bin, from), ("halts".into(), halts)], |_| {});
+    refused(&w, "bundle in the halts role", "target file not delegated: quiz-fix-1.0.1.tar.gz");
+
+    // A marker in the bin its name hashes to.
+    let w = world();
+    let (name, target) = marker("quiz-fix@1.0.1", "from a bin");
+    let bin = bin_of(name.raw());
+    let mut into = read_bin(&w, &bin);
+    into.targets.insert(name, target);
+    resign(&w, vec![(bin, into)], |_| {});
+    refused(&w, "halt marker in a bin", "target file not delegated: halts/quiz-fix@1.0.1.json");
 }

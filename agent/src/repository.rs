@@ -2,7 +2,8 @@
 //! rolled-back or badly signed metadata is refused by tough, and every bundle's signed
 //! metadata is checked before the policy sees it.
 //!
-//! The bundles are targets of hashed bins delegated by the top-level targets. tough verifies
+//! The bundles are targets of hashed bins delegated by the top-level targets; halt markers
+//! (`halts/ID@VERSION.json`) are targets of the `halts` role and halt their bundle. tough verifies
 //! every bin on every load; with consistent snapshots a bin's file `N.bin-XX.json` never
 //! changes once written, so the transport keeps the versioned targets and bins files of the
 //! last successful load in `state_dir/tuf-cache` and downloads only those whose version the
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use palier_bundle::BundleMetadata;
+use palier_bundle::halt::HaltMarker;
 use tough::{ExpirationEnforcement, RepositoryLoader, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
@@ -94,8 +96,15 @@ pub async fn load(config: &Config) -> Result<Verified> {
     let repository = loaded.map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
     cache.keep_only_this_load();
     let mut bundles = Vec::new();
-    for (name, target) in repository.all_targets() {
+    let mut markers = Vec::new();
+    let listed = delegated_targets(repository.targets()).map_err(|why| Error::Refused(format!("repository {url} refused: {why}")))?;
+    for (name, target) in listed {
         let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        if palier_bundle::halt::is_marker(name.raw()) {
+            let marker = HaltMarker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
+            markers.push(marker);
+            continue;
+        }
         let meta = BundleMetadata::from_custom(custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
         if meta.manifest.target_name() != name.raw() {
             return Err(Error::Metadata {
@@ -106,8 +115,55 @@ pub async fn load(config: &Config) -> Result<Verified> {
         }
         bundles.push(VerifiedBundle { target: name.raw().into(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta });
     }
+    // A valid halt marker halts its bundle as the bundle's own metadata would (plan reason
+    // `halted`, the marker's reason in the detail).
+    for marker in &markers {
+        for b in &mut bundles {
+            marker.apply(&mut b.meta);
+        }
+    }
     bundles.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
     Ok(Verified { bundles, repository })
+}
+
+/// Every target of the verified top-level targets and the roles they delegate to, each
+/// checked to be listed by the role a search for its name would consult (the bin its hash
+/// falls in, the `halts` role for halt markers): tough verifies every role's signatures but
+/// lists every role's targets, so without this a halts key could list a bundle. A name listed
+/// twice, or a delegation nested deeper than this repository makes, is refused too.
+fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std::result::Result<Vec<(&tough::TargetName, &tough::schema::Target)>, String> {
+    use palier_bundle::halt::{RolePaths, trusted_role};
+    use tough::schema::PathSet;
+    let mut out: Vec<_> = top.signed.targets.iter().collect();
+    if let Some(d) = &top.signed.delegations {
+        let paths: Vec<RolePaths> = d
+            .roles
+            .iter()
+            .map(|r| match &r.paths {
+                PathSet::PathHashPrefixes(p) => RolePaths::HashPrefixes(p.iter().map(|x| x.value().to_owned()).collect()),
+                PathSet::Paths(p) => RolePaths::Patterns(p.iter().map(|x| x.value().to_owned()).collect()),
+            })
+            .collect();
+        for (i, role) in d.roles.iter().enumerate() {
+            let Some(t) = &role.targets else { continue };
+            if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
+                return Err(format!("role {} delegates further, which this repository never does", role.name));
+            }
+            for (name, target) in &t.signed.targets {
+                if trusted_role(&paths, name.raw()) != Some(i) {
+                    return Err(format!("target file not delegated: {} (listed by role {}, which is not trusted for that name)", name.raw(), role.name));
+                }
+                out.push((name, target));
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (name, _) in &out {
+        if !seen.insert(name.raw()) {
+            return Err(format!("target {} is listed twice", name.raw()));
+        }
+    }
+    Ok(out)
 }
 
 /// Largest metadata file the cache holds in memory while a load runs (tough's own limit for

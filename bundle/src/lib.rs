@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod components;
 pub mod error;
+pub mod halt;
 #[cfg(any(test, feature = "test-support"))]
 pub mod hostile;
 pub mod layout;

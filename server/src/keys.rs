@@ -14,8 +14,41 @@ use crate::error::{Error, Result};
 /// The four TUF top-level roles, in the order their keys are made.
 pub const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
-/// The delegated roles with keys of their own: the hashed bins (one key set for all of them).
-pub const DELEGATED: [&str; 1] = ["bins"];
+/// The delegated roles with keys of their own: the hashed bins (one key set for all of them)
+/// and `halts`, trusted only for halt markers.
+pub const DELEGATED: [&str; 2] = ["bins", "halts"];
+
+/// The roles whose keys `init --offline-keys` puts in the offline folder: they can change
+/// which keys are trusted and for what (root), and what the bins and halts may sign
+/// (targets). Every other key is online: `serve` and everyday commands use it.
+pub const OFFLINE: [&str; 2] = ["root", "targets"];
+
+/// Whether `role`'s keys belong in the offline folder.
+pub fn is_offline(role: &str) -> bool {
+    OFFLINE.contains(&role)
+}
+
+/// The signing keys of `role`: an offline role's in `offline` when given (or, in a repository
+/// made without `--offline-keys`, in `online`), an online role's in `online`. Refused with
+/// one line naming the folder to pass when they are not found.
+pub fn signing_keys(online: &Path, offline: Option<&Path>, role: &str) -> Result<Vec<Box<dyn KeySource>>> {
+    if is_offline(role) {
+        if let Some(dir) = offline
+            && key_path(dir, role, 1).exists()
+        {
+            return role_keys(dir, role);
+        }
+        if key_path(online, role, 1).exists() {
+            return role_keys(online, role);
+        }
+        let why = match offline {
+            Some(dir) => format!("no {role} key in {} nor in {}: pass --offline-keys DIR, the folder `init --offline-keys` wrote the root and targets keys to", dir.display(), online.display()),
+            None => format!("the {role} key is an offline key and is not in {}: pass --offline-keys DIR, the folder `init --offline-keys` wrote it to", online.display()),
+        };
+        return Err(Error::Key { path: key_path(offline.unwrap_or(online), role, 1), why });
+    }
+    role_keys(online, role)
+}
 
 /// File of key `i` (from 1) of `role`: `root.der`, then `root-2.der`, ...
 pub fn key_path(keys: &Path, role: &str, i: usize) -> PathBuf {

@@ -4,10 +4,14 @@
 
 pub mod cli;
 pub mod error;
+pub mod halts;
 pub mod http;
 pub mod keys;
+pub mod migrate;
 pub mod release;
 pub mod repo;
+pub mod repo_keys;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::archive::{self, ReadLimits, VerifyOnly};
+use palier_bundle::halt::{HaltMarker, RolePaths};
 use palier_bundle::{BundleMetadata, BundleRef, Manifest, PlatformId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -30,7 +31,7 @@ use tough::key_source::KeySource;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
 use tough::schema::{
-    DelegatedRole, DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, PathHashPrefix, PathSet, Role, RoleKeys, RoleType, Root, Signed,
+    DelegatedRole, DelegatedTargets, Delegations, Hashes, KeyHolder, Metafile, PathHashPrefix, PathPattern, PathSet, Role, RoleKeys, RoleType, Root, Signed,
     Snapshot, Target, Targets,
 };
 use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
@@ -38,7 +39,7 @@ use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, Target
 use crate::error::{Error, Result};
 use crate::keys;
 
-type TufTimestamp = tough::schema::Timestamp;
+pub(crate) type TufTimestamp = tough::schema::Timestamp;
 
 /// How long each role's metadata stays valid after it is signed. The bins live as long as the
 /// top-level targets.
@@ -64,11 +65,15 @@ impl Default for Expiries {
 /// Largest expanded size `publish` accepts unless told otherwise: 4 GiB.
 pub const DEFAULT_MAX_EXPANDED: u64 = 4 << 30;
 
-/// Where a repository and its keys are.
+/// Where a repository and its keys are: `keys` is the online keys folder; `offline`, when
+/// given, the folder of the root and targets keys (see [`keys::OFFLINE`]).
 #[derive(Debug, Clone)]
 pub struct RepoPaths {
     pub dir: PathBuf,
     pub keys: PathBuf,
+    pub offline: Option<PathBuf>,
+    /// During `key rotate ROLE`: ROLE's new keys, in this folder, sign in place of the old.
+    pub(crate) rotating: Option<(String, PathBuf)>,
 }
 
 impl RepoPaths {
@@ -79,7 +84,21 @@ impl RepoPaths {
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             parent.join("keys")
         });
-        RepoPaths { dir, keys }
+        RepoPaths { dir, keys, offline: None, rotating: None }
+    }
+    /// The same repository with the offline keys folder `offline`.
+    pub fn with_offline(mut self, offline: Option<PathBuf>) -> Self {
+        self.offline = offline;
+        self
+    }
+    /// The signing keys of `role`, from the folder it belongs in.
+    pub fn signing_keys(&self, role: &str) -> Result<Vec<Box<dyn KeySource>>> {
+        if let Some((rotating, dir)) = &self.rotating
+            && rotating == role
+        {
+            return keys::role_keys(dir, role);
+        }
+        keys::signing_keys(&self.keys, self.offline.as_deref(), role)
     }
     pub fn metadata(&self) -> PathBuf {
         self.dir.join("metadata")
@@ -110,11 +129,13 @@ pub struct Thresholds {
     pub timestamp: u64,
     /// The hashed bins' role (one key set for every bin).
     pub bins: u64,
+    /// The `halts` role, which signs only halt markers.
+    pub halts: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { root: 1, targets: 1, snapshot: 1, timestamp: 1, bins: 1 }
+        Thresholds { root: 1, targets: 1, snapshot: 1, timestamp: 1, bins: 1, halts: 1 }
     }
 }
 
@@ -125,6 +146,7 @@ impl Thresholds {
             "targets" => self.targets,
             "snapshot" => self.snapshot,
             "bins" => self.bins,
+            "halts" => self.halts,
             _ => self.timestamp,
         }
     }
@@ -188,27 +210,27 @@ impl Bins {
 }
 
 /// Expiry `after` from `now`, in whole seconds: other TUF clients refuse fractions.
-fn expiry(now: Timestamp, after: SignedDuration) -> Result<Timestamp> {
+pub(crate) fn expiry(now: Timestamp, after: SignedDuration) -> Result<Timestamp> {
     let t = now.checked_add(after).map_err(|e| Error::Refused(format!("expiry out of range: {e}")))?;
     Timestamp::from_second(t.as_second()).map_err(|e| Error::Refused(format!("expiry out of range: {e}")))
 }
 
-fn next(v: NonZeroU64) -> Result<NonZeroU64> {
+pub(crate) fn next(v: NonZeroU64) -> Result<NonZeroU64> {
     v.checked_add(1).ok_or_else(|| Error::Refused("metadata version overflow".into()))
 }
 
-fn tuf_err(dir: &Path, what: &'static str) -> impl FnOnce(tough::error::Error) -> Error {
+pub(crate) fn tuf_err(dir: &Path, what: &'static str) -> impl FnOnce(tough::error::Error) -> Error {
     let dir = dir.to_path_buf();
     move |source| Error::Tuf { dir, what, source: Box::new(source) }
 }
 
 /// Metadata that does not verify: named, with why.
-fn refused(dir: &Path, what: impl std::fmt::Display, why: impl std::fmt::Display) -> Error {
+pub(crate) fn refused(dir: &Path, what: impl std::fmt::Display, why: impl std::fmt::Display) -> Error {
     Error::Refused(format!("repository {}: {what} does not verify: {why}", dir.display()))
 }
 
 /// A new ed25519 key for `role`, written as key file `i`; returns its TUF form and id.
-fn new_key(keys_dir: &Path, role: &str, i: usize) -> Result<(Decoded<Hex>, Key)> {
+pub(crate) fn new_key(keys_dir: &Path, role: &str, i: usize) -> Result<(Decoded<Hex>, Key)> {
     let path = keys::key_path(keys_dir, role, i);
     let public = keys::generate(&path)?;
     let key = Key::Ed25519 {
@@ -221,7 +243,7 @@ fn new_key(keys_dir: &Path, role: &str, i: usize) -> Result<(Decoded<Hex>, Key)>
 }
 
 /// Sign `role` with the keys among `keys` that `holder` names for it; the compact JSON bytes.
-async fn sign<T: Role + Serialize>(dir: &Path, role: T, holder: &KeyHolder, keys: &[Box<dyn KeySource>], what: &'static str) -> Result<Vec<u8>> {
+pub(crate) async fn sign<T: Role + Serialize>(dir: &Path, role: T, holder: &KeyHolder, keys: &[Box<dyn KeySource>], what: &'static str) -> Result<Vec<u8>> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let signed = SignedRole::new(role, holder, keys, &rng).await.map_err(tuf_err(dir, what))?;
     let mut bytes = serde_json::to_vec(signed.signed()).map_err(|e| Error::Refused(format!("cannot serialise {what}: {e}")))?;
@@ -229,7 +251,7 @@ async fn sign<T: Role + Serialize>(dir: &Path, role: T, holder: &KeyHolder, keys
     Ok(bytes)
 }
 
-fn version_only(version: NonZeroU64) -> Metafile {
+pub(crate) fn version_only(version: NonZeroU64) -> Metafile {
     Metafile { length: None, hashes: None, version, _extra: HashMap::new() }
 }
 
@@ -256,9 +278,17 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
             paths.dir.display()
         )));
     }
+    if let Some(offline) = &paths.offline {
+        check_offline_folder(offline, &dir_abs, &keys_abs, paths)?;
+    }
+    // Each key goes to the folder it belongs in: with `--offline-keys`, root and targets there.
+    let folder_of = |role: &str| match &paths.offline {
+        Some(offline) if keys::is_offline(role) => offline.clone(),
+        _ => paths.keys.clone(),
+    };
     for role in keys::ROLES.iter().chain(keys::DELEGATED.iter()) {
-        if keys::key_path(&paths.keys, role, 1).exists() {
-            return Err(Error::Refused(format!("keys folder {} already holds a {role} key; use an empty folder", paths.keys.display())));
+        if keys::key_path(&folder_of(role), role, 1).exists() {
+            return Err(Error::Refused(format!("keys folder {} already holds a {role} key; use an empty folder", folder_of(role).display())));
         }
     }
     create_public_dir(&paths.metadata())?;
@@ -279,13 +309,23 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
         let threshold = threshold_of(role)?;
         let mut keyids = Vec::new();
         for i in 1..=threshold.get() as usize {
-            let (id, key) = new_key(&paths.keys, role, i)?;
+            let (id, key) = new_key(&folder_of(role), role, i)?;
             keyids.push(id.clone());
             root.keys.insert(id, key);
         }
         root.roles.insert(role_type(role), RoleKeys { keyids, threshold, _extra: HashMap::new() });
     }
     let mut delegations = Delegations::new();
+    // The halts role first: a marker's name also hashes into some bin, and the bins are
+    // terminating, so a client searching by name must meet the halts role before them.
+    let halts_threshold = threshold_of("halts")?;
+    let mut halts_keyids = Vec::new();
+    for i in 1..=halts_threshold.get() as usize {
+        let (id, key) = new_key(&paths.keys, "halts", i)?;
+        halts_keyids.push(id.clone());
+        delegations.keys.insert(id, key);
+    }
+    delegations.roles.push(halts_role(halts_keyids, halts_threshold)?);
     let bins_threshold = threshold_of("bins")?;
     let mut bin_keyids = Vec::new();
     for i in 1..=bins_threshold.get() as usize {
@@ -293,28 +333,21 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
         bin_keyids.push(id.clone());
         delegations.keys.insert(id, key);
     }
-    for i in 0..bins.count() {
-        let prefixes = bins.prefixes(i).into_iter().map(PathHashPrefix::new).collect::<std::result::Result<Vec<_>, _>>();
-        let prefixes = prefixes.map_err(|e| Error::Refused(format!("bin prefix: {e}")))?;
-        delegations.roles.push(DelegatedRole {
-            name: bins.name(i),
-            keyids: bin_keyids.clone(),
-            threshold: bins_threshold,
-            paths: PathSet::PathHashPrefixes(prefixes),
-            terminating: true,
-            targets: None,
-        });
-    }
+    delegations.roles.extend(bin_roles(bins, &bin_keyids, bins_threshold)?);
 
     let staging = Staging::new(dir)?;
     let root_holder = KeyHolder::Root(root.clone());
-    let root_bytes = sign(dir, root, &root_holder, &keys::role_keys(&paths.keys, "root")?, "sign root").await?;
+    let root_bytes = sign(dir, root, &root_holder, &paths.signing_keys("root")?, "sign root").await?;
     staging.write("1.root.json", &root_bytes)?;
 
     let mut snapshot = Snapshot::new("1.0.0".into(), NonZeroU64::MIN, expiry(now, expiries.snapshot)?);
     let bin_holder = KeyHolder::Delegations(delegations.clone());
-    let bin_keys = keys::role_keys(&paths.keys, "bins")?;
+    let bin_keys = paths.signing_keys("bins")?;
     let bins_expire = expiry(now, expiries.targets)?;
+    let halts = DelegatedTargets { name: HALTS.into(), targets: Targets::new("1.0.0".into(), NonZeroU64::MIN, bins_expire) };
+    let bytes = sign(dir, halts, &bin_holder, &paths.signing_keys("halts")?, "sign halts").await?;
+    staging.write(&format!("1.{HALTS}.json"), &bytes)?;
+    snapshot.meta.insert(format!("{HALTS}.json"), version_only(NonZeroU64::MIN));
     for i in 0..bins.count() {
         let name = bins.name(i);
         let role = DelegatedTargets { name: name.clone(), targets: Targets::new("1.0.0".into(), NonZeroU64::MIN, bins_expire) };
@@ -324,12 +357,12 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
     }
     let mut targets = Targets::new("1.0.0".into(), NonZeroU64::MIN, expiry(now, expiries.targets)?);
     targets.delegations = Some(delegations);
-    let bytes = sign(dir, targets, &root_holder, &keys::role_keys(&paths.keys, "targets")?, "sign targets").await?;
+    let bytes = sign(dir, targets, &root_holder, &paths.signing_keys("targets")?, "sign targets").await?;
     staging.write("1.targets.json", &bytes)?;
     snapshot.meta.insert("targets.json".into(), version_only(NonZeroU64::MIN));
 
-    let mut online = keys::role_keys(&paths.keys, "snapshot")?;
-    online.extend(keys::role_keys(&paths.keys, "timestamp")?);
+    let mut online = paths.signing_keys("snapshot")?;
+    online.extend(paths.signing_keys("timestamp")?);
     let snapshot_bytes = sign(dir, snapshot, &root_holder, &online, "sign snapshot").await?;
     staging.write("1.snapshot.json", &snapshot_bytes)?;
     let mut timestamp = TufTimestamp::new("1.0.0".into(), NonZeroU64::MIN, expiry(now, expiries.timestamp)?);
@@ -340,7 +373,55 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
     staging.publish_all(&paths.metadata())
 }
 
-fn snapshot_metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
+/// The name of the delegated role that signs halt markers.
+pub const HALTS: &str = palier_bundle::halt::ROLE;
+
+/// The delegations of `bins` hashed bins, all trusting the same keys.
+pub(crate) fn bin_roles(bins: Bins, keyids: &[Decoded<Hex>], threshold: NonZeroU64) -> Result<Vec<DelegatedRole>> {
+    let mut out = Vec::new();
+    for i in 0..bins.count() {
+        let prefixes = bins.prefixes(i).into_iter().map(PathHashPrefix::new).collect::<std::result::Result<Vec<_>, _>>();
+        let prefixes = prefixes.map_err(|e| Error::Refused(format!("bin prefix: {e}")))?;
+        out.push(DelegatedRole {
+            name: bins.name(i),
+            keyids: keyids.to_vec(),
+            threshold,
+            paths: PathSet::PathHashPrefixes(prefixes),
+            terminating: true,
+            targets: None,
+        });
+    }
+    Ok(out)
+}
+
+/// The `halts` delegation: trusted for halt markers only, terminating.
+pub(crate) fn halts_role(keyids: Vec<Decoded<Hex>>, threshold: NonZeroU64) -> Result<DelegatedRole> {
+    let pattern = PathPattern::new(palier_bundle::halt::PATH_PATTERN).map_err(|e| Error::Refused(format!("halts path pattern: {e}")))?;
+    Ok(DelegatedRole { name: HALTS.into(), keyids, threshold, paths: PathSet::Paths(vec![pattern]), terminating: true, targets: None })
+}
+
+/// The offline keys folder must be neither the online one nor inside the served repository
+/// (nor nested with the online one, which would put both in one place).
+fn check_offline_folder(offline: &Path, dir_abs: &Path, keys_abs: &Path, paths: &RepoPaths) -> Result<()> {
+    let offline_abs = if offline.exists() { canonical(offline)? } else { std::path::absolute(offline).map_err(Error::io("resolve", offline))? };
+    if offline_abs.starts_with(dir_abs) {
+        return Err(Error::Refused(format!(
+            "offline keys folder {} is inside the served repository {}; choose --offline-keys outside it (on removable media)",
+            offline.display(),
+            paths.dir.display()
+        )));
+    }
+    if offline_abs.starts_with(keys_abs) || keys_abs.starts_with(&offline_abs) {
+        return Err(Error::Refused(format!(
+            "offline keys folder {} is the online keys folder {} or nested with it; choose a separate folder (on removable media)",
+            offline.display(),
+            paths.keys.display()
+        )));
+    }
+    create_private_dir(offline)
+}
+
+pub(crate) fn snapshot_metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
     Metafile {
         length: Some(bytes.len() as u64),
         hashes: Some(Hashes { sha256: Decoded::from(Sha256::digest(bytes).to_vec()), _extra: HashMap::new() }),
@@ -350,7 +431,7 @@ fn snapshot_metafile(version: NonZeroU64, bytes: &[u8]) -> Metafile {
 }
 
 /// Create the keys folder, mode 0700 whatever the umask (an existing one is left as it is).
-fn create_private_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if path.is_dir() {
         return Ok(());
@@ -361,13 +442,13 @@ fn create_private_dir(path: &Path) -> Result<()> {
 
 /// Create a repository folder (and missing parents), mode 0755 whatever the umask: served
 /// as static files, readable by any web server user, writable by its owner only.
-fn create_public_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_public_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o755).create(path).map_err(Error::io("create folder", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(Error::io("set permissions of", path))
 }
 
-fn canonical(path: &Path) -> Result<PathBuf> {
+pub(crate) fn canonical(path: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(path).map_err(Error::io("resolve", path))
 }
 
@@ -380,14 +461,14 @@ pub struct Published {
     pub meta: BundleMetadata,
 }
 
-fn published(name: &TargetName, target: &Target) -> Result<Published> {
+pub(crate) fn published(name: &TargetName, target: &Target) -> Result<Published> {
     let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
     let meta = BundleMetadata::from_custom(custom)
         .map_err(|e| Error::Refused(format!("target {} has invalid signed metadata: {e}", name.raw())))?;
     Ok(Published { target: name.raw().to_owned(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta })
 }
 
-fn dir_url(path: &Path) -> Result<url::Url> {
+pub(crate) fn dir_url(path: &Path) -> Result<url::Url> {
     let abs = canonical(path)?;
     url::Url::from_directory_path(&abs).map_err(|()| Error::Refused(format!("{} cannot be a file URL", abs.display())))
 }
@@ -407,15 +488,48 @@ pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
         .await
         .map_err(tuf_err(&paths.dir, "load"))?;
     let mut out = Vec::new();
-    for (name, target) in repository.all_targets() {
-        out.push(published(name, target)?);
+    let mut markers = Vec::new();
+    // Only the role the delegations trust for a name may list it, as the agent checks.
+    let top = &repository.targets().signed;
+    let mut listed: Vec<(&TargetName, &Target)> = top.targets.iter().collect();
+    if let Some(d) = &top.delegations {
+        let role_paths: Vec<RolePaths> = d
+            .roles
+            .iter()
+            .map(|r| match &r.paths {
+                PathSet::PathHashPrefixes(p) => RolePaths::HashPrefixes(p.iter().map(|x| x.value().to_owned()).collect()),
+                PathSet::Paths(p) => RolePaths::Patterns(p.iter().map(|x| x.value().to_owned()).collect()),
+            })
+            .collect();
+        for (i, role) in d.roles.iter().enumerate() {
+            for (name, target) in role.targets.iter().flat_map(|t| t.signed.targets.iter()) {
+                if palier_bundle::halt::trusted_role(&role_paths, name.raw()) != Some(i) {
+                    return Err(refused(&paths.dir, &role.name, format!("it lists {}, a name it is not trusted for", name.raw())));
+                }
+                listed.push((name, target));
+            }
+        }
+    }
+    for (name, target) in listed {
+        if palier_bundle::halt::is_marker(name.raw()) {
+            let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            markers.push(HaltMarker::from_custom(name.raw(), custom).map_err(|e| refused(&paths.dir, format!("halt marker {}", name.raw()), e))?);
+        } else {
+            out.push(published(name, target)?);
+        }
+    }
+    // A halt marker halts its bundle as the bundle's own metadata would.
+    for marker in &markers {
+        for p in &mut out {
+            marker.apply(&mut p.meta);
+        }
     }
     out.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
     Ok(out)
 }
 
 /// The writers' lock, in the keys folder. Held until dropped.
-fn lock(paths: &RepoPaths) -> Result<File> {
+pub(crate) fn lock(paths: &RepoPaths) -> Result<File> {
     paths.require()?;
     if !paths.keys.is_dir() {
         return Err(Error::Key {
@@ -432,14 +546,14 @@ fn lock(paths: &RepoPaths) -> Result<File> {
     Ok(lock)
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(Error::io("read metadata", path))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Refused(format!("metadata {} cannot be parsed: {e}", path.display())))
 }
 
 /// The newest root, reached from the pinned `1.root.json` through each `N+1.root.json`, each
 /// signed by a threshold of the previous root's keys and of its own.
-fn load_root(paths: &RepoPaths) -> Result<Signed<Root>> {
+pub(crate) fn load_root(paths: &RepoPaths) -> Result<Signed<Root>> {
     let md = paths.metadata();
     let mut root: Signed<Root> = read_json(&md.join("1.root.json"))?;
     root.signed.verify_role(&root).map_err(|e| refused(&paths.dir, "1.root.json", e))?;
@@ -461,15 +575,15 @@ fn load_root(paths: &RepoPaths) -> Result<Signed<Root>> {
 
 /// The verified top of the repository, what a writer starts from: the newest root, the
 /// timestamp, the snapshot it names and the top-level targets the snapshot names.
-struct Head {
-    root: Signed<Root>,
-    timestamp: Signed<TufTimestamp>,
-    snapshot: Signed<Snapshot>,
-    targets: Signed<Targets>,
+pub(crate) struct Head {
+    pub(crate) root: Signed<Root>,
+    pub(crate) timestamp: Signed<TufTimestamp>,
+    pub(crate) snapshot: Signed<Snapshot>,
+    pub(crate) targets: Signed<Targets>,
 }
 
 impl Head {
-    fn load(paths: &RepoPaths) -> Result<Head> {
+    pub(crate) fn load(paths: &RepoPaths) -> Result<Head> {
         let md = paths.metadata();
         let dir = &paths.dir;
         let root = load_root(paths)?;
@@ -492,7 +606,7 @@ impl Head {
         Ok(Head { root, timestamp, snapshot, targets })
     }
 
-    fn delegations(&self, dir: &Path) -> Result<&Delegations> {
+    pub(crate) fn delegations(&self, dir: &Path) -> Result<&Delegations> {
         match &self.targets.signed.delegations {
             Some(d) if !d.roles.is_empty() => Ok(d),
             _ => Err(Error::Refused(format!(
@@ -504,7 +618,7 @@ impl Head {
     }
 
     /// The delegated role trusted for `target_name`: the first whose hash prefixes match.
-    fn bin_of(&self, dir: &Path, target_name: &str) -> Result<String> {
+    pub(crate) fn bin_of(&self, dir: &Path, target_name: &str) -> Result<String> {
         let digest = hex::encode(Sha256::digest(target_name.as_bytes()));
         let delegations = self.delegations(dir)?;
         for role in &delegations.roles {
@@ -519,7 +633,7 @@ impl Head {
 
     /// A delegated role's metadata, at the version the snapshot names, verified by the keys
     /// the top-level targets give it.
-    fn load_bin(&self, paths: &RepoPaths, name: &str) -> Result<Signed<Targets>> {
+    pub(crate) fn load_bin(&self, paths: &RepoPaths, name: &str) -> Result<Signed<Targets>> {
         let dir = &paths.dir;
         let version = self.snapshot.signed.meta.get(&format!("{name}.json")).ok_or_else(|| refused(dir, "snapshot", format!("it does not list {name}")))?.version;
         let file = format!("{version}.{name}.json");
@@ -534,24 +648,32 @@ impl Head {
 
 /// What one change re-signs besides snapshot and timestamp.
 #[derive(Default)]
-struct Change {
-    /// Bins with their new content (versions and expiries are set here).
-    bins: Vec<(String, Targets)>,
+pub(crate) struct Change {
+    /// Delegated roles (bins, halts) with their new content (versions and expiries are set here).
+    pub(crate) bins: Vec<(String, Targets)>,
     /// The top-level targets with new content, or re-signed as they are.
-    targets: Option<Targets>,
+    pub(crate) targets: Option<Targets>,
     /// Re-sign the snapshot even if nothing above changed.
-    snapshot: bool,
+    pub(crate) snapshot: bool,
+    /// A new root (already signed: its bytes), written first and trusted for what follows.
+    pub(crate) root: Option<(Root, Vec<u8>)>,
 }
 
 /// Sign what `change` says, then a new snapshot (when anything under it changed, or asked) and
 /// a new timestamp, all with versions + 1 and fresh expiries, and move them in: bins and
 /// targets first, then the snapshot, the timestamp last. `archive` is copied into `targets/`
 /// first, under its consistent-snapshot name.
-async fn commit(paths: &RepoPaths, head: Head, change: Change, now: Timestamp, archive: Option<(&Path, &str)>) -> Result<()> {
+pub(crate) async fn commit(paths: &RepoPaths, head: Head, change: Change, now: Timestamp, archive: Option<(&Path, &str)>) -> Result<()> {
     let dir = &paths.dir;
     let exp = Expiries::default();
-    let root_holder = KeyHolder::Root(head.root.signed.clone());
     let staging = Staging::new(dir)?;
+    let root_holder = match change.root {
+        Some((root, bytes)) => {
+            staging.write(&format!("{}.root.json", root.version), &bytes)?;
+            KeyHolder::Root(root)
+        }
+        None => KeyHolder::Root(head.root.signed.clone()),
+    };
     let mut snapshot = head.snapshot.signed.clone();
     let resign_snapshot = change.snapshot || change.targets.is_some() || !change.bins.is_empty();
     let mut delegations = head.targets.signed.delegations.clone();
@@ -560,26 +682,29 @@ async fn commit(paths: &RepoPaths, head: Head, change: Change, now: Timestamp, a
         targets.expires = expiry(now, exp.targets)?;
         let version = targets.version;
         delegations = targets.delegations.clone();
-        let bytes = sign(dir, targets, &root_holder, &keys::role_keys(&paths.keys, "targets")?, "sign targets").await?;
+        let bytes = sign(dir, targets, &root_holder, &paths.signing_keys("targets")?, "sign targets").await?;
         staging.write(&format!("{version}.targets.json"), &bytes)?;
         snapshot.meta.insert("targets.json".into(), version_only(version));
     }
     if !change.bins.is_empty() {
         let holder = KeyHolder::Delegations(delegations.ok_or_else(|| Error::Refused(format!("repository {}: the targets delegate to no bin", dir.display())))?);
-        let bin_keys = keys::role_keys(&paths.keys, "bins")?;
+        // Each role's keys, read only when a role signed with them changes.
+        let keys_of = |role: &str| if change.bins.iter().any(|(n, _)| (n == HALTS) == (role == "halts")) { paths.signing_keys(role).map(Some) } else { Ok(None) };
+        let (bin_keys, halts_keys) = (keys_of("bins")?.unwrap_or_default(), keys_of("halts")?.unwrap_or_default());
         for (name, mut bin) in change.bins {
+            let keys = if name == HALTS { &halts_keys } else { &bin_keys };
             let meta_name = format!("{name}.json");
             let old = snapshot.meta.get(&meta_name).map(|m| m.version).unwrap_or(NonZeroU64::MIN);
             bin.version = next(old.max(bin.version))?;
             bin.expires = expiry(now, exp.targets)?;
             let version = bin.version;
-            let bytes = sign(dir, DelegatedTargets { name: name.clone(), targets: bin }, &holder, &bin_keys, "sign bin").await?;
+            let bytes = sign(dir, DelegatedTargets { name: name.clone(), targets: bin }, &holder, keys, "sign bin").await?;
             staging.write(&format!("{version}.{name}.json"), &bytes)?;
             snapshot.meta.insert(meta_name, version_only(version));
         }
     }
-    let mut online = keys::role_keys(&paths.keys, "snapshot")?;
-    online.extend(keys::role_keys(&paths.keys, "timestamp")?);
+    let mut online = paths.signing_keys("snapshot")?;
+    online.extend(paths.signing_keys("timestamp")?);
     let mut timestamp = head.timestamp.signed.clone();
     if resign_snapshot {
         snapshot.version = next(snapshot.version)?;
@@ -625,22 +750,22 @@ pub(crate) fn set_readable(file: &File, path: &Path) -> Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(Error::io("set permissions of", path))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync folder", dir))
 }
 
 /// A hidden folder inside the repository where new metadata is written before it is moved in.
-struct Staging(tempfile::TempDir);
+pub(crate) struct Staging(tempfile::TempDir);
 
 impl Staging {
-    fn new(dir: &Path) -> Result<Self> {
+    pub(crate) fn new(dir: &Path) -> Result<Self> {
         let t = tempfile::Builder::new().prefix(".palier-staging-").tempdir_in(dir).map_err(Error::io("create staging folder in", dir))?;
         Ok(Staging(t))
     }
     fn path(&self) -> &Path {
         self.0.path()
     }
-    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path().join(name);
         let mut file = File::create(&path).map_err(Error::io("create", &path))?;
         std::io::Write::write_all(&mut file, bytes).map_err(Error::io("write", &path))?;
@@ -649,7 +774,7 @@ impl Staging {
     /// Move everything staged in: new roots first, then bins and targets, the snapshot, and
     /// the timestamp last. A client reading meanwhile sees the old timestamp (and the old,
     /// still present, versioned files) or the new one.
-    fn publish_all(&self, metadata: &Path) -> Result<()> {
+    pub(crate) fn publish_all(&self, metadata: &Path) -> Result<()> {
         let mut names: Vec<String> = Vec::new();
         for entry in std::fs::read_dir(self.path()).map_err(Error::io("list", self.path()))? {
             let name = entry.map_err(Error::io("list", self.path()))?.file_name().to_string_lossy().into_owned();
@@ -745,7 +870,7 @@ pub async fn publish(paths: &RepoPaths, archive_path: &Path, reported_by: BTreeS
     Ok(Published { target: name, length: checked.length, sha256, meta })
 }
 
-fn custom_map(meta: &BundleMetadata) -> HashMap<String, serde_json::Value> {
+pub(crate) fn custom_map(meta: &BundleMetadata) -> HashMap<String, serde_json::Value> {
     match meta.to_custom() {
         serde_json::Value::Object(map) => map.into_iter().collect(),
         _ => HashMap::new(),
@@ -823,7 +948,10 @@ pub async fn refresh(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins)
 
     let _lock = lock(paths)?;
     let head = Head::load(paths)?;
-    if due(head.targets.signed.expires, margins.targets)? {
+    let targets_due = due(head.targets.signed.expires, margins.targets)?;
+    // Kept offline, the targets key is not here: refresh what the online keys can, then say so.
+    let targets_key_missing = if targets_due { paths.signing_keys("targets").err() } else { None };
+    if targets_due && targets_key_missing.is_none() {
         tracing::info!(version = head.targets.signed.version.get() + 1, "re-signing targets, bins, snapshot and timestamp");
         let mut bins = Vec::new();
         if let Some(d) = &head.targets.signed.delegations {
@@ -831,20 +959,30 @@ pub async fn refresh(paths: &RepoPaths, now: Timestamp, margins: RefreshMargins)
                 bins.push((role.name.clone(), head.load_bin(paths, &role.name)?.signed));
             }
         }
-        let change = Change { bins, targets: Some(head.targets.signed.clone()), snapshot: true };
+        let change = Change { bins, targets: Some(head.targets.signed.clone()), snapshot: true, ..Default::default() };
         commit(paths, head, change, now, None).await?;
         return Ok(true);
     }
     let snapshot_due = due(head.snapshot.signed.expires, margins.snapshot)?;
-    if !snapshot_due && !due(head.timestamp.signed.expires, margins.timestamp)? {
-        return Ok(false);
+    let targets_expire = head.targets.signed.expires;
+    let wrote = if snapshot_due || due(head.timestamp.signed.expires, margins.timestamp)? {
+        if snapshot_due {
+            tracing::info!(version = head.snapshot.signed.version.get() + 1, "re-signing snapshot");
+        }
+        tracing::info!(version = head.timestamp.signed.version.get() + 1, "re-signing timestamp");
+        commit(paths, head, Change { snapshot: snapshot_due, ..Default::default() }, now, None).await?;
+        true
+    } else {
+        false
+    };
+    if let Some(missing) = targets_key_missing {
+        let dir = paths.dir.display();
+        return Err(Error::Refused(format!(
+            "repository {dir}: the top-level targets expire at {targets_expire} and their key is not here ({}); run `palier-server refresh --repo {dir} --offline-keys DIR` where the offline keys are",
+            crate::error::one_line(&missing)
+        )));
     }
-    if snapshot_due {
-        tracing::info!(version = head.snapshot.signed.version.get() + 1, "re-signing snapshot");
-    }
-    tracing::info!(version = head.timestamp.signed.version.get() + 1, "re-signing timestamp");
-    commit(paths, head, Change { snapshot: snapshot_due, ..Default::default() }, now, None).await?;
-    Ok(true)
+    Ok(wrote)
 }
 
 /// A role's expiry as the verified repository says, and whether it is within its margin.

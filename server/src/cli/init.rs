@@ -9,8 +9,8 @@ use crate::repo::{self, Bins, Expiries, Thresholds};
 pub struct Args {
     #[command(flatten)]
     repo: RepoArgs,
-    /// Signature threshold of a role, as ROLE=N (root, targets, snapshot, timestamp); the
-    /// role gets N keys. Default 1 for each.
+    /// Signature threshold of a role, as ROLE=N (root, targets, snapshot, timestamp, bins,
+    /// halts); the role gets N keys. Default 1 for each.
     #[arg(long = "threshold", value_name = "ROLE=N")]
     thresholds: Vec<String>,
     /// Number of hashed bins the bundles are spread over (a power of two from 16 to 65536);
@@ -23,7 +23,7 @@ impl Args {
     pub async fn run(self, now: Timestamp) -> Result<()> {
         let mut t = Thresholds::default();
         for spec in &self.thresholds {
-            let bad = || Error::Refused(format!("--threshold {spec:?}: expected ROLE=N with ROLE one of root, targets, snapshot, timestamp, bins and N from 1 to 16"));
+            let bad = || Error::Refused(format!("--threshold {spec:?}: expected ROLE=N with ROLE one of root, targets, snapshot, timestamp, bins, halts and N from 1 to 16"));
             let (role, n) = spec.split_once('=').ok_or_else(bad)?;
             let n: u64 = n.parse().ok().filter(|n| (1..=16).contains(n)).ok_or_else(bad)?;
             match role {
@@ -32,6 +32,7 @@ impl Args {
                 "snapshot" => t.snapshot = n,
                 "timestamp" => t.timestamp = n,
                 "bins" => t.bins = n,
+                "halts" => t.halts = n,
                 _ => return Err(bad()),
             }
         }
@@ -39,7 +40,13 @@ impl Args {
         let paths = self.repo.paths();
         repo::init_with_bins(&paths, t, Expiries::default(), bins, now).await?;
         println!("created repository {} ({} hashed bins)", paths.dir.display(), bins.count());
-        println!("keys in {} (keep the root key offline)", paths.keys.display());
+        match &paths.offline {
+            Some(offline) => {
+                println!("offline keys (root, targets) in {}: move that folder off this machine; `key rotate`, `root sign`, `migrate` and a due `refresh` of the targets take --offline-keys", offline.display());
+                println!("online keys (bins, halts, snapshot, timestamp) in {}", paths.keys.display());
+            }
+            None => println!("keys in {} (all roles: pass --offline-keys DIR to keep root and targets apart)", paths.keys.display()),
+        }
         println!("agents pin {}", paths.pinned_root().display());
         Ok(())
     }

@@ -10,11 +10,15 @@ use crate::repo::RepoPaths;
 
 pub mod bundle;
 mod init;
+mod key;
 mod list;
+mod migrate;
 mod platform;
 mod publish;
 mod refresh;
+mod root;
 mod serve;
+mod sync;
 mod update;
 
 /// palier-server: build, sign and publish fix bundles for a fleet of Moodle platforms.
@@ -52,6 +56,18 @@ pub enum Command {
     /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
     /// served repository, from cron or a systemd timer. `--check` only reports.
     Refresh(refresh::Args),
+    /// Rotate a role's signing keys (`key rotate ROLE`).
+    #[command(subcommand)]
+    Key(key::Command),
+    /// Sign a new root version (`root sign`).
+    #[command(subcommand)]
+    Root(root::Command),
+    /// Move a repository of the single-targets layout into hashed bins and add the halts role
+    /// (needs the targets key).
+    Migrate(migrate::Args),
+    /// Copy the repository to a folder a static host serves: targets first, the timestamp
+    /// last, only what changed, each file atomically. Needs no key.
+    Sync(sync::Args),
     /// Register, change and list the platforms of the control plane and their contracts.
     #[command(subcommand)]
     Platform(platform::Command),
@@ -74,6 +90,10 @@ impl Cli {
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
             Command::Refresh(a) => a.run(now).await,
+            Command::Key(c) => c.run(now).await,
+            Command::Root(c) => c.run(now).await,
+            Command::Sync(a) => a.run(),
+            Command::Migrate(a) => a.run(now).await,
             Command::Platform(c) => c.run(now),
             Command::Serve(a) => a.run(self.now).await,
         }
@@ -86,14 +106,20 @@ pub struct RepoArgs {
     /// The repository folder (metadata/ and targets/ under it).
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
-    /// The signing keys folder; default: `keys` beside DIR.
+    /// The online signing keys folder (bins, halts, snapshot, timestamp); default: `keys`
+    /// beside DIR.
     #[arg(long, value_name = "KEYDIR")]
     pub keys: Option<PathBuf>,
+    /// The offline keys folder (root and targets), for the commands that need them: `init`
+    /// writes them there, `key rotate`, `root sign`, `migrate` and a due `refresh` of the
+    /// top-level targets read them.
+    #[arg(long, value_name = "DIR")]
+    pub offline_keys: Option<PathBuf>,
 }
 
 impl RepoArgs {
     pub fn paths(&self) -> RepoPaths {
-        RepoPaths::new(&self.repo, self.keys.clone())
+        RepoPaths::new(&self.repo, self.keys.clone()).with_offline(self.offline_keys.clone())
     }
 }
 

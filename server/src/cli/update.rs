@@ -112,7 +112,8 @@ pub struct ResumeArgs {
 
 impl ResumeArgs {
     pub async fn run(self, now: Timestamp) -> Result<()> {
-        let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| {
+        let paths = self.repo.paths();
+        let (_, changed) = repo::update(&paths, &self.bundle, now, |m| {
             refuse_yanked(&self.bundle, m)?;
             if m.state == BundleState::Active {
                 return Ok(false);
@@ -122,7 +123,9 @@ impl ResumeArgs {
             Ok(true)
         })
         .await?;
-        report(&self.bundle, changed, "active");
+        // The auto-halt's marker too (the `halts` key).
+        let unmarked = crate::halts::remove_marker(&paths, &self.bundle, now).await?;
+        report(&self.bundle, changed || unmarked, "active");
         Ok(())
     }
 }

@@ -417,21 +417,13 @@ pub(crate) async fn auto_halt(state: &AppState, store: &Arc<Store>, bundle: &Bun
     let (b, why) = (bundle.clone(), reason.clone());
     let outcome = state
         .repo()
-        .run(move || async move {
-            repo::update(&paths, &b, now, move |m| {
-                if m.state != BundleState::Active {
-                    return Ok(false);
-                }
-                m.state = BundleState::Halted;
-                m.state_reason = Some(why);
-                Ok(true)
-            })
-            .await
-        })
+        // A halt marker, signed by the online `halts` key: the bundle's own metadata and
+        // its bin stay as the release manager signed them.
+        .run(move || async move { crate::halts::halt(&paths, &b, &why, now).await })
         .await
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("the repository thread stopped")))?;
     match outcome {
-        Ok((_, changed)) => {
+        Ok(changed) => {
             tracing::warn!(
                 bundle = %bundle,
                 platforms = %platforms.join(","),
