@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark in one command: bundle, plan, apply, serve and report (see bench/README.md),
-# one after the other, then one table of all their measurements against their goals.
+# one after the other, and moodle (the real-site benchmark) when a Moodle source is there
+# (PALIER_MOODLE_SRC, or ../shared/moodle/moodle-5.1.tar.gz beside the repository) and it
+# runs as root, except in a quick run; then one table of all their measurements against their goals.
 #
 #   bench/run.sh [--quick]
 #
@@ -51,7 +53,17 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 t_start=$(date +%s)
 
 failed=0
-for name in bundle plan apply serve report; do
+names="bundle plan apply serve report"
+moodle_src=${PALIER_MOODLE_SRC:-$(dirname "$bench")/../shared/moodle/moodle-5.1.tar.gz}
+if ((quick)); then
+    echo "bench: bench/moodle.sh skipped in a quick run (installing Moodle alone takes 5 minutes)" >&2
+elif [[ -e $moodle_src && $(id -u) == 0 ]]; then
+    names="$names moodle"
+else
+    echo "bench: bench/moodle.sh skipped: it needs a Moodle source ($moodle_src is not there; set PALIER_MOODLE_SRC) and root" >&2
+fi
+
+for name in $names; do
     log=$out/logs/$name.log
     echo
     echo "=================== bench/$name.sh ($(date -u +%H:%M:%S) UTC) ==================="

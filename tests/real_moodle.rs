@@ -3,16 +3,31 @@
 //! from `public/`, and drives the real `palier-server` and `palier-agent` binaries against
 //! it, the agent running as `www-data` with `dirroot` = the code root.
 //!
+//! The web server is `tests/real_moodle/serve.sh`, which restarts `php -S` on SIGHUP (what
+//! `tests/real_moodle/reload.sh` sends), with the PHP settings of its `serve.ini`. The
+//! scenarios run with PHP's opcode cache off (`opcache.enable=0`): with it on, the built-in
+//! server may serve a file's old code for `opcache.revalidate_freq` (2 s) after a swap, and
+//! whether the checks then see the new code depends on timing.
+//!
 //! Scenarios, on one site installed once, with one agent (one platform, one state folder)
-//! whose contract moves from stability 1 to stability 3:
+//! whose contract changes between scenarios:
 //! 1. a technical fix at stability 1: plan, run, status; a 4.x-layout bundle is skipped
 //!    `moodle-layout-mismatch`;
 //! 2. a bundle that breaks the login page is rolled back automatically, the tree identical;
-//! 3. an upgrade bundle (mod_quiz's version.php bumped) at stability 3: 503 during the
-//!    upgrade, the database upgraded, the hooks in order, only that bundle applied (the fix
-//!    is installed, the broken login held); then its hand rollback restores the database
-//!    (pg_dump/pg_restore hooks in tests/real_moodle/, the restore purging Moodle's caches)
-//!    and ends out of maintenance, with nothing left to upgrade.
+//! 3. an upgrade bundle (mod_quiz's version.php bumped, a language string changed) at
+//!    stability 1: never applied without a backup hook (`backup-missing`); with one, applied
+//!    in maintenance (503 during the upgrade) after the backup; its hand rollback restores
+//!    the database (pg_dump/pg_restore hooks in tests/real_moodle/);
+//! 4. the same bundle at stability 3, announced with Moodle's own countdown
+//!    (`maintenance.php --enablelater`): 503 during the upgrade, the database upgraded, the
+//!    hooks in order, only that bundle applied; its hand rollback restores the database,
+//!    purges the caches (the fix's language string is gone) and ends out of maintenance,
+//!    with nothing left to upgrade;
+//! 5. maintenance turned on by hand during the watch of a good fix: the watch pauses,
+//!    nothing is rolled back;
+//! 6. a broken bundle behind a web server whose opcode cache never revalidates
+//!    (`opcache.validate_timestamps=0`) with a `reload` hook that restarts it: rolled back,
+//!    never committed.
 //!
 //! Without `PALIER_MOODLE_SRC`, or without root, PHP or PostgreSQL, it says that it skipped
 //! and why, and passes, unless `PALIER_MOODLE_REQUIRED=1` (as `.ci/run` sets when the
@@ -23,6 +38,7 @@ mod common;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +47,9 @@ use common::{bin, stderr};
 /// The release of `mod_quiz` in the Moodle 5.1+ tarball, and the one the upgrade bundle brings.
 const QUIZ_VERSION: &str = "2025100600";
 const QUIZ_UPGRADED: &str = "2025100601";
+/// mod_quiz's `modulename` string, and the one the upgrade bundle brings.
+const QUIZ_NAME: &str = "Quiz";
+const QUIZ_NAME_FIXED: &str = "Quiz (palier fix)";
 
 fn skip(why: &str) {
     if std::env::var("PALIER_MOODLE_REQUIRED").as_deref() == Ok("1") {
@@ -55,13 +74,29 @@ fn ok(what: &str, out: Output) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The `php -S` web server, stopped with the test.
-struct WebServer(Child);
+/// The web server: `tests/real_moodle/serve.sh` keeping `php -S` running (restarted by the
+/// `reload` hook), in its own process group, stopped with the test.
+struct WebServer {
+    supervisor: Child,
+    /// Where serve.sh keeps serve.pid, serve.ini and serve.generation.
+    dir: PathBuf,
+}
+
+impl WebServer {
+    /// Serve with these PHP settings from now on: written to serve.ini, then the server
+    /// restarted by the reload hook, as the agent's `reload` hook does.
+    fn set_ini(&self, settings: &[&str]) {
+        std::fs::write(self.dir.join("serve.ini"), settings.iter().map(|s| format!("{s}\n")).collect::<String>()).unwrap();
+        let out = as_www_data(&self.dir.join("../hooks/reload.sh")).arg(&self.dir).output().unwrap();
+        ok("reload.sh", out);
+    }
+}
 
 impl Drop for WebServer {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // The whole group: serve.sh and the `php -S` it started.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.supervisor.id())]).status();
+        let _ = self.supervisor.wait();
     }
 }
 
@@ -98,7 +133,7 @@ struct Moodle {
     work: PathBuf,
     addr: String,
     db: String,
-    _web: WebServer,
+    web: WebServer,
     _database: Database,
 }
 
@@ -118,6 +153,12 @@ impl Moodle {
 
     fn quiz_version(&self) -> String {
         self.psql("SELECT value FROM mdl_config_plugins WHERE plugin = 'mod_quiz' AND name = 'version'")
+    }
+
+    /// mod_quiz's `modulename` string as Moodle gives it, through its string cache.
+    fn quiz_string(&self) -> String {
+        let out = as_www_data(Path::new("php")).arg(self.path("hooks/string.php")).arg(self.code()).args(["modulename", "quiz"]).output().unwrap();
+        ok("string.php", out)
     }
 
     fn server(&self, args: &[&str]) -> String {
@@ -212,45 +253,53 @@ fn install(src: &Path) -> Moodle {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     std::fs::create_dir_all(tmp.join("moodle/public")).unwrap();
-    let web = as_www_data(Path::new("php"))
-        .args(["-S", &addr, "-t", tmp.join("moodle/public").to_str().unwrap()])
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle/install.sh");
+    // The web server's folder and the hooks, where www-data can run and write them.
+    let web_dir = tmp.join("web");
+    std::fs::create_dir_all(&web_dir).unwrap();
+    std::fs::create_dir_all(tmp.join("hooks")).unwrap();
+    for h in ["backup.sh", "restore.sh", "upgrade.sh", "serve.sh", "reload.sh", "string.php"] {
+        std::fs::copy(script.with_file_name(h), tmp.join("hooks").join(h)).unwrap();
+    }
+    // The opcode cache off, unless a scenario about it turns it on: with it, PHP's built-in
+    // server keeps serving a file's old code for up to opcache.revalidate_freq (2 s) after the
+    // swap, and the checks that run within those 2 s would pass against the old code.
+    std::fs::write(web_dir.join("serve.ini"), "opcache.enable=0\n").unwrap();
+    Command::new("chown").args(["-R", "www-data:www-data", web_dir.to_str().unwrap(), tmp.join("hooks").to_str().unwrap()]).status().unwrap();
+    let supervisor = as_www_data(&tmp.join("hooks/serve.sh"))
+        .args([&addr, tmp.join("moodle/public").to_str().unwrap(), web_dir.to_str().unwrap()])
+        .process_group(0)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut web = WebServer(web);
+    let mut web = WebServer { supervisor, dir: web_dir.clone() };
     // Wait until it listens (bounded); a server that exited could not take the port.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&addr).is_err() {
+    while !web_dir.join("serve.generation").exists() {
+        assert!(web.supervisor.try_wait().unwrap().is_none(), "the web server exited: {addr} is taken by another program");
         assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(web.0.try_wait().unwrap().is_none(), "php -S exited: {addr} is taken by another program");
 
     let db = format!("palier_rm_{}", std::process::id());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle/install.sh");
     let started = Instant::now();
     let out = Command::new("bash").arg(&script).arg(src).arg(&tmp).arg(port.to_string()).arg(&db).output().unwrap();
     eprint!("{}", stderr(&out));
     let database = Database(db.clone());
     ok("tests/real_moodle/install.sh", out);
     eprintln!("real_moodle: Moodle installed in {:.0} s", started.elapsed().as_secs_f64());
-    assert!(web.0.try_wait().unwrap().is_none(), "php -S on {addr} exited during the install");
+    assert!(web.supervisor.try_wait().unwrap().is_none(), "the web server on {addr} exited during the install");
 
     // The binaries and the hook scripts, where www-data can run them.
     std::fs::create_dir_all(tmp.join("bin")).unwrap();
-    std::fs::create_dir_all(tmp.join("hooks")).unwrap();
     std::fs::copy(bin("palier-agent"), tmp.join("bin/palier-agent")).unwrap();
-    for h in ["backup.sh", "restore.sh", "upgrade.sh"] {
-        std::fs::copy(script.with_file_name(h), tmp.join("hooks").join(h)).unwrap();
-    }
     std::fs::write(tmp.join("wwwroot"), format!("http://{addr}")).unwrap();
     std::fs::write(tmp.join("status-during-upgrade"), "").unwrap();
     // www-data owns the site and writes beside the code root (staged and previous trees).
     for p in ["", "bin", "hooks", "wwwroot", "status-during-upgrade"] {
         Command::new("chown").args(["www-data:www-data", tmp.join(p).to_str().unwrap()]).status().unwrap();
     }
-    let m = Moodle { work: tmp, addr, db, _web: web, _database: database };
+    let m = Moodle { work: tmp, addr, db, web, _database: database };
     m.server(&["init", "--repo", "repo"]);
     let (status, body) = get(&m.addr, "/");
     assert_eq!(status, 200, "the installed site's front page: {body}");
@@ -281,7 +330,10 @@ fn real_moodle() {
 
     technical_fix_at_stability_1(&m);
     broken_login_rolled_back_automatically(&m);
+    upgrade_at_stability_1_needs_a_backup_and_its_rollback_restores(&m);
     upgrade_at_stability_3_and_hand_rollback(&m);
+    watch_pauses_for_maintenance_turned_on_by_hand(&m);
+    broken_bundle_behind_an_opcode_cache_that_never_revalidates(&m);
 
     eprintln!("real_moodle: all scenarios in {:.0} s", started.elapsed().as_secs_f64());
     let _ = std::fs::remove_dir_all(&m.work);
@@ -354,69 +406,240 @@ fn broken_login_rolled_back_automatically(m: &Moodle) {
     assert!(code == 200 && body.contains("logintoken"), "{code}");
 }
 
-/// An upgrade at stability 3 in maintenance, then its hand rollback with the database restored.
-fn upgrade_at_stability_3_and_hand_rollback(m: &Moodle) {
-    assert_eq!(m.quiz_version(), QUIZ_VERSION);
+/// The upgrade bundle's files: mod_quiz's version.php bumped (a database change) and one of
+/// its language strings changed.
+fn quiz_upgrade_files(m: &Moodle) -> Vec<(&'static str, String)> {
     let version = std::fs::read_to_string(m.code().join("public/mod/quiz/version.php")).unwrap();
     let bumped = version.replacen(&format!("$plugin->version   = {QUIZ_VERSION};"), &format!("$plugin->version   = {QUIZ_UPGRADED};"), 1);
     let bumped = if bumped == version { version.replacen(QUIZ_VERSION, QUIZ_UPGRADED, 1) } else { bumped };
     assert!(bumped.contains(QUIZ_UPGRADED), "mod_quiz's version.php has changed shape");
-    m.publish("quiz-upgrade", "1.1.0", "mod_quiz", "data_impact = \"minor\"\nupgrade = true\n", &[("public/mod/quiz/version.php", bumped)]);
-    let hooks = r#"notice = ["true", "{minutes}"]
-maintenance_on  = ["php", "{dirroot}/admin/cli/maintenance.php", "--enable"]
-maintenance_off = ["php", "{dirroot}/admin/cli/maintenance.php", "--disable"]
-backup  = ["hooks/backup.sh", "{backup_dir}"]
-restore = ["hooks/restore.sh", "{backup_dir}"]
-upgrade = ["hooks/upgrade.sh", "{dirroot}"]
-validate = { argv = ["php", "{dirroot}/admin/cli/checks.php"], ok_exit = [0, 1] }
+    let lang = std::fs::read_to_string(m.code().join("public/mod/quiz/lang/en/quiz.php")).unwrap();
+    let changed = lang.replacen(&format!("$string['modulename'] = '{QUIZ_NAME}';"), &format!("$string['modulename'] = '{QUIZ_NAME_FIXED}';"), 1);
+    assert_ne!(changed, lang, "mod_quiz's language file has changed shape");
+    vec![("public/mod/quiz/version.php", bumped), ("public/mod/quiz/lang/en/quiz.php", changed)]
+}
+
+/// The hooks of a site whose database changes are protected: Moodle's maintenance mode, the
+/// pg_dump/pg_restore backup and restore, the upgrade (recording what visitors get), and the
+/// reload of the web server.
+fn protected_hooks(m: &Moodle) -> String {
+    let h = m.path("hooks");
+    let h = h.display();
+    format!(
+        r#"maintenance_on  = ["php", "{{dirroot}}/admin/cli/maintenance.php", "--enable"]
+maintenance_off = ["php", "{{dirroot}}/admin/cli/maintenance.php", "--disable"]
+backup  = ["{h}/backup.sh", "{{backup_dir}}"]
+restore = ["{h}/restore.sh", "{{backup_dir}}"]
+upgrade = ["{h}/upgrade.sh", "{{dirroot}}"]
+reload  = ["{h}/reload.sh", "{web}"]
 timeout = "5m"
-long_timeout = "10m""#;
-    let config = m.config("s3", "level = 3\ncalendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]\nnotice = \"24h\"\nwatch = \"15m\"", hooks);
+long_timeout = "10m"
+"#,
+        web = m.web.dir.display()
+    )
+}
+
+fn plan_decision(m: &Moodle, config: &str, now: Option<&str>, id: &str) -> serde_json::Value {
+    let mut args = vec!["plan", "--config", config, "--json"];
+    if let Some(now) = now {
+        args.extend(["--now", now]);
+    }
+    let plan: serde_json::Value = serde_json::from_str(&ok("plan", m.agent(&args))).unwrap();
+    plan["bundles"].as_array().unwrap().iter().find(|d| d["id"] == id).cloned().unwrap_or_else(|| panic!("{id} not in the plan: {plan}"))
+}
+
+/// The hooks a receipt ran, in order.
+fn hooks_run(receipt: &serde_json::Value) -> Vec<String> {
+    receipt["hooks"].as_array().unwrap().iter().map(|h| h["hook"].as_str().unwrap().to_owned()).collect()
+}
+
+/// `names` all ran, in this order (other hooks may run between them).
+fn assert_in_order(hooks: &[String], names: &[&str]) {
+    let positions: Vec<usize> =
+        names.iter().map(|n| hooks.iter().position(|h| h == n).unwrap_or_else(|| panic!("hook {n} did not run: {hooks:?}"))).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "hooks out of order, expected {names:?} in: {hooks:?}");
+}
+
+/// What visitors got each time the upgrade hook ran.
+fn statuses_during_upgrade(m: &Moodle) -> Vec<String> {
+    std::fs::read_to_string(m.path("status-during-upgrade")).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// A rollback restores the database, puts the old code and its language string back (the
+/// caches purged) and ends out of maintenance; Moodle then has nothing to upgrade.
+fn assert_rolled_back_and_restored(m: &Moodle, tree_before: &str) {
+    assert_eq!(m.quiz_version(), QUIZ_VERSION, "the database was not restored");
+    assert_eq!(m.hash(), tree_before, "the tree is not the one before the upgrade");
+    assert_eq!(m.quiz_string(), QUIZ_NAME, "Moodle still serves the fix's string: its caches were not purged");
+    assert!(!m.path("moodledata/climaintenance.html").exists(), "still in maintenance after the rollback");
+    let (code, body) = get(&m.addr, "/login/index.php");
+    assert!(code == 200 && body.contains("logintoken"), "{code}");
+    let out = as_www_data(Path::new("php")).arg(m.code().join("admin/cli/upgrade.php")).args(["--non-interactive", "--is-pending"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(2), "an upgrade is pending after the rollback: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The upgrade bundle at stability 1: never applied without a backup hook; with one, in
+/// maintenance after the backup; its hand rollback restores the database.
+fn upgrade_at_stability_1_needs_a_backup_and_its_rollback_restores(m: &Moodle) {
+    assert_eq!(m.quiz_version(), QUIZ_VERSION);
+    assert_eq!(m.quiz_string(), QUIZ_NAME);
+    m.publish("quiz-upgrade", "1.1.0", "mod_quiz", "data_impact = \"minor\"\nupgrade = true\n", &quiz_upgrade_files(m));
+    let before = m.hash();
+
+    // Without a backup hook the database change is never made unprotected.
+    let unprotected = m.path("agent-s1.toml");
+    let c = unprotected.to_str().unwrap();
+    let d = plan_decision(m, c, None, "quiz-upgrade");
+    assert_eq!((d["decision"].as_str(), d["reason"].as_str()), (Some("needs-scheduled-intervention"), Some("backup-missing")), "{d}");
+    let out = ok("run --once (no backup hook)", m.agent(&["run", "--once", "--config", c]));
+    assert!(!out.contains("applied quiz-upgrade"), "{out}");
+    assert_eq!(m.quiz_version(), QUIZ_VERSION);
+    assert_eq!(m.hash(), before);
+
+    // With one: maintenance on, backup, swap, upgrade, caches, maintenance off.
+    let config = m.config("s1-backup", "level = 1", &protected_hooks(m));
     let c = config.to_str().unwrap();
-    // The hooks are relative to the work folder: make them absolute paths.
-    let text = std::fs::read_to_string(&config).unwrap().replace("\"hooks/", &format!("\"{}/", m.path("hooks").display()));
-    std::fs::write(&config, text).unwrap();
+    assert_eq!(plan_decision(m, c, None, "quiz-upgrade")["decision"], "eligible");
+    let t = Instant::now();
+    let out = ok("run --once (stability 1, backup)", m.agent(&["run", "--once", "--config", c]));
+    eprintln!("real_moodle: upgrade at stability 1 in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(out.contains("applied quiz-upgrade@1.1.0 "), "{out}");
+    assert_eq!(m.quiz_version(), QUIZ_UPGRADED, "the database was not upgraded");
+    assert_eq!(statuses_during_upgrade(m), ["503"], "what visitors got during the upgrade");
+    let receipt = last_receipt(&m.path("state/receipts"), false);
+    assert_eq!(receipt["bundles"], serde_json::json!(["quiz-upgrade@1.1.0"]), "{receipt}");
+    assert_in_order(&hooks_run(&receipt), &["maintenance_on", "backup", "upgrade", "purge_caches", "maintenance_off"]);
+    assert!(!m.path("moodledata/climaintenance.html").exists(), "still in maintenance");
+    assert_eq!(m.quiz_string(), QUIZ_NAME_FIXED);
+
+    let t = Instant::now();
+    ok("rollback (stability 1)", m.agent(&["rollback", "--config", c]));
+    eprintln!("real_moodle: hand rollback at stability 1 with restore in {:.1} s", t.elapsed().as_secs_f64());
+    assert_rolled_back_and_restored(m, &before);
+    let receipt = last_receipt(&m.path("state/receipts"), true);
+    assert_in_order(&hooks_run(&receipt), &["maintenance_on", "restore", "reload", "purge_caches", "maintenance_off"]);
+    // The hand rollback held it on this site: released for the level-3 scenario.
+    ok("release", m.agent(&["release", "--config", c, "quiz-upgrade@1.1.0"]));
+}
+
+/// The upgrade at stability 3 in a calendar slot, announced with Moodle's own countdown, then
+/// its hand rollback with the database restored and the caches purged.
+fn upgrade_at_stability_3_and_hand_rollback(m: &Moodle) {
+    assert_eq!(m.quiz_version(), QUIZ_VERSION);
+    let before = m.hash();
+    let hooks = format!(
+        "{}notice = [\"php\", \"{{dirroot}}/admin/cli/maintenance.php\", \"--enablelater={{minutes}}\"]\nvalidate = {{ argv = [\"php\", \"{{dirroot}}/admin/cli/checks.php\"], ok_exit = [0, 1] }}\n",
+        protected_hooks(m)
+    );
+    let config = m.config("s3", "level = 3\ncalendar = [\"2026-12-05T21:00/2026-12-06T01:00\"]\nnotice = \"24h\"\nwatch = \"15m\"", &hooks);
+    let c = config.to_str().unwrap();
 
     let out = ok("run --once (notice)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-04T20:50:00+01:00"]));
     assert!(out.contains("notice posted"), "{out}");
+    // Moodle's countdown: maintenance announced for the slot (1450 minutes from now).
+    let later = m.psql("SELECT value FROM mdl_config WHERE name = 'maintenance_later'");
+    assert!(!later.is_empty(), "maintenance.php --enablelater set no countdown");
     let t = Instant::now();
     let out = ok("run --once (slot)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-05T21:30:00+01:00"]));
     eprintln!("real_moodle: upgrade at stability 3 in {:.1} s", t.elapsed().as_secs_f64());
     assert!(out.contains("applied quiz-upgrade@1.1.0 "), "{out}");
     assert_eq!(m.quiz_version(), QUIZ_UPGRADED, "the database was not upgraded");
-    let during = std::fs::read_to_string(m.path("status-during-upgrade")).unwrap();
-    assert_eq!(during.trim(), "503", "what visitors got during the upgrade");
-    let receipt = last_receipt(&m.path("state/receipts"));
+    assert_eq!(statuses_during_upgrade(m), ["503", "503"], "what visitors got during the upgrades");
+    assert_eq!(m.psql("SELECT count(*) FROM mdl_config WHERE name = 'maintenance_later'"), "0", "the countdown outlived the maintenance");
+    let receipt = last_receipt(&m.path("state/receipts"), false);
     // Only the upgrade: the fix is installed, the broken login held and halted.
     assert_eq!(receipt["bundles"], serde_json::json!(["quiz-upgrade@1.1.0"]), "{receipt}");
-    let hooks: Vec<String> = receipt["hooks"].as_array().unwrap().iter().map(|h| h["hook"].as_str().unwrap().to_owned()).collect();
-    let order: Vec<&str> = ["maintenance_on", "backup", "upgrade", "purge_caches", "validate", "maintenance_off"]
-        .into_iter()
-        .filter(|h| hooks.iter().any(|x| x == h))
-        .collect();
-    assert_eq!(order.len(), 6, "hooks run: {hooks:?}");
-    let positions: Vec<usize> = order.iter().map(|h| hooks.iter().position(|x| x == h).unwrap()).collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "hooks out of order: {hooks:?}");
+    assert_in_order(&hooks_run(&receipt), &["maintenance_on", "backup", "upgrade", "purge_caches", "validate", "maintenance_off"]);
     assert!(!m.path("moodledata/climaintenance.html").exists(), "still in maintenance");
     assert_eq!(get(&m.addr, "/").0, 200);
+    assert_eq!(m.quiz_string(), QUIZ_NAME_FIXED);
 
-    // By hand: the old code back, and the database restored from the backup.
+    // By hand: maintenance first, the old code back, the database restored, the caches purged.
     let t = Instant::now();
     let out = m.agent(&["rollback", "--config", c]);
-    eprintln!("real_moodle: hand rollback with restore in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!("real_moodle: hand rollback at stability 3 with restore in {:.1} s", t.elapsed().as_secs_f64());
     ok("rollback", out);
-    assert_eq!(m.quiz_version(), QUIZ_VERSION, "the database was not restored");
-    assert!(std::fs::read_to_string(m.code().join("public/mod/quiz/version.php")).unwrap().contains(QUIZ_VERSION));
-    assert!(!m.path("moodledata/climaintenance.html").exists(), "still in maintenance after the rollback");
-    let (code, body) = get(&m.addr, "/login/index.php");
-    assert!(code == 200 && body.contains("logintoken"), "{code}");
-    // Moodle agrees that code and database match: nothing to upgrade.
-    let out = as_www_data(Path::new("php")).arg(m.code().join("admin/cli/upgrade.php")).args(["--non-interactive", "--is-pending"]).output().unwrap();
-    assert_ne!(out.status.code(), Some(2), "an upgrade is pending after the rollback: {}", String::from_utf8_lossy(&out.stdout));
+    assert_rolled_back_and_restored(m, &before);
+    let receipt = last_receipt(&m.path("state/receipts"), true);
+    assert_in_order(&hooks_run(&receipt), &["maintenance_on", "restore", "reload", "purge_caches", "maintenance_off"]);
+    let steps: Vec<&str> = receipt["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let at = |name: &str| steps.iter().position(|s| *s == name).unwrap_or_else(|| panic!("no step {name}: {steps:?}"));
+    assert!(at("maintenance on (rollback)") < at("rollback"), "the old code went live before maintenance: {steps:?}");
+    assert!(at("maintenance off") < at("checks after the rollback"), "{steps:?}");
 }
 
-fn last_receipt(dir: &Path) -> serde_json::Value {
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+/// An administrator turns maintenance on during the watch of a good fix: the watch pauses and
+/// says so; nothing is rolled back. Once maintenance is off the watch goes on.
+fn watch_pauses_for_maintenance_turned_on_by_hand(m: &Moodle) {
+    let lib = std::fs::read_to_string(m.code().join("public/mod/forum/lib.php")).unwrap();
+    let fixed = format!("{lib}\n// palier real-Moodle test: forum-fix 1.0.0\n");
+    m.publish("forum-fix", "1.0.0", "mod_forum", "data_impact = \"none\"\n", &[("public/mod/forum/lib.php", fixed)]);
+    let config = m.config("watch", "level = 1\nwatch = \"15m\"", "");
+    let c = config.to_str().unwrap();
+    let out = ok("run --once (watch)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-06T10:00:00+01:00"]));
+    assert!(out.contains("applied forum-fix@1.0.0"), "{out}");
+    let applied = m.hash();
+
+    let maintenance = |flag: &str| {
+        ok(&format!("maintenance.php {flag}"), as_www_data(Path::new("php")).arg(m.code().join("admin/cli/maintenance.php")).arg(flag).output().unwrap())
+    };
+    maintenance("--enable");
+    assert_eq!(get(&m.addr, "/").0, 503, "Moodle's maintenance page");
+    let out = ok("run --once (maintenance by hand)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-06T10:05:00+01:00"]));
+    assert!(out.contains("the watch of forum-fix@1.0.0 is paused") && !out.contains("rolled back forum-fix"), "{out}");
+    assert_eq!(m.hash(), applied, "the fix was rolled back for a maintenance");
+    let status: serde_json::Value = serde_json::from_str(&ok("status", m.agent(&["status", "--config", c, "--json"]))).unwrap();
+    assert!(status["watch_paused"]["reason"].as_str().is_some_and(|r| r.contains("climaintenance.html")), "{status}");
+    assert!(m.path("moodledata/climaintenance.html").exists(), "palier turned off a maintenance it did not start");
+
+    maintenance("--disable");
+    let out = ok("run --once (maintenance over)", m.agent(&["run", "--once", "--config", c, "--now", "2026-12-06T10:20:00+01:00"]));
+    assert!(!out.contains("rolled back forum-fix") && !out.contains("paused"), "{out}");
+    assert_eq!(m.hash(), applied);
+    assert_eq!(get(&m.addr, "/").0, 200);
+}
+
+/// PHP's opcode cache on and never revalidating (`opcache.validate_timestamps=0`, common in
+/// production): without a reload the checks would pass against the old front page and the
+/// broken bundle be committed. The `reload` hook restarts PHP after the swap (the checks see
+/// the fatal error) and after the swap back (the old page is served again).
+fn broken_bundle_behind_an_opcode_cache_that_never_revalidates(m: &Moodle) {
+    m.web.set_ini(&["opcache.enable=1", "opcache.validate_timestamps=0"]);
+    // Visitors have the old pages compiled.
+    for p in ["/", "/login/index.php"] {
+        assert_eq!(get(&m.addr, p).0, 200, "{p}");
+    }
+    let before = m.hash();
+    let index = std::fs::read_to_string(m.code().join("public/index.php")).unwrap();
+    let broken = index.replacen("require_once('config.php');", "require_once('config.php');\npalier_front_page_undefined(); // a fatal error", 1);
+    assert_ne!(broken, index, "public/index.php has changed shape");
+    m.publish("front-break", "1.0.0", "core", "data_impact = \"none\"\n", &[("public/index.php", broken)]);
+    let reload = format!("reload = [\"{}\", \"{}\"]\n", m.path("hooks/reload.sh").display(), m.web.dir.display());
+    let config = m.config("opcache", "level = 1", &reload);
+    let generation = || std::fs::read_to_string(m.web.dir.join("serve.generation")).unwrap().trim().parse::<u32>().unwrap();
+    let restarts = generation();
+
+    let t = Instant::now();
+    let out = m.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-07T10:00:00+01:00"]);
+    eprintln!("real_moodle: broken front page behind the opcode cache rolled back in {:.1} s", t.elapsed().as_secs_f64());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "committed behind a stale opcode cache: {}\n{err}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("rolled back") && err.contains("front-break@1.0.0"), "{err}");
+    assert_eq!(m.hash(), before, "the tree is not the one before the broken bundle");
+    assert_eq!(generation() - restarts, 2, "PHP reloaded after the swap and after the swap back");
+    let (code, body) = get(&m.addr, "/");
+    assert!(code == 200 && body.contains("page-site-index"), "the old front page is not served again: {code}");
+    m.web.set_ini(&["opcache.enable=0"]);
+}
+
+/// The newest receipt in `dir`: of a hand rollback (`<id>-rollback.json`) or not. Receipt
+/// names start with the intervention's time, and the scenarios' times only go forward.
+fn last_receipt(dir: &Path, rollback: bool) -> serde_json::Value {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-rollback.json") == rollback)
+        .collect();
     names.sort();
     serde_json::from_slice(&std::fs::read(names.last().unwrap()).unwrap()).unwrap()
 }
