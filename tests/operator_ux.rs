@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::control::{Served, serve};
 use common::site::Site;
 use common::{World, bin, manifest, stderr};
 
@@ -31,35 +32,6 @@ fn one_line(o: &Output, code: i32, wanted: &[&str]) -> String {
         assert!(err.contains(w), "{w:?} not in: {err}");
     }
     err.trim_end().to_owned()
-}
-
-/// `palier-server serve --db palier.db` on a free loopback port, stopped when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Serve `w`'s repository and store (the store must exist: `platform add` first).
-fn serve(w: &World) -> Served {
-    let mut child = Command::new(bin("palier-server"))
-        .args(["serve", "--repo", "repo", "--db", "palier.db", "--listen", "127.0.0.1:0"])
-        .current_dir(w.tmp.path())
-        .env_remove("PALIER_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
-    Served { child, url }
 }
 
 /// Register `name` (3/1) in `w`'s store; its token.

@@ -32,6 +32,7 @@ pub fn serve_with(w: &World, extra: &[&str]) -> Served {
         .args(["serve", "--repo", "repo", "--db", "palier.db", "--create", "--listen", "127.0.0.1:0"])
         .args(extra)
         .current_dir(w.tmp.path())
+        .env_remove("PALIER_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
