@@ -125,11 +125,11 @@ done
 bytes_overview=$(curl -fsS "${auth[@]}" "http://$addr/" | wc -c)
 
 mkdir -p "$root/bench/out"
-python3 - "$goal_ms" "$platforms" "$bundles" "$rounds" "$bytes_overview" "${results[@]}" >"$root/bench/out/dashboard.json" <<'PY'
+python3 - "$goal_ms" "$platforms" "$bundles" "$rounds" "$bytes_overview" "$profile" "${results[@]}" >"$root/bench/out/dashboard.json" <<'PY'
 import json, statistics, sys
-goal, platforms, bundles, rounds, size = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+goal, platforms, bundles, rounds, size, profile = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 pages = []
-for arg in sys.argv[6:]:
+for arg in sys.argv[7:]:
     name, path, totals, renders, stores, cached = arg.split("|")
     f = lambda s: [float(x) for x in s.split()]
     t, r, st, c = f(totals), f(renders), f(stores), f(cached)
@@ -137,12 +137,12 @@ for arg in sys.argv[6:]:
                   "median_ms": statistics.median(t), "max_ms": max(t), "median_render_ms": statistics.median(r),
                   "median_store_ms": statistics.median(st),
                   "median_cached_ms": statistics.median(c), "goal_ms": goal, "met": statistics.median(t) < goal})
-json.dump({"platforms": platforms, "bundles": bundles, "rounds": rounds, "profile": "dev", "overview_bytes": size, "pages": pages}, sys.stdout, indent=2)
+json.dump({"platforms": platforms, "bundles": bundles, "rounds": rounds, "profile": profile, "overview_bytes": size, "pages": pages}, sys.stdout, indent=2)
 PY
 python3 - "$root/bench/out/dashboard.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-print(f"Dashboard at {d['platforms']} platforms and {d['bundles']} bundles, {d['rounds']} rounds a page, dev build; server time from Server-Timing (ms)")
+print(f"Dashboard at {d['platforms']} platforms and {d['bundles']} bundles, {d['rounds']} rounds a page, {d['profile']} build; server time from Server-Timing (ms)")
 print(f"{'page':<9} {'median':>8} {'slowest':>8} {'store':>8} {'render':>8} {'cached':>8}  goal")
 for p in d["pages"]:
     verdict = "PASS" if p["met"] else "MISS"
