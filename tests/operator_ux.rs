@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::control::{Served, serve};
+use common::control::serve;
 use common::site::Site;
 use common::{World, bin, manifest, stderr};
 
