@@ -158,21 +158,23 @@ fn a_rollback_that_cannot_restore_the_database_refuses_and_says_so() {
 /// goes live, reloads PHP, purges the caches, and runs the smoke checks after.
 #[test]
 fn a_hand_rollback_at_level_3_turns_maintenance_on_first_and_checks_after() {
-    let s = Site::new(200);
-    let before = s.hash();
-    s.publish("quiz-fix", ("technical", "none"), &refs(&quiz_fix(Layout::Classic)), "");
-    let config = s.config(3, 3, "");
-    s.run_once(&config, "2026-12-04T20:50:00+01:00");
-    let out = s.run_once(&config, "2026-12-05T21:30:00+01:00");
-    assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
-    forget_hooks(&s);
-    let out = rollback(&s, &config);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(s.hooks.order().unwrap(), ["maintenance_on", "reload", "purge_caches", "maintenance_off"]);
-    assert_eq!(s.hash(), before);
-    let st = steps(&rollback_receipt(&s));
-    assert!(position(&st, "maintenance on (rollback)") < position(&st, "rollback"), "{st:?}");
-    assert!(position(&st, "maintenance off") < position(&st, "checks after the rollback"), "{st:?}");
+    for layout in LAYOUTS {
+        let s = Site::with_layout(200, layout);
+        let before = s.hash();
+        s.publish("quiz-fix", ("technical", "none"), &refs(&quiz_fix(layout)), "");
+        let config = s.config(3, 3, "");
+        s.run_once(&config, "2026-12-04T20:50:00+01:00");
+        let out = s.run_once(&config, "2026-12-05T21:30:00+01:00");
+        assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
+        forget_hooks(&s);
+        let out = rollback(&s, &config);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(s.hooks.order().unwrap(), ["maintenance_on", "reload", "purge_caches", "maintenance_off"]);
+        assert_eq!(s.hash(), before);
+        let st = steps(&rollback_receipt(&s));
+        assert!(position(&st, "maintenance on (rollback)") < position(&st, "rollback"), "{st:?}");
+        assert!(position(&st, "maintenance off") < position(&st, "checks after the rollback"), "{st:?}");
+    }
 }
 
 /// Issue 13, item 4: maintenance turned on by hand during the watch of a good fix pauses
@@ -244,20 +246,22 @@ fn a_site_that_already_fails_its_checks_postpones_without_blame() {
 /// rolled back and never committed.
 #[test]
 fn a_broken_bundle_behind_an_opcode_cache_is_rolled_back_never_committed() {
-    let s = Site::new(200);
-    let before = s.hash();
-    s.server.opcache(s.hooks.reload_file());
-    // Visitors have the old login page (and the quiz library it includes) compiled.
-    let addr = s.server.local_addr().to_string();
-    assert!(common::http_get(&addr, "/login/index.php").starts_with("HTTP/1.1 200"));
-    let fatal = format!("<?php // {FATAL_MARKER}\n");
-    s.publish("login-break", ("technical", "none"), &[("login/index.php", fatal.as_str())], "");
-    let config = s.config(3, 1, "");
-    s.run_once_refused(&config, NOW, "rolled back (login-break@1.0.0): check /login/index.php failed");
-    assert_eq!(s.hash(), before);
-    let order = s.hooks.order().unwrap();
-    assert_eq!(order.iter().filter(|h| *h == "reload").count(), 2, "after the swap and after the swap back: {order:?}");
-    assert!(common::http_get(&addr, "/login/index.php").starts_with("HTTP/1.1 200"), "the old code again, PHP reloaded");
+    for layout in LAYOUTS {
+        let s = Site::with_layout(200, layout);
+        let before = s.hash();
+        s.server.opcache(s.hooks.reload_file());
+        // Visitors have the old login page (and the quiz library it includes) compiled.
+        let addr = s.server.local_addr().to_string();
+        assert!(common::http_get(&addr, "/login/index.php").starts_with("HTTP/1.1 200"));
+        let fatal = format!("<?php // {FATAL_MARKER}\n");
+        s.publish("login-break", ("technical", "none"), &[(layout.place("login/index.php").as_str(), fatal.as_str())], "");
+        let config = s.config(3, 1, "");
+        s.run_once_refused(&config, NOW, "rolled back (login-break@1.0.0): check /login/index.php failed");
+        assert_eq!(s.hash(), before);
+        let order = s.hooks.order().unwrap();
+        assert_eq!(order.iter().filter(|h| *h == "reload").count(), 2, "after the swap and after the swap back: {order:?}");
+        assert!(common::http_get(&addr, "/login/index.php").starts_with("HTTP/1.1 200"), "the old code again, PHP reloaded");
+    }
 }
 
 /// Issue 13, item 11: config.php edited after an apply and a local/ plugin installed since
