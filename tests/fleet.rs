@@ -8,9 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::control::{Served, platform, serve_with};
+use common::control::{Served, expected_state, platform, serve_with};
 use common::{World, http_get, manifest, stderr};
-use jiff::Timestamp;
 use serde_json::Value;
 
 /// The bundles of the day: one every contract may take, one not validated, one a level-2
@@ -47,34 +46,6 @@ fn get_json(served: &Served, path: &str) -> Value {
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.lines().next().unwrap().contains(" 200 "), "{path}: {answer:.300}");
     serde_json::from_str(body).unwrap()
-}
-
-/// The state wire contract 3 gives a platform whose plan says `row`, planned at `now`, whose
-/// latest receipt naming the bundle has `outcome`: the table of docs/http-api.md, written
-/// again here as the test's oracle.
-fn expected_state(row: &Value, now: &str, outcome: Option<&str>) -> &'static str {
-    let decision = row["decision"].as_str().unwrap();
-    if decision == "installed" {
-        return "installed";
-    }
-    match outcome {
-        Some("rolled-back") => return "rolled-back",
-        Some("failed") => return "failed",
-        _ => {}
-    }
-    let at = |v: &Value| v.as_str().map(|s| s.parse::<Timestamp>().unwrap());
-    match (decision, row["reason"].as_str()) {
-        ("eligible", _) => match at(&row["notice_at"]) {
-            Some(n) if n > now.parse::<Timestamp>().unwrap() => "waiting-notice",
-            _ => "scheduled",
-        },
-        ("waiting-rollout", _) => "waiting-rollout",
-        ("waiting-validation", _) => "waiting-validation",
-        ("needs-scheduled-intervention", _) => "needs-intervention",
-        (_, Some("held")) => "held",
-        (_, Some("not-reported" | "component-not-selected" | "class-not-allowed" | "moodle-version-mismatch" | "moodle-layout-mismatch")) => "excluded",
-        _ => "skipped",
-    }
 }
 
 /// The outcome of the latest receipt of the agent naming `key`.

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::control::{Served, serve_with};
+use common::control::{Served, expected_state, serve_with};
 use common::{World, http_get, manifest, stderr};
 use jiff::{SignedDuration, Timestamp};
 use palier_fixture::{MoodleServer, TreeOptions, generate};
@@ -195,33 +195,6 @@ fn instant(v: &Value) -> Option<Timestamp> {
     v.as_str().map(|s| s.parse().unwrap())
 }
 
-/// The state wire contract 3 gives a platform whose own plan says `row` and whose latest
-/// receipt naming the bundle has `outcome` (docs/http-api.md's table, written again here as
-/// the test's oracle).
-fn expected_state(row: &Value, outcome: Option<&str>) -> &'static str {
-    let decision = row["decision"].as_str().unwrap();
-    if decision == "installed" {
-        return "installed";
-    }
-    match outcome {
-        Some("rolled-back") => return "rolled-back",
-        Some("failed") => return "failed",
-        _ => {}
-    }
-    match (decision, row["reason"].as_str()) {
-        ("eligible", _) => match (instant(&row["notice_at"]), instant(&row["plan_now"])) {
-            (Some(n), Some(now)) if n > now => "waiting-notice",
-            _ => "scheduled",
-        },
-        ("waiting-rollout", _) => "waiting-rollout",
-        ("waiting-validation", _) => "waiting-validation",
-        ("needs-scheduled-intervention", _) => "needs-intervention",
-        (_, Some("held")) => "held",
-        (_, Some("not-reported" | "component-not-selected" | "class-not-allowed" | "moodle-version-mismatch" | "moodle-layout-mismatch")) => "excluded",
-        _ => "skipped",
-    }
-}
-
 /// The outcome of the latest receipt of `name`'s agent naming the bundle.
 fn last_outcome(w: &World, name: &str) -> Option<String> {
     let key = format!("{BUNDLE}@{VERSION}");
@@ -241,7 +214,7 @@ fn assert_view_agrees(w: &World, served: &Served, plans: &BTreeMap<String, Value
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
     for (name, row) in plans {
         let entry = entries.iter().find(|p| p["platform"] == name.as_str()).unwrap_or_else(|| panic!("{step}: {name} not in the view"));
-        let want = expected_state(row, last_outcome(w, name).as_deref());
+        let want = expected_state(row, row["plan_now"].as_str().unwrap(), last_outcome(w, name).as_deref());
         assert_eq!(entry["state"], want, "{step}: {name}: the server says {entry}, the agent's plan {row}");
         for field in ["reason", "apply_at", "notice_at", "slot_end", "rollout_at"] {
             assert_eq!(entry[field], row.get(field).cloned().unwrap_or(Value::Null), "{step}: {name} {field}: {entry} vs {row}");
@@ -265,7 +238,7 @@ fn assert_view_agrees(w: &World, served: &Served, plans: &BTreeMap<String, Value
         };
         let e = stages.entry(stage).or_default();
         e.0 += 1;
-        match expected_state(row, last_outcome(w, name).as_deref()) {
+        match expected_state(row, row["plan_now"].as_str().unwrap(), last_outcome(w, name).as_deref()) {
             "installed" => e.1 += 1,
             "rolled-back" => e.2 += 1,
             _ => {}

@@ -6,6 +6,9 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use jiff::Timestamp;
+use serde_json::Value;
+
 use super::{World, bin};
 
 /// `palier-server serve` on a free port, stopped when dropped.
@@ -70,4 +73,32 @@ pub fn platform(w: &World, served: &Served, name: &str, improvement: u8, stabili
     );
     std::fs::write(&config, text).unwrap();
     config
+}
+
+/// The state wire contract 3 gives a platform whose plan says `row`, planned at `now`, whose
+/// latest receipt naming the bundle has `outcome`: the table of docs/http-api.md, written
+/// again here as the test's oracle.
+pub fn expected_state(row: &Value, now: &str, outcome: Option<&str>) -> &'static str {
+    let decision = row["decision"].as_str().unwrap();
+    if decision == "installed" {
+        return "installed";
+    }
+    match outcome {
+        Some("rolled-back") => return "rolled-back",
+        Some("failed") => return "failed",
+        _ => {}
+    }
+    let at = |v: &Value| v.as_str().map(|s| s.parse::<Timestamp>().unwrap());
+    match (decision, row["reason"].as_str()) {
+        ("eligible", _) => match at(&row["notice_at"]) {
+            Some(n) if n > now.parse::<Timestamp>().unwrap() => "waiting-notice",
+            _ => "scheduled",
+        },
+        ("waiting-rollout", _) => "waiting-rollout",
+        ("waiting-validation", _) => "waiting-validation",
+        ("needs-scheduled-intervention", _) => "needs-intervention",
+        (_, Some("held")) => "held",
+        (_, Some("not-reported" | "component-not-selected" | "class-not-allowed" | "moodle-version-mismatch" | "moodle-layout-mismatch")) => "excluded",
+        _ => "skipped",
+    }
 }
