@@ -16,6 +16,7 @@ mod migrate;
 mod platform;
 mod publish;
 mod refresh;
+mod retire;
 mod rollout;
 mod root;
 mod serve;
@@ -58,6 +59,9 @@ pub enum Command {
     /// show; and the repository's default rollout.
     #[command(subcommand)]
     Rollout(rollout::Command),
+    /// Retire yanked and superseded bundles older than the retention from the active bins
+    /// (kept while a platform still reports them installed); archived beside the keys.
+    Retire(retire::Args),
     /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
     /// served repository, from cron or a systemd timer. `--check` only reports.
     Refresh(refresh::Args),
@@ -95,6 +99,7 @@ impl Cli {
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
             Command::Rollout(c) => c.run(now).await,
+            Command::Retire(a) => a.run(now).await,
             Command::Refresh(a) => a.run(now).await,
             Command::Key(c) => c.run(now).await,
             Command::Root(c) => c.run(now).await,
