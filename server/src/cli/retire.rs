@@ -119,7 +119,7 @@ impl Args {
         for v in &kept {
             println!("kept {}: {}", v.bundle, v.reason);
         }
-        if !fleet.is_some() {
+        if fleet.is_none() {
             println!("fleet not checked (--no-fleet-check)");
         }
         let n = retired.len();
