@@ -118,14 +118,12 @@ fn platforms(names: &BTreeSet<String>) -> String {
     format!("{} platform{}: {}", list.len(), if list.len() == 1 { "" } else { "s" }, list.join(", "))
 }
 
-/// A duration in words: whole days from one day up, else as `2h30m`.
+/// A duration in words: whole days from one day up (rounded down), else as `2h30m`.
 pub fn in_words(d: SignedDuration) -> String {
-    let days = d.as_secs() / 86_400;
-    match days {
-        1 if d.as_secs() % 86_400 == 0 => "1 day".into(),
-        n if n >= 1 && d.as_secs() % 86_400 == 0 => format!("{n} days"),
-        n if n >= 2 => format!("{n} days"),
-        _ => palier_bundle::duration::format_duration(d),
+    match d.as_secs() / 86_400 {
+        0 => palier_bundle::duration::format_duration(d),
+        1 => "1 day".into(),
+        days => format!("{days} days"),
     }
 }
 

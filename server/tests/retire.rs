@@ -284,7 +284,7 @@ fn the_retention_comes_from_older_than_else_the_settings_else_90_days() {
     let s = Site::history();
     // b@1.0.0 was superseded 11 days before NOW.
     let doc = s.retire(&["--no-fleet-check", "--dry-run", "--older-than", "10d"]);
-    assert_eq!(doc["retention"], "240h");
+    assert_eq!(doc["retention"], "10d");
     assert!(verdicts(&doc, "retired").contains_key("b@1.0.0"), "{doc}");
     assert_eq!(s.ok(&["retire", "--repo", "repo", "--set-default", "200d"]), "default retention: 200d\n");
     assert!(s.ok(&["retire", "--repo", "repo", "--set-default", "200d"]).contains("already 200d"));

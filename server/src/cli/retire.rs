@@ -18,6 +18,17 @@ fn duration(text: &str) -> std::result::Result<SignedDuration, String> {
     palier_bundle::duration::parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// A retention as written (`90d`), kept with its text for the summary.
+#[derive(Debug, Clone)]
+struct Retention(SignedDuration, String);
+
+impl std::str::FromStr for Retention {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Ok(Retention(duration(text)?, text.to_owned()))
+    }
+}
+
 #[derive(Debug, Parser)]
 pub struct Args {
     #[command(flatten)]
@@ -32,8 +43,8 @@ pub struct Args {
     no_fleet_check: bool,
     /// The retention: retire what left the active set longer ago than this (`90d`, `36h`).
     /// Default: the repository's (`retire --set-default`), else 90 days.
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    older_than: Option<SignedDuration>,
+    #[arg(long, value_name = "DURATION")]
+    older_than: Option<Retention>,
     /// Say what would be retired and why; write nothing, need no key.
     #[arg(long)]
     dry_run: bool,
@@ -88,7 +99,7 @@ impl Args {
             }
         };
         let (retention, retention_text) = match self.older_than {
-            Some(d) => (d, palier_bundle::duration::format_duration(d)),
+            Some(Retention(d, text)) => (d, text),
             None => {
                 let settings = Settings::load(&paths)?;
                 match (settings.retention()?, settings.retention) {
