@@ -9,8 +9,8 @@
 //!   (alpha, datasets), every platform of its `reported_by` (a level-1 platform takes only
 //!   the bundles it reported), the same Moodle requirement or none, and a staged rollout (if
 //!   any) whose last wave, at 100 % of the fleet, is open and was not paused before it opened;
-//!   and no active bundle of another id names the older version in its `after` with a
-//!   requirement the later one does not meet. A halted version can be superseded; a halted
+//!   and no bundle of another id that is not yanked names the older version in its `after`
+//!   with a requirement the later one does not meet. A halted version can be superseded; a halted
 //!   version that is not stays (a halt is a pause, not a withdrawal).
 //! - it left the active set longer ago than the retention: a superseded bundle counts from
 //!   the moment its successor reached the whole fleet (its publication, or its last wave); a
@@ -129,7 +129,7 @@ pub fn in_words(d: SignedDuration) -> String {
 
 /// Why `newer` does not replace `older` everywhere `older` applies, if so; else `Ok` with the
 /// instant from which it did (its publication, or the opening of its last wave).
-fn replaces(older: &Published, newer: &Published, active: &[&Published]) -> std::result::Result<Timestamp, String> {
+fn replaces(older: &Published, newer: &Published, not_yanked: &[&Published]) -> std::result::Result<Timestamp, String> {
     let (o, n) = (&older.meta, &newer.meta);
     let v = &n.manifest.version;
     if n.manifest.component != o.manifest.component || n.manifest.class != o.manifest.class {
@@ -164,7 +164,7 @@ fn replaces(older: &Published, newer: &Published, active: &[&Published]) -> std:
         }
         since = last;
     }
-    for a in active.iter().filter(|a| a.meta.manifest.id != o.manifest.id) {
+    for a in not_yanked.iter().filter(|a| a.meta.manifest.id != o.manifest.id) {
         for dep in &a.meta.manifest.after {
             if dep.id == o.manifest.id && dep.req.matches(&o.manifest.version) && !dep.req.matches(v) {
                 return Err(format!("{} names it in `after` ({dep}), which version {v} does not meet", a.meta.manifest.key()));
@@ -179,6 +179,8 @@ fn replaces(older: &Published, newer: &Published, active: &[&Published]) -> std:
 /// (`None`: retire without looking at the fleet). Sorted as `bundles` is.
 pub fn decide(bundles: &[Published], fleet: Option<&FleetUse>, retention: SignedDuration, now: Timestamp) -> Vec<Verdict> {
     let active: Vec<&Published> = bundles.iter().filter(|p| p.meta.state == BundleState::Active).collect();
+    // A halted bundle may be resumed: its `after` counts too.
+    let not_yanked: Vec<&Published> = bundles.iter().filter(|p| p.meta.state != BundleState::Yanked).collect();
     let mut out = Vec::new();
     for b in bundles {
         let m = &b.meta.manifest;
@@ -202,7 +204,7 @@ pub fn decide(bundles: &[Published], fleet: Option<&FleetUse>, retention: Signed
             let mut first_refusal = None;
             let mut found = None;
             for n in &later {
-                match replaces(b, n, &active) {
+                match replaces(b, n, &not_yanked) {
                     Ok(since) => {
                         found = Some((n.meta.manifest.version.clone(), since));
                         break;
@@ -489,6 +491,9 @@ mod tests {
         let mut dependent = bundle("other", "2.0.0", "2026-01-01T00:00:00Z");
         dependent.meta.manifest.after = vec![palier_bundle::Dependency::parse("fix =1.0.0").unwrap()];
         check(&old, &new, &[dependent.clone()], "other@2.0.0 names it in `after`");
+        let mut halted_dependent = dependent.clone();
+        halted_dependent.meta.state = BundleState::Halted;
+        check(&old, &new, &[halted_dependent], "other@2.0.0 names it in `after`");
         dependent.meta.manifest.after = vec![palier_bundle::Dependency::parse("fix >=1.0.0").unwrap()];
         let v = decide(&[old, new, dependent], None, DAY90, now);
         let (retire, why) = one(&v, "fix@1.0.0");

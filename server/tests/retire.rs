@@ -279,9 +279,38 @@ fn without_the_store_retire_refuses_unless_told_and_writes_nothing() {
     assert_eq!((tree_hash(&s.path("repo")), tree_hash(&s.path("keys"))), before);
 }
 
+/// `retire --json`, read back with every field known.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct Report {
+    dry_run: bool,
+    retention: String,
+    fleet_checked: bool,
+    retired: Vec<ReportVerdict>,
+    kept: Vec<ReportVerdict>,
+    bins: Vec<String>,
+    archive: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ReportVerdict {
+    bundle: String,
+    target: String,
+    kind: String,
+    retire: bool,
+    reason: String,
+}
+
 #[test]
 fn the_retention_comes_from_older_than_else_the_settings_else_90_days() {
     let s = Site::history();
+    let report: Report = serde_json::from_value(s.retire(&["--no-fleet-check", "--dry-run"])).unwrap();
+    assert_eq!((report.retired.len(), report.kept.len(), report.retention.as_str()), (2, 2, "90d"), "{report:?}");
+    assert!(report.retired.iter().all(|v| v.retire) && report.kept.iter().all(|v| !v.retire));
+    assert_eq!(report.retired.iter().map(|v| (v.kind.as_str(), v.target.as_str())).collect::<Vec<_>>(), [("superseded", "a-1.0.0.tar.gz"), ("yanked", "y-1.0.0.tar.gz")]);
     // b@1.0.0 was superseded 11 days before NOW.
     let doc = s.retire(&["--no-fleet-check", "--dry-run", "--older-than", "10d"]);
     assert_eq!(doc["retention"], "10d");
