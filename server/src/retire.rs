@@ -77,6 +77,8 @@ pub struct Verdict {
 pub struct FleetUse {
     installed: BTreeMap<String, BTreeSet<String>>,
     due: BTreeMap<String, BTreeSet<String>>,
+    /// Registered platforms that never sent a status: what they run is not known.
+    pub silent: BTreeSet<String>,
 }
 
 impl FleetUse {
@@ -84,6 +86,9 @@ impl FleetUse {
     pub fn load(store: &Store) -> Result<FleetUse> {
         let mut fleet = FleetUse::default();
         for p in store.platforms()? {
+            if p.last_seen.is_none() {
+                fleet.silent.insert(p.name.clone());
+            }
             for i in &p.installed {
                 fleet.installed(&p.name, &format!("{}@{}", i.id, i.version));
             }

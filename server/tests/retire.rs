@@ -239,7 +239,7 @@ fn a_standard_tuf_client_reads_the_repository_after_a_retirement() {
 fn a_bundle_a_platform_still_reports_installed_stays_and_says_where() {
     let s = Site::history();
     let db = s.path("palier.db");
-    for p in ["univ-c", "univ-a", "univ-b"] {
+    for p in ["univ-c", "univ-a", "univ-b", "univ-d"] {
         s.ok(&["platform", "add", p, "--improvement", "3", "--stability", "1", "--db", db.to_str().unwrap()]);
     }
     let store = Store::open(&db).unwrap();
@@ -251,11 +251,13 @@ fn a_bundle_a_platform_still_reports_installed_stays_and_says_where() {
     drop(store);
     let doc = s.retire(&["--db", db.to_str().unwrap()]);
     assert_eq!(doc["fleet_checked"], true);
+    assert_eq!(doc["platforms_without_status"], serde_json::json!(["univ-d"]));
     assert_eq!(verdicts(&doc, "retired").keys().collect::<Vec<_>>(), ["a@1.0.0"]);
     assert_eq!(verdicts(&doc, "kept")["y@1.0.0"], "installed on 3 platforms: univ-a, univ-b, univ-c");
     assert!(s.listed().contains(&"y@1.0.0".to_owned()));
     let text = s.ok(&["retire", "--repo", "repo", "--db", db.to_str().unwrap(), "--now", NOW]);
     assert!(text.contains("kept y@1.0.0: installed on 3 platforms: univ-a, univ-b, univ-c"), "{text}");
+    assert!(text.contains("1 platform(s) never sent a status, so what they run is not known: univ-d"), "{text}");
 
     // Once no platform reports it, it goes.
     let store = Store::open(&db).unwrap();
@@ -287,6 +289,7 @@ struct Report {
     dry_run: bool,
     retention: String,
     fleet_checked: bool,
+    platforms_without_status: Vec<String>,
     retired: Vec<ReportVerdict>,
     kept: Vec<ReportVerdict>,
     bins: Vec<String>,

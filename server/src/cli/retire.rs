@@ -64,6 +64,8 @@ struct Report<'a> {
     retention: String,
     /// Whether the fleet was checked (`--db`), or not (`--no-fleet-check`).
     fleet_checked: bool,
+    /// Registered platforms that never sent a status: what they run is not known.
+    platforms_without_status: Vec<&'a str>,
     retired: Vec<&'a Verdict>,
     kept: Vec<&'a Verdict>,
     /// The bins re-signed (in a dry run: that would be), each once.
@@ -110,11 +112,13 @@ impl Args {
         };
         let out = retire::retire(&paths, fleet.as_ref(), retention, self.dry_run, now).await?;
         let (retired, kept): (Vec<&Verdict>, Vec<&Verdict>) = out.verdicts.iter().partition(|v| v.retire);
+        let silent: Vec<&str> = fleet.iter().flat_map(|f| f.silent.iter().map(String::as_str)).collect();
         if self.json {
             let report = Report {
                 dry_run: self.dry_run,
                 retention: retention_text,
                 fleet_checked: fleet.is_some(),
+                platforms_without_status: silent,
                 retired,
                 kept,
                 bins: &out.bins,
@@ -132,6 +136,9 @@ impl Args {
         }
         if fleet.is_none() {
             println!("fleet not checked (--no-fleet-check)");
+        }
+        if !silent.is_empty() {
+            println!("{} platform(s) never sent a status, so what they run is not known: {}", silent.len(), silent.join(", "));
         }
         let n = retired.len();
         let bundles = if n == 1 { "bundle" } else { "bundles" };
