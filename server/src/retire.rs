@@ -309,7 +309,9 @@ fn read_archive(path: &Path) -> Result<ArchiveFile> {
 /// Write the archive through a temporary file and a rename, synced.
 fn write_archive(path: &Path, file: &ArchiveFile) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut text = serde_json::to_vec_pretty(file).map_err(|e| Error::Refused(format!("archive of retired bundles: {e}")))?;
+    // Through a `Value`, so that the entries' `custom` maps are written in key order.
+    let value = serde_json::to_value(file).map_err(|e| Error::Refused(format!("archive of retired bundles: {e}")))?;
+    let mut text = serde_json::to_vec_pretty(&value).map_err(|e| Error::Refused(format!("archive of retired bundles: {e}")))?;
     text.push(b'\n');
     let io = |e: std::io::Error| Error::Io { action: "write the archive of retired bundles", path: path.to_path_buf(), source: e };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;

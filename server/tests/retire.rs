@@ -329,3 +329,23 @@ fn the_retention_comes_from_older_than_else_the_settings_else_90_days() {
     assert_eq!(out.status.code(), Some(2), "a usage error: {}", stderr(&out));
     assert!(stderr(&out).contains("invalid duration \"3 weeks\""), "{}", stderr(&out));
 }
+
+/// The archive is written before the bins; when the change then cannot be signed (here an
+/// unreadable timestamp key), the repository is untouched and the archive goes back as it was.
+#[test]
+fn a_retirement_that_cannot_be_signed_leaves_the_repository_and_the_archive_as_they_were() {
+    let s = Site::history();
+    // y (181 days) goes with a 150-day retention; a (122 days) stays.
+    let doc = s.retire(&["--no-fleet-check", "--older-than", "150d"]);
+    assert_eq!(verdicts(&doc, "retired").keys().collect::<Vec<_>>(), ["y@1.0.0"]);
+    let archive = std::fs::read(s.path("keys/retired-bundles.json")).unwrap();
+    let repo = tree_hash(&s.path("repo"));
+    let key = s.path("keys/timestamp.der");
+    std::fs::write(&key, b"not a key").unwrap();
+    let out = s.run(&["retire", "--repo", "repo", "--no-fleet-check", "--now", NOW]);
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(stderr(&out).trim_end().lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(tree_hash(&s.path("repo")), repo);
+    assert_eq!(std::fs::read(s.path("keys/retired-bundles.json")).unwrap(), archive);
+    assert!(s.listed().contains(&"a@1.0.0".to_owned()));
+}
