@@ -220,7 +220,8 @@ pub fn decide(bundles: &[Published], fleet: Option<&FleetUse>, retention: Signed
                 }
             }
             match found {
-                Some((_, since)) => (Kind::Superseded, since),
+                // Published after its successor (a late fix of an older line): from then.
+                Some((_, since)) => (Kind::Superseded, b.meta.published_at.parse::<Timestamp>().map_or(since, |own| own.max(since))),
                 None => {
                     let why = first_refusal.unwrap_or_default();
                     out.push(verdict(Kind::Superseded, false, format!("not superseded everywhere: {why}")));
@@ -450,6 +451,14 @@ mod tests {
         assert!(!retire && why.contains("superseded since 2026-06-01") && why.contains("61 days ago") && why.contains("90 days"), "{why}");
         let v = decide(&[old, new], None, DAY90, ts("2026-09-01T00:00:00Z"));
         assert!(one(&v, "fix@1.0.0").0);
+    }
+
+    #[test]
+    fn a_version_published_after_its_successor_counts_from_its_own_publication() {
+        let old = bundle("fix", "1.0.0", "2026-06-01T00:00:00Z");
+        let new = bundle("fix", "1.0.1", "2026-01-01T00:00:00Z");
+        let (retire, why) = one(&decide(&[old, new], None, DAY90, ts("2026-08-01T00:00:00Z")), "fix@1.0.0");
+        assert!(!retire && why.contains("superseded since 2026-06-01"), "{why}");
     }
 
     #[test]
