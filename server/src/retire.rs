@@ -13,7 +13,8 @@
 //!   with a requirement the later one does not meet. A halted version can be superseded; a halted
 //!   version that is not stays (a halt is a pause, not a withdrawal).
 //! - it left the active set longer ago than the retention: a superseded bundle counts from
-//!   the moment its successor reached the whole fleet (its publication, or its last wave); a
+//!   the moment its successor reached the whole fleet (its publication, or its last wave), or
+//!   from its own publication when that came later; a
 //!   yanked bundle from its publication, since the signed metadata does not record when a
 //!   bundle was yanked.
 //! - with the control plane's store, no platform's latest status or plan reports it
