@@ -177,6 +177,11 @@ fn old_yanked_and_superseded_bundles_leave_the_bins_each_re_signed_once_and_newe
     assert!(archive.is_file());
     assert_eq!(doc["archive"], "./keys/retired-bundles.json");
     assert!(!tree_hash(&s.path("repo")).keys().any(|f| f.contains("retired")));
+    // A copy for a static host has the new bins and no archive of retired entries.
+    s.ok(&["sync", "--repo", "repo", "--to", "www"]);
+    let copy = tree_hash(&s.path("www"));
+    assert!(!copy.keys().any(|f| f.contains("retired")), "{copy:?}");
+    assert_eq!(copy.get("metadata/timestamp.json"), tree_hash(&s.path("repo")).get("metadata/timestamp.json"));
 
     // `list --retired` shows them with when and why, from the signed entries as they were.
     let listed: serde_json::Value = serde_json::from_str(&s.ok(&["list", "--repo", "repo", "--retired", "--json"])).unwrap();
