@@ -193,9 +193,9 @@ pub fn decide(bundles: &[Published], fleet: Option<&FleetUse>, retention: Signed
         let key = m.key();
         let verdict = |kind, retire, reason: String| Verdict { bundle: key.clone(), target: b.target.clone(), kind, retire, reason };
         // Which kind, and since when it left the active set; or why it stays.
-        let (kind, since) = if b.meta.state == BundleState::Yanked {
+        let (kind, since, by) = if b.meta.state == BundleState::Yanked {
             match b.meta.published_at.parse::<Timestamp>() {
-                Ok(t) => (Kind::Yanked, t),
+                Ok(t) => (Kind::Yanked, t, None),
                 Err(e) => {
                     out.push(verdict(Kind::Yanked, false, format!("its publication time {:?} cannot be read: {e}", b.meta.published_at)));
                     continue;
@@ -222,7 +222,7 @@ pub fn decide(bundles: &[Published], fleet: Option<&FleetUse>, retention: Signed
             }
             match found {
                 // Published after its successor (a late fix of an older line): from then.
-                Some((_, since)) => (Kind::Superseded, b.meta.published_at.parse::<Timestamp>().map_or(since, |own| own.max(since))),
+                Some((by, since)) => (Kind::Superseded, b.meta.published_at.parse::<Timestamp>().map_or(since, |own| own.max(since)), Some(by)),
                 None => {
                     let why = first_refusal.unwrap_or_default();
                     out.push(verdict(Kind::Superseded, false, format!("not superseded everywhere: {why}")));
@@ -240,9 +240,9 @@ pub fn decide(bundles: &[Published], fleet: Option<&FleetUse>, retention: Signed
                 continue;
             }
         }
-        let what = match kind {
-            Kind::Yanked => format!("yanked, published {since}"),
-            Kind::Superseded => format!("superseded since {since}"),
+        let what = match by {
+            None => format!("yanked, published {since}"),
+            Some(v) => format!("superseded by {v} since {since}"),
         };
         let age = now.duration_since(since);
         if age < retention {
@@ -449,7 +449,7 @@ mod tests {
         let v = decide(&[old.clone(), new.clone()], None, DAY90, ts("2026-08-01T00:00:00Z"));
         assert_eq!(v.len(), 1, "{v:?}");
         let (retire, why) = one(&v, "fix@1.0.0");
-        assert!(!retire && why.contains("superseded since 2026-06-01") && why.contains("61 days ago") && why.contains("90 days"), "{why}");
+        assert!(!retire && why.contains("superseded by 1.0.1 since 2026-06-01") && why.contains("61 days ago") && why.contains("90 days"), "{why}");
         let v = decide(&[old, new], None, DAY90, ts("2026-09-01T00:00:00Z"));
         assert!(one(&v, "fix@1.0.0").0);
     }
@@ -459,7 +459,7 @@ mod tests {
         let old = bundle("fix", "1.0.0", "2026-06-01T00:00:00Z");
         let new = bundle("fix", "1.0.1", "2026-01-01T00:00:00Z");
         let (retire, why) = one(&decide(&[old, new], None, DAY90, ts("2026-08-01T00:00:00Z")), "fix@1.0.0");
-        assert!(!retire && why.contains("superseded since 2026-06-01"), "{why}");
+        assert!(!retire && why.contains("superseded by 1.0.1 since 2026-06-01"), "{why}");
     }
 
     #[test]
@@ -514,7 +514,7 @@ mod tests {
         dependent.meta.manifest.after = vec![palier_bundle::Dependency::parse("fix >=1.0.0").unwrap()];
         let v = decide(&[old, new, dependent], None, DAY90, now);
         let (retire, why) = one(&v, "fix@1.0.0");
-        assert!(retire && why.contains("superseded since 2026-02-03T00:00:00Z"), "{why}");
+        assert!(retire && why.contains("superseded by 1.0.1 since 2026-02-03T00:00:00Z"), "{why}");
     }
 
     #[test]

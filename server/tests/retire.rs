@@ -142,7 +142,7 @@ fn old_yanked_and_superseded_bundles_leave_the_bins_each_re_signed_once_and_newe
     assert_eq!(verdicts(&dry, "retired").keys().collect::<Vec<_>>(), ["a@1.0.0", "y@1.0.0"]);
     assert_eq!((tree_hash(&s.path("repo")), tree_hash(&s.path("keys"))), (repo_before.clone(), keys_before));
     let text = s.ok(&["retire", "--repo", "repo", "--no-fleet-check", "--dry-run", "--now", NOW]);
-    assert!(text.contains("would retire a@1.0.0: superseded since 2026-03-01T09:00:00Z, 122 days ago: beyond the retention of 90 days"), "{text}");
+    assert!(text.contains("would retire a@1.0.0: superseded by 1.0.1 since 2026-03-01T09:00:00Z, 122 days ago: beyond the retention of 90 days"), "{text}");
     assert!(text.contains("dry run: 2 bundles would leave 2 bin(s)"), "{text}");
 
     let doc = s.retire(&["--no-fleet-check"]);
@@ -154,7 +154,7 @@ fn old_yanked_and_superseded_bundles_leave_the_bins_each_re_signed_once_and_newe
     // The recent ones stay, each with why.
     let kept = verdicts(&doc, "kept");
     assert_eq!(kept.keys().collect::<Vec<_>>(), ["b@1.0.0", "z@1.0.0"]);
-    assert!(kept["b@1.0.0"].contains("superseded since 2026-06-20T09:00:00Z, 11 days ago: within the retention of 90 days"), "{kept:?}");
+    assert!(kept["b@1.0.0"].contains("superseded by 1.0.1 since 2026-06-20T09:00:00Z, 11 days ago: within the retention of 90 days"), "{kept:?}");
     assert!(kept["z@1.0.0"].contains("within the retention"), "{kept:?}");
     assert_eq!(s.listed(), ["a@1.0.1", "b@1.0.0", "b@1.0.1", "n@1.0.0", "z@1.0.0"]);
 
@@ -192,7 +192,7 @@ fn old_yanked_and_superseded_bundles_leave_the_bins_each_re_signed_once_and_newe
     assert_eq!(y["retired_at"], NOW);
     assert!(y["retired_because"].as_str().unwrap().starts_with("yanked, published"), "{y}");
     let text = s.ok(&["list", "--repo", "repo", "--retired"]);
-    assert!(text.contains("a@1.0.0") && text.contains("superseded since"), "{text}");
+    assert!(text.contains("a@1.0.0") && text.contains("superseded by 1.0.1 since"), "{text}");
 
     // A second run has nothing more to retire and writes nothing.
     let before = tree_hash(&s.path("repo"));
