@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
-use palier_bundle::{BundleRef, BundleState, Manifest};
+use palier_bundle::{BundleRef, BundleState};
 use palier_policy::DecisionKind;
 use serde::{Deserialize, Serialize};
 use tough::TargetName;
@@ -152,11 +152,11 @@ fn replaces(older: &Published, newer: &Published, not_yanked: &[&Published]) -> 
     if !unlinked.is_empty() {
         return Err(format!("version {v} is not reported by {} (a level-1 platform takes only what it reported)", unlinked.join(", ")));
     }
-    let req = |m: &Manifest| m.requires_moodle.as_ref().map(ToString::to_string);
-    if let Some(r) = req(&n.manifest)
-        && Some(&r) != req(&o.manifest).as_ref()
+    let (newer_req, older_req) = (n.manifest.requires_moodle.as_ref().map(ToString::to_string), o.manifest.requires_moodle.as_ref().map(ToString::to_string));
+    if let Some(r) = &newer_req
+        && newer_req != older_req
     {
-        return Err(format!("version {v} requires Moodle {r}, this one {}", req(&o.manifest).unwrap_or_else(|| "any release".into())));
+        return Err(format!("version {v} requires Moodle {r}, this one {}", older_req.unwrap_or_else(|| "any release".into())));
     }
     let published: Timestamp = n.published_at.parse().map_err(|e| format!("version {v}'s publication time {:?} cannot be read: {e}", n.published_at))?;
     let mut since = published;
@@ -426,7 +426,7 @@ mod tests {
             "id = \"{id}\"\nversion = \"{version}\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"s\"\norigin = \"report\"\n\n[[files]]\npath = \"mod/quiz/{id}.php\"\nsha256 = \"{}\"\nsize = 1\nmode = \"0644\"\n",
             "0".repeat(64)
         );
-        let manifest = Manifest::parse(&text, palier_bundle::manifest::ManifestKind::Built).unwrap();
+        let manifest = palier_bundle::Manifest::parse(&text, palier_bundle::manifest::ManifestKind::Built).unwrap();
         let meta = BundleMetadata::new(manifest, BTreeSet::new(), published_at.into());
         Published { target: format!("{id}-{version}.tar.gz"), length: 1, sha256: String::new(), meta }
     }
