@@ -169,6 +169,33 @@ pub fn markers(paths: &RepoPaths) -> Result<Vec<HaltMarker>> {
     Ok(out)
 }
 
+/// The newest time of any halt marker of `bundle` the repository ever published: every
+/// version of the halts role (`N.halts.json`, never removed), current or not. An agent may
+/// have seen any of them and keeps the bundle halted until its own metadata says it was
+/// resumed after that (see `palier_bundle::halt`), so `resume` compares with this, not with the
+/// markers listed now. The files are read, not verified: a forged one can only make `resume`
+/// re-sign.
+pub fn newest_marker_ever(paths: &RepoPaths, bundle: &BundleRef) -> Result<Option<Timestamp>> {
+    let md = paths.metadata();
+    let name = TargetName::new(palier_bundle::halt::target_name(bundle)).map_err(repo::tuf_err(&paths.dir, "halt marker name"))?;
+    let suffix = format!(".{HALTS}.json");
+    let mut newest: Option<Timestamp> = None;
+    for entry in std::fs::read_dir(&md).map_err(Error::io("list", &md))? {
+        let entry = entry.map_err(Error::io("list", &md))?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if !file.strip_suffix(&suffix).is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let Ok(role) = repo::read_json::<tough::schema::Signed<tough::schema::Targets>>(&entry.path()) else { continue };
+        if let Some(target) = role.signed.targets.get(&name)
+            && let Ok(marker) = HaltMarker::from_custom(name.raw(), custom_of(target))
+        {
+            newest = newest.max(Some(marker.at()));
+        }
+    }
+    Ok(newest)
+}
+
 /// The report markers, verified like every reader's view.
 pub fn report_markers(paths: &RepoPaths) -> Result<Vec<ReportMarker>> {
     paths.require()?;

@@ -129,10 +129,13 @@ impl ResumeArgs {
         // Un-halting is the release manager's word: the bins key (offline), even when only a
         // halt marker halts the bundle.
         crate::repo_keys::require_keys(&paths, &["bins"])?;
-        let marked: Vec<_> = crate::halts::markers(&paths)?.into_iter().filter(|m| m.bundle == self.bundle).collect();
+        // Any halt marker the repository ever listed for it, even one removed since: an agent
+        // that saw it keeps the bundle halted until a resume after it.
+        let marked = crate::halts::newest_marker_ever(&paths, &self.bundle)?;
         let (_, changed) = repo::update(&paths, &self.bundle, now, |m| {
             refuse_yanked(&self.bundle, m)?;
-            if m.state == BundleState::Active && marked.iter().all(|marker| marker.resumed_by(m)) {
+            let resumed = m.resumed_at.as_deref().and_then(|r| r.parse::<Timestamp>().ok());
+            if m.state == BundleState::Active && marked.is_none_or(|at| resumed.is_some_and(|r| r >= at)) {
                 return Ok(false);
             }
             m.state = BundleState::Active;
