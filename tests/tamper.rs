@@ -407,7 +407,7 @@ fn marker(bundle: &str, reason: &str) -> (TargetName, tough::schema::Target) {
 fn report_marker(bundle: &str, platforms: &[&str]) -> (TargetName, tough::schema::Target) {
     let m = palier_bundle::halt::ReportMarker {
         bundle: bundle.parse().unwrap(),
-        platforms: platforms.iter().map(|p| palier_bundle::PlatformId::new(p).unwrap()).collect(),
+        platforms: platforms.iter().map(|p| palier_bundle::PlatformId::new(*p).unwrap()).collect(),
         at: "2026-11-30T10:00:00Z".into(),
     };
     marker_target(m.target_name(), m.to_custom())
