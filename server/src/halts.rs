@@ -176,6 +176,7 @@ pub fn markers(paths: &RepoPaths) -> Result<Vec<HaltMarker>> {
 /// markers listed now. The files are read, not verified: a forged one can only make `resume`
 /// re-sign.
 pub fn newest_marker_ever(paths: &RepoPaths, bundle: &BundleRef) -> Result<Option<Timestamp>> {
+    paths.require()?;
     let md = paths.metadata();
     let name = TargetName::new(palier_bundle::halt::target_name(bundle)).map_err(repo::tuf_err(&paths.dir, "halt marker name"))?;
     let suffix = format!(".{HALTS}.json");
