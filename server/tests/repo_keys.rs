@@ -543,3 +543,71 @@ fn rotating_the_bins_key_with_offline_keys_moves_it_offline() {
     s.ok(&["publish", "--repo", "repo", a.to_str().unwrap(), "--offline-keys", "offline"]);
     assert_eq!(s.list("repo")["bundles"].as_array().unwrap().len(), 3);
 }
+
+/// The repository as a release before the reports role wrote it: the top-level targets
+/// delegate to `halts` and the bins only, no reports key. Re-signed with the repository's own
+/// targets, snapshot and timestamp keys (all in `keys/`).
+fn without_reports_role(s: &Site) {
+    use tough::editor::signed::SignedRole;
+    use tough::key_source::{KeySource, LocalKeySource};
+    use tough::schema::{Hashes, KeyHolder, Metafile, Root, Signed, Snapshot, Targets, Timestamp as TufTimestamp};
+    fn sign<T: tough::schema::Role + serde::Serialize>(s: &Site, role: T, holder: &KeyHolder, key: &str) -> Vec<u8> {
+        let keys: Vec<Box<dyn KeySource>> = vec![Box::new(LocalKeySource { path: s.path(&format!("keys/{key}.der")) })];
+        let signed = rt().block_on(SignedRole::new(role, holder, &keys, &aws_lc_rs::rand::SystemRandom::new())).unwrap();
+        serde_json::to_vec(signed.signed()).unwrap()
+    }
+    let read = |file: &str| std::fs::read(s.path(&format!("repo/metadata/{file}"))).unwrap();
+    let root: Signed<Root> = serde_json::from_slice(&read("1.root.json")).unwrap();
+    let holder = KeyHolder::Root(root.signed.clone());
+    let mut timestamp: Signed<TufTimestamp> = serde_json::from_slice(&read("timestamp.json")).unwrap();
+    let mut snapshot: Signed<Snapshot> = serde_json::from_slice(&read(&format!("{}.snapshot.json", timestamp.signed.meta["snapshot.json"].version))).unwrap();
+    let mut top: Signed<Targets> = serde_json::from_slice(&read(&format!("{}.targets.json", snapshot.signed.meta["targets.json"].version))).unwrap();
+    let delegations = top.signed.delegations.as_mut().unwrap();
+    let reports = delegations.roles.iter().position(|r| r.name == "reports").unwrap();
+    for id in delegations.roles.remove(reports).keyids {
+        delegations.keys.remove(&id);
+    }
+    top.signed.version = top.signed.version.checked_add(1).unwrap();
+    let version = top.signed.version;
+    let bytes = sign(s, top.signed, &holder, "targets");
+    std::fs::write(s.path(&format!("repo/metadata/{version}.targets.json")), bytes).unwrap();
+    snapshot.signed.meta.remove("reports.json");
+    snapshot.signed.meta.get_mut("targets.json").unwrap().version = version;
+    snapshot.signed.version = snapshot.signed.version.checked_add(1).unwrap();
+    let version = snapshot.signed.version;
+    let bytes = sign(s, snapshot.signed, &holder, "snapshot");
+    std::fs::write(s.path(&format!("repo/metadata/{version}.snapshot.json")), &bytes).unwrap();
+    let hashes = Hashes { sha256: Sha256::digest(&bytes).to_vec().into(), _extra: HashMap::new() };
+    timestamp.signed.meta.insert("snapshot.json".into(), Metafile { length: Some(bytes.len() as u64), hashes: Some(hashes), version, _extra: HashMap::new() });
+    timestamp.signed.version = timestamp.signed.version.checked_add(1).unwrap();
+    let bytes = sign(s, timestamp.signed, &holder, "timestamp");
+    std::fs::write(s.path("repo/metadata/timestamp.json"), bytes).unwrap();
+    std::fs::remove_file(s.path("keys/reports.der")).unwrap();
+}
+
+/// `migrate` adds the reports role to a repository made before it, after the halts role; until
+/// then a fix request's link goes through the bundle's bin, after it through a report marker.
+#[test]
+fn migrate_adds_the_reports_role_to_a_repository_made_before_it() {
+    let s = Site::empty();
+    s.ok(&["init", "--repo", "repo", "--bins", "16"]);
+    s.publish("b", "1.0.0");
+    without_reports_role(&s);
+    let paths = s.paths();
+    assert!(!palier_server::halts::has_marker_role(&paths, "reports").unwrap());
+    let platform = palier_bundle::PlatformId::new("univ-a").unwrap();
+    let bundle = "b@1.0.0".parse().unwrap();
+    let err = rt().block_on(palier_server::halts::link(&paths, &bundle, &platform, Timestamp::now())).unwrap_err().to_string();
+    assert!(err.contains("run `palier-server migrate"), "{err}");
+    let before = s.list("repo");
+
+    let out = s.ok(&["migrate", "--repo", "repo"]);
+    assert!(out.contains("added the reports role(s)"), "{out}");
+    let roles: Vec<String> = s.top_targets()["signed"]["delegations"]["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!((roles.len(), &roles[..2]), (18, &["halts".to_owned(), "reports".to_owned()][..]));
+    assert!(s.path("keys/reports.der").is_file());
+    assert_eq!(s.list("repo"), before, "the bundles are unchanged");
+    assert!(rt().block_on(palier_server::halts::link(&paths, &bundle, &platform, Timestamp::now())).unwrap());
+    assert_eq!(s.list("repo")["bundles"][0]["reported_by"], serde_json::json!(["univ-a"]));
+    assert!(s.ok(&["migrate", "--repo", "repo"]).contains("already in the current layout"));
+}
