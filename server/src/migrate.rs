@@ -101,7 +101,7 @@ fn prepare(
     made: &mut Vec<std::path::PathBuf>,
 ) -> Result<(Change, Migrated)> {
     let mut targets = head.targets.signed.clone();
-    let mut delegations = targets.delegations.take().unwrap_or_else(tough::schema::Delegations::new);
+    let mut delegations = targets.delegations.take().unwrap_or_default();
     let mut new_keys = |role: &str| -> Result<(Vec<_>, NonZeroU64)> {
         let folder = folder_of(role);
         let (id, key) = repo::new_key(&folder, role, 1)?;
