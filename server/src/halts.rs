@@ -63,7 +63,7 @@ pub async fn halt(paths: &RepoPaths, bundle: &BundleRef, reason: &str, now: Time
 pub async fn write_marker(paths: &RepoPaths, bundle: &BundleRef, reason: &str, now: Timestamp) -> Result<bool> {
     let _lock = repo::lock(paths)?;
     let head = Head::load(paths)?;
-    if repo::published(&TargetName::new(bundle.target_name()).map_err(repo::tuf_err(&paths.dir, "target name"))?, &published_target(paths, &head, bundle)?)?.meta.state != BundleState::Active {
+    if published_meta(paths, &head, bundle)?.state != BundleState::Active {
         return Ok(false);
     }
     let mut halts = load_role(paths, &head, HALTS)?;
@@ -89,9 +89,7 @@ pub async fn link(paths: &RepoPaths, bundle: &BundleRef, platform: &PlatformId, 
         let dir = paths.dir.display();
         return Err(Error::Refused(format!("repository {dir} has no {REPORTS} role: run `palier-server migrate --repo {dir}` (with the offline keys) to add it")));
     }
-    let target = published_target(paths, &head, bundle)?;
-    let meta = repo::published(&TargetName::new(bundle.target_name()).map_err(repo::tuf_err(&paths.dir, "target name"))?, &target)?.meta;
-    if meta.reported_by.contains(platform) {
+    if published_meta(paths, &head, bundle)?.reported_by.contains(platform) {
         return Ok(false);
     }
     let mut reports = load_role(paths, &head, REPORTS)?;
@@ -109,12 +107,13 @@ pub async fn link(paths: &RepoPaths, bundle: &BundleRef, platform: &PlatformId, 
     Ok(true)
 }
 
-/// The target of published `bundle`, from its bin.
-fn published_target(paths: &RepoPaths, head: &Head, bundle: &BundleRef) -> Result<Target> {
+/// The signed metadata of published `bundle`, from its bin (refused when not published).
+fn published_meta(paths: &RepoPaths, head: &Head, bundle: &BundleRef) -> Result<palier_bundle::BundleMetadata> {
     let name = bundle.target_name();
     let bin = head.load_bin(paths, &head.bin_of(&paths.dir, &name)?)?;
     let tname = TargetName::new(name).map_err(repo::tuf_err(&paths.dir, "target name"))?;
-    bin.signed.targets.get(&tname).cloned().ok_or_else(|| not_published(paths, bundle))
+    let target = bin.signed.targets.get(&tname).ok_or_else(|| not_published(paths, bundle))?;
+    Ok(repo::published(&tname, target)?.meta)
 }
 
 /// Write a marker's file under `targets/<role>/` and list it (as `name`) in `role`.
