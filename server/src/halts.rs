@@ -11,11 +11,10 @@
 //! A repository made before the `halts` role existed has none: there, [`halt`] records the
 //! halt in the bundle's own metadata, as before, until `palier-server migrate` adds the role.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use jiff::Timestamp;
-use std::collections::BTreeSet;
-
 use palier_bundle::halt::{HaltMarker, ReportMarker};
 use palier_bundle::{BundleRef, BundleState, PlatformId};
 use tough::TargetName;
@@ -63,13 +62,18 @@ pub async fn halt(paths: &RepoPaths, bundle: &BundleRef, reason: &str, now: Time
 pub async fn write_marker(paths: &RepoPaths, bundle: &BundleRef, reason: &str, now: Timestamp) -> Result<bool> {
     let _lock = repo::lock(paths)?;
     let head = Head::load(paths)?;
-    if published_meta(paths, &head, bundle)?.state != BundleState::Active {
+    let meta = published_meta(paths, &head, bundle)?;
+    if meta.state != BundleState::Active {
         return Ok(false);
     }
     let mut halts = load_role(paths, &head, HALTS)?;
     let marker = HaltMarker { bundle: bundle.clone(), reason: reason.to_owned(), at: now.to_string() };
     let name = TargetName::new(marker.target_name()).map_err(repo::tuf_err(&paths.dir, "halt marker name"))?;
-    if halts.targets.contains_key(&name) {
+    // A marker still listed halts unless the bundle was resumed since; one the resume answered
+    // (its removal failed) is replaced by the new one.
+    if let Some(existing) = halts.targets.get(&name)
+        && HaltMarker::from_custom(name.raw(), custom_of(existing)).is_ok_and(|m| !m.resumed_by(&meta))
+    {
         return Ok(false);
     }
     put_marker(paths, &mut halts, name, marker.to_custom())?;

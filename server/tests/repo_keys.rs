@@ -245,6 +245,24 @@ fn a_halt_marker_halts_without_touching_the_bin_and_resume_removes_it() {
     assert!(rt().block_on(async { palier_server::halts::markers(&s.paths()) }).unwrap().is_empty());
     // In place: nothing re-signed.
     assert!(s.ok(&["resume", "--repo", "repo", "b@1.0.0", "--offline-keys", "offline"]).contains("already active"));
+
+    // A marker still listed that a resume answered (its removal did not happen) halts nothing,
+    // and a new halt replaces it.
+    let t1 = Timestamp::now();
+    assert!(rt().block_on(palier_server::halts::write_marker(&s.paths(), &bundle, "first", t1)).unwrap());
+    let release_manager = s.paths().with_offline(Some(s.path("offline")));
+    let t2 = t1 + SignedDuration::from_secs(60);
+    rt().block_on(palier_server::repo::update(&release_manager, &bundle, t2, |m| {
+        m.resumed_at = Some(t2.to_string());
+        Ok(true)
+    }))
+    .unwrap();
+    assert_eq!(s.list("repo")["bundles"][0]["state"], "active", "resumed after the marker");
+    let t3 = t2 + SignedDuration::from_secs(60);
+    assert!(rt().block_on(palier_server::halts::write_marker(&s.paths(), &bundle, "second", t3)).unwrap());
+    let markers = palier_server::halts::markers(&s.paths()).unwrap();
+    assert_eq!((markers.len(), markers[0].reason.as_str(), markers[0].at()), (1, "second", t3));
+    assert_eq!(s.list("repo")["bundles"][0]["state"], "halted");
 }
 
 /// Every role rotated in turn: the old key is revoked from the metadata that delegates to it,
