@@ -45,6 +45,8 @@ struct Row<'a> {
     fixes: &'a [String],
     state: &'a str,
     state_reason: Option<&'a str>,
+    /// When the release manager last resumed it (halt markers before then no longer halt it).
+    resumed_at: Option<&'a str>,
     alpha: bool,
     datasets: Vec<&'a str>,
     reported_by: Vec<&'a str>,
@@ -72,6 +74,7 @@ fn row(p: &Published) -> Row<'_> {
         fixes: &m.fixes,
         state: p.meta.state.as_str(),
         state_reason: p.meta.state_reason.as_deref(),
+        resumed_at: p.meta.resumed_at.as_deref(),
         alpha: p.meta.validations.alpha,
         datasets: p.meta.validations.datasets.iter().map(String::as_str).collect(),
         reported_by: p.meta.reported_by.iter().map(|p| p.as_str()).collect(),

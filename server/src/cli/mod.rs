@@ -117,13 +117,13 @@ pub struct RepoArgs {
     /// The repository folder (metadata/ and targets/ under it).
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
-    /// The online signing keys folder (bins, halts, snapshot, timestamp); default: `keys`
-    /// beside DIR.
+    /// The online signing keys folder (halts, reports, snapshot, timestamp; every key in a
+    /// repository made without --offline-keys); default: `keys` beside DIR.
     #[arg(long, value_name = "KEYDIR")]
     pub keys: Option<PathBuf>,
-    /// The offline keys folder (root and targets), for the commands that need them: `init`
-    /// writes them there, `key rotate`, `root sign`, `migrate` and a due `refresh` of the
-    /// top-level targets read them.
+    /// The offline keys folder (root, targets, bins), for the commands that need them: `init`
+    /// writes them there; publish, validate, yank, link, rollout changes, resume, `key
+    /// rotate`, `root sign`, `migrate` and a due `refresh` of the top-level targets read them.
     #[arg(long, value_name = "DIR")]
     pub offline_keys: Option<PathBuf>,
 }
