@@ -354,3 +354,30 @@ fn a_retirement_that_cannot_be_signed_leaves_the_repository_and_the_archive_as_t
     assert_eq!(std::fs::read(s.path("keys/retired-bundles.json")).unwrap(), archive);
     assert!(s.listed().contains(&"a@1.0.0".to_owned()));
 }
+
+/// With the bins key offline, `retire` needs the offline keys as `publish` does; a dry run
+/// needs no key.
+#[test]
+fn with_the_bins_key_offline_retire_needs_the_offline_keys() {
+    let s = Site { tmp: tempfile::tempdir().unwrap() };
+    s.ok(&["init", "--repo", "repo", "--bins", "16", "--offline-keys", "offline"]);
+    let src = s.path("src");
+    std::fs::create_dir_all(src.join("mod/quiz")).unwrap();
+    std::fs::write(src.join("mod/quiz/y.php"), "<?php // y\n").unwrap();
+    std::fs::write(
+        s.path("y.toml"),
+        "id = \"y\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"t\"\nfixes = []\norigin = \"report\"\n",
+    )
+    .unwrap();
+    s.ok(&["bundle", "build", "--manifest", "y.toml", "--source", src.to_str().unwrap(), "--out", "y.tar.gz"]);
+    s.ok(&["publish", "--repo", "repo", "y.tar.gz", "--offline-keys", "offline", "--now", EARLY]);
+    s.ok(&["yank", "--repo", "repo", "y@1.0.0", "--reason", "r", "--offline-keys", "offline", "--now", LATER]);
+    let before = (tree_hash(&s.path("repo")), tree_hash(&s.path("keys")));
+    let dry = s.retire(&["--no-fleet-check", "--dry-run"]);
+    assert_eq!(verdicts(&dry, "retired").keys().collect::<Vec<_>>(), ["y@1.0.0"]);
+    s.refused(&["retire", "--repo", "repo", "--no-fleet-check", "--now", NOW], 64, "--offline-keys");
+    assert_eq!((tree_hash(&s.path("repo")), tree_hash(&s.path("keys"))), before);
+    let doc = s.retire(&["--no-fleet-check", "--offline-keys", "offline"]);
+    assert_eq!(verdicts(&doc, "retired").keys().collect::<Vec<_>>(), ["y@1.0.0"]);
+    assert!(s.listed().is_empty());
+}
