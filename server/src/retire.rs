@@ -268,6 +268,9 @@ pub struct Retired {
     pub bin_version: u64,
     /// The signed target entry as the bin held it.
     pub entry: Target,
+    /// Its markers (halt, report) as their roles held them, by target name: they leave with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub markers: BTreeMap<String, Target>,
 }
 
 impl Retired {
@@ -342,8 +345,39 @@ pub struct Outcome {
     pub verdicts: Vec<Verdict>,
     /// The bins re-signed (each once), sorted.
     pub bins: Vec<String>,
+    /// The markers (halt, report) of the retired bundles, removed from their roles with them.
+    pub markers: Vec<String>,
     /// The archive the retired entries went to.
     pub archive: PathBuf,
+}
+
+/// A marker role (halts, reports) as signed now, with the markers it lists of retiring bundles:
+/// (marker target name, the bundle's target name).
+struct MarkerRole {
+    name: String,
+    signed: tough::schema::Targets,
+    found: Vec<(String, String)>,
+}
+
+/// The marker roles the repository delegates to that list markers of the bundles in `retiring`.
+fn markers_of(paths: &RepoPaths, head: &Head, retiring: &[&Verdict]) -> Result<Vec<MarkerRole>> {
+    let delegated: Vec<&str> = head.targets.signed.delegations.iter().flat_map(|d| d.roles.iter().map(|r| r.name.as_str())).collect();
+    let mut out = Vec::new();
+    for role in palier_bundle::halt::MARKER_ROLES.into_iter().filter(|r| delegated.contains(r)) {
+        let signed = head.load_bin(paths, role)?.signed;
+        let mut found = Vec::new();
+        for v in retiring {
+            let bundle: BundleRef = v.bundle.parse().map_err(|e| Error::Refused(format!("retiring {}: {e}", v.bundle)))?;
+            let name = if role == palier_bundle::halt::ROLE { palier_bundle::halt::target_name(&bundle) } else { palier_bundle::halt::reports_target_name(&bundle) };
+            if signed.targets.keys().any(|t| t.raw() == name) {
+                found.push((name, v.target.clone()));
+            }
+        }
+        if !found.is_empty() {
+            out.push(MarkerRole { name: role.to_owned(), signed, found });
+        }
+    }
+    Ok(out)
 }
 
 /// Retire what [`decide`] says from the active bins: each bin that loses an entry is re-signed
@@ -359,7 +393,9 @@ pub async fn retire(paths: &RepoPaths, fleet: Option<&FleetUse>, retention: Sign
         let mut bins: Vec<String> = verdicts.iter().filter(|v| v.retire).map(|v| head.bin_of(&paths.dir, &v.target)).collect::<Result<_>>()?;
         bins.sort();
         bins.dedup();
-        return Ok(Outcome { verdicts, bins, archive });
+        let retiring: Vec<&Verdict> = verdicts.iter().filter(|v| v.retire).collect();
+        let markers = markers_of(paths, &head, &retiring)?.into_iter().flat_map(|r| r.found.into_iter().map(|(name, _)| name)).collect();
+        return Ok(Outcome { verdicts, bins, markers, archive });
     }
     // Every key the change needs, before anything is written.
     for role in ["bins", "snapshot", "timestamp"] {
@@ -373,7 +409,12 @@ pub async fn retire(paths: &RepoPaths, fleet: Option<&FleetUse>, retention: Sign
         by_bin.entry(head.bin_of(&paths.dir, &v.target)?).or_default().push(v);
     }
     if by_bin.is_empty() {
-        return Ok(Outcome { verdicts, bins: Vec::new(), archive });
+        return Ok(Outcome { verdicts, bins: Vec::new(), markers: Vec::new(), archive });
+    }
+    let retiring: Vec<&Verdict> = by_bin.values().flatten().copied().collect();
+    let marker_roles = markers_of(paths, &head, &retiring)?;
+    for role in &marker_roles {
+        paths.signing_keys(repo::key_role(&role.name))?;
     }
     let original = read_archive(&archive)?;
     let mut file = original.clone();
@@ -392,14 +433,26 @@ pub async fn retire(paths: &RepoPaths, fleet: Option<&FleetUse>, retention: Sign
                 bin: bin_name.clone(),
                 bin_version: bin.signed.version.get(),
                 entry,
+                markers: BTreeMap::new(),
             });
             tracing::info!(bundle = %v.bundle, bin = %bin_name, "retiring");
         }
         bins.push((bin_name.clone(), bin.signed));
     }
+    let mut markers = Vec::new();
+    for MarkerRole { name: role, mut signed, found } in marker_roles {
+        for (name, target) in found {
+            let key = TargetName::new(name.clone()).map_err(repo::tuf_err(&paths.dir, "marker name"))?;
+            if let (Some(entry), Some(record)) = (signed.targets.remove(&key), file.bundles.iter_mut().rev().find(|r| r.target == target)) {
+                record.markers.insert(name.clone(), entry);
+                markers.push(name);
+            }
+        }
+        bins.push((role, signed));
+    }
     // The archive first: once the bins no longer list an entry, the archive has it.
     write_archive(&archive, &file)?;
-    let names: Vec<String> = bins.iter().map(|(n, _)| n.clone()).collect();
+    let names: Vec<String> = by_bin.keys().cloned().collect();
     if let Err(e) = repo::commit(paths, head, Change { bins, ..Default::default() }, now, None).await {
         // Nothing was moved in: the entries are still active, so the archive goes back as it
         // was (should that fail too, `list --retired` leaves out entries still active).
@@ -408,7 +461,7 @@ pub async fn retire(paths: &RepoPaths, fleet: Option<&FleetUse>, retention: Sign
         }
         return Err(e);
     }
-    Ok(Outcome { verdicts, bins: names, archive })
+    Ok(Outcome { verdicts, bins: names, markers, archive })
 }
 
 #[cfg(test)]

@@ -298,6 +298,7 @@ struct Report {
     retired: Vec<ReportVerdict>,
     kept: Vec<ReportVerdict>,
     bins: Vec<String>,
+    markers_removed: Vec<String>,
     archive: String,
 }
 
@@ -353,4 +354,61 @@ fn a_retirement_that_cannot_be_signed_leaves_the_repository_and_the_archive_as_t
     assert_eq!(tree_hash(&s.path("repo")), repo);
     assert_eq!(std::fs::read(s.path("keys/retired-bundles.json")).unwrap(), archive);
     assert!(s.listed().contains(&"a@1.0.0".to_owned()));
+}
+
+/// With the bins key offline, `retire` needs the offline keys as `publish` does; a dry run
+/// needs no key.
+#[test]
+fn with_the_bins_key_offline_retire_needs_the_offline_keys() {
+    let s = Site { tmp: tempfile::tempdir().unwrap() };
+    s.ok(&["init", "--repo", "repo", "--bins", "16", "--offline-keys", "offline"]);
+    let src = s.path("src");
+    std::fs::create_dir_all(src.join("mod/quiz")).unwrap();
+    std::fs::write(src.join("mod/quiz/y.php"), "<?php // y\n").unwrap();
+    std::fs::write(
+        s.path("y.toml"),
+        "id = \"y\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"t\"\nfixes = []\norigin = \"report\"\n",
+    )
+    .unwrap();
+    s.ok(&["bundle", "build", "--manifest", "y.toml", "--source", src.to_str().unwrap(), "--out", "y.tar.gz"]);
+    s.ok(&["publish", "--repo", "repo", "y.tar.gz", "--offline-keys", "offline", "--now", EARLY]);
+    s.ok(&["yank", "--repo", "repo", "y@1.0.0", "--reason", "r", "--offline-keys", "offline", "--now", LATER]);
+    let before = (tree_hash(&s.path("repo")), tree_hash(&s.path("keys")));
+    let dry = s.retire(&["--no-fleet-check", "--dry-run"]);
+    assert_eq!(verdicts(&dry, "retired").keys().collect::<Vec<_>>(), ["y@1.0.0"]);
+    s.refused(&["retire", "--repo", "repo", "--no-fleet-check", "--now", NOW], 64, "--offline-keys");
+    assert_eq!((tree_hash(&s.path("repo")), tree_hash(&s.path("keys"))), before);
+    let doc = s.retire(&["--no-fleet-check", "--offline-keys", "offline"]);
+    assert_eq!(verdicts(&doc, "retired").keys().collect::<Vec<_>>(), ["y@1.0.0"]);
+    assert!(s.listed().is_empty());
+}
+
+/// A retired bundle's halt and report markers leave their roles with it (each role re-signed
+/// once) and are archived with its entry.
+#[test]
+fn the_markers_of_a_retired_bundle_leave_with_it() {
+    let s = Site::history();
+    let paths = palier_server::repo::RepoPaths::new(s.path("repo"), Some(s.path("keys")));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let at: jiff::Timestamp = LATER.parse().unwrap();
+    assert!(rt.block_on(palier_server::halts::write_marker(&paths, &"a@1.0.0".parse().unwrap(), "auto-halt", at)).unwrap());
+    assert!(rt.block_on(palier_server::halts::link(&paths, &"n@1.0.0".parse().unwrap(), &"univ-a".parse().unwrap(), at)).unwrap());
+    assert!(rt.block_on(palier_server::halts::link(&paths, &"y@1.0.0".parse().unwrap(), &"univ-a".parse().unwrap(), at)).unwrap());
+    assert!(rt.block_on(palier_server::halts::write_marker(&paths, &"n@1.0.0".parse().unwrap(), "auto-halt", at)).unwrap());
+    let dry = s.retire(&["--no-fleet-check", "--dry-run"]);
+    assert_eq!(dry["markers_removed"], serde_json::json!(["halts/a@1.0.0.json", "reports/y@1.0.0.json"]));
+    let before = tree_hash(&s.path("repo"));
+    let doc = s.retire(&["--no-fleet-check"]);
+    assert_eq!(verdicts(&doc, "retired").keys().collect::<Vec<_>>(), ["a@1.0.0", "y@1.0.0"]);
+    assert_eq!(doc["markers_removed"], serde_json::json!(["halts/a@1.0.0.json", "reports/y@1.0.0.json"]));
+    let diff = changed(&before, &tree_hash(&s.path("repo")));
+    assert_eq!(diff.iter().filter(|f| f.ends_with(".halts.json")).count(), 1, "{diff:?}");
+    assert_eq!(diff.iter().filter(|f| f.ends_with(".reports.json")).count(), 1, "{diff:?}");
+    assert_eq!(palier_server::halts::report_markers(&paths).unwrap().iter().map(|m| m.bundle.to_string()).collect::<Vec<_>>(), ["n@1.0.0"]);
+    // n's markers stay with n.
+    let markers = palier_server::halts::markers(&paths).unwrap();
+    assert_eq!(markers.iter().map(|m| m.bundle.to_string()).collect::<Vec<_>>(), ["n@1.0.0"]);
+    let archive: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("keys/retired-bundles.json")).unwrap()).unwrap();
+    let a = archive["bundles"].as_array().unwrap().iter().find(|r| r["target"] == "a-1.0.0.tar.gz").unwrap();
+    assert_eq!(a["markers"]["halts/a@1.0.0.json"]["custom"]["reason"], "auto-halt");
 }

@@ -70,6 +70,8 @@ struct Report<'a> {
     kept: Vec<&'a Verdict>,
     /// The bins re-signed (in a dry run: that would be), each once.
     bins: &'a [String],
+    /// The retired bundles' halt and report markers, removed from their roles with them.
+    markers_removed: &'a [String],
     archive: String,
 }
 
@@ -122,6 +124,7 @@ impl Args {
                 retired,
                 kept,
                 bins: &out.bins,
+                markers_removed: &out.markers,
                 archive: out.archive.display().to_string(),
             };
             println!("{}", serde_json::to_string(&report).map_err(|e| Error::Refused(format!("cannot write the report: {e}")))?);
@@ -139,6 +142,9 @@ impl Args {
         }
         if !silent.is_empty() {
             println!("{} platform(s) never sent a status, so what they run is not known: {}", silent.len(), silent.join(", "));
+        }
+        if !out.markers.is_empty() {
+            println!("{} their markers: {}", if self.dry_run { "would remove" } else { "removed" }, out.markers.join(", "));
         }
         let n = retired.len();
         let bundles = if n == 1 { "bundle" } else { "bundles" };
