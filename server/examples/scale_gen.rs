@@ -93,7 +93,7 @@ async fn main() {
         if single {
             custom.insert("format".into(), 1.into());
             custom.remove("file_count");
-            custom.remove("files_sha256");
+            custom.remove("paths");
             custom.insert("files".into(), m.files.iter().map(file_line).collect::<Vec<_>>().into());
         }
         (TargetName::new(name.clone()).unwrap(), target(custom))
