@@ -14,7 +14,7 @@ use tough::editor::signed::SignedRole;
 use tough::key_source::{KeySource, LocalKeySource};
 use tough::schema::{DelegatedTargets, Hashes, KeyHolder, Metafile, Role, Root, Signed, Snapshot, Targets, Timestamp};
 
-/// A world whose repository keeps root and targets keys in `offline/`.
+/// A world whose repository keeps root, targets and bins keys in `offline/`.
 fn world_with_offline_keys() -> World {
     let w = World::new();
     std::fs::remove_dir_all(w.path("repo")).unwrap();
@@ -24,7 +24,7 @@ fn world_with_offline_keys() -> World {
 }
 
 fn publish(w: &World, version: &str) {
-    w.publish(&manifest("quiz-fix", version, "mod_quiz", "technical", "none", ""), &[]);
+    w.publish(&manifest("quiz-fix", version, "mod_quiz", "technical", "none", ""), &["--offline-keys", "offline"]);
 }
 
 /// The versions the agent's plan lists (it verified the repository to make it).
@@ -82,7 +82,7 @@ fn agents_follow_every_rotation_and_refuse_what_a_revoked_key_signs() {
     publish(&w, "1.0.0");
     let config = w.agent_config("univ-a", 3, 1);
     assert_eq!(planned_versions(&w, &config), ["1.0.0"]);
-    let roles = ["timestamp", "snapshot", "targets", "bins", "halts", "root"];
+    let roles = ["timestamp", "snapshot", "targets", "bins", "halts", "reports", "root"];
     for (i, role) in roles.iter().enumerate() {
         w.server(&["key", "rotate", "--repo", "repo", "--offline-keys", "offline", role]);
         let version = format!("1.1.{i}");
@@ -91,7 +91,7 @@ fn agents_follow_every_rotation_and_refuse_what_a_revoked_key_signs() {
         assert!(seen.contains(&version), "after rotating {role}: {seen:?}");
     }
     w.server(&["root", "sign", "--repo", "repo", "--offline-keys", "offline"]);
-    assert_eq!(planned_versions(&w, &config).len(), 7);
+    assert_eq!(planned_versions(&w, &config).len(), 8);
     assert_eq!(newest_root(&w).0, 6);
 
     let good_timestamp = std::fs::read(w.path("repo/metadata/timestamp.json")).unwrap();
@@ -126,7 +126,7 @@ fn agents_follow_every_rotation_and_refuse_what_a_revoked_key_signs() {
     bin_targets.version = bin_version;
     // Signed as the first delegations trusted the old key, so the signature itself is valid.
     let old_holder = KeyHolder::Delegations(first_top.unwrap().signed.delegations.unwrap());
-    let bytes = sign(DelegatedTargets { name: bin.into(), targets: bin_targets }, &old_holder, &retired(&w, "keys", "bins"));
+    let bytes = sign(DelegatedTargets { name: bin.into(), targets: bin_targets }, &old_holder, &retired(&w, "offline", "bins"));
     std::fs::write(w.path(&format!("repo/metadata/{bin_version}.{bin}.json")), bytes).unwrap();
     snapshot.signed.version = snapshot.signed.version.checked_add(1).unwrap();
     let sv = snapshot.signed.version;
@@ -141,7 +141,7 @@ fn agents_follow_every_rotation_and_refuse_what_a_revoked_key_signs() {
     std::fs::remove_file(w.path(&format!("repo/metadata/{sv}.snapshot.json"))).unwrap();
     std::fs::remove_file(w.path(&format!("repo/metadata/{bin_version}.{bin}.json"))).unwrap();
     std::fs::write(w.path("repo/metadata/timestamp.json"), &good_timestamp).unwrap();
-    assert_eq!(planned_versions(&w, &config).len(), 7);
+    assert_eq!(planned_versions(&w, &config).len(), 8);
 
     // 3. A root 7 signed by the revoked root key alone.
     let (n, current) = newest_root(&w);
@@ -151,7 +151,7 @@ fn agents_follow_every_rotation_and_refuse_what_a_revoked_key_signs() {
     std::fs::write(w.path(&format!("repo/metadata/{}.root.json", n + 1)), bytes).unwrap();
     plan_refused(&w, &config, "root");
     std::fs::remove_file(w.path(&format!("repo/metadata/{}.root.json", n + 1))).unwrap();
-    assert_eq!(planned_versions(&w, &config).len(), 7);
+    assert_eq!(planned_versions(&w, &config).len(), 8);
 }
 
 /// A plain static file server for `root` on a free loopback port: GET only, 200 or 404.
@@ -227,7 +227,7 @@ fn a_statically_served_copy_stays_accepted_with_refresh_and_sync() {
     let then = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(25)).to_string();
     w.server(&["init", "--repo", "repo", "--offline-keys", "offline", "--now", &then]);
     let m = manifest("quiz-fix", "1.0.0", "mod_quiz", "technical", "none", "");
-    w.publish(&m, &["--now", &then]);
+    w.publish(&m, &["--now", &then, "--offline-keys", "offline"]);
     w.server(&["sync", "--repo", "repo", "--to", "www"]);
     let addr = static_server(w.path("www"));
     let config = w.agent_config("univ-a", 3, 1);
@@ -246,4 +246,83 @@ fn a_statically_served_copy_stays_accepted_with_refresh_and_sync() {
     assert_eq!(planned_versions(&w, &config), ["1.0.0"]);
     w.server(&["sync", "--repo", "repo", "--to", "www"]);
     assert_eq!(planned_versions(&w, &config), ["1.0.0", "1.0.1"]);
+}
+
+/// Serve holding only the online keys (the offline folder is not on the machine): a fix request
+/// from a level-1 platform naming a published, validated bundle makes it eligible for that
+/// platform (a report marker), not for another.
+#[test]
+fn serve_with_the_online_keys_alone_links_a_fix_request_and_level_1_gets_the_bundle() {
+    let w = world_with_offline_keys();
+    publish(&w, "1.0.1");
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.1", "--alpha", "--offline-keys", "offline"]);
+    std::fs::rename(w.path("offline"), w.path("elsewhere")).unwrap();
+    let served = common::control::serve(&w);
+    let a = common::control::platform(&w, &served, "univ-a", 1, 1);
+    let b = common::control::platform(&w, &served, "univ-b", 1, 1);
+    let decision = |config: &Path| {
+        let out = w.run("palier-agent", &["plan", "--json", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);
+        assert!(out.status.success(), "plan: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found = plan["bundles"].as_array().unwrap().iter().find(|x| x["id"] == "quiz-fix").unwrap().clone();
+        (found["decision"].as_str().unwrap().to_owned(), found["reason"].as_str().map(str::to_owned))
+    };
+    assert_eq!(decision(&a), ("skipped".into(), Some("not-reported".into())));
+
+    let out = w.run("palier-agent", &["request-fix", "--config", a.to_str().unwrap(), "--component", "mod_quiz", "--summary", "quiz timer drifts", "--bundle", "quiz-fix@1.0.1"]);
+    assert!(out.status.success(), "request-fix: {}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("linked to quiz-fix@1.0.1"));
+    assert_eq!(decision(&a), ("eligible".into(), None));
+    assert_eq!(decision(&b), ("skipped".into(), Some("not-reported".into())));
+}
+
+/// Un-halting needs the offline keys: a bundle halted by a halt marker stays halted for an
+/// agent that saw the marker when the halts key (online) signs a halts role without it; the
+/// release manager's `resume` (offline bins key) lets it apply.
+#[test]
+fn a_halt_marker_seen_once_is_lifted_only_by_the_offline_resume() {
+    use common::site::Site;
+    let s = Site::new(50);
+    for dir in ["repo", "keys"] {
+        std::fs::remove_dir_all(s.w.path(dir)).unwrap();
+    }
+    s.w.server(&["init", "--repo", "repo", "--offline-keys", "offline"]);
+    s.publish("quiz-fix", ("technical", "none"), &[("mod/quiz/view.php", "<?php // fixed quiz view\n")], "");
+    let config = s.config(3, 1, "");
+    let plan = |now: &str| -> serde_json::Value {
+        let out = s.agent(&["plan", "--json", "--config", config.to_str().unwrap(), "--now", now]);
+        assert!(out.status.success(), "plan: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["bundles"][0].clone()
+    };
+
+    // Halted with the online keys alone: a halt marker. The cycle sees it and applies nothing.
+    let out = s.w.server(&["halt", "--repo", "repo", "quiz-fix@1.0.0", "--reason", "auto-halt: rolled back on univ-b"]);
+    assert!(out.contains("halted (a halt marker"), "{out}");
+    let out = s.run_once(&config, "2026-12-01T10:00:00+01:00");
+    assert!(!out.contains("applied"), "{out}");
+    assert_eq!(plan("2026-12-01T10:01:00+01:00")["reason"], "halted");
+
+    // The halts key signs a new halts role without the marker: the repository's own view says
+    // active, but this agent saw the marker and keeps the bundle halted.
+    let paths = palier_server::repo::RepoPaths::new(s.w.path("repo"), Some(s.w.path("keys")));
+    let bundle = "quiz-fix@1.0.0".parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert!(rt.block_on(palier_server::halts::remove_marker(&paths, &bundle, jiff::Timestamp::now())).unwrap());
+    let listed: serde_json::Value = serde_json::from_str(&s.w.server(&["list", "--repo", "repo", "--json"])).unwrap();
+    assert_eq!(listed["bundles"][0]["state"], "active");
+    let entry = plan("2026-12-01T10:02:00+01:00");
+    assert_eq!(entry["reason"], "halted", "{entry}");
+    assert!(entry["detail"].as_str().unwrap().contains("halt marker seen"), "{entry}");
+    let out = s.run_once(&config, "2026-12-01T10:03:00+01:00");
+    assert!(!out.contains("applied"), "{out}");
+
+    // Only the release manager's resume, with the offline keys, lifts it.
+    let err = s.w.run("palier-server", &["resume", "--repo", "repo", "quiz-fix@1.0.0"]);
+    assert_eq!(err.status.code(), Some(64), "{}", stderr(&err));
+    let out = s.w.server(&["resume", "--repo", "repo", "quiz-fix@1.0.0", "--offline-keys", "offline"]);
+    assert!(out.contains("quiz-fix@1.0.0: active"), "{out}");
+    assert_ne!(plan("2026-12-01T10:04:00+01:00")["reason"], "halted");
+    let out = s.run_once(&config, "2026-12-01T10:05:00+01:00");
+    assert!(out.contains("applied quiz-fix@1.0.0"), "{out}");
 }

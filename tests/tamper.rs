@@ -340,20 +340,36 @@ fn sign<T: Role + serde::Serialize>(w: &World, role: T, holder: &KeyHolder, key:
 /// a timestamp over it.
 fn resign(w: &World, bins: Vec<(String, Targets)>, edit: impl FnOnce(&mut HashMap<String, Metafile>)) {
     let roles = bins.into_iter().map(|(name, t)| {
-        let key = if name == "halts" { "halts" } else { "bins" };
+        let key = match name.as_str() {
+            "halts" => "halts",
+            "reports" => "reports",
+            _ => "bins",
+        };
         (name, t, key)
     });
     resign_with(w, roles.collect(), edit);
 }
 
-/// [`resign`], each delegated role signed with the key named beside it (`bins` or `halts`),
-/// whether or not the delegations trust that key for the role.
+/// [`resign`], each delegated role signed with the key named beside it (`bins`, `halts`,
+/// `reports`, or a top-level role's such as `snapshot`), whether or not the delegations trust
+/// that key for the role.
 fn resign_with(w: &World, bins: Vec<(String, Targets, &str)>, edit: impl FnOnce(&mut HashMap<String, Metafile>)) {
     let root: Signed<Root> = read_json(w, "1.root.json");
     let top: Signed<Targets> = read_json(w, "1.targets.json");
-    let root_holder = KeyHolder::Root(root.signed);
-    let delegations = top.signed.delegations.unwrap();
-    let ids_of = |key: &str| delegations.roles.iter().find(|r| (r.name == "halts") == (key == "halts")).unwrap().keyids.clone();
+    let mut delegations = top.signed.delegations.unwrap();
+    // The top-level roles' keys too, so that a holder may name one of them for a bin.
+    delegations.keys.extend(root.signed.keys.clone());
+    let top_level = |key: &str| match key {
+        "snapshot" => Some(tough::schema::RoleType::Snapshot),
+        "timestamp" => Some(tough::schema::RoleType::Timestamp),
+        "targets" => Some(tough::schema::RoleType::Targets),
+        _ => None,
+    };
+    let ids_of = |key: &str| match top_level(key) {
+        Some(role) => root.signed.roles[&role].keyids.clone(),
+        None => delegations.roles.iter().find(|r| if key == "bins" { r.name.starts_with("bin-") } else { r.name == key }).unwrap().keyids.clone(),
+    };
+    let root_holder = KeyHolder::Root(root.signed.clone());
     let mut timestamp: Signed<Timestamp> = read_json(w, "timestamp.json");
     let snapshot_version = timestamp.signed.meta["snapshot.json"].version;
     let mut snapshot: Signed<Snapshot> = read_json(w, &format!("{snapshot_version}.snapshot.json"));
@@ -395,14 +411,14 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     let original = std::fs::read(&cached).unwrap();
     assert_eq!(original, std::fs::read(w.path(&format!("repo/metadata/2.{bin}.json"))).unwrap());
     let files = std::fs::read_dir(&cache).unwrap().count();
-    assert_eq!(files, 258, "the top-level targets, the halts role and every bin are cached");
+    assert_eq!(files, 259, "the top-level targets, the halts and reports roles and every bin are cached");
 
     // After a change to one bin, its old version leaves the cache and the new one is there.
     w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.2", "--alpha"]);
     plans(&w);
     assert!(!cached.exists());
     assert!(cache.join(format!("3.{bin}.json")).exists());
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 258);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 259);
 
     // A cached bin changed on disk: the load that used it fails, the one without the cache
     // succeeds, and the cache holds the repository's file again.
@@ -418,9 +434,24 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
 /// A halt marker for `bundle` (`halts/ID@VERSION.json`) as a target of the `halts` role.
 fn marker(bundle: &str, reason: &str) -> (TargetName, tough::schema::Target) {
     let m = palier_bundle::halt::HaltMarker { bundle: bundle.parse().unwrap(), reason: reason.into(), at: "2026-11-30T10:00:00Z".into() };
-    let bytes = serde_json::to_vec(&m.to_custom()).unwrap();
+    marker_target(m.target_name(), m.to_custom())
+}
+
+/// A report marker for `bundle` (`reports/ID@VERSION.json`) naming `platforms`.
+fn report_marker(bundle: &str, platforms: &[&str]) -> (TargetName, tough::schema::Target) {
+    let m = palier_bundle::halt::ReportMarker {
+        bundle: bundle.parse().unwrap(),
+        platforms: platforms.iter().map(|p| palier_bundle::PlatformId::new(*p).unwrap()).collect(),
+        at: "2026-11-30T10:00:00Z".into(),
+    };
+    marker_target(m.target_name(), m.to_custom())
+}
+
+/// A marker's target: its `custom` is its content.
+fn marker_target(name: String, custom: serde_json::Value) -> (TargetName, tough::schema::Target) {
+    let bytes = serde_json::to_vec(&custom).unwrap();
     use sha2::Digest;
-    let custom = match m.to_custom() {
+    let custom = match custom {
         serde_json::Value::Object(map) => map.into_iter().collect(),
         _ => unreachable!(),
     };
@@ -430,7 +461,7 @@ fn marker(bundle: &str, reason: &str) -> (TargetName, tough::schema::Target) {
         custom,
         _extra: HashMap::new(),
     };
-    (TargetName::new(m.target_name()).unwrap(), target)
+    (TargetName::new(name).unwrap(), target)
 }
 
 /// The agent's plan as JSON.
@@ -496,4 +527,75 @@ fn halt_markers_and_bundles_outside_their_roles_paths_are_refused() {
     into.targets.insert(name, target);
     resign(&w, vec![(bin, into)], |_| {});
     refused(&w, "halt marker in a bin", "target file not delegated: halts/quiz-fix@1.0.1.json");
+}
+
+/// A report marker signed by the `reports` key adds its platform to the bundle's reporters: a
+/// level-1 platform that reported it gets it, another does not; a marker for a bundle that is
+/// not published applies to nothing.
+#[test]
+fn a_valid_report_marker_makes_its_bundle_eligible_for_its_platforms_only() {
+    let w = world();
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.1", "--alpha"]);
+    let level1 = |platform: &str| {
+        let config = w.agent_config(platform, 1, 1);
+        let out = w.run("palier-agent", &["plan", "--json", "--config", config.to_str().unwrap(), "--now", "2026-12-01T10:00:00+01:00"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let b = plan["bundles"].as_array().unwrap().iter().find(|b| b["version"] == "1.0.1").unwrap().clone();
+        (b["decision"].as_str().unwrap().to_owned(), b["reason"].as_str().map(str::to_owned))
+    };
+    assert_eq!(level1("univ-a"), ("skipped".into(), Some("not-reported".into())));
+    let mut reports = read_bin(&w, "reports");
+    let (name, target) = report_marker("quiz-fix@1.0.1", &["univ-a"]);
+    reports.targets.insert(name, target);
+    let (name, target) = report_marker("quiz-fix@9.0.0", &["univ-b"]);
+    reports.targets.insert(name, target);
+    resign(&w, vec![("reports".into(), reports)], |_| {});
+    assert_eq!(level1("univ-a"), ("eligible".into(), None));
+    assert_eq!(level1("univ-b"), ("skipped".into(), Some("not-reported".into())));
+}
+
+/// A report marker signed by another key than the reports role's, and one listed by a bin,
+/// are refused; so is a bundle listed by the reports role.
+#[test]
+fn report_markers_outside_their_role_or_signed_by_another_key_are_refused() {
+    let w = world();
+    let mut reports = read_bin(&w, "reports");
+    let (name, target) = report_marker("quiz-fix@1.0.1", &["univ-a"]);
+    reports.targets.insert(name, target);
+    resign_with(&w, vec![("reports".into(), reports, "halts")], |_| {});
+    refused(&w, "report marker signed by the halts key", "signature");
+
+    let w = world();
+    let (name, target) = report_marker("quiz-fix@1.0.1", &["univ-a"]);
+    let bin = bin_of(name.raw());
+    let mut into = read_bin(&w, &bin);
+    into.targets.insert(name, target);
+    resign(&w, vec![(bin, into)], |_| {});
+    refused(&w, "report marker in a bin", "target file not delegated: reports/quiz-fix@1.0.1.json");
+
+    let w = world();
+    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+    let name = TargetName::new("quiz-fix-1.0.1.tar.gz").unwrap();
+    let mut from = read_bin(&w, &bin);
+    let target = from.targets.remove(&name).unwrap();
+    let mut reports = read_bin(&w, "reports");
+    reports.targets.insert(name, target);
+    resign(&w, vec![(bin, from), ("reports".into(), reports)], |_| {});
+    refused(&w, "bundle in the reports role", "target file not delegated: quiz-fix-1.0.1.tar.gz");
+}
+
+/// With the online keys alone (halts, reports, snapshot, timestamp) no bundle can be added:
+/// a bin that lists a new bundle, signed by any of them, is refused.
+#[test]
+fn a_bin_signed_by_an_online_key_is_refused() {
+    for key in ["halts", "reports", "snapshot"] {
+        let w = world();
+        let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+        let mut into = read_bin(&w, &bin);
+        let target = into.targets[&TargetName::new("quiz-fix-1.0.1.tar.gz").unwrap()].clone();
+        into.targets.insert(TargetName::new("quiz-fix-1.0.9.tar.gz").unwrap(), target);
+        resign_with(&w, vec![(bin, into, key)], |_| {});
+        refused(&w, &format!("a bin signed by the {key} key"), "signature");
+    }
 }

@@ -505,6 +505,8 @@ pub async fn run_once_with(config: &Config, clock: &dyn Clock, now: Timestamp) -
             return Err(e);
         }
     };
+    // A halt marker seen once keeps halting its bundle if the repository drops it.
+    holds::remember_halt_markers(&config.state_dir, &verified.halt_markers, now)?;
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
     let held = holds::read_all(&config.state_dir)?;

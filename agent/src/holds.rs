@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::BundleRef;
+use palier_bundle::halt::HaltMarker;
 use palier_policy as policy;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,22 @@ pub struct Backoff {
     pub reason: String,
 }
 
+/// A halt marker this site saw in the repository. It keeps halting its bundle when the
+/// repository no longer lists it (the online halts key can remove a marker, but un-halting is
+/// the release manager's: offline), until the bundle's own signed metadata says it was
+/// resumed at or after `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenHalt {
+    /// `ID@VERSION`.
+    pub bundle: String,
+    pub reason: String,
+    /// The marker's time, or the instant this site first saw it when that is earlier: a
+    /// marker dated in the future cannot outlast the resume that follows it.
+    pub at: Timestamp,
+    pub seen: Timestamp,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Holds {
@@ -66,6 +83,9 @@ pub struct Holds {
     pub holds: Vec<Hold>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// The halt markers seen in the repository (see [`SeenHalt`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub halt_markers: Vec<SeenHalt>,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
@@ -95,6 +115,7 @@ pub fn read_all(state_dir: &Path) -> Result<Holds> {
     let holds = Holds {
         holds: old.into_iter().map(|r| Hold { bundle: r.bundle, since: r.at, reason: r.reason, until: None, failures: 0 }).collect(),
         backoff: None,
+        halt_markers: Vec::new(),
     };
     write_all(state_dir, &holds)?;
     std::fs::remove_file(&legacy).map_err(Error::io("remove", &legacy))?;
@@ -194,6 +215,49 @@ pub fn clear_backoff(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Remember the halt markers the repository lists now, seen at `now`: a new one is added, and
+/// one already remembered takes the newer marker's time and reason (a halt after a resume).
+/// Written only when something changed. Returns how many were added or renewed.
+pub fn remember_halt_markers(state_dir: &Path, markers: &[HaltMarker], now: Timestamp) -> Result<usize> {
+    if markers.is_empty() {
+        return Ok(0);
+    }
+    let mut all = read_all(state_dir)?;
+    let mut changed = 0;
+    for m in markers {
+        let at = m.at().min(now);
+        let key = m.bundle.to_string();
+        match all.halt_markers.iter_mut().find(|s| s.bundle == key) {
+            Some(seen) if seen.at >= at => {}
+            Some(seen) => {
+                *seen = SeenHalt { bundle: key, reason: m.reason.clone(), at, seen: now };
+                changed += 1;
+            }
+            None => {
+                all.halt_markers.push(SeenHalt { bundle: key, reason: m.reason.clone(), at, seen: now });
+                changed += 1;
+            }
+        }
+    }
+    if changed > 0 {
+        write_all(state_dir, &all)?;
+    }
+    Ok(changed)
+}
+
+/// The halt markers this site saw, as markers again (their time being [`SeenHalt::at`]), for
+/// the repository view to apply as it applies the listed ones.
+pub fn seen_halt_markers(state_dir: &Path) -> Result<Vec<HaltMarker>> {
+    Ok(read_all(state_dir)?
+        .halt_markers
+        .into_iter()
+        .filter_map(|s| {
+            let bundle = s.bundle.parse().ok()?;
+            Some(HaltMarker { bundle, reason: format!("{} (halt marker seen {}; halted until the release manager resumes it)", s.reason, s.seen), at: s.at.to_string() })
+        })
+        .collect())
+}
+
 /// The holds as the policy takes them (entries that do not name a bundle version are
 /// skipped; `hold` never writes one).
 pub fn policy_holds(holds: &[Hold]) -> Vec<policy::Hold> {
@@ -225,6 +289,27 @@ mod tests {
         assert!(!release(s, "quiz-fix@1.0.1").unwrap());
         assert!(read(s).unwrap().is_empty());
         assert!(hold(s, "not a bundle", ts("2026-12-01T10:00:00Z"), "x").is_err());
+    }
+
+    /// A halt marker seen once is remembered: a newer marker renews it, an older or repeated
+    /// one changes nothing, and a marker dated in the future counts from when it was seen.
+    #[test]
+    fn halt_markers_seen_are_remembered_with_their_newest_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = dir.path();
+        let marker = |at: &str, reason: &str| HaltMarker { bundle: "quiz-fix@1.0.1".parse().unwrap(), reason: reason.into(), at: at.into() };
+        let now = ts("2026-12-01T10:00:00Z");
+        assert_eq!(remember_halt_markers(s, &[], now).unwrap(), 0);
+        assert!(!path(s).exists(), "nothing seen, nothing written");
+        assert_eq!(remember_halt_markers(s, &[marker("2026-12-01T09:00:00Z", "auto-halt")], now).unwrap(), 1);
+        assert_eq!(remember_halt_markers(s, &[marker("2026-12-01T09:00:00Z", "auto-halt")], now).unwrap(), 0);
+        assert_eq!(remember_halt_markers(s, &[marker("2026-12-01T08:00:00Z", "older")], now).unwrap(), 0);
+        let seen = seen_halt_markers(s).unwrap();
+        assert_eq!((seen.len(), seen[0].at()), (1, ts("2026-12-01T09:00:00Z")));
+        assert!(seen[0].reason.starts_with("auto-halt (halt marker seen 2026-12-01T10:00:00Z"), "{}", seen[0].reason);
+        assert_eq!(remember_halt_markers(s, &[marker("2030-01-01T00:00:00Z", "again")], now).unwrap(), 1);
+        assert_eq!(seen_halt_markers(s).unwrap()[0].at(), now, "clamped to when it was seen");
+        assert!(read(s).unwrap().is_empty(), "no hold is made");
     }
 
     #[test]

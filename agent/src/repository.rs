@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use palier_bundle::BundleMetadata;
-use palier_bundle::halt::HaltMarker;
+use palier_bundle::halt::{HaltMarker, Marker};
 use tough::{ExpirationEnforcement, RepositoryLoader, Transport, TransportError, TransportErrorKind, TransportStream};
 use url::Url;
 
@@ -53,6 +53,9 @@ impl VerifiedBundle {
 pub struct Verified {
     pub bundles: Vec<VerifiedBundle>,
     pub repository: tough::Repository,
+    /// The halt markers the repository lists now, for the cycle to remember (see
+    /// [`crate::holds::remember_halt_markers`]).
+    pub halt_markers: Vec<HaltMarker>,
 }
 
 /// `<repository>/metadata/` and `<repository>/targets/`.
@@ -101,8 +104,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
     for (name, target) in listed {
         let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         if palier_bundle::halt::is_marker(name.raw()) {
-            let marker = HaltMarker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
-            markers.push(marker);
+            markers.push(Marker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?);
             continue;
         }
         let meta = BundleMetadata::from_custom(custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
@@ -116,14 +118,18 @@ pub async fn load(config: &Config) -> Result<Verified> {
         bundles.push(VerifiedBundle { target: name.raw().into(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta });
     }
     // A valid halt marker halts its bundle as the bundle's own metadata would (plan reason
-    // `halted`, the marker's reason in the detail).
+    // `halted`, the marker's reason in the detail), and so does one this site saw earlier and
+    // the repository no longer lists, until the bundle's own metadata says it was resumed
+    // since; a report marker adds its platforms to the bundle's reporters.
+    let halt_markers: Vec<HaltMarker> = markers.iter().filter_map(|m| if let Marker::Halt(h) = m { Some(h.clone()) } else { None }).collect();
+    markers.extend(crate::holds::seen_halt_markers(&config.state_dir)?.into_iter().map(Marker::Halt));
     for marker in &markers {
         for b in &mut bundles {
             marker.apply(&mut b.meta);
         }
     }
     bundles.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
-    Ok(Verified { bundles, repository })
+    Ok(Verified { bundles, repository, halt_markers })
 }
 
 /// Every target of the verified top-level targets and the roles they delegate to, each

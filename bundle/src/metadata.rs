@@ -82,6 +82,9 @@ pub struct BundleMetadata {
     pub validations: Validations,
     pub state: BundleState,
     pub state_reason: Option<String>,
+    /// When the release manager last resumed it, RFC 3339: a halt marker written before
+    /// then no longer halts it (see [`crate::halt`]). Absent from the JSON when `None`.
+    pub resumed_at: Option<String>,
     /// When it was published, RFC 3339, as the server's clock said.
     pub published_at: String,
     /// A staged rollout: canaries, then waves of the fleet (see [`crate::rollout`]).
@@ -103,6 +106,8 @@ struct Wire {
     state: BundleState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resumed_at: Option<String>,
     published_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rollout: Option<Rollout>,
@@ -121,6 +126,8 @@ struct WireWithFiles {
     state: BundleState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resumed_at: Option<String>,
     published_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rollout: Option<Rollout>,
@@ -159,6 +166,7 @@ impl Serialize for BundleMetadata {
             validations: self.validations.clone(),
             state: self.state,
             state_reason: self.state_reason.clone(),
+            resumed_at: self.resumed_at.clone(),
             published_at: self.published_at.clone(),
             rollout: self.rollout.clone(),
         }
@@ -184,6 +192,7 @@ impl BundleMetadata {
             validations: Validations::default(),
             state: BundleState::Active,
             state_reason: None,
+            resumed_at: None,
             published_at,
             rollout: None,
         }
@@ -209,6 +218,7 @@ impl BundleMetadata {
                     validations: w.validations,
                     state: w.state,
                     state_reason: w.state_reason,
+                    resumed_at: w.resumed_at,
                     published_at: w.published_at,
                     rollout: w.rollout,
                 }
@@ -230,6 +240,7 @@ impl BundleMetadata {
                     validations: w.validations,
                     state: w.state,
                     state_reason: w.state_reason,
+                    resumed_at: w.resumed_at,
                     published_at: w.published_at,
                     rollout: w.rollout,
                 }

@@ -14,14 +14,17 @@ use crate::error::{Error, Result};
 /// The four TUF top-level roles, in the order their keys are made.
 pub const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
 
-/// The delegated roles with keys of their own: the hashed bins (one key set for all of them)
-/// and `halts`, trusted only for halt markers.
-pub const DELEGATED: [&str; 2] = ["bins", "halts"];
+/// The delegated roles with keys of their own: the hashed bins (one key set for all of them),
+/// `halts`, trusted only for halt markers, and `reports`, trusted only for report markers.
+pub const DELEGATED: [&str; 3] = ["bins", "halts", "reports"];
 
 /// The roles whose keys `init --offline-keys` puts in the offline folder: they can change
-/// which keys are trusted and for what (root), and what the bins and halts may sign
-/// (targets). Every other key is online: `serve` and everyday commands use it.
-pub const OFFLINE: [&str; 2] = ["root", "targets"];
+/// which keys are trusted and for what (root), what the delegated roles may sign (targets),
+/// and which bundles exist and what their signed metadata says (bins: publish, validate,
+/// yank, rollouts, resume). Every other key is online and can only stop code (halts), widen
+/// who reported a published bundle (reports), or re-sign what exists (snapshot, timestamp):
+/// `serve` holds those.
+pub const OFFLINE: [&str; 3] = ["root", "targets", "bins"];
 
 /// Whether `role`'s keys belong in the offline folder.
 pub fn is_offline(role: &str) -> bool {
@@ -42,7 +45,7 @@ pub fn signing_keys(online: &Path, offline: Option<&Path>, role: &str) -> Result
             return role_keys(online, role);
         }
         let why = match offline {
-            Some(dir) => format!("no {role} key in {} nor in {}: pass --offline-keys DIR, the folder `init --offline-keys` wrote the root and targets keys to", dir.display(), online.display()),
+            Some(dir) => format!("no {role} key in {} nor in {}: pass --offline-keys DIR, the folder `init --offline-keys` wrote the root, targets and bins keys to", dir.display(), online.display()),
             None => format!("the {role} key is an offline key and is not in {}: pass --offline-keys DIR, the folder `init --offline-keys` wrote it to", online.display()),
         };
         return Err(Error::Key { path: key_path(offline.unwrap_or(online), role, 1), why });

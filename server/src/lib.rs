@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod release;
 pub mod repo;
 pub mod repo_keys;
+pub mod retire;
 pub mod store;
 pub mod sync;
 

@@ -49,6 +49,7 @@ pub async fn publish_with_rollout(
         .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
     crate::cli::bundle::check_paths(&checked.manifest, None).map_err(|e| Error::Refused(format!("{e}; nothing published")))?;
     refuse_file_conflicts(paths, &checked.manifest).await?;
+    crate::retire::refuse_retired(paths, &BundleRef { id: checked.manifest.id.clone(), version: checked.manifest.version.clone() })?;
     if let Some(store) = store {
         for fix in &checked.manifest.fixes {
             if !store::looks_like_fix_id(fix) {
@@ -109,14 +110,18 @@ pub(crate) fn archive_manifest(paths: &RepoPaths, p: &repo::Published) -> Result
 
 /// The repository's server-side settings: `settings.json` in the keys folder, which is never
 /// served (the repository folder may be served whole by a static web server), read by the
-/// commands that publish. Today it holds the default rollout that `publish` applies unless
-/// `--rollout` says otherwise.
+/// commands that publish. It holds the default rollout that `publish` applies unless
+/// `--rollout` says otherwise, and the retention `retire` applies unless `--older-than` does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The text form of the default rollout (`canary=univ-x; 24h=10%; 48h=100%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_rollout: Option<String>,
+    /// How long a yanked or superseded bundle stays in the active bins (`90d`); `retire`
+    /// applies 90 days without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
 }
 
 impl Settings {
@@ -135,6 +140,7 @@ impl Settings {
         let settings: Settings =
             serde_json::from_slice(&text).map_err(|e| Error::Refused(format!("settings {}: {e}; fix or remove the file", path.display())))?;
         settings.default_rollout()?;
+        settings.retention()?;
         Ok(settings)
     }
 
@@ -143,6 +149,14 @@ impl Settings {
         self.default_rollout
             .as_deref()
             .map(|text| Rollout::parse(text).map_err(|e| Error::Refused(format!("the repository's default rollout: {e}"))))
+            .transpose()
+    }
+
+    /// The retention, parsed.
+    pub fn retention(&self) -> Result<Option<jiff::SignedDuration>> {
+        self.retention
+            .as_deref()
+            .map(|text| palier_bundle::duration::parse_duration(text).map_err(|e| Error::Refused(format!("the repository's retention: {e}"))))
             .transpose()
     }
 
@@ -176,13 +190,17 @@ mod tests {
         std::fs::write(paths.pinned_root(), "{}").unwrap();
         std::fs::create_dir_all(&paths.keys).unwrap();
         assert_eq!(Settings::load(&paths).unwrap(), Settings::default());
-        let s = Settings { default_rollout: Some("canary=univ-x; 24h=10%; 48h=100%".into()) };
+        let s = Settings { default_rollout: Some("canary=univ-x; 24h=10%; 48h=100%".into()), retention: Some("30d".into()) };
         s.save(&paths).unwrap();
         assert_eq!(Settings::load(&paths).unwrap(), s);
         assert_eq!(s.default_rollout().unwrap().unwrap().waves.len(), 2);
+        assert_eq!(s.retention().unwrap(), Some(jiff::SignedDuration::from_hours(30 * 24)));
         std::fs::write(Settings::path(&paths), r#"{"default_rollout": "24h=50%; 48h=10%"}"#).unwrap();
         let e = Settings::load(&paths).unwrap_err().to_string();
         assert!(e.starts_with("the repository's default rollout: invalid rollout"), "{e}");
+        std::fs::write(Settings::path(&paths), r#"{"retention": "90 days"}"#).unwrap();
+        let e = Settings::load(&paths).unwrap_err().to_string();
+        assert!(e.starts_with("the repository's retention: invalid duration"), "{e}");
         std::fs::write(Settings::path(&paths), r#"{"surprise": 1}"#).unwrap();
         let e = Settings::load(&paths).unwrap_err().to_string();
         assert!(e.contains("settings.json") && e.contains("unknown field"), "{e}");

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::archive::{self, ReadLimits, VerifyOnly};
-use palier_bundle::halt::{HaltMarker, RolePaths};
+use palier_bundle::halt::{Marker, RolePaths};
 use palier_bundle::{BundleMetadata, BundleRef, Manifest, PlatformId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -131,11 +131,13 @@ pub struct Thresholds {
     pub bins: u64,
     /// The `halts` role, which signs only halt markers.
     pub halts: u64,
+    /// The `reports` role, which signs only report markers.
+    pub reports: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { root: 1, targets: 1, snapshot: 1, timestamp: 1, bins: 1, halts: 1 }
+        Thresholds { root: 1, targets: 1, snapshot: 1, timestamp: 1, bins: 1, halts: 1, reports: 1 }
     }
 }
 
@@ -147,6 +149,7 @@ impl Thresholds {
             "snapshot" => self.snapshot,
             "bins" => self.bins,
             "halts" => self.halts,
+            "reports" => self.reports,
             _ => self.timestamp,
         }
     }
@@ -316,20 +319,22 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
         root.roles.insert(role_type(role), RoleKeys { keyids, threshold, _extra: HashMap::new() });
     }
     let mut delegations = Delegations::new();
-    // The halts role first: a marker's name also hashes into some bin, and the bins are
-    // terminating, so a client searching by name must meet the halts role before them.
-    let halts_threshold = threshold_of("halts")?;
-    let mut halts_keyids = Vec::new();
-    for i in 1..=halts_threshold.get() as usize {
-        let (id, key) = new_key(&paths.keys, "halts", i)?;
-        halts_keyids.push(id.clone());
-        delegations.keys.insert(id, key);
+    // The marker roles first: a marker's name also hashes into some bin, and the bins are
+    // terminating, so a client searching by name must meet the marker roles before them.
+    for role in MARKER_ROLES {
+        let threshold = threshold_of(role)?;
+        let mut keyids = Vec::new();
+        for i in 1..=threshold.get() as usize {
+            let (id, key) = new_key(&folder_of(role), role, i)?;
+            keyids.push(id.clone());
+            delegations.keys.insert(id, key);
+        }
+        delegations.roles.push(marker_role(role, keyids, threshold)?);
     }
-    delegations.roles.push(halts_role(halts_keyids, halts_threshold)?);
     let bins_threshold = threshold_of("bins")?;
     let mut bin_keyids = Vec::new();
     for i in 1..=bins_threshold.get() as usize {
-        let (id, key) = new_key(&paths.keys, "bins", i)?;
+        let (id, key) = new_key(&folder_of("bins"), "bins", i)?;
         bin_keyids.push(id.clone());
         delegations.keys.insert(id, key);
     }
@@ -344,10 +349,12 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
     let bin_holder = KeyHolder::Delegations(delegations.clone());
     let bin_keys = paths.signing_keys("bins")?;
     let bins_expire = expiry(now, expiries.targets)?;
-    let halts = DelegatedTargets { name: HALTS.into(), targets: Targets::new("1.0.0".into(), NonZeroU64::MIN, bins_expire) };
-    let bytes = sign(dir, halts, &bin_holder, &paths.signing_keys("halts")?, "sign halts").await?;
-    staging.write(&format!("1.{HALTS}.json"), &bytes)?;
-    snapshot.meta.insert(format!("{HALTS}.json"), version_only(NonZeroU64::MIN));
+    for role in MARKER_ROLES {
+        let empty = DelegatedTargets { name: role.into(), targets: Targets::new("1.0.0".into(), NonZeroU64::MIN, bins_expire) };
+        let bytes = sign(dir, empty, &bin_holder, &paths.signing_keys(role)?, "sign marker role").await?;
+        staging.write(&format!("1.{role}.json"), &bytes)?;
+        snapshot.meta.insert(format!("{role}.json"), version_only(NonZeroU64::MIN));
+    }
     for i in 0..bins.count() {
         let name = bins.name(i);
         let role = DelegatedTargets { name: name.clone(), targets: Targets::new("1.0.0".into(), NonZeroU64::MIN, bins_expire) };
@@ -376,6 +383,17 @@ pub async fn init_with_bins(paths: &RepoPaths, thresholds: Thresholds, expiries:
 /// The name of the delegated role that signs halt markers.
 pub const HALTS: &str = palier_bundle::halt::ROLE;
 
+/// The name of the delegated role that signs report markers.
+pub const REPORTS: &str = palier_bundle::halt::REPORTS_ROLE;
+
+/// The delegated roles that sign markers, with online keys, in delegation order.
+pub const MARKER_ROLES: [&str; 2] = palier_bundle::halt::MARKER_ROLES;
+
+/// The key set (`bins`, `halts`, `reports`) that signs the delegated role `name`.
+pub(crate) fn key_role(name: &str) -> &'static str {
+    MARKER_ROLES.iter().find(|r| **r == name).copied().unwrap_or("bins")
+}
+
 /// The delegations of `bins` hashed bins, all trusting the same keys.
 pub(crate) fn bin_roles(bins: Bins, keyids: &[Decoded<Hex>], threshold: NonZeroU64) -> Result<Vec<DelegatedRole>> {
     let mut out = Vec::new();
@@ -394,10 +412,12 @@ pub(crate) fn bin_roles(bins: Bins, keyids: &[Decoded<Hex>], threshold: NonZeroU
     Ok(out)
 }
 
-/// The `halts` delegation: trusted for halt markers only, terminating.
-pub(crate) fn halts_role(keyids: Vec<Decoded<Hex>>, threshold: NonZeroU64) -> Result<DelegatedRole> {
-    let pattern = PathPattern::new(palier_bundle::halt::PATH_PATTERN).map_err(|e| Error::Refused(format!("halts path pattern: {e}")))?;
-    Ok(DelegatedRole { name: HALTS.into(), keyids, threshold, paths: PathSet::Paths(vec![pattern]), terminating: true, targets: None })
+/// A marker role's delegation (`halts` or `reports`): trusted for its folder of markers
+/// only, terminating.
+pub(crate) fn marker_role(role: &str, keyids: Vec<Decoded<Hex>>, threshold: NonZeroU64) -> Result<DelegatedRole> {
+    let pattern = if role == HALTS { palier_bundle::halt::PATH_PATTERN } else { palier_bundle::halt::REPORTS_PATH_PATTERN };
+    let pattern = PathPattern::new(pattern).map_err(|e| Error::Refused(format!("{role} path pattern: {e}")))?;
+    Ok(DelegatedRole { name: role.into(), keyids, threshold, paths: PathSet::Paths(vec![pattern]), terminating: true, targets: None })
 }
 
 /// The offline keys folder must be neither the online one nor inside the served repository
@@ -511,14 +531,14 @@ pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
         }
     }
     for (name, target) in listed {
-        if palier_bundle::halt::is_marker(name.raw()) {
-            let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-            markers.push(HaltMarker::from_custom(name.raw(), custom).map_err(|e| refused(&paths.dir, format!("halt marker {}", name.raw()), e))?);
-        } else {
-            out.push(published(name, target)?);
+        let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        match Marker::from_target(name.raw(), custom) {
+            Some(marker) => markers.push(marker.map_err(|e| refused(&paths.dir, format!("marker {}", name.raw()), e))?),
+            None => out.push(published(name, target)?),
         }
     }
-    // A halt marker halts its bundle as the bundle's own metadata would.
+    // A halt marker halts its bundle as the bundle's own metadata would (unless the bundle was
+    // resumed since); a report marker adds its platforms to the bundle's reporters.
     for marker in &markers {
         for p in &mut out {
             marker.apply(&mut p.meta);
@@ -688,11 +708,16 @@ pub(crate) async fn commit(paths: &RepoPaths, head: Head, change: Change, now: T
     }
     if !change.bins.is_empty() {
         let holder = KeyHolder::Delegations(delegations.ok_or_else(|| Error::Refused(format!("repository {}: the targets delegate to no bin", dir.display())))?);
-        // Each role's keys, read only when a role signed with them changes.
-        let keys_of = |role: &str| if change.bins.iter().any(|(n, _)| (n == HALTS) == (role == "halts")) { paths.signing_keys(role).map(Some) } else { Ok(None) };
-        let (bin_keys, halts_keys) = (keys_of("bins")?.unwrap_or_default(), keys_of("halts")?.unwrap_or_default());
+        // Each key set, read only when a role signed with it changes.
+        let mut key_sets: HashMap<&'static str, Vec<Box<dyn KeySource>>> = HashMap::new();
+        for (name, _) in &change.bins {
+            let role = key_role(name);
+            if !key_sets.contains_key(role) {
+                key_sets.insert(role, paths.signing_keys(role)?);
+            }
+        }
         for (name, mut bin) in change.bins {
-            let keys = if name == HALTS { &halts_keys } else { &bin_keys };
+            let keys = key_sets.get(key_role(&name)).map(Vec::as_slice).unwrap_or_default();
             let meta_name = format!("{name}.json");
             let old = snapshot.meta.get(&meta_name).map(|m| m.version).unwrap_or(NonZeroU64::MIN);
             bin.version = next(old.max(bin.version))?;

@@ -22,10 +22,10 @@ use tough::schema::{KeyHolder, RoleType, Root, Signed};
 
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::repo::{self, Change, Expiries, HALTS, Head, RepoPaths};
+use crate::repo::{self, Change, Expiries, Head, RepoPaths};
 
 /// The roles `key rotate` knows.
-pub const ROTATABLE: [&str; 6] = ["root", "targets", "snapshot", "timestamp", "bins", "halts"];
+pub const ROTATABLE: [&str; 7] = ["root", "targets", "snapshot", "timestamp", "bins", "halts", "reports"];
 
 /// What a rotation did.
 #[derive(Debug)]
@@ -35,6 +35,8 @@ pub struct Rotated {
     /// The metadata that now names the new keys: `N.root.json` or `N.targets.json`.
     pub delegating: String,
     pub retired_to: PathBuf,
+    /// The folder the new keys are in.
+    pub folder: PathBuf,
 }
 
 /// The keys a command needs before it starts, each from its folder: refused with one line
@@ -111,10 +113,20 @@ pub async fn rotate(paths: &RepoPaths, role: &str, now: Timestamp) -> Result<Rot
     // The role's own old keys are not needed: nothing is signed with them any more.
     require_keys(paths, &[if delegated { "targets" } else { "root" }, "snapshot", "timestamp"])?;
     let folder = key_folder(paths, role)?;
+    // An offline role's new keys go to the offline folder when one is given, wherever the old
+    // ones were: `key rotate bins --offline-keys DIR` takes a bins key that a repository made
+    // before the bins went offline kept online out of the online folder, and revokes it.
+    let new_folder = match &paths.offline {
+        Some(offline) if keys::is_offline(role) => {
+            repo::create_private_dir(offline)?;
+            offline.clone()
+        }
+        _ => folder.clone(),
+    };
     let _lock = repo::lock(paths)?;
     let head = Head::load(paths)?;
     let count = key_count(&folder, role);
-    let staged = folder.join(format!(".rotate-{role}"));
+    let staged = new_folder.join(format!(".rotate-{role}"));
     if staged.exists() {
         return Err(Error::Refused(format!(
             "{} exists: an earlier rotation of {role} did not finish; check which keys the repository's metadata names, keep those, and remove that folder",
@@ -146,11 +158,11 @@ pub async fn rotate(paths: &RepoPaths, role: &str, now: Timestamp) -> Result<Rot
     }
     for i in 1..=count {
         let new = keys::key_path(&staged, role, i);
-        let to = keys::key_path(&folder, role, i);
+        let to = keys::key_path(&new_folder, role, i);
         std::fs::rename(&new, &to).map_err(Error::io("put in place new key", &to))?;
     }
     std::fs::remove_dir(&staged).map_err(Error::io("remove", &staged))?;
-    Ok(Rotated { role: role.to_owned(), keys: count, delegating, retired_to: retired })
+    Ok(Rotated { role: role.to_owned(), keys: count, delegating, retired_to: retired, folder: new_folder })
 }
 
 /// Make the new keys in `staged` and the change that trusts them and re-signs with them.
@@ -165,9 +177,9 @@ async fn rotate_staged(paths: &RepoPaths, head: &Head, role: &str, count: usize,
     if keys::DELEGATED.contains(&role) {
         let mut targets = head.targets.signed.clone();
         let delegations = targets.delegations.as_mut().ok_or_else(|| Error::Refused(format!("repository {}: the targets delegate to no role; run `palier-server migrate` first", paths.dir.display())))?;
-        let is_role = |name: &str| if role == "halts" { name == HALTS } else { name != HALTS };
-        if role == "halts" && !delegations.roles.iter().any(|r| r.name == HALTS) {
-            return Err(Error::Refused(format!("repository {} has no halts role; run `palier-server migrate --repo {}` first", paths.dir.display(), paths.dir.display())));
+        let is_role = |name: &str| repo::key_role(name) == role;
+        if !delegations.roles.iter().any(|r| is_role(&r.name)) {
+            return Err(Error::Refused(format!("repository {} has no {role} role; run `palier-server migrate --repo {}` first", paths.dir.display(), paths.dir.display())));
         }
         let mut old_ids: HashSet<Decoded<Hex>> = HashSet::new();
         for r in delegations.roles.iter_mut().filter(|r| is_role(&r.name)) {

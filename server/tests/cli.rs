@@ -334,11 +334,13 @@ fn init_spreads_bundles_over_hashed_bins() {
     let targets: serde_json::Value = serde_json::from_slice(&std::fs::read(s.path("repo/metadata/1.targets.json")).unwrap()).unwrap();
     assert!(targets["signed"]["targets"].as_object().unwrap().is_empty(), "the top-level targets list no bundle");
     let roles = targets["signed"]["delegations"]["roles"].as_array().unwrap();
-    // The halts role first (trusted for halt markers only), then the 16 bins.
-    assert_eq!(roles.len(), 17);
+    // The marker roles first (halts, reports: each trusted for its markers only), then the
+    // 16 bins.
+    assert_eq!(roles.len(), 18);
     assert_eq!((&roles[0]["name"], &roles[0]["paths"]), (&serde_json::json!("halts"), &serde_json::json!(["halts/*"])));
-    assert_eq!(roles[1]["path_hash_prefixes"], serde_json::json!(["0"]));
-    assert_eq!(roles[16]["name"], "bin-f");
+    assert_eq!((&roles[1]["name"], &roles[1]["paths"]), (&serde_json::json!("reports"), &serde_json::json!(["reports/*"])));
+    assert_eq!(roles[2]["path_hash_prefixes"], serde_json::json!(["0"]));
+    assert_eq!(roles[17]["name"], "bin-f");
     for bad in ["100", "8", "131072"] {
         s.refused(&["init", "--repo", &format!("r{bad}"), "--keys", &format!("k{bad}"), "--bins", bad], "power of two");
     }

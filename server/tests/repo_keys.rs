@@ -19,7 +19,8 @@ struct Site {
 }
 
 impl Site {
-    /// A repository `repo` with its root and targets keys in `offline`, the others in `keys`.
+    /// A repository `repo` with its root, targets and bins keys in `offline`, the others in
+    /// `keys`.
     fn new() -> Self {
         let s = Site::empty();
         s.ok(&["init", "--repo", "repo", "--offline-keys", "offline"]);
@@ -66,9 +67,14 @@ impl Site {
         self.ok(&["bundle", "build", "--manifest", manifest.to_str().unwrap(), "--source", src.to_str().unwrap(), "--out", out.to_str().unwrap()]);
         out
     }
+    /// Publish with the offline keys when the site has them (a legacy repository has not).
     fn publish(&self, id: &str, version: &str) {
         let a = self.build(id, version);
-        self.ok(&["publish", "--repo", "repo", a.to_str().unwrap()]);
+        let mut args = vec!["publish", "--repo", "repo", a.to_str().unwrap()];
+        if self.path("offline").is_dir() {
+            args.extend(["--offline-keys", "offline"]);
+        }
+        self.ok(&args);
     }
     fn list(&self, repo: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["list", "--repo", repo, "--json"])).unwrap()
@@ -124,11 +130,11 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 #[test]
-fn init_puts_root_and_targets_keys_offline_and_refuses_a_bad_offline_folder() {
+fn init_puts_root_targets_and_bins_keys_offline_and_refuses_a_bad_offline_folder() {
     let s = Site::new();
-    assert_eq!(files(&s.path("offline")), ["root.der", "targets.der"]);
+    assert_eq!(files(&s.path("offline")), ["bins.der", "root.der", "targets.der"]);
     let online: Vec<String> = files(&s.path("keys")).into_iter().filter(|f| !f.starts_with('.')).collect();
-    assert_eq!(online, ["bins.der", "halts.der", "snapshot.der", "timestamp.der"]);
+    assert_eq!(online, ["halts.der", "reports.der", "snapshot.der", "timestamp.der"]);
 
     let t = Site::empty();
     std::fs::create_dir_all(t.path("repo")).unwrap();
@@ -138,33 +144,58 @@ fn init_puts_root_and_targets_keys_offline_and_refuses_a_bad_offline_folder() {
     assert!(!t.path("repo/metadata/1.root.json").exists());
 }
 
-/// With only the online keys folder: every everyday command works; whatever needs root or
-/// targets says so in one line naming `--offline-keys`, and writes nothing.
+/// With only the online keys folder, nothing can be published, validated, linked through the
+/// bins, yanked, rolled out or un-halted: each command says so in one line naming
+/// `--offline-keys`, exits 64 and writes nothing. Halting still works (a halt marker). With
+/// the offline folder, each works.
 #[test]
-fn everyday_commands_need_only_the_online_keys_and_the_others_say_which_folder() {
+fn with_only_the_online_keys_nothing_is_published_validated_or_un_halted() {
     let s = Site::new();
     s.publish("b", "1.0.0");
-    s.ok(&["validate", "--repo", "repo", "b@1.0.0", "--alpha"]);
-    s.ok(&["link", "--repo", "repo", "b@1.0.0", "--platform", "univ-a"]);
-    s.ok(&["halt", "--repo", "repo", "b@1.0.0", "--reason", "login errors"]);
-    s.ok(&["resume", "--repo", "repo", "b@1.0.0"]);
-    s.publish("b", "1.0.1");
-    s.ok(&["yank", "--repo", "repo", "b@1.0.1", "--reason", "withdrawn"]);
-
+    let b2 = s.build("b", "2.0.0");
     let before = tree_hash(&s.path("repo"));
-    for args in [
+    let mut commands = vec![
+        vec!["publish", "--repo", "repo", b2.to_str().unwrap()],
+        vec!["validate", "--repo", "repo", "b@1.0.0", "--alpha"],
+        vec!["link", "--repo", "repo", "b@1.0.0", "--platform", "univ-a"],
+        vec!["yank", "--repo", "repo", "b@1.0.0", "--reason", "withdrawn"],
+        vec!["rollout", "set", "--repo", "repo", "b@1.0.0", "canary=univ-a; 24h=50%"],
+        vec!["resume", "--repo", "repo", "b@1.0.0"],
         vec!["key", "rotate", "--repo", "repo", "targets"],
         vec!["key", "rotate", "--repo", "repo", "root"],
         vec!["key", "rotate", "--repo", "repo", "timestamp"],
         vec!["key", "rotate", "--repo", "repo", "bins"],
         vec!["key", "rotate", "--repo", "repo", "halts"],
+        vec!["key", "rotate", "--repo", "repo", "reports"],
         vec!["root", "sign", "--repo", "repo"],
         vec!["migrate", "--repo", "repo"],
-    ] {
-        let err = s.refused(&args, 64, "--offline-keys");
+    ];
+    for args in &commands {
+        let err = s.refused(args, 64, "--offline-keys");
         assert!(err.contains("not in ./keys"), "{err}");
     }
     assert_eq!(tree_hash(&s.path("repo")), before, "a refused command wrote something");
+
+    // Halting needs no offline key: a halt marker; un-halting does.
+    let out = s.ok(&["halt", "--repo", "repo", "b@1.0.0", "--reason", "login errors"]);
+    assert!(out.contains("b@1.0.0: halted (a halt marker"), "{out}");
+    assert_eq!(s.list("repo")["bundles"][0]["state"], "halted");
+    let before = tree_hash(&s.path("repo"));
+    s.refused(&["resume", "--repo", "repo", "b@1.0.0"], 64, "--offline-keys");
+    assert_eq!(tree_hash(&s.path("repo")), before);
+
+    // With the offline folder, every one of them works.
+    for args in &mut commands[..6] {
+        args.extend(["--offline-keys", "offline"]);
+    }
+    let order = [0, 1, 2, 4, 5, 3];
+    for i in order {
+        s.ok(&commands[i]);
+    }
+    let listed = s.list("repo");
+    let b1 = listed["bundles"].as_array().unwrap().iter().find(|b| b["version"] == "1.0.0").unwrap();
+    assert_eq!(b1["state"], "yanked", "{listed}");
+    assert!(b1["resumed_at"].is_string(), "{listed}");
 
     // A refresh when the top-level targets near their expiry (89 days on): the timestamp and
     // snapshot are re-signed, and the targets are refused for want of their key.
@@ -204,10 +235,34 @@ fn a_halt_marker_halts_without_touching_the_bin_and_resume_removes_it() {
     // Writing it again changes nothing.
     assert!(!rt().block_on(palier_server::halts::write_marker(&s.paths(), &bundle, "again", Timestamp::now())).unwrap());
 
-    let out = s.ok(&["resume", "--repo", "repo", "b@1.0.0"]);
+    // Removing the marker (the online halts key can) leaves the bundle active in the
+    // repository's view, but agents that saw the marker keep it halted (tests/repo_keys.rs):
+    // `resume` records the resume in the bundle's own metadata, with the offline bins key.
+    let out = s.ok(&["resume", "--repo", "repo", "b@1.0.0", "--offline-keys", "offline"]);
     assert!(out.contains("b@1.0.0: active"), "{out}");
     assert_eq!(s.list("repo")["bundles"][0]["state"], "active");
+    assert!(s.list("repo")["bundles"][0]["resumed_at"].is_string());
     assert!(rt().block_on(async { palier_server::halts::markers(&s.paths()) }).unwrap().is_empty());
+    // In place: nothing re-signed.
+    assert!(s.ok(&["resume", "--repo", "repo", "b@1.0.0", "--offline-keys", "offline"]).contains("already active"));
+
+    // A marker still listed that a resume answered (its removal did not happen) halts nothing,
+    // and a new halt replaces it.
+    let t1 = Timestamp::now();
+    assert!(rt().block_on(palier_server::halts::write_marker(&s.paths(), &bundle, "first", t1)).unwrap());
+    let release_manager = s.paths().with_offline(Some(s.path("offline")));
+    let t2 = t1 + SignedDuration::from_secs(60);
+    rt().block_on(palier_server::repo::update(&release_manager, &bundle, t2, |m| {
+        m.resumed_at = Some(t2.to_string());
+        Ok(true)
+    }))
+    .unwrap();
+    assert_eq!(s.list("repo")["bundles"][0]["state"], "active", "resumed after the marker");
+    let t3 = t2 + SignedDuration::from_secs(60);
+    assert!(rt().block_on(palier_server::halts::write_marker(&s.paths(), &bundle, "second", t3)).unwrap());
+    let markers = palier_server::halts::markers(&s.paths()).unwrap();
+    assert_eq!((markers.len(), markers[0].reason.as_str(), markers[0].at()), (1, "second", t3));
+    assert_eq!(s.list("repo")["bundles"][0]["state"], "halted");
 }
 
 /// Every role rotated in turn: the old key is revoked from the metadata that delegates to it,
@@ -217,10 +272,11 @@ fn a_halt_marker_halts_without_touching_the_bin_and_resume_removes_it() {
 fn every_role_rotates_and_the_old_key_is_revoked() {
     let s = Site::new();
     s.publish("b", "1.0.0");
-    for (i, role) in ["timestamp", "snapshot", "targets", "bins", "halts", "root"].iter().enumerate() {
+    for (i, role) in ["timestamp", "snapshot", "targets", "bins", "halts", "reports", "root"].iter().enumerate() {
         let (folder, delegating) = match *role {
             "root" | "targets" => ("offline", "root"),
-            "bins" | "halts" => ("keys", "targets"),
+            "bins" => ("offline", "targets"),
+            "halts" | "reports" => ("keys", "targets"),
             _ => ("keys", "root"),
         };
         let old_key = std::fs::read(s.path(&format!("{folder}/{role}.der"))).unwrap();
@@ -231,7 +287,7 @@ fn every_role_rotates_and_the_old_key_is_revoked() {
             } else {
                 let t = s.top_targets();
                 let d = &t["signed"]["delegations"];
-                let r = d["roles"].as_array().unwrap().iter().find(|r| (r["name"] == "halts") == (*role == "halts")).unwrap();
+                let r = d["roles"].as_array().unwrap().iter().find(|r| if *role == "bins" { r["name"].as_str().unwrap().starts_with("bin-") } else { r["name"] == *role }).unwrap();
                 (d["keys"].clone(), r["keyids"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect())
             };
             assert!(names.iter().all(|id| keys.get(id).is_some()));
@@ -257,7 +313,7 @@ fn every_role_rotates_and_the_old_key_is_revoked() {
     assert!(out.contains("6.root.json"), "{out}");
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf_client.py");
-    let out = Command::new("python3").arg(script).arg(s.path("repo")).arg("b-1.1.5.tar.gz").arg(s.path("client")).output().unwrap();
+    let out = Command::new("python3").arg(script).arg(s.path("repo")).arg("b-1.1.6.tar.gz").arg(s.path("client")).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
 }
 
@@ -370,9 +426,9 @@ fn migrate_moves_a_single_targets_repository_into_bins() {
     let top = s.top_targets();
     assert_eq!(top["signed"]["targets"].as_object().unwrap().len(), 0);
     let roles: Vec<&str> = top["signed"]["delegations"]["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(roles.len(), 17);
-    assert_eq!(roles[0], "halts");
-    assert!(s.path("keys/bins.der").is_file() && s.path("keys/halts.der").is_file());
+    assert_eq!(roles.len(), 18);
+    assert_eq!(roles[..2], ["halts", "reports"]);
+    assert!(s.path("keys/bins.der").is_file() && s.path("keys/halts.der").is_file() && s.path("keys/reports.der").is_file());
 
     // Writers work again, and a second migrate has nothing to do.
     s.ok(&["publish", "--repo", "repo", a2.to_str().unwrap()]);
@@ -396,12 +452,13 @@ async fn the_auto_halt_writes_a_halt_marker_with_the_online_keys_alone() {
     use tower::ServiceExt;
 
     let s = Site::new();
-    std::fs::rename(s.path("offline"), s.path("elsewhere")).unwrap();
     let paths = s.paths();
     let now = Timestamp::now();
     let archive = s.path("crafted.tar.gz");
     std::fs::write(&archive, palier_bundle::hostile::craft(&palier_bundle::hostile::valid_entries())).unwrap();
-    palier_server::repo::publish(&paths, &archive, Default::default(), palier_server::repo::DEFAULT_MAX_EXPANDED, now).await.unwrap();
+    let release_manager = paths.clone().with_offline(Some(s.path("offline")));
+    palier_server::repo::publish(&release_manager, &archive, Default::default(), palier_server::repo::DEFAULT_MAX_EXPANDED, now).await.unwrap();
+    std::fs::rename(s.path("offline"), s.path("elsewhere")).unwrap();
     let store = std::sync::Arc::new(Store::open(&s.path("palier.db")).unwrap());
     let contract = PlatformContract::new(3, 1, Vec::new(), Vec::new()).unwrap();
     let mut tokens = Vec::new();
@@ -434,4 +491,149 @@ async fn the_auto_halt_writes_a_halt_marker_with_the_online_keys_alone() {
     assert_eq!(markers[0].reason, "auto-halt: rolled back on univ-a, univ-b");
     let listed = palier_server::repo::list(&paths).await.unwrap();
     assert_eq!(listed[0].meta.state, palier_bundle::BundleState::Halted);
+}
+
+/// A fix request naming a published bundle links it with the online keys alone: the
+/// platform joins the bundle's report marker (the `reports` role), the bundle's bin is not
+/// re-signed, and the repository's view counts the platform among the reporters. A second
+/// request from the same platform changes nothing; one naming an unpublished bundle is a 404.
+#[tokio::test]
+async fn a_fix_request_links_its_bundle_with_the_online_keys_alone() {
+    use axum::body::Body;
+    use axum::http::{Method, Request, StatusCode, header};
+    use palier_server::http::{AppState, Clock, app};
+    use palier_server::store::{PlatformContract, Store};
+    use tower::ServiceExt;
+
+    let s = Site::new();
+    let paths = s.paths();
+    let now = Timestamp::now();
+    let archive = s.path("crafted.tar.gz");
+    std::fs::write(&archive, palier_bundle::hostile::craft(&palier_bundle::hostile::valid_entries())).unwrap();
+    let release_manager = paths.clone().with_offline(Some(s.path("offline")));
+    palier_server::repo::publish(&release_manager, &archive, Default::default(), palier_server::repo::DEFAULT_MAX_EXPANDED, now).await.unwrap();
+    std::fs::rename(s.path("offline"), s.path("elsewhere")).unwrap();
+    let store = std::sync::Arc::new(Store::open(&s.path("palier.db")).unwrap());
+    let contract = PlatformContract::new(1, 1, Vec::new(), Vec::new()).unwrap();
+    let token = store.add_platform_with(&palier_bundle::PlatformId::new("univ-a").unwrap(), Some(&contract), now).unwrap();
+    let app = app(AppState::with_options(paths.clone(), Clock::system(), Some(store), palier_server::http::AppOptions::default()));
+    let request = |body: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/fix-requests")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let before = s.snapshot()["signed"]["meta"].clone();
+    let fr = r#"{"component":"mod_quiz","summary":"quiz timer resets","bundle":"crafted@1.0.0"}"#;
+    let resp = app.clone().oneshot(request(fr)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let after = s.snapshot()["signed"]["meta"].clone();
+    let changed: Vec<&String> = after.as_object().unwrap().iter().filter(|(k, v)| before.get(k.as_str()) != Some(v)).map(|(k, _)| k).collect();
+    assert_eq!(changed, ["reports.json"], "the link re-signs the reports role only");
+    let markers = palier_server::halts::report_markers(&paths).unwrap();
+    assert_eq!(markers.len(), 1);
+    assert_eq!((markers[0].bundle.to_string(), markers[0].platforms.iter().map(|p| p.as_str()).collect::<Vec<_>>()), ("crafted@1.0.0".into(), vec!["univ-a"]));
+    let reports = s.json(&format!("{}.reports.json", s.version_of("reports")));
+    let sha = reports["signed"]["targets"]["reports/crafted@1.0.0.json"]["hashes"]["sha256"].as_str().unwrap().to_owned();
+    assert!(s.path(&format!("repo/targets/reports/{sha}.crafted@1.0.0.json")).is_file());
+    let listed = palier_server::repo::list(&paths).await.unwrap();
+    assert!(listed[0].meta.reported_by.contains(&palier_bundle::PlatformId::new("univ-a").unwrap()));
+
+    let version = s.version_of("reports");
+    assert_eq!(app.clone().oneshot(request(fr)).await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(s.version_of("reports"), version, "already a reporter: nothing re-signed");
+    let missing = r#"{"component":"mod_quiz","summary":"x","bundle":"crafted@9.0.0"}"#;
+    assert_eq!(app.clone().oneshot(request(missing)).await.unwrap().status(), StatusCode::NOT_FOUND);
+}
+
+/// A repository whose bins key is still in the online folder (made before the bins went
+/// offline): `key rotate bins --offline-keys DIR` writes the new key to the offline folder and
+/// revokes the old one; from then on publishing needs the offline folder.
+#[test]
+fn rotating_the_bins_key_with_offline_keys_moves_it_offline() {
+    let s = Site::new();
+    std::fs::rename(s.path("offline/bins.der"), s.path("keys/bins.der")).unwrap();
+    s.publish("b", "1.0.0");
+    let a = s.build("b", "1.0.1");
+    s.ok(&["publish", "--repo", "repo", a.to_str().unwrap()]);
+    let out = s.ok(&["key", "rotate", "--repo", "repo", "--offline-keys", "offline", "bins"]);
+    assert!(out.contains("new key(s) in offline"), "{out}");
+    assert!(s.path("offline/bins.der").is_file() && !s.path("keys/bins.der").exists());
+    assert!(files(&s.path("keys/retired")).iter().any(|f| f.starts_with("bins-")));
+    let a = s.build("b", "1.0.2");
+    let err = s.refused(&["publish", "--repo", "repo", a.to_str().unwrap()], 64, "--offline-keys");
+    assert!(err.contains("bins"), "{err}");
+    s.ok(&["publish", "--repo", "repo", a.to_str().unwrap(), "--offline-keys", "offline"]);
+    assert_eq!(s.list("repo")["bundles"].as_array().unwrap().len(), 3);
+}
+
+/// The repository as a release before the reports role wrote it: the top-level targets
+/// delegate to `halts` and the bins only, no reports key. Re-signed with the repository's own
+/// targets, snapshot and timestamp keys (all in `keys/`).
+fn without_reports_role(s: &Site) {
+    use tough::editor::signed::SignedRole;
+    use tough::key_source::{KeySource, LocalKeySource};
+    use tough::schema::{Hashes, KeyHolder, Metafile, Root, Signed, Snapshot, Targets, Timestamp as TufTimestamp};
+    fn sign<T: tough::schema::Role + serde::Serialize>(s: &Site, role: T, holder: &KeyHolder, key: &str) -> Vec<u8> {
+        let keys: Vec<Box<dyn KeySource>> = vec![Box::new(LocalKeySource { path: s.path(&format!("keys/{key}.der")) })];
+        let signed = rt().block_on(SignedRole::new(role, holder, &keys, &aws_lc_rs::rand::SystemRandom::new())).unwrap();
+        serde_json::to_vec(signed.signed()).unwrap()
+    }
+    let read = |file: &str| std::fs::read(s.path(&format!("repo/metadata/{file}"))).unwrap();
+    let root: Signed<Root> = serde_json::from_slice(&read("1.root.json")).unwrap();
+    let holder = KeyHolder::Root(root.signed.clone());
+    let mut timestamp: Signed<TufTimestamp> = serde_json::from_slice(&read("timestamp.json")).unwrap();
+    let mut snapshot: Signed<Snapshot> = serde_json::from_slice(&read(&format!("{}.snapshot.json", timestamp.signed.meta["snapshot.json"].version))).unwrap();
+    let mut top: Signed<Targets> = serde_json::from_slice(&read(&format!("{}.targets.json", snapshot.signed.meta["targets.json"].version))).unwrap();
+    let delegations = top.signed.delegations.as_mut().unwrap();
+    let reports = delegations.roles.iter().position(|r| r.name == "reports").unwrap();
+    for id in delegations.roles.remove(reports).keyids {
+        delegations.keys.remove(&id);
+    }
+    top.signed.version = top.signed.version.checked_add(1).unwrap();
+    let version = top.signed.version;
+    let bytes = sign(s, top.signed, &holder, "targets");
+    std::fs::write(s.path(&format!("repo/metadata/{version}.targets.json")), bytes).unwrap();
+    snapshot.signed.meta.remove("reports.json");
+    snapshot.signed.meta.get_mut("targets.json").unwrap().version = version;
+    snapshot.signed.version = snapshot.signed.version.checked_add(1).unwrap();
+    let version = snapshot.signed.version;
+    let bytes = sign(s, snapshot.signed, &holder, "snapshot");
+    std::fs::write(s.path(&format!("repo/metadata/{version}.snapshot.json")), &bytes).unwrap();
+    let hashes = Hashes { sha256: Sha256::digest(&bytes).to_vec().into(), _extra: HashMap::new() };
+    timestamp.signed.meta.insert("snapshot.json".into(), Metafile { length: Some(bytes.len() as u64), hashes: Some(hashes), version, _extra: HashMap::new() });
+    timestamp.signed.version = timestamp.signed.version.checked_add(1).unwrap();
+    let bytes = sign(s, timestamp.signed, &holder, "timestamp");
+    std::fs::write(s.path("repo/metadata/timestamp.json"), bytes).unwrap();
+    std::fs::remove_file(s.path("keys/reports.der")).unwrap();
+}
+
+/// `migrate` adds the reports role to a repository made before it, after the halts role; until
+/// then a fix request's link goes through the bundle's bin, after it through a report marker.
+#[test]
+fn migrate_adds_the_reports_role_to_a_repository_made_before_it() {
+    let s = Site::empty();
+    s.ok(&["init", "--repo", "repo", "--bins", "16"]);
+    s.publish("b", "1.0.0");
+    without_reports_role(&s);
+    let paths = s.paths();
+    assert!(!palier_server::halts::has_marker_role(&paths, "reports").unwrap());
+    let platform = palier_bundle::PlatformId::new("univ-a").unwrap();
+    let bundle = "b@1.0.0".parse().unwrap();
+    let err = rt().block_on(palier_server::halts::link(&paths, &bundle, &platform, Timestamp::now())).unwrap_err().to_string();
+    assert!(err.contains("run `palier-server migrate"), "{err}");
+    let before = s.list("repo");
+
+    let out = s.ok(&["migrate", "--repo", "repo"]);
+    assert!(out.contains("added the reports role(s)"), "{out}");
+    let roles: Vec<String> = s.top_targets()["signed"]["delegations"]["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!((roles.len(), &roles[..2]), (18, &["halts".to_owned(), "reports".to_owned()][..]));
+    assert!(s.path("keys/reports.der").is_file());
+    assert_eq!(s.list("repo"), before, "the bundles are unchanged");
+    assert!(rt().block_on(palier_server::halts::link(&paths, &bundle, &platform, Timestamp::now())).unwrap());
+    assert_eq!(s.list("repo")["bundles"][0]["reported_by"], serde_json::json!(["univ-a"]));
+    assert!(s.ok(&["migrate", "--repo", "repo"]).contains("already in the current layout"));
 }

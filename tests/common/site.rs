@@ -78,9 +78,12 @@ impl Site {
         let out = self.try_publish(id, version, class_impact, files, extra);
         assert!(out.status.success(), "publish {id}@{version}: {}", stderr(&out));
         let b = format!("{id}@{version}");
-        self.w.server(&["validate", "--repo", "repo", &b, "--alpha"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "big-univ"]);
-        self.w.server(&["validate", "--repo", "repo", &b, "--dataset", "small-school"]);
+        for validation in [&["--alpha"][..], &["--dataset", "big-univ"], &["--dataset", "small-school"]] {
+            let mut args = vec!["validate", "--repo", "repo", &b];
+            args.extend_from_slice(validation);
+            args.extend_from_slice(self.offline_keys());
+            self.w.server(&args);
+        }
     }
 
     /// Build and publish a bundle; the output of `publish`, whether it succeeded or not.
@@ -104,7 +107,16 @@ impl Site {
         .unwrap();
         let d = dir.to_str().unwrap();
         self.w.server(&["bundle", "build", "--manifest", &format!("{d}/bundle.toml"), "--source", &format!("{d}/files"), "--out", &format!("{d}.tar.gz")]);
-        self.w.run("palier-server", &["publish", "--repo", "repo", &format!("{d}.tar.gz")])
+        let archive = format!("{d}.tar.gz");
+        let mut args = vec!["publish", "--repo", "repo", &archive];
+        args.extend_from_slice(self.offline_keys());
+        self.w.run("palier-server", &args)
+    }
+
+    /// `--offline-keys offline` when the repository keeps keys there (made with
+    /// `init --offline-keys offline`), else nothing.
+    fn offline_keys(&self) -> &'static [&'static str] {
+        if self.w.path("offline").is_dir() { &["--offline-keys", "offline"] } else { &[] }
     }
 
     pub fn agent(&self, args: &[&str]) -> Output {

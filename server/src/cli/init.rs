@@ -10,7 +10,7 @@ pub struct Args {
     #[command(flatten)]
     repo: RepoArgs,
     /// Signature threshold of a role, as ROLE=N (root, targets, snapshot, timestamp, bins,
-    /// halts); the role gets N keys. Default 1 for each.
+    /// halts, reports); the role gets N keys. Default 1 for each.
     #[arg(long = "threshold", value_name = "ROLE=N")]
     thresholds: Vec<String>,
     /// Number of hashed bins the bundles are spread over (a power of two from 16 to 65536);
@@ -23,7 +23,7 @@ impl Args {
     pub async fn run(self, now: Timestamp) -> Result<()> {
         let mut t = Thresholds::default();
         for spec in &self.thresholds {
-            let bad = || Error::Refused(format!("--threshold {spec:?}: expected ROLE=N with ROLE one of root, targets, snapshot, timestamp, bins, halts and N from 1 to 16"));
+            let bad = || Error::Refused(format!("--threshold {spec:?}: expected ROLE=N with ROLE one of root, targets, snapshot, timestamp, bins, halts, reports and N from 1 to 16"));
             let (role, n) = spec.split_once('=').ok_or_else(bad)?;
             let n: u64 = n.parse().ok().filter(|n| (1..=16).contains(n)).ok_or_else(bad)?;
             match role {
@@ -33,6 +33,7 @@ impl Args {
                 "timestamp" => t.timestamp = n,
                 "bins" => t.bins = n,
                 "halts" => t.halts = n,
+                "reports" => t.reports = n,
                 _ => return Err(bad()),
             }
         }
@@ -42,10 +43,13 @@ impl Args {
         println!("created repository {} ({} hashed bins)", paths.dir.display(), bins.count());
         match &paths.offline {
             Some(offline) => {
-                println!("offline keys (root, targets) in {}: move that folder off this machine; `key rotate`, `root sign`, `migrate` and a due `refresh` of the targets take --offline-keys", offline.display());
-                println!("online keys (bins, halts, snapshot, timestamp) in {}", paths.keys.display());
+                println!(
+                    "offline keys (root, targets, bins) in {}: move that folder off this machine; publish, validate, yank, link, rollout changes, resume, `key rotate`, `root sign`, `migrate` and a due `refresh` of the targets take --offline-keys",
+                    offline.display()
+                );
+                println!("online keys (halts, reports, snapshot, timestamp) in {}: all `serve` needs (auto-halt, fix-request links, timestamp)", paths.keys.display());
             }
-            None => println!("keys in {} (all roles: pass --offline-keys DIR to keep root and targets apart)", paths.keys.display()),
+            None => println!("keys in {} (all roles: pass --offline-keys DIR to keep root, targets and bins apart)", paths.keys.display()),
         }
         println!("agents pin {}", paths.pinned_root().display());
         Ok(())

@@ -9,10 +9,11 @@ use crate::repo_keys;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Replace ROLE's keys (root, targets, snapshot, timestamp, bins, halts) with new ones and
-    /// revoke the old: root, targets, snapshot and timestamp in a new root (needs the root key,
-    /// --offline-keys), bins and halts in new top-level targets (needs the targets key,
-    /// --offline-keys). Agents follow without being re-pinned.
+    /// Replace ROLE's keys (root, targets, snapshot, timestamp, bins, halts, reports) with new
+    /// ones and revoke the old: root, targets, snapshot and timestamp in a new root (needs the
+    /// root key, --offline-keys), bins, halts and reports in new top-level targets (needs the
+    /// targets key, --offline-keys). The new root, targets and bins keys are written to the
+    /// offline folder. Agents follow without being re-pinned.
     Rotate(RotateArgs),
 }
 
@@ -30,7 +31,14 @@ impl Command {
         match self {
             Command::Rotate(a) => {
                 let r = repo_keys::rotate(&a.repo.paths(), &a.role, now).await?;
-                println!("{}: {} new key(s) trusted by {}; the old ones are revoked and kept in {}", r.role, r.keys, r.delegating, r.retired_to.display());
+                println!(
+                    "{}: {} new key(s) in {} trusted by {}; the old ones are revoked and kept in {}",
+                    r.role,
+                    r.keys,
+                    r.folder.display(),
+                    r.delegating,
+                    r.retired_to.display()
+                );
                 Ok(())
             }
         }

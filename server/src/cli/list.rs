@@ -12,6 +12,22 @@ pub struct Args {
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
+    /// List the retired bundles instead (the archive beside the keys), with when and why.
+    #[arg(long)]
+    retired: bool,
+}
+
+/// One retired bundle in `list --retired --json`: its row as it was published, and when and
+/// why it was retired.
+#[derive(Debug, Serialize)]
+struct RetiredRow<'a> {
+    #[serde(flatten)]
+    row: Row<'a>,
+    kind: crate::retire::Kind,
+    retired_at: String,
+    retired_because: &'a str,
+    bin: &'a str,
+    bin_version: u64,
 }
 
 /// One bundle in `list --json`.
@@ -29,6 +45,8 @@ struct Row<'a> {
     fixes: &'a [String],
     state: &'a str,
     state_reason: Option<&'a str>,
+    /// When the release manager last resumed it (halt markers before then no longer halt it).
+    resumed_at: Option<&'a str>,
     alpha: bool,
     datasets: Vec<&'a str>,
     reported_by: Vec<&'a str>,
@@ -56,6 +74,7 @@ fn row(p: &Published) -> Row<'_> {
         fixes: &m.fixes,
         state: p.meta.state.as_str(),
         state_reason: p.meta.state_reason.as_deref(),
+        resumed_at: p.meta.resumed_at.as_deref(),
         alpha: p.meta.validations.alpha,
         datasets: p.meta.validations.datasets.iter().map(String::as_str).collect(),
         reported_by: p.meta.reported_by.iter().map(|p| p.as_str()).collect(),
@@ -69,6 +88,9 @@ fn row(p: &Published) -> Row<'_> {
 
 impl Args {
     pub async fn run(self) -> Result<()> {
+        if self.retired {
+            return self.run_retired().await;
+        }
         let bundles = repo::list(&self.repo.paths()).await?;
         let rows: Vec<Row<'_>> = bundles.iter().map(row).collect();
         if self.json {
@@ -99,6 +121,38 @@ impl Args {
                 if r.reported_by.is_empty() { "-".into() } else { r.reported_by.join(",") },
                 rollout,
             );
+        }
+        Ok(())
+    }
+
+    async fn run_retired(&self) -> Result<()> {
+        let paths = self.repo.paths();
+        // An entry the bins still list was not retired (the change that would have was not
+        // moved in): it is left out.
+        let active: std::collections::BTreeSet<(String, String)> = repo::list(&paths).await?.into_iter().map(|p| (p.target, p.sha256)).collect();
+        let archived = crate::retire::archived(&paths)?;
+        let mut entries = Vec::new();
+        for r in &archived {
+            let p = r.published()?;
+            if !active.contains(&(p.target.clone(), p.sha256.clone())) {
+                entries.push((r, p));
+            }
+        }
+        if self.json {
+            let rows: Vec<RetiredRow<'_>> = entries
+                .iter()
+                .map(|(r, p)| RetiredRow { row: row(p), kind: r.kind, retired_at: r.retired_at.to_string(), retired_because: &r.reason, bin: &r.bin, bin_version: r.bin_version })
+                .collect();
+            println!("{}", serde_json::json!({ "retired": rows }));
+            return Ok(());
+        }
+        if entries.is_empty() {
+            println!("no bundles retired");
+            return Ok(());
+        }
+        println!("{:<32} {:<10} {:<22} WHY", "BUNDLE", "STATE", "RETIRED");
+        for (r, p) in &entries {
+            println!("{:<32} {:<10} {:<22} {}", p.meta.manifest.key(), p.meta.state.as_str(), r.retired_at.to_string(), r.reason);
         }
         Ok(())
     }

@@ -24,10 +24,13 @@ impl Args {
         let paths = self.repo.paths();
         match migrate::migrate(&paths, bins, now).await? {
             Migrated::ToBins { bundles, bins } => {
-                println!("moved {bundles} bundle(s) from the top-level targets into {bins} hashed bins; added the halts role");
-                println!("new online keys (bins, halts) in {}", paths.keys.display());
+                println!("moved {bundles} bundle(s) from the top-level targets into {bins} hashed bins; added the halts and reports roles");
+                match &paths.offline {
+                    Some(offline) => println!("new keys: bins in {}, halts and reports in {}", offline.display(), paths.keys.display()),
+                    None => println!("new keys (bins, halts, reports) in {}; `key rotate bins --offline-keys DIR` moves the bins key offline", paths.keys.display()),
+                }
             }
-            Migrated::HaltsAdded => println!("added the halts role; its key is in {}", paths.keys.display()),
+            Migrated::RolesAdded(roles) => println!("added the {} role(s); their keys are in {}", roles.join(", "), paths.keys.display()),
             Migrated::Current => println!("{} is already in the current layout; nothing re-signed", paths.dir.display()),
         }
         Ok(())

@@ -16,6 +16,7 @@ mod migrate;
 mod platform;
 mod publish;
 mod refresh;
+mod retire;
 mod rollout;
 mod root;
 mod serve;
@@ -58,6 +59,9 @@ pub enum Command {
     /// show; and the repository's default rollout.
     #[command(subcommand)]
     Rollout(rollout::Command),
+    /// Retire yanked and superseded bundles older than the retention from the active bins
+    /// (kept while a platform still reports them installed); archived beside the keys.
+    Retire(retire::Args),
     /// Re-sign snapshot and timestamp (and targets) that near expiry; for a statically
     /// served repository, from cron or a systemd timer. `--check` only reports.
     Refresh(refresh::Args),
@@ -95,6 +99,7 @@ impl Cli {
             Command::Link(a) => a.run(now).await,
             Command::List(a) => a.run().await,
             Command::Rollout(c) => c.run(now).await,
+            Command::Retire(a) => a.run(now).await,
             Command::Refresh(a) => a.run(now).await,
             Command::Key(c) => c.run(now).await,
             Command::Root(c) => c.run(now).await,
@@ -112,13 +117,13 @@ pub struct RepoArgs {
     /// The repository folder (metadata/ and targets/ under it).
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
-    /// The online signing keys folder (bins, halts, snapshot, timestamp); default: `keys`
-    /// beside DIR.
+    /// The online signing keys folder (halts, reports, snapshot, timestamp; every key in a
+    /// repository made without --offline-keys); default: `keys` beside DIR.
     #[arg(long, value_name = "KEYDIR")]
     pub keys: Option<PathBuf>,
-    /// The offline keys folder (root and targets), for the commands that need them: `init`
-    /// writes them there, `key rotate`, `root sign`, `migrate` and a due `refresh` of the
-    /// top-level targets read them.
+    /// The offline keys folder (root, targets, bins), for the commands that need them: `init`
+    /// writes them there; publish, validate, yank, link, rollout changes, resume, `key
+    /// rotate`, `root sign`, `migrate` and a due `refresh` of the top-level targets read them.
     #[arg(long, value_name = "DIR")]
     pub offline_keys: Option<PathBuf>,
 }

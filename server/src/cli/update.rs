@@ -86,7 +86,20 @@ impl StateArgs {
         if reason.is_empty() || reason.len() > 200 || reason.chars().any(char::is_control) {
             return Err(Error::Refused("--reason must be one line of 1 to 200 bytes".into()));
         }
-        let (_, changed) = repo::update(&self.repo.paths(), &self.bundle, now, |m| {
+        let paths = self.repo.paths();
+        // Stopping code needs no offline key: without the bins key, a halt marker (the online
+        // halts key), which only the offline `resume` undoes.
+        if state == BundleState::Halted
+            && let Err(missing) = paths.signing_keys("bins")
+        {
+            if !crate::halts::has_role(&paths)? {
+                return Err(missing);
+            }
+            let changed = crate::halts::write_marker(&paths, &self.bundle, &reason, now).await?;
+            report(&self.bundle, changed, "halted (a halt marker; `resume` with the offline keys lifts it)");
+            return Ok(());
+        }
+        let (_, changed) = repo::update(&paths, &self.bundle, now, |m| {
             // Already in that state (yanking a yanked bundle included): nothing to do.
             if m.state == state {
                 return Ok(false);
@@ -113,17 +126,27 @@ pub struct ResumeArgs {
 impl ResumeArgs {
     pub async fn run(self, now: Timestamp) -> Result<()> {
         let paths = self.repo.paths();
+        // Un-halting is the release manager's word: the bins key (offline), even when only a
+        // halt marker halts the bundle.
+        crate::repo_keys::require_keys(&paths, &["bins"])?;
+        // Any halt marker the repository ever listed for it, even one removed since: an agent
+        // that saw it keeps the bundle halted until a resume after it.
+        let marked = crate::halts::newest_marker_ever(&paths, &self.bundle)?;
         let (_, changed) = repo::update(&paths, &self.bundle, now, |m| {
             refuse_yanked(&self.bundle, m)?;
-            if m.state == BundleState::Active {
+            let resumed = m.resumed_at.as_deref().and_then(|r| r.parse::<Timestamp>().ok());
+            if m.state == BundleState::Active && marked.is_none_or(|at| resumed.is_some_and(|r| r >= at)) {
                 return Ok(false);
             }
             m.state = BundleState::Active;
             m.state_reason = None;
+            // Agents that saw a halt marker keep the bundle halted until its own metadata says
+            // it was resumed after the marker.
+            m.resumed_at = Some(now.to_string());
             Ok(true)
         })
         .await?;
-        // The auto-halt's marker too (the `halts` key).
+        // The marker too (the `halts` key): agents that never saw it need not.
         let unmarked = crate::halts::remove_marker(&paths, &self.bundle, now).await?;
         report(&self.bundle, changed || unmarked, "active");
         Ok(())

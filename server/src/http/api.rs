@@ -261,14 +261,21 @@ async fn fix_bundle(state: &AppState, text: &str, component: &Component) -> Resu
     key.parse().map_err(|e| AppError::BadRequest(format!("bundle: {e}")))
 }
 
-/// Add `platform` to a published bundle's `reported_by` (re-signed when it was not there
-/// yet), on the repository thread. A bundle that is not published is a 404.
+/// Add `platform` to a published bundle's reporters, on the repository thread: in the
+/// bundle's report marker (the online `reports` key; the bundle's bin, signed with the offline
+/// bins key, is left as it is), or, in a repository without the `reports` role, in its signed
+/// `reported_by`. A bundle that is not published is a 404.
 async fn link(state: &AppState, bundle: &BundleRef, platform: &PlatformId) -> Result<(), AppError> {
     let (paths, now) = (state.paths().clone(), state.clock().now());
     let (b, p) = (bundle.clone(), platform.clone());
     let outcome = state
         .repo()
-        .run(move || async move { repo::update(&paths, &b, now, move |m| Ok(m.reported_by.insert(p))).await })
+        .run(move || async move {
+            if crate::halts::has_marker_role(&paths, crate::repo::REPORTS)? {
+                return crate::halts::link(&paths, &b, &p, now).await;
+            }
+            repo::update(&paths, &b, now, move |m| Ok(m.reported_by.insert(p))).await.map(|(_, changed)| changed)
+        })
         .await
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("the repository thread stopped")))?;
     match outcome {
