@@ -244,6 +244,40 @@ fn tampered_archives_in_the_repository_are_refused_at_download() {
     }
 }
 
+/// Issue 15: the signed metadata no longer lists the files; they are read from the archive's
+/// own `bundle.toml` after download. An archive whose manifest disagrees with the bundle's
+/// signed metadata (here one file more than it counts, the bin re-signed over the archive's
+/// new digest, as a holder of the bins' key could) is refused in one line and nothing is
+/// applied.
+#[test]
+fn an_archive_whose_manifest_disagrees_with_its_signed_metadata_is_refused() {
+    let w = World::new();
+    w.publish(&manifest("quiz-fix", "1.0.0", "mod_quiz", "technical", "none", ""), &[]);
+    w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.0", "--alpha"]);
+    let name = "quiz-fix-1.0.0.tar.gz";
+    let stored = std::fs::read_dir(w.path("repo/targets")).unwrap().next().unwrap().unwrap().path();
+    let mut m = signed_manifest_of(&std::fs::read(&stored).unwrap()).unwrap();
+    let original = b"<?php // quiz-fix 1.0.0\n";
+    assert_eq!(m.files.len(), 1);
+    let extra = hostile::manifest_for("x", "1.0.0", &[("mod/quiz/extra.php", hostile::A)]).files.remove(0);
+    m.files.insert(0, extra);
+    let archive = hostile::craft(&[
+        hostile::manifest_entry(&m),
+        hostile::RawEntry::file("files/mod/quiz/extra.php", hostile::A),
+        hostile::RawEntry::file(&format!("files/{}", m.files[1].path), original),
+    ]);
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(&archive).to_vec();
+    std::fs::write(w.path(&format!("repo/targets/{}.{name}", hex::encode(&digest))), &archive).unwrap();
+    let bin = bin_of(name);
+    let mut targets = read_bin(&w, &bin);
+    let target = targets.targets.get_mut(&TargetName::new(name).unwrap()).unwrap();
+    target.length = archive.len() as u64;
+    target.hashes.sha256 = digest.into();
+    resign(&w, vec![(bin, targets)], |_| {});
+    refused(&w, "archive manifest disagrees", "file count 2 differs from the signed metadata of quiz-fix@1.0.0");
+}
+
 /// Every hostile archive of SPEC 3, as if a signed target carried it: staging refuses it and
 /// the site is untouched (no staging tree left, nothing written outside).
 #[test]

@@ -76,23 +76,36 @@ pub async fn publish_with_rollout(
 
 /// File ownership across bundles (`palier_bundle::ownership`): the newest version of every
 /// other id that is not yanked must not write or delete a path this bundle touches, unless
-/// one names the other in `after`.
+/// one names the other in `after`. The signed metadata does not list files (format 2): each
+/// bundle's file list is read from its archive's own manifest in `targets/`, held to its
+/// signed metadata.
 async fn refuse_file_conflicts(paths: &RepoPaths, manifest: &palier_bundle::Manifest) -> Result<()> {
     let published = repo::list(paths).await?;
-    let mut newest: std::collections::BTreeMap<&palier_bundle::BundleId, &palier_bundle::Manifest> = std::collections::BTreeMap::new();
+    let mut newest: std::collections::BTreeMap<&palier_bundle::BundleId, &repo::Published> = std::collections::BTreeMap::new();
     for p in published.iter().filter(|p| p.meta.state != palier_bundle::BundleState::Yanked && p.meta.manifest.id != manifest.id) {
         let m = &p.meta.manifest;
-        if newest.get(&m.id).is_none_or(|n| n.version < m.version) {
-            newest.insert(&m.id, m);
+        if newest.get(&m.id).is_none_or(|n| n.meta.manifest.version < m.version) {
+            newest.insert(&m.id, p);
         }
     }
-    let mut all: Vec<&palier_bundle::Manifest> = newest.into_values().collect();
+    let others: Vec<palier_bundle::Manifest> = newest.into_values().map(|p| archive_manifest(paths, p)).collect::<Result<_>>()?;
+    let mut all: Vec<&palier_bundle::Manifest> = others.iter().collect();
     all.push(manifest);
     let me = BundleRef { id: manifest.id.clone(), version: manifest.version.clone() };
     match palier_bundle::ownership::conflicts(&all).into_iter().find(|c| c.first == me || c.second == me) {
         Some(c) => Err(Error::Refused(format!("{c}; nothing published: name the other bundle in `after` (the new one then carries both fixes) or yank it first"))),
         None => Ok(()),
     }
+}
+
+/// The manifest of a published bundle's archive (`targets/<sha256>.<target>`), held to its
+/// signed metadata.
+pub(crate) fn archive_manifest(paths: &RepoPaths, p: &repo::Published) -> Result<palier_bundle::Manifest> {
+    let path = paths.targets().join(format!("{}.{}", p.sha256, p.target));
+    let file = std::fs::File::open(&path).map_err(Error::io("open bundle archive", &path))?;
+    let m = palier_bundle::archive::read_manifest(file).map_err(|source| Error::Archive { path: path.clone(), source })?;
+    p.meta.check_archive_manifest(&m).map_err(|source| Error::Archive { path, source })?;
+    Ok(m)
 }
 
 /// The repository's server-side settings: `settings.json` in the keys folder, which is never

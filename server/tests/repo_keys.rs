@@ -343,7 +343,7 @@ fn sync_writes_a_consistent_copy_and_then_only_what_changed() {
 }
 
 /// A repository of the single-targets layout, as the first release wrote it (tough's editor:
-/// every bundle a target of the top-level targets, all four keys in `keys/`).
+/// every bundle a target of the top-level targets with metadata format 1, all four keys in `keys/`).
 fn legacy_repository(s: &Site, bundles: &[(&str, &str)]) {
     use tough::editor::RepositoryEditor;
     use tough::editor::signed::SignedRole;
@@ -384,9 +384,17 @@ fn legacy_repository(s: &Site, bundles: &[(&str, &str)]) {
         let archive = s.build(id, version);
         let checked = palier_server::repo::check_archive(&archive, 1 << 30).unwrap();
         let name = checked.manifest.target_name();
+        let files: Vec<String> = checked.manifest.files.iter().map(palier_bundle::metadata::file_line).collect();
         let meta = palier_bundle::BundleMetadata::new(checked.manifest, Default::default(), now.to_string());
+        // As the releases of that layout signed it: metadata format 1, the file list as lines.
         let custom = match meta.to_custom() {
-            serde_json::Value::Object(map) => map.into_iter().collect(),
+            serde_json::Value::Object(mut map) => {
+                map.insert("format".into(), 1.into());
+                map.remove("file_count");
+                map.remove("paths");
+                map.insert("files".into(), files.into());
+                map.into_iter().collect()
+            }
             _ => unreachable!(),
         };
         let target = Target { length: checked.length, hashes: Hashes { sha256: Decoded::from(checked.sha256.clone()), _extra: HashMap::new() }, custom, _extra: HashMap::new() };

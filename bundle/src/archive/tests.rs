@@ -53,6 +53,25 @@ fn build_is_deterministic_and_reads_back() {
 
     let read = read_archive(&a1[..], limits(u64::MAX), &mut VerifyOnly).unwrap();
     assert_eq!(read, m1);
+    // The manifest alone, without reading the files.
+    assert_eq!(read_manifest(&a1[..]).unwrap(), m1);
+}
+
+#[test]
+fn read_manifest_refuses_an_archive_whose_first_entry_is_not_the_manifest() {
+    assert!(read_manifest(&b"not gzip"[..]).is_err());
+    let mut only_a_file = Vec::new();
+    {
+        let mut gz = flate2::write::GzEncoder::new(&mut only_a_file, flate2::Compression::fast());
+        let mut b = tar::Builder::new(&mut gz);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "files/a.php", &b"x"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let e = read_manifest(&only_a_file[..]).unwrap_err().to_string();
+    assert!(e.contains("the first entry must be bundle.toml"), "{e}");
 }
 
 #[test]
