@@ -42,13 +42,13 @@ pub async fn publish_with_rollout(
 ) -> Result<PublishedFix> {
     let mut linked: Vec<(i64, String)> = Vec::new();
     // The archive is checked here for its manifest (its paths, its fix requests), and again
-    // by `repo::publish`.
+    // by `repo::publish`, which also refuses a file conflict with another active bundle
+    // (under the writers' lock, through the ownership index).
     let path = archive.to_path_buf();
     let checked = tokio::task::spawn_blocking(move || repo::check_archive(&path, max_expanded))
         .await
         .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
     crate::cli::bundle::check_paths(&checked.manifest, None).map_err(|e| Error::Refused(format!("{e}; nothing published")))?;
-    refuse_file_conflicts(paths, &checked.manifest).await?;
     if let Some(store) = store {
         for fix in &checked.manifest.fixes {
             if !store::looks_like_fix_id(fix) {
@@ -71,27 +71,6 @@ pub async fn publish_with_rollout(
         store.link_fix_requests(&ns, &bundle)?;
     }
     Ok(PublishedFix { published, linked: linked.into_iter().map(|(_, id)| id).collect() })
-}
-
-/// File ownership across bundles (`palier_bundle::ownership`): the newest version of every
-/// other id that is not yanked must not write or delete a path this bundle touches, unless
-/// one names the other in `after`.
-async fn refuse_file_conflicts(paths: &RepoPaths, manifest: &palier_bundle::Manifest) -> Result<()> {
-    let published = repo::list(paths).await?;
-    let mut newest: std::collections::BTreeMap<&palier_bundle::BundleId, &palier_bundle::Manifest> = std::collections::BTreeMap::new();
-    for p in published.iter().filter(|p| p.meta.state != palier_bundle::BundleState::Yanked && p.meta.manifest.id != manifest.id) {
-        let m = &p.meta.manifest;
-        if newest.get(&m.id).is_none_or(|n| n.version < m.version) {
-            newest.insert(&m.id, m);
-        }
-    }
-    let mut all: Vec<&palier_bundle::Manifest> = newest.into_values().collect();
-    all.push(manifest);
-    let me = BundleRef { id: manifest.id.clone(), version: manifest.version.clone() };
-    match palier_bundle::ownership::conflicts(&all).into_iter().find(|c| c.first == me || c.second == me) {
-        Some(c) => Err(Error::Refused(format!("{c}; nothing published: name the other bundle in `after` (the new one then carries both fixes) or yank it first"))),
-        None => Ok(()),
-    }
 }
 
 /// The repository's server-side settings: `settings.json` in the keys folder, which is never

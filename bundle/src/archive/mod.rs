@@ -281,27 +281,7 @@ fn read_tar(decompressed: Chunks, limits: ReadLimits<'_>, sink: &mut dyn EntrySi
     let mut archive = tar::Archive::new(counted);
     let mut entries = archive.entries().map_err(read_err)?;
 
-    let manifest = {
-        let mut first = match entries.next() {
-            Some(e) => e.map_err(read_err)?,
-            None => return Err(Error::ArchiveRefused("empty archive: no bundle.toml".into())),
-        };
-        let path = entry_path(&first)?;
-        check_entry_type(&first, &path)?;
-        if path != MANIFEST_ENTRY {
-            return Err(Error::EntryRefused { path, why: "the first entry must be bundle.toml".into() });
-        }
-        let size = first.header().size().map_err(read_err)?;
-        if size > MAX_MANIFEST_BYTES {
-            return Err(Error::EntryRefused { path, why: format!("manifest larger than {MAX_MANIFEST_BYTES} bytes") });
-        }
-        let mut text = String::with_capacity(size as usize);
-        first.read_to_string(&mut text).map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidData if e.get_ref().is_none() => Error::EntryRefused { path: path.clone(), why: "manifest is not UTF-8".into() },
-            _ => read_err(e),
-        })?;
-        Manifest::parse(&text, ManifestKind::Built)?
-    };
+    let manifest = first_manifest(&mut entries)?;
     if let Some(expected) = limits.expected
         && let Some(diff) = first_difference(expected, &manifest)
     {
@@ -372,6 +352,41 @@ fn read_tar(decompressed: Chunks, limits: ReadLimits<'_>, sink: &mut dyn EntrySi
         }
     }
     Ok(manifest)
+}
+
+/// Read only the manifest of a gzip-compressed bundle archive (its first entry, `bundle.toml`),
+/// without reading or verifying the files after it: for an archive already verified when it
+/// was stored (the server's own `targets/`), whose manifest is wanted again. Inflates only the
+/// first few KB, whatever the archive's size.
+pub fn read_manifest<R: Read>(input: R) -> Result<Manifest> {
+    let gz = flate2::bufread::GzDecoder::new(BufReader::new(input));
+    let budget = std::rc::Rc::new(std::cell::Cell::new(MAX_MANIFEST_BYTES + 64 * 1024));
+    let mut archive = tar::Archive::new(Budgeted { inner: gz, budget, limit: MAX_MANIFEST_BYTES });
+    let mut entries = archive.entries().map_err(read_err)?;
+    first_manifest(&mut entries)
+}
+
+/// The first entry, which must be `bundle.toml`, parsed as a built manifest.
+fn first_manifest<R: Read>(entries: &mut tar::Entries<'_, R>) -> Result<Manifest> {
+    let mut first = match entries.next() {
+        Some(e) => e.map_err(read_err)?,
+        None => return Err(Error::ArchiveRefused("empty archive: no bundle.toml".into())),
+    };
+    let path = entry_path(&first)?;
+    check_entry_type(&first, &path)?;
+    if path != MANIFEST_ENTRY {
+        return Err(Error::EntryRefused { path, why: "the first entry must be bundle.toml".into() });
+    }
+    let size = first.header().size().map_err(read_err)?;
+    if size > MAX_MANIFEST_BYTES {
+        return Err(Error::EntryRefused { path, why: format!("manifest larger than {MAX_MANIFEST_BYTES} bytes") });
+    }
+    let mut text = String::with_capacity(size as usize);
+    first.read_to_string(&mut text).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData if e.get_ref().is_none() => Error::EntryRefused { path: path.clone(), why: "manifest is not UTF-8".into() },
+        _ => read_err(e),
+    })?;
+    Manifest::parse(&text, ManifestKind::Built)
 }
 
 fn read_err(e: io::Error) -> Error {

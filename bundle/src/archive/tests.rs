@@ -56,6 +56,29 @@ fn build_is_deterministic_and_reads_back() {
 }
 
 #[test]
+fn the_manifest_alone_reads_back_without_the_files() {
+    let dir = source_tree();
+    let (m, archive) = build(dir.path());
+    assert_eq!(read_manifest(&archive[..]).unwrap(), m);
+    // Only the first entry is inflated: an archive cut after its manifest still gives it.
+    assert_eq!(read_manifest(&archive[..archive.len() / 2]).unwrap(), m);
+    let e = read_manifest(&tar_gz_of_files_only()[..]).unwrap_err().to_string();
+    assert!(e.contains("the first entry must be bundle.toml"), "{e}");
+}
+
+fn tar_gz_of_files_only() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(3);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "files/x.php", &b"abc"[..]).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
 fn archive_is_standard_gzip_tar_with_fixed_headers() {
     let dir = source_tree();
     let (m, bytes) = build(dir.path());
