@@ -98,6 +98,16 @@ impl BinSeen {
     }
 }
 
+/// What indexing one bin again changes: the bundles that left it, the states of those the
+/// index holds, the bundles it does not hold yet (target, sha256, yanked, claims).
+struct BinUpdate {
+    name: String,
+    seen: BinSeen,
+    forget: Vec<String>,
+    states: Vec<(String, bool)>,
+    new: Vec<(String, String, bool, Claims)>,
+}
+
 /// Why a use of the index failed: the index itself (then it is built again) or the repository.
 enum Failure {
     Index(&'static str, rusqlite::Error),
@@ -156,7 +166,9 @@ impl Index {
 
     fn try_open(path: &Path, root_sha256: &str, paths: &RepoPaths, head: &Head) -> Result<(Index, Refreshed), Failure> {
         let mut conn = Connection::open(path).map_err(db("open"))?;
-        conn.execute_batch("PRAGMA journal_mode = TRUNCATE; PRAGMA synchronous = NORMAL;").map_err(db("set pragmas"))?;
+        // Derived data: a crash may lose the last transactions (WAL, synchronous NORMAL: no
+        // sync per commit), never consistency, and a lost record only makes a bin look stale.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(db("set pragmas"))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db("read the schema version"))?;
         let fresh = if version == 0 {
             // Mode 0600 like the keys beside it, whatever the umask.
@@ -200,6 +212,7 @@ impl Index {
         }
         let mut refreshed = Refreshed::default();
         let mut delegated = BTreeSet::new();
+        let (mut pending, mut pending_bundles) = (Vec::new(), 0);
         for role in delegations.roles.iter().filter(|r| r.name != HALTS) {
             delegated.insert(role.name.as_str());
             let version = head.snapshot.signed.meta.get(&format!("{}.json", role.name)).map(|m| m.version);
@@ -207,9 +220,19 @@ impl Index {
             if seen.is_some() && seen == recorded.get(&role.name).copied() {
                 continue;
             }
-            refreshed.archives += self.index_bin(paths, head, &role.name)?;
+            let update = self.read_bin(paths, head, &role.name)?;
+            refreshed.archives += update.new.len();
             refreshed.bins += 1;
+            pending_bundles += update.states.len() + update.new.len();
+            pending.push(update);
+            // Written in a few transactions, not one per bin: a rebuild commits (and syncs) a
+            // few times, and holds a bounded number of bundles' paths meanwhile.
+            if pending_bundles >= 2048 {
+                self.apply(std::mem::take(&mut pending))?;
+                pending_bundles = 0;
+            }
         }
+        self.apply(pending)?;
         // Roles no longer delegated (a repository made again under the same keys folder).
         let gone: Vec<&String> = recorded.keys().filter(|n| !delegated.contains(n.as_str())).collect();
         if !gone.is_empty() {
@@ -224,23 +247,22 @@ impl Index {
         Ok(refreshed)
     }
 
-    /// Index bin `name` again from its verified metadata; returns how many archives were read.
-    fn index_bin(&mut self, paths: &RepoPaths, head: &Head, name: &str) -> Result<usize, Failure> {
+    /// What indexing bin `name` again changes, read from its verified metadata and, for a
+    /// bundle the index does not hold yet, its archive.
+    fn read_bin(&self, paths: &RepoPaths, head: &Head, name: &str) -> Result<BinUpdate, Failure> {
         let bin = head.load_bin(paths, name)?;
         let version = bin.signed.version;
         let seen = BinSeen::of(paths, name, version).ok_or_else(|| Failure::Repo(refused(&paths.dir, format!("{version}.{name}.json"), "it cannot be read")))?;
         let mut known: HashMap<String, String> = HashMap::new();
         {
-            let mut stmt = self.conn.prepare("SELECT target, sha256 FROM bundles WHERE bin = ?1").map_err(db("read a bin's bundles"))?;
+            let mut stmt = self.conn.prepare_cached("SELECT target, sha256 FROM bundles WHERE bin = ?1").map_err(db("read a bin's bundles"))?;
             let rows = stmt.query_map([name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db("read a bin's bundles"))?;
             for row in rows {
                 let (target, sha) = row.map_err(db("read a bin's bundles"))?;
                 known.insert(target, sha);
             }
         }
-        // Everything read from the repository first, then one transaction.
-        let mut states: Vec<(String, bool)> = Vec::new();
-        let mut new: Vec<(String, String, bool, Claims)> = Vec::new();
+        let mut update = BinUpdate { name: name.to_owned(), seen, forget: Vec::new(), states: Vec::new(), new: Vec::new() };
         for (target_name, target) in &bin.signed.targets {
             if palier_bundle::halt::is_marker(target_name.raw()) {
                 continue;
@@ -248,31 +270,40 @@ impl Index {
             let p = published(target_name, target)?;
             let yanked = p.meta.state == BundleState::Yanked;
             if known.remove(&p.target).is_some_and(|sha| sha == p.sha256) {
-                states.push((p.target, yanked));
+                update.states.push((p.target, yanked));
                 continue;
             }
             let manifest = stored_manifest(paths, &p.target, &p.sha256)?;
             if manifest.id != p.meta.manifest.id || manifest.version != p.meta.manifest.version {
                 return Err(Failure::Repo(refused(&paths.dir, &p.target, format!("its archive holds {}", manifest.key()))));
             }
-            new.push((p.target, p.sha256, yanked, Claims::from(&manifest)));
+            update.new.push((p.target, p.sha256, yanked, Claims::from(&manifest)));
         }
-        let archives = new.len();
+        // What the index still holds of this bin left it (retired).
+        update.forget = known.into_keys().collect();
+        Ok(update)
+    }
+
+    /// Write `updates` in one transaction.
+    fn apply(&mut self, updates: Vec<BinUpdate>) -> Result<(), Failure> {
+        if updates.is_empty() {
+            return Ok(());
+        }
         let tx = self.conn.transaction().map_err(db("index a bin"))?;
-        // What `known` still holds left the bin (retired), or changed archive.
-        for target in known.keys().chain(new.iter().map(|(t, ..)| t)) {
-            tx.execute("DELETE FROM paths WHERE target = ?1", [target]).map_err(db("index a bin"))?;
-            tx.execute("DELETE FROM bundles WHERE target = ?1", [target]).map_err(db("index a bin"))?;
+        for u in &updates {
+            for target in u.forget.iter().chain(u.new.iter().map(|(t, ..)| t)) {
+                tx.prepare_cached("DELETE FROM paths WHERE target = ?1").and_then(|mut st| st.execute([target])).map_err(db("index a bin"))?;
+                tx.prepare_cached("DELETE FROM bundles WHERE target = ?1").and_then(|mut st| st.execute([target])).map_err(db("index a bin"))?;
+            }
+            for (target, yanked) in &u.states {
+                tx.prepare_cached("UPDATE bundles SET yanked = ?2 WHERE target = ?1").and_then(|mut st| st.execute(params![target, yanked])).map_err(db("index a bin"))?;
+            }
+            for (target, sha, yanked, claims) in &u.new {
+                insert(&tx, &u.name, target, sha, *yanked, claims)?;
+            }
+            record_bin(&tx, &u.name, u.seen)?;
         }
-        for (target, yanked) in &states {
-            tx.execute("UPDATE bundles SET yanked = ?2 WHERE target = ?1", params![target, yanked]).map_err(db("index a bin"))?;
-        }
-        for (target, sha, yanked, claims) in &new {
-            insert(&tx, name, target, sha, *yanked, claims)?;
-        }
-        record_bin(&tx, name, seen)?;
-        tx.commit().map_err(db("index a bin"))?;
-        Ok(archives)
+        tx.commit().map_err(db("index a bin"))
     }
 
     /// The first conflict (see [`palier_bundle::ownership::conflicts`]) between `mine` and the
@@ -375,12 +406,10 @@ impl Index {
 fn insert(tx: &rusqlite::Transaction<'_>, bin: &str, target: &str, sha256: &str, yanked: bool, claims: &Claims) -> Result<(), Failure> {
     let after: Vec<String> = claims.after.iter().map(ToString::to_string).collect();
     let after = serde_json::to_string(&after).map_err(corrupt)?;
-    tx.execute("DELETE FROM paths WHERE target = ?1", [target]).map_err(db("index a bundle"))?;
-    tx.execute(
-        "INSERT OR REPLACE INTO bundles (target, bin, sha256, id, version, yanked, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![target, bin, sha256, claims.bundle.id.as_str(), claims.bundle.version.to_string(), yanked, after],
-    )
-    .map_err(db("index a bundle"))?;
+    tx.prepare_cached("DELETE FROM paths WHERE target = ?1").and_then(|mut st| st.execute([target])).map_err(db("index a bundle"))?;
+    tx.prepare_cached("INSERT OR REPLACE INTO bundles (target, bin, sha256, id, version, yanked, after) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        .and_then(|mut st| st.execute(params![target, bin, sha256, claims.bundle.id.as_str(), claims.bundle.version.to_string(), yanked, after]))
+        .map_err(db("index a bundle"))?;
     let mut stmt = tx.prepare_cached("INSERT OR IGNORE INTO paths (path, target, deletes) VALUES (?1, ?2, ?3)").map_err(db("index a bundle"))?;
     for p in &claims.writes {
         stmt.execute(params![p.as_str(), target, false]).map_err(db("index a bundle"))?;
@@ -420,9 +449,10 @@ fn root_digest(paths: &RepoPaths) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
-/// Delete the index and SQLite's journal beside it.
+/// Delete the index and SQLite's files beside it.
 fn remove(path: &Path) -> Result<()> {
-    for p in [path.to_path_buf(), PathBuf::from(format!("{}-journal", path.display()))] {
+    let beside = |suffix: &str| PathBuf::from(format!("{}{suffix}", path.display()));
+    for p in [path.to_path_buf(), beside("-wal"), beside("-shm"), beside("-journal")] {
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
