@@ -10,8 +10,8 @@
 #
 #   bench/publish-scale.sh            # SIZES="1 100 1000 10000" FILES=20 RUNS=3
 #
-# The N-1 bundles before the measured ones are generated in one signing pass by
-# server/examples/scale_gen.rs, and their archives by server/examples/scale_archives.rs.
+# The N-1 bundles before the measured ones, and their archives in targets/, are generated in
+# one signing pass by server/examples/scale_gen.rs.
 # Results: bench/out/publish-scale/TABLE.md and results.jsonl.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,10 +22,9 @@ RUNS=${RUNS:-3}
 out="$root/bench/out/publish-scale"
 rm -rf "$out"; mkdir -p "$out"
 
-cargo build --quiet --release --locked -p palier-server --bin palier-server --example scale_gen --example scale_archives
+cargo build --quiet --release --locked -p palier-server --bin palier-server --example scale_gen
 server="$root/target/release/palier-server"
 gen="$root/target/release/examples/scale_gen"
-archives="$root/target/release/examples/scale_archives"
 
 # Real archives of FILES files each, one per measured publish.
 bundle() { # name
@@ -63,7 +62,6 @@ for n in $SIZES; do
     "$server" init --repo "$dir/repo" --keys "$dir/keys" >/dev/null
     if [ "$n" -gt 1 ]; then
         "$gen" "$dir/repo" "$dir/keys" "$((n - 1))" "$FILES" >/dev/null
-        "$archives" "$dir/repo" "$FILES" >/dev/null
     fi
     rm -f "$dir/keys/ownership-index.sqlite"
     read -r w c k < <(timed "$server" publish --repo "$dir/repo" --keys "$dir/keys" "$out/first.tar.gz")
@@ -75,9 +73,12 @@ for n in $SIZES; do
     row "$n" "publish (median of $RUNS)" "$(cut -d' ' -f1 "$out/runs" | median)" "$(cut -d' ' -f2 "$out/runs" | median)" "$(cut -d' ' -f3 "$out/runs" | median)"
     b="measured-$RUNS@1.0.0"
     for cmd in "validate --alpha" "halt --reason bench" "resume" "link --platform univ-a" "yank --reason bench"; do
-        # shellcheck disable=SC2086
-        read -r w c k < <(timed "$server" ${cmd%% *} --repo "$dir/repo" --keys "$dir/keys" "$b" $( [ "${cmd#* }" != "$cmd" ] && echo "${cmd#* }"))
-        row "$n" "${cmd%% *}" "$w" "$c" "$k"
+        verb=${cmd%% *}
+        rest=""
+        if [ "$verb" != "$cmd" ]; then rest=${cmd#* }; fi
+        # shellcheck disable=SC2086 # $rest is the command's options, split on purpose
+        read -r w c k < <(timed "$server" "$verb" --repo "$dir/repo" --keys "$dir/keys" "$b" $rest)
+        row "$n" "$verb" "$w" "$c" "$k"
     done
     rm -rf "$dir"
 done

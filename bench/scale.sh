@@ -6,12 +6,12 @@
 # peak memory). Goals at 10,000 bundles: publish <= 100 ms and <= 64 MiB, refresh after one
 # change <= 64 KB, plan <= 100 ms CPU and <= 64 MiB. See bench/README.md.
 #
-#   bench/scale.sh                 # SIZES="1 100 1000 10000" FILES=20 MAIN_REF=<merge base with main>
+#   bench/scale.sh                 # SIZES="1 100 1000 10000" FILES=20 MAIN_REF=e3444ec PROFILE=release
 #
-# Both layouts are built with the dev profile (workspace code unoptimised, dependencies at
-# opt-level 2), the build this machine has warm; main's binaries are built from a `git
-# worktree` of MAIN_REF in bench/out/scale/main-src with the same target folder and copied
-# aside. The N-1 bundles before the measured publish are generated in one signing pass by
+# Both layouts are built with the same profile, release by default (the product ships
+# release; PROFILE=dev for the tests' warm build); MAIN_REF defaults to e3444ec, the last
+# commit of the single-targets layout. Its binaries are built from a `git worktree` of
+# MAIN_REF in bench/out/scale/main-src with the same target folder and copied aside. The N-1 bundles before the measured publish are generated in one signing pass by
 # server/examples/scale_gen.rs (10,000 publishes of the single-targets layout would take
 # hours); the measured publish is the real command on a real 20-file archive. Results:
 # bench/out/scale/TABLE.md and bench/out/scale.json.
@@ -20,30 +20,42 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 SIZES=${SIZES:-"1 100 1000 10000"}
 FILES=${FILES:-20}
-# The single-targets layout as this branch found it on main (main itself may be mid-merge).
-MAIN_REF=${MAIN_REF:-$(git merge-base HEAD main)}
+# Both by default; LAYOUTS=ours measures this tree alone (no table beside main then).
+LAYOUTS=${LAYOUTS:-"main ours"}
+# The last commit of the single-targets layout (every bundle in the top-level targets.json).
+MAIN_REF=${MAIN_REF:-e3444ec}
+PROFILE=${PROFILE:-release}
+case "$PROFILE" in
+    release) profile_flag=(--release); profile_dir=release ;;
+    dev) profile_flag=(); profile_dir=debug ;;
+    *) echo "bench: PROFILE is release or dev, not $PROFILE" >&2; exit 2 ;;
+esac
 out="$root/bench/out/scale"
 mkdir -p "$out"
 
 # --- binaries ------------------------------------------------------------------------------
-if [ ! -d "$out/main-src" ]; then
-    git worktree add --detach "$out/main-src" "$MAIN_REF" >/dev/null
-fi
-git -C "$out/main-src" checkout --quiet --detach "$MAIN_REF"
+mkdir -p "$out/main-bin" "$out/ours-bin"
+with_main=false
+[[ " $LAYOUTS " == *" main "* ]] && with_main=true
 # Cargo gives the workspace crates of both checkouts the same artifact names, and its
 # freshness check compares modification times: touch the sources of the side being built.
 touch_sources() { find "$1/bundle" "$1/agent" "$1/server" "$1/fixture" "$1/src" -name '*.rs' -exec touch {} +; }
-touch_sources "$out/main-src"
-CARGO_INCREMENTAL=0 cargo build --quiet --manifest-path "$out/main-src/Cargo.toml" --target-dir "$root/target" -p palier-server -p palier-agent
-mkdir -p "$out/main-bin" "$out/ours-bin"
-cp target/debug/palier-server target/debug/palier-agent "$out/main-bin/"
-rm -f target/debug/palier-server target/debug/palier-agent
-touch_sources "$root"
-cargo build --quiet -p palier-server -p palier-agent
+if $with_main; then
+    if [ ! -d "$out/main-src" ]; then
+        git worktree add --detach "$out/main-src" "$MAIN_REF" >/dev/null
+    fi
+    git -C "$out/main-src" checkout --quiet --detach "$MAIN_REF"
+    touch_sources "$out/main-src"
+    CARGO_INCREMENTAL=0 cargo build --quiet "${profile_flag[@]}" --manifest-path "$out/main-src/Cargo.toml" --target-dir "$root/target" -p palier-server -p palier-agent
+    cp "target/$profile_dir/palier-server" "target/$profile_dir/palier-agent" "$out/main-bin/"
+    rm -f "target/$profile_dir/palier-server" "target/$profile_dir/palier-agent"
+    touch_sources "$root"
+fi
+cargo build --quiet "${profile_flag[@]}" -p palier-server -p palier-agent
 cargo build --quiet -p palier-server --example scale_gen
-cp target/debug/palier-server target/debug/palier-agent "$out/ours-bin/"
+cp "target/$profile_dir/palier-server" "target/$profile_dir/palier-agent" "$out/ours-bin/"
 gen="$root/target/debug/examples/scale_gen"
-if cmp -s "$out/main-bin/palier-server" "$out/ours-bin/palier-server"; then
+if $with_main && cmp -s "$out/main-bin/palier-server" "$out/ours-bin/palier-server"; then
     echo "bench: main's and this tree's palier-server are the same file" >&2
     exit 1
 fi
@@ -148,12 +160,12 @@ PY
     echo "measured $layout at $n bundles" >&2
 }
 for n in $SIZES; do
-    for layout in main ours; do
+    for layout in $LAYOUTS; do
         measure "$layout" "$n"
     done
 done
 
-BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) python3 - "$results" "$out/TABLE.md" "$root/bench/out/scale.json" <<'PY'
+BENCH_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown) BENCH_MAIN=$MAIN_REF BENCH_PROFILE=$PROFILE python3 - "$results" "$out/TABLE.md" "$root/bench/out/scale.json" <<'PY'
 import json, os, sys, time
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {(r["layout"], r["bundles"]): r for r in rows}
@@ -176,8 +188,8 @@ for n in sizes:
         fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if isinstance(v, int) or v >= 100 else f"{v:.1f}")
         lines.append(f"| {n:,} | {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal if n == max(sizes) else ''} |")
 table = "\n".join(lines)
-caption = f"bench/scale.sh, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {os.environ['BENCH_COMMIT']}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, dev profile\n\n"
+caption = f"bench/scale.sh, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {os.environ['BENCH_COMMIT']} (main = single targets at {os.environ['BENCH_MAIN']}), {os.environ['BENCH_PROFILE']} binaries of both layouts, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}\n\n"
 open(sys.argv[2], "w").write(caption + table + "\n")
-json.dump(dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), commit=os.environ["BENCH_COMMIT"], rows=rows), open(sys.argv[3], "w"), indent=1)
+json.dump(dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), commit=os.environ["BENCH_COMMIT"], main=os.environ["BENCH_MAIN"], profile=os.environ["BENCH_PROFILE"], rows=rows), open(sys.argv[3], "w"), indent=1)
 print(caption + table)
 PY

@@ -318,7 +318,7 @@ pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &palier_b
         }));
         plan = policy::plan_with_holds(&config.contract, &metas, &installed, &holds, release, now);
     }
-    refuse_file_conflicts(&mut plan, &metas);
+    refuse_file_conflicts(&mut plan, bundles, &config.state_dir);
     if config.contract.stability.level != Level::One && config.hooks.notice.is_some() {
         match missed_notices(config, now) {
             Ok(missed) => postpone_missed(config, &mut plan, &missed, now),
@@ -341,24 +341,29 @@ pub fn eligible_keys(plan: &Plan) -> Vec<String> {
 /// order) touches (unless one names the other), is refused with both named; then the
 /// bundles whose `after` it was are refused as `dependency-missing`. So the installed
 /// record never lists a bundle whose files another bundle replaced.
-fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
-    let manifest = |d: &Decision| metas.iter().find(|m| m.manifest.id == d.id && m.manifest.version == d.version).map(|m| &m.manifest);
+///
+/// The file lists are those of the archives' own manifests the agent verified
+/// ([`download::known_manifest`]): `plan` and `run` download the archives of the bundles
+/// they would apply first ([`planned`]), and the intervention checks again what it downloaded
+/// before staging ([`file_conflict`]).
+fn refuse_file_conflicts(plan: &mut Plan, bundles: &[VerifiedBundle], state_dir: &Path) {
+    let find = |d: &Decision| bundles.iter().find(|b| b.meta().manifest.id == d.id && b.meta().manifest.version == d.version);
     let eligible_ids: std::collections::HashSet<&BundleId> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).map(|d| &d.id).collect();
     // Installed versions that an eligible version of their id will replace own nothing.
-    let active: Vec<&Manifest> = plan
+    let owns_live = |d: &Decision| d.decision == DecisionKind::Installed && !eligible_ids.contains(&d.id);
+    let manifests: Vec<Option<Manifest>> = plan
         .bundles
         .iter()
-        .filter(|d| d.decision == DecisionKind::Installed && !eligible_ids.contains(&d.id))
-        .filter_map(manifest)
+        .map(|d| if owns_live(d) || d.decision == DecisionKind::Eligible { find(d).and_then(|b| download::known_manifest(state_dir, b)) } else { None })
         .collect();
-    let live = active.clone();
+    let live: Vec<&Manifest> = plan.bundles.iter().zip(&manifests).filter(|(d, _)| owns_live(d)).filter_map(|(_, m)| m.as_ref()).collect();
     let mut accepted: Vec<&Manifest> = Vec::new();
     let mut refused: Vec<(usize, String, Reason)> = Vec::new();
     for (i, d) in plan.bundles.iter().enumerate() {
         if d.decision != DecisionKind::Eligible {
             continue;
         }
-        let Some(m) = manifest(d) else { continue };
+        let Some(m) = manifests[i].as_ref() else { continue };
         // Over what is live, only a bundle built on it (`after`) may write; among the
         // bundles due, `after` order applies the named one first.
         let over_live = ownership::overwrites(&live, m);
@@ -383,7 +388,7 @@ fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
             .enumerate()
             .filter(|(i, d)| d.decision == DecisionKind::Eligible && !refused.iter().any(|(k, _, _)| k == i))
             .filter_map(|(i, d)| {
-                let dep = manifest(d)?.after.iter().find(|dep| !present(dep, &refused))?;
+                let dep = find(d)?.meta().manifest.after.iter().find(|dep| !present(dep, &refused))?;
                 Some((i, format!("after {dep}: its version here is refused"), Reason::DependencyMissing))
             })
             .collect();
@@ -400,6 +405,64 @@ fn refuse_file_conflicts(plan: &mut Plan, metas: &[BundleMetadata]) {
         d.apply_at = None;
         d.notice_at = None;
     }
+}
+
+/// The file ownership check of [`refuse_file_conflicts`] over the manifests of the archives
+/// about to be staged (`due`, in `after` order) and those of the installed bundles they do not
+/// replace: the intervention's own check, after the download, whatever the plan saw.
+pub(crate) fn file_conflict(config: &Config, verified: &Verified, due: &[download::Downloaded]) -> Result<Option<ownership::Conflict>> {
+    let installed = site::installed(&config.state_dir)?;
+    let due_ids: std::collections::HashSet<&BundleId> = due.iter().map(|d| &d.manifest.id).collect();
+    let live: Vec<Manifest> = installed
+        .iter()
+        .filter(|i| !due_ids.contains(&i.id))
+        .filter_map(|i| verified.bundles.iter().find(|b| b.meta().manifest.id == i.id && b.meta().manifest.version == i.version))
+        .filter_map(|b| download::known_manifest(&config.state_dir, b))
+        .collect();
+    let live: Vec<&Manifest> = live.iter().collect();
+    let mut accepted: Vec<&Manifest> = Vec::new();
+    for d in due {
+        if let Some(c) = ownership::overwrites(&live, &d.manifest) {
+            return Ok(Some(c));
+        }
+        accepted.push(&d.manifest);
+    }
+    Ok(ownership::conflicts(&accepted).into_iter().next())
+}
+
+/// [`site_plan`] with the file lists of every bundle it would apply: the archives of the
+/// eligible bundles not downloaded before are downloaded (and their manifests verified), then
+/// the site is planned again with them. `plan` and `run` both call it. A bundle whose archive
+/// cannot be had is said in `waiting`.
+pub async fn planned(config: &Config, verified: &Verified, release: &palier_bundle::moodle::MoodleSite, installed: &[site::Installed], held: &Holds, now: Timestamp, waiting: &mut Vec<String>) -> Plan {
+    let mut plan = site_plan(config, &verified.bundles, release, installed, held, now);
+    if fetch_manifests(config, verified, &plan, waiting).await {
+        plan = site_plan(config, &verified.bundles, release, installed, held, now);
+    }
+    download::forget_others(&config.state_dir, &verified.bundles);
+    plan
+}
+
+/// Download the archives of the eligible bundles, and of the installed ones that own files,
+/// whose manifests the agent does not know yet, verifying each manifest against its signed
+/// metadata. True when one became known; a bundle whose archive cannot be had is said in
+/// `waiting` (the intervention that tries it fails on the same download).
+async fn fetch_manifests(config: &Config, verified: &Verified, plan: &Plan, waiting: &mut Vec<String>) -> bool {
+    let mut fetched = false;
+    for d in plan.bundles.iter().filter(|d| matches!(d.decision, DecisionKind::Eligible | DecisionKind::Installed)) {
+        let Some(b) = verified.bundles.iter().find(|b| b.meta().manifest.id == d.id && b.meta().manifest.version == d.version) else { continue };
+        if download::known_manifest(&config.state_dir, b).is_some() {
+            continue;
+        }
+        match download::download(verified, b, &config.state_dir).await {
+            Ok(_) => fetched = true,
+            Err(e) if d.decision == DecisionKind::Eligible => {
+                waiting.push(format!("{}: not applied, its files could not be checked: {}", d.key(), palier_bundle::error::one_line(&e)));
+            }
+            Err(e) => tracing::warn!(bundle = %d.key(), error = %palier_bundle::error::one_line(&e), "cannot read an installed bundle's files"),
+        }
+    }
+    fetched
 }
 
 /// Run one cycle at `now`.
@@ -446,7 +509,7 @@ pub async fn run_once_with(config: &Config, clock: &dyn Clock, now: Timestamp) -
     let installed = site::installed(&config.state_dir)?;
     let held = holds::read_all(&config.state_dir)?;
     report.warnings = record_missed_notices(config, now)?;
-    let plan = site_plan(config, &verified.bundles, &release, &installed, &held, now);
+    let plan = planned(config, &verified, &release, &installed, &held, now, &mut report.waiting).await;
     let find = |key: &str| verified.bundles.iter().find(|b| b.meta().manifest.key() == key);
     // A refusal the release manager must resolve is said every cycle; holds are the site's
     // own decisions, which `plan` and `status` show.
@@ -553,9 +616,9 @@ async fn isolate(config: &Config, clock: &dyn Clock, verified: &Verified, due: &
 async fn stage_trial(config: &Config, verified: &Verified, bundles: &[&VerifiedBundle], tag: &str) -> std::result::Result<(), String> {
     let mut archives = Vec::new();
     for b in bundles {
-        archives.push(download::download(verified, b, &config.state_dir.join("downloads")).await.map_err(|e| palier_bundle::error::one_line(&e))?);
+        archives.push(download::download(verified, b, &config.state_dir).await.map_err(|e| palier_bundle::error::one_line(&e))?);
     }
-    let pairs: Vec<(&Manifest, &Path)> = bundles.iter().zip(&archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
+    let pairs: Vec<(&Manifest, &Path)> = archives.iter().map(|a| (&a.manifest, a.path.as_path())).collect();
     let staged = apply::stage_all(&config.moodle.dirroot, tag, &pairs).map_err(|e| palier_bundle::error::one_line(&e))?;
     let _ = std::fs::remove_dir_all(&staged.path);
     Ok(())

@@ -26,6 +26,7 @@ use crate::checks;
 use crate::clock::Clock;
 use crate::config::{Config, Hook};
 use crate::crash;
+use crate::download::Downloaded;
 use crate::error::{Error, Result};
 use crate::hooks::{self, Placeholders};
 use crate::journal::{self, Commit, Journal, Phase, TreeId};
@@ -235,14 +236,8 @@ fn backup_digest(path: &Path) -> Result<Backup> {
 
 /// The paths `due` writes or deletes: its own files. The rest of the deny-list of
 /// site-local files is the site's, carried into whichever tree goes live.
-fn touched_paths(due: &[&VerifiedBundle]) -> Vec<String> {
-    let mut paths: Vec<String> = due
-        .iter()
-        .flat_map(|b| {
-            let m = &b.meta().manifest;
-            m.files.iter().map(|f| f.path.as_str().to_owned()).chain(m.delete.iter().map(|p| p.as_str().to_owned())).collect::<Vec<_>>()
-        })
-        .collect();
+fn touched_paths(due: &[Downloaded]) -> Vec<String> {
+    let mut paths: Vec<String> = due.iter().flat_map(|d| d.manifest.paths().map(|p| p.as_str().to_owned())).collect();
     paths.sort();
     paths.dedup();
     paths
@@ -328,7 +323,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     let t = started();
     let mut archives = Vec::new();
     for b in due {
-        match crate::download::download(verified, b, &state.join("downloads")).await {
+        match crate::download::download(verified, b, state).await {
             Ok(p) => archives.push(p),
             Err(e) => {
                 let why = palier_bundle::error::one_line(&e);
@@ -338,6 +333,13 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         }
     }
     run.step("download", t, &Ok(()));
+    // File ownership over the archives' own manifests, before anything changes.
+    let t = started();
+    let conflict = crate::cycle::file_conflict(config, verified, &archives)?.map(|c| format!("refused, nothing applied: {c}"));
+    if let Some(why) = conflict {
+        run.step("file ownership", t, &Err(why.clone()));
+        return run.finish(Outcome::Failed, Some(why));
+    }
 
     let dirroot = &config.moodle.dirroot;
     let live = apply::live_path(dirroot)?;
@@ -345,7 +347,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     // Room for the bundles' files and a folder entry each on the code's filesystem (the
     // clone is hard links), and for the agent's records: checked before anything changes.
     let t = started();
-    let need = due.iter().map(|b| b.meta().manifest.expanded_size() + 4096 * b.meta().manifest.files.len() as u64).sum::<u64>() + (1 << 20);
+    let need = due.iter().map(|b| b.meta().expanded_size + 4096 * b.meta().file_count).sum::<u64>() + (1 << 20);
     let room = check_free_space(live.parent().unwrap_or(Path::new("/")), need, "staging").and_then(|()| check_free_space(state, STATE_ROOM, "the agent's records"));
     run.step("free space", t, &room.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     if let Err(e) = room {
@@ -357,7 +359,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         Err(e) => return run.finish(Outcome::Failed, Some(palier_bundle::error::one_line(&e))),
     };
     let data_change: Option<String> =
-        due.iter().find_map(|b| changes_database(&b.meta().manifest, site_facts.code()).map(|why| format!("{}: {why}", b.meta().manifest.key())));
+        due.iter().find_map(|b| changes_database(b.meta(), site_facts.code()).map(|why| format!("{}: {why}", b.meta().manifest.key())));
     if let Some(why) = &data_change
         && config.hooks.backup.is_none()
     {
@@ -382,11 +384,11 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         hold: false,
         reason: None,
         commit: None,
-        touched: touched_paths(due),
+        touched: touched_paths(&archives),
     };
     journal::write(state, &journal)?;
 
-    let staged = match prepare(&mut run, &mut journal, due, &archives, &backup_dir, protect).await {
+    let staged = match prepare(&mut run, &mut journal, &archives, &backup_dir, protect).await {
         Ok(s) => s,
         Err(why) => return abandon(&mut run, &journal, &backup_dir, why).await,
     };
@@ -463,8 +465,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
 async fn prepare(
     run: &mut Run<'_>,
     journal: &mut Journal,
-    due: &[&VerifiedBundle],
-    archives: &[PathBuf],
+    archives: &[Downloaded],
     backup_dir: &Path,
     protect: bool,
 ) -> std::result::Result<apply::Staged, String> {
@@ -513,7 +514,7 @@ async fn prepare(
     journal.staging = path.clone();
     journal.new_tree = Some(tree);
     journal::write(state, journal).map_err(journal_failed)?;
-    let pairs: Vec<(&palier_bundle::Manifest, &Path)> = due.iter().zip(archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
+    let pairs: Vec<(&palier_bundle::Manifest, &Path)> = archives.iter().map(|a| (&a.manifest, a.path.as_path())).collect();
     match apply::fill_staging(dirroot, &path, &pairs) {
         Ok(files_cloned) => {
             run.step("stage", t, &Ok(()));

@@ -27,6 +27,7 @@ use std::fmt;
 
 use crate::components::{ComponentMap, Owner};
 use crate::manifest::Manifest;
+use crate::names::{Component, RelPath};
 
 /// The code layout of a Moodle site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,17 +105,24 @@ pub enum PathRefusal {
 /// Why `path` is a site-local file, if it is one; `owner` is the bundle component's folder
 /// (a `local_*` plugin may change its own folder).
 pub fn site_local(path: &str, owner: &Owner) -> Option<&'static str> {
+    if let Some(why) = always_site_local(path) {
+        return Some(why);
+    }
+    let own = matches!(owner, Owner::Folder(folder) if path.starts_with(&format!("{folder}/")));
+    if is_local(path) && !own {
+        return Some("the site's own customisations under local/, owned by no bundle but their plugin's");
+    }
+    None
+}
+
+/// Why `path` is a site-local file whatever the bundle's component, if it is one.
+fn always_site_local(path: &str) -> Option<&'static str> {
     if path == "config.php" || path == "public/config.php" {
         return Some("the site's own configuration");
     }
     let name = path.rsplit('/').next().unwrap_or(path);
     if name == ".htaccess" || name == ".user.ini" {
         return Some("this host's web server and PHP settings");
-    }
-    let local = path.starts_with("local/") || path.starts_with("public/local/");
-    let own = matches!(owner, Owner::Folder(folder) if path.starts_with(&format!("{folder}/")));
-    if local && !own {
-        return Some("the site's own customisations under local/, owned by no bundle but their plugin's");
     }
     None
 }
@@ -141,32 +149,107 @@ pub fn layout_of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<Option<
 
 /// Check every path `manifest` writes (`files`) or deletes (`delete`) against a site of
 /// `layout` whose components map as `map` says (`map_source` names where the map came
-/// from, for the message). Site-local files first, then the layout, then the component's
-/// folder; the first refusal is returned.
+/// from, for the message): [`PathSummary::check`] over the manifest's paths.
 pub fn check_paths(manifest: &Manifest, layout: Layout, map: &ComponentMap, map_source: &str) -> Result<(), PathRefusal> {
-    let owner = map.owner(&manifest.component).ok_or_else(|| PathRefusal::UnknownComponent {
-        component: manifest.component.to_string(),
-        source_of_map: map_source.to_owned(),
-    })?;
-    let paths = manifest.files.iter().map(|f| f.path.as_str()).chain(manifest.delete.iter().map(|p| p.as_str()));
-    for path in paths {
-        if let Some(why) = site_local(path, &owner) {
-            return Err(PathRefusal::SiteLocal { path: path.to_owned(), why });
+    PathSummary::of(manifest.paths()).check(&manifest.component, layout, map, map_source)
+}
+
+/// How many `version.php` paths a [`PathSummary`] lists; a bundle with more is said to have
+/// more (`version_files_more`), which counts as a database change.
+pub const MAX_VERSION_FILES: usize = 16;
+
+/// What the checks a site runs before download need of a bundle's paths, in a few paths
+/// whatever their number: signed in the bundle's metadata (format 2) instead of the file list.
+///
+/// [`PathSummary::check`] decides exactly as checking every path would: the paths under a
+/// folder `F/` are contiguous in path order, so they all lie under `F/` exactly when the
+/// first and the last do; a site-local file, a path under `local/` and a path that does not
+/// fit a layout are each kept as the first such path. `version_files` are the paths named
+/// `version.php` (core's or a plugin's, which make Moodle upgrade), read against the site's
+/// layout by the policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathSummary {
+    /// The first and the last path, in path order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<RelPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<RelPath>,
+    /// The first path that is site-local whatever the component (`config.php`, `.htaccess`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_local: Option<RelPath>,
+    /// The first path under `local/` or `public/local/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<RelPath>,
+    /// The first path a 4.x site cannot hold, and the first a 5.1+ site cannot hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_classic: Option<RelPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_public: Option<RelPath>,
+    /// The paths whose last segment is `version.php`, at most [`MAX_VERSION_FILES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub version_files: Vec<RelPath>,
+    /// More `version.php` paths than [`MAX_VERSION_FILES`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub version_files_more: bool,
+}
+
+impl PathSummary {
+    /// The summary of `paths` (in any order).
+    pub fn of<'a>(paths: impl IntoIterator<Item = &'a RelPath>) -> PathSummary {
+        let mut sorted: Vec<&RelPath> = paths.into_iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let first_where = |f: &dyn Fn(&str) -> bool| sorted.iter().find(|p| f(p.as_str())).map(|p| (*p).clone());
+        let versions: Vec<&RelPath> = sorted.iter().copied().filter(|p| p.as_str() == "version.php" || p.as_str().ends_with("/version.php")).collect();
+        PathSummary {
+            first: sorted.first().map(|p| (*p).clone()),
+            last: sorted.last().map(|p| (*p).clone()),
+            site_local: first_where(&|p| always_site_local(p).is_some()),
+            local: first_where(&is_local),
+            not_classic: first_where(&|p| !Layout::Classic.fits(p)),
+            not_public: first_where(&|p| !Layout::Public.fits(p)),
+            version_files_more: versions.len() > MAX_VERSION_FILES,
+            version_files: versions.into_iter().take(MAX_VERSION_FILES).cloned().collect(),
         }
-        if !layout.fits(path) {
+    }
+
+    /// The checks of [`check_paths`] for a bundle of `component`: site-local files first,
+    /// then the layout, then the component's folder; the first refusal is returned.
+    pub fn check(&self, component: &Component, layout: Layout, map: &ComponentMap, map_source: &str) -> Result<(), PathRefusal> {
+        let owner = map.owner(component).ok_or_else(|| PathRefusal::UnknownComponent { component: component.to_string(), source_of_map: map_source.to_owned() })?;
+        let local = |p: &RelPath| site_local(p.as_str(), &owner).map(|why| PathRefusal::SiteLocal { path: p.to_string(), why });
+        if let Some(refusal) = self.site_local.iter().chain(&self.local).find_map(local) {
+            return Err(refusal);
+        }
+        let misfit = match layout {
+            Layout::Classic => &self.not_classic,
+            Layout::Public => &self.not_public,
+        };
+        if let Some(path) = misfit {
             let hint = match layout {
                 Layout::Classic => "a 4.x site has no public/ folder: this is a 5.1+ bundle",
                 Layout::Public => "a 5.1+ site keeps its web code under public/: this is a 4.x bundle",
             };
-            return Err(PathRefusal::Layout { path: path.to_owned(), layout, hint });
+            return Err(PathRefusal::Layout { path: path.to_string(), layout, hint });
         }
-        if let Owner::Folder(folder) = &owner
-            && !path.starts_with(&format!("{folder}/"))
-        {
-            return Err(PathRefusal::OutsideComponent { path: path.to_owned(), component: manifest.component.to_string(), folder: folder.clone() });
+        if let Owner::Folder(folder) = &owner {
+            let prefix = format!("{folder}/");
+            if let Some(outside) = self.first.iter().chain(&self.last).find(|p| !p.as_str().starts_with(&prefix)) {
+                // A path under local/ outside the plugin's own folder is the site's.
+                if let Some(refusal) = local(outside) {
+                    return Err(refusal);
+                }
+                return Err(PathRefusal::OutsideComponent { path: outside.to_string(), component: component.to_string(), folder: folder.clone() });
+            }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Under `local/` (or `public/local/` from 5.1).
+fn is_local(path: &str) -> bool {
+    path.starts_with("local/") || path.starts_with("public/local/")
 }
 
 #[cfg(test)]
@@ -270,5 +353,80 @@ mod tests {
         assert!(matches!(check(Layout::Classic, "local_custom", &["local/other/lib.php"], &[]), Err(PathRefusal::SiteLocal { .. })));
         // theme/boost/config.php is code, not the site's configuration.
         check(Layout::Classic, "theme_boost", &["theme/boost/config.php"], &[]).unwrap();
+    }
+
+    /// Every path checked one by one, in order: the rule the summary must decide as.
+    fn check_each(paths: &[&str], component: &str, layout: Layout, map: &ComponentMap) -> Result<(), PathRefusal> {
+        let owner = map.owner(&Component::new(component).unwrap()).unwrap();
+        for path in paths {
+            if let Some(why) = site_local(path, &owner) {
+                return Err(PathRefusal::SiteLocal { path: (*path).to_owned(), why });
+            }
+            if !layout.fits(path) {
+                return Err(PathRefusal::Layout { path: (*path).to_owned(), layout, hint: "" });
+            }
+            if let Owner::Folder(folder) = &owner
+                && !path.starts_with(&format!("{folder}/"))
+            {
+                return Err(PathRefusal::OutsideComponent { path: (*path).to_owned(), component: component.into(), folder: folder.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// The few paths of a [`PathSummary`] decide every check exactly as every path would,
+    /// with the same kind of refusal, for every set of up to three paths of a sample that
+    /// crosses each rule, each component and each layout.
+    #[test]
+    fn the_path_summary_decides_as_every_path_would() {
+        let sample = [
+            "mod/quiz/view.php", "mod/quiz/version.php", "mod/quizz/x.php", "mod/quiz/.htaccess", "mod/forum/a.php", "public/mod/quiz/view.php",
+            "public/mod/quiz/.user.ini", "config.php", "public/config.php", "local/custom/lib.php", "local/other/a.php", "public/local/custom/b.php",
+            "lib/setup.php", "lib/classes/a.php", "admin/cli/x.php", "vendor/a/b.php", "version.php", "a", "z/z.php",
+        ];
+        let mut sets: Vec<Vec<&str>> = Vec::new();
+        for (i, a) in sample.iter().enumerate() {
+            sets.push(vec![a]);
+            for (j, b) in sample.iter().enumerate().skip(i + 1) {
+                sets.push(vec![a, b]);
+                for c in sample.iter().skip(j + 1) {
+                    sets.push(vec![a, b, c]);
+                }
+            }
+        }
+        let kind = |r: &Result<(), PathRefusal>| match r {
+            Ok(()) => "ok",
+            Err(PathRefusal::SiteLocal { .. }) => "site-local",
+            Err(PathRefusal::Layout { .. }) => "layout",
+            Err(PathRefusal::OutsideComponent { .. }) => "outside",
+            Err(PathRefusal::UnknownComponent { .. }) => "unknown",
+            Err(PathRefusal::Mixed { .. }) => "mixed",
+        };
+        let mut refusals = 0;
+        for layout in [Layout::Classic, Layout::Public] {
+            let map = ComponentMap::builtin(layout);
+            for component in ["mod_quiz", "local_custom", "core", "core_admin"] {
+                for set in &sets {
+                    let paths: Vec<RelPath> = set.iter().map(|p| RelPath::new(*p).unwrap()).collect();
+                    let summary = PathSummary::of(&paths);
+                    let by_summary = summary.check(&Component::new(component).unwrap(), layout, &map, "the built-in map");
+                    let mut sorted = set.clone();
+                    sorted.sort();
+                    let by_each = check_each(&sorted, component, layout, &map);
+                    assert_eq!(by_summary.is_ok(), by_each.is_ok(), "{set:?} {component} {layout}: {by_summary:?} / {by_each:?}");
+                    if by_each.is_err() {
+                        refusals += 1;
+                        // The refusal names a path of the bundle.
+                        let named = by_summary.as_ref().unwrap_err().to_string();
+                        assert!(set.iter().any(|p| named.starts_with(p)), "{set:?}: {named}");
+                        // Site-local paths are said as such whichever comes first.
+                        if kind(&by_each) == "site-local" && set.iter().all(|p| site_local(p, &ComponentMap::builtin(layout).owner(&Component::new(component).unwrap()).unwrap()).is_some()) {
+                            assert_eq!(kind(&by_summary), "site-local", "{set:?} {component}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(refusals > 1000, "the sample crosses the rules: {refusals}");
     }
 }

@@ -22,6 +22,6 @@ pub mod ownership;
 pub mod rollout;
 
 pub use error::{Error, Result};
-pub use manifest::{ChangeClass, Check, DataImpact, Dependency, FileEntry, FileMode, Manifest, ManifestKind, Origin, Sha256Hex};
+pub use manifest::{ChangeClass, Check, DataImpact, Dependency, FileEntry, FileMode, Manifest, ManifestHead, ManifestKind, Origin, Sha256Hex};
 pub use metadata::{BundleMetadata, BundleRef, BundleState, Validations};
 pub use names::{BundleId, Component, PlatformId, RelPath};

@@ -258,6 +258,104 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
 }
 
+/// A manifest without its file list: what a bundle's signed metadata carries (format 2).
+///
+/// The type has no `files`, so code that plans from the signed metadata cannot iterate an
+/// empty file list by mistake: the files are read from the verified archive's own
+/// `bundle.toml` ([`Manifest`]), which must agree with this head and the signed counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestHead {
+    pub id: BundleId,
+    pub version: Version,
+    pub component: Component,
+    pub class: ChangeClass,
+    pub data_impact: DataImpact,
+    pub summary: String,
+    #[serde(default)]
+    pub fixes: Vec<String>,
+    pub origin: Origin,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_moodle: Option<VersionReq>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<Dependency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<RelPath>,
+    #[serde(default)]
+    pub upgrade: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+}
+
+impl ManifestHead {
+    /// The TUF target name of this bundle: `<id>-<version>.tar.gz`.
+    pub fn target_name(&self) -> String {
+        format!("{}-{}.tar.gz", self.id, self.version)
+    }
+
+    /// `<id>@<version>`, as the CLI spells a bundle.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+
+    /// The full manifest of these fields and `files`.
+    pub fn with_files(self, files: Vec<FileEntry>) -> Manifest {
+        Manifest {
+            id: self.id,
+            version: self.version,
+            component: self.component,
+            class: self.class,
+            data_impact: self.data_impact,
+            summary: self.summary,
+            fixes: self.fixes,
+            origin: self.origin,
+            requires_moodle: self.requires_moodle,
+            after: self.after,
+            delete: self.delete,
+            upgrade: self.upgrade,
+            checks: self.checks,
+            files,
+        }
+    }
+
+    /// Every rule that does not need the file list.
+    pub fn validate(&self) -> Result<()> {
+        validate_head(&self.id, &self.summary, &self.fixes, &self.after, &self.checks, &self.delete).map(|_| ())
+    }
+}
+
+/// The rules of the fields a [`ManifestHead`] holds; returns the deleted paths.
+fn validate_head<'a>(id: &BundleId, summary: &str, fixes: &[String], after: &[Dependency], checks: &[Check], delete: &'a [RelPath]) -> Result<BTreeSet<&'a RelPath>> {
+    let trimmed = summary.trim();
+    if trimmed.is_empty() || trimmed.len() > 200 || summary.chars().any(char::is_control) {
+        return Err(Error::invalid("summary", summary, "must be one non-empty line of at most 200 bytes"));
+    }
+    let mut seen = BTreeSet::new();
+    for fix in fixes {
+        if fix.is_empty() || fix.len() > 64 || !fix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '#')) {
+            return Err(Error::invalid("fixes entry", fix, "expected a ticket id such as FR-12"));
+        }
+        if !seen.insert(fix.as_str()) {
+            return Err(Error::invalid("fixes entry", fix, "listed twice"));
+        }
+    }
+    for dep in after {
+        if &dep.id == id {
+            return Err(Error::invalid("after", &dep.to_string(), "a bundle cannot depend on itself"));
+        }
+    }
+    for check in checks {
+        check.validate()?;
+    }
+    let mut deleted = BTreeSet::new();
+    for path in delete {
+        if !deleted.insert(path) {
+            return Err(Error::invalid("delete", path.as_str(), "listed twice"));
+        }
+    }
+    Ok(deleted)
+}
+
 /// Whether the manifest is the release manager's source (no `files`) or a built one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
@@ -303,9 +401,9 @@ impl Manifest {
         format!("{}@{}", self.id, self.version)
     }
 
-    /// A copy of everything but the file list.
-    pub fn without_files(&self) -> Manifest {
-        Manifest {
+    /// Everything but the file list, as the signed metadata carries it.
+    pub fn head(&self) -> ManifestHead {
+        ManifestHead {
             id: self.id.clone(),
             version: self.version.clone(),
             component: self.component.clone(),
@@ -319,8 +417,12 @@ impl Manifest {
             delete: self.delete.clone(),
             upgrade: self.upgrade,
             checks: self.checks.clone(),
-            files: Vec::new(),
         }
+    }
+
+    /// Every path the bundle writes (`files`) or deletes (`delete`).
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
+        self.files.iter().map(|f| &f.path).chain(self.delete.iter())
     }
 
     /// Total bytes of the files the bundle writes.
@@ -330,33 +432,7 @@ impl Manifest {
 
     /// Check every cross-field rule.
     pub fn validate(&self, kind: ManifestKind) -> Result<()> {
-        let summary = self.summary.trim();
-        if summary.is_empty() || summary.len() > 200 || self.summary.chars().any(char::is_control) {
-            return Err(Error::invalid("summary", &self.summary, "must be one non-empty line of at most 200 bytes"));
-        }
-        let mut seen = BTreeSet::new();
-        for fix in &self.fixes {
-            if fix.is_empty() || fix.len() > 64 || !fix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '#')) {
-                return Err(Error::invalid("fixes entry", fix, "expected a ticket id such as FR-12"));
-            }
-            if !seen.insert(fix.as_str()) {
-                return Err(Error::invalid("fixes entry", fix, "listed twice"));
-            }
-        }
-        for dep in &self.after {
-            if dep.id == self.id {
-                return Err(Error::invalid("after", &dep.to_string(), "a bundle cannot depend on itself"));
-            }
-        }
-        for check in &self.checks {
-            check.validate()?;
-        }
-        let mut deleted = BTreeSet::new();
-        for path in &self.delete {
-            if !deleted.insert(path) {
-                return Err(Error::invalid("delete", path.as_str(), "listed twice"));
-            }
-        }
+        let deleted = validate_head(&self.id, &self.summary, &self.fixes, &self.after, &self.checks, &self.delete)?;
         match kind {
             ManifestKind::Source if !self.files.is_empty() => {
                 return Err(Error::invalid("files", "[...]", "is written by `bundle build`, not by hand"));

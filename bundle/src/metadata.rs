@@ -1,7 +1,17 @@
 //! The signed metadata of a bundle: what goes into its TUF target's `custom` field.
 //!
-//! The manifest (with its `files` list) plus what the server adds: the platforms that
-//! reported the defects it fixes, its validations and its state.
+//! Format 2: the manifest without its file list ([`ManifestHead`]), the number of files, the
+//! bytes they expand to and a [`PathSummary`] (the few paths the checks before download need,
+//! `version.php` files included), plus what the server adds: the platforms that reported the
+//! defects it fixes, its validations, its state, when it was published and its rollout. An
+//! entry stays under 1 KB whatever the bundle's file count. The file list is read after
+//! download from the archive's own `bundle.toml` (its first entry; the archive's length and
+//! sha256 are signed in the target), which [`BundleMetadata::check_archive_manifest`] holds
+//! to this metadata before it is used.
+//!
+//! Format 1 (a repository not yet migrated or republished) carried the file list as compact
+//! lines `"<sha256> <size> <mode> <path>"`; it is still read: the summary and the counts are
+//! worked out from the signed lines, and the next re-signing writes format 2.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -10,12 +20,15 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::manifest::{FileEntry, FileMode, Manifest, ManifestKind, Sha256Hex};
+use crate::layout::{MAX_VERSION_FILES, PathSummary};
+use crate::manifest::{FileEntry, FileMode, Manifest, ManifestHead, ManifestKind, Sha256Hex};
 use crate::names::{BundleId, PlatformId, RelPath};
 use crate::rollout::Rollout;
 
-/// Format version of the `custom` object, so a future layout can be told apart.
-pub const METADATA_FORMAT: u32 = 1;
+/// Format version of the `custom` object this build writes.
+pub const METADATA_FORMAT: u32 = 2;
+/// The format with the file list in the metadata, still read.
+pub const METADATA_FORMAT_WITH_FILES: u32 = 1;
 
 /// Whether a bundle may be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,19 +67,17 @@ pub struct Validations {
     pub datasets: BTreeSet<String>,
 }
 
-/// The `custom` field of a bundle's TUF target.
-///
-/// In JSON the manifest's `files` travel as a separate list of compact lines,
-/// `"<sha256> <size> <mode> <path>"` (the path last, so it may hold spaces): a 30,000-file
-/// bundle's metadata is a few MB of strings instead of 120,000 JSON objects, which keeps
-/// `publish` and the agent's metadata load small.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "Wire")]
+/// The `custom` field of a bundle's TUF target (format 2; format 1 is read into it).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BundleMetadata {
-    pub format: u32,
-    pub manifest: Manifest,
+    /// The manifest without its files: they are in the archive's `bundle.toml`.
+    pub manifest: ManifestHead,
+    /// How many files the archive holds.
+    pub file_count: u64,
     /// Sum of the sizes of the files: the reader refuses an archive that expands beyond it.
     pub expanded_size: u64,
+    /// What the checks before download need of the paths written and deleted.
+    pub paths: PathSummary,
     pub reported_by: BTreeSet<PlatformId>,
     pub validations: Validations,
     pub state: BundleState,
@@ -78,12 +89,31 @@ pub struct BundleMetadata {
     pub rollout: Option<Rollout>,
 }
 
-/// The JSON form of [`BundleMetadata`].
+/// The JSON form of [`BundleMetadata`], format 2.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
     format: u32,
-    manifest: Manifest,
+    manifest: ManifestHead,
+    file_count: u64,
+    expanded_size: u64,
+    paths: PathSummary,
+    reported_by: BTreeSet<PlatformId>,
+    validations: Validations,
+    state: BundleState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_reason: Option<String>,
+    published_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rollout: Option<Rollout>,
+}
+
+/// The JSON form of format 1: the files as compact lines beside the manifest.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireWithFiles {
+    format: u32,
+    manifest: ManifestHead,
     files: Vec<String>,
     expanded_size: u64,
     reported_by: BTreeSet<PlatformId>,
@@ -96,7 +126,7 @@ struct Wire {
     rollout: Option<Rollout>,
 }
 
-/// One file as a compact line: `<sha256> <size> <mode> <path>`.
+/// One file as a compact line of format 1: `<sha256> <size> <mode> <path>`.
 pub fn file_line(f: &FileEntry) -> String {
     format!("{} {} {} {}", f.sha256, f.size, f.mode.as_str(), f.path)
 }
@@ -117,35 +147,14 @@ pub fn parse_file_line(line: &str) -> Result<FileEntry> {
     })
 }
 
-impl TryFrom<Wire> for BundleMetadata {
-    type Error = Error;
-    fn try_from(w: Wire) -> Result<Self> {
-        if !w.manifest.files.is_empty() {
-            return Err(Error::invalid("signed manifest", "files", "the file list travels beside the manifest, not in it"));
-        }
-        let mut manifest = w.manifest;
-        manifest.files = w.files.iter().map(|l| parse_file_line(l)).collect::<Result<_>>()?;
-        Ok(BundleMetadata {
-            format: w.format,
-            manifest,
-            expanded_size: w.expanded_size,
-            reported_by: w.reported_by,
-            validations: w.validations,
-            state: w.state,
-            state_reason: w.state_reason,
-            published_at: w.published_at,
-            rollout: w.rollout,
-        })
-    }
-}
-
 impl Serialize for BundleMetadata {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         Wire {
-            format: self.format,
-            manifest: self.manifest.without_files(),
-            files: self.manifest.files.iter().map(file_line).collect(),
+            format: METADATA_FORMAT,
+            manifest: self.manifest.clone(),
+            file_count: self.file_count,
             expanded_size: self.expanded_size,
+            paths: self.paths.clone(),
             reported_by: self.reported_by.clone(),
             validations: self.validations.clone(),
             state: self.state,
@@ -157,13 +166,20 @@ impl Serialize for BundleMetadata {
     }
 }
 
+impl<'de> Deserialize<'de> for BundleMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        BundleMetadata::from_custom(serde_json::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl BundleMetadata {
-    /// Fresh metadata for a newly published bundle.
+    /// Fresh metadata for a newly published bundle, from its built manifest.
     pub fn new(manifest: Manifest, reported_by: BTreeSet<PlatformId>, published_at: String) -> Self {
         BundleMetadata {
-            format: METADATA_FORMAT,
+            file_count: manifest.files.len() as u64,
             expanded_size: manifest.expanded_size(),
-            manifest,
+            paths: PathSummary::of(manifest.paths()),
+            manifest: manifest.head(),
             reported_by,
             validations: Validations::default(),
             state: BundleState::Active,
@@ -173,28 +189,96 @@ impl BundleMetadata {
         }
     }
 
-    /// Read from a target's `custom` field, checking the format and the manifest.
+    /// Read from a target's `custom` field (format 2, or format 1), checking the manifest.
     pub fn from_custom(value: serde_json::Value) -> Result<Self> {
-        let meta: BundleMetadata =
-            serde_json::from_value(value).map_err(|e| Error::ManifestSyntax(format!("signed metadata: {e}")))?;
-        if meta.format != METADATA_FORMAT {
-            return Err(Error::invalid("metadata format", &meta.format.to_string(), format!("this build reads format {METADATA_FORMAT}")));
-        }
-        meta.manifest.validate(ManifestKind::Built)?;
-        if meta.expanded_size != meta.manifest.expanded_size() {
-            return Err(Error::invalid(
-                "expanded_size",
-                &meta.expanded_size.to_string(),
-                "differs from the sum of the file sizes",
-            ));
-        }
+        let syntax = |e: serde_json::Error| Error::ManifestSyntax(format!("signed metadata: {e}"));
+        let format = value.get("format").and_then(serde_json::Value::as_u64);
+        let meta = match format {
+            Some(f) if f == u64::from(METADATA_FORMAT) => {
+                let w: Wire = serde_json::from_value(value).map_err(syntax)?;
+                w.manifest.validate()?;
+                if w.paths.version_files.len() > MAX_VERSION_FILES {
+                    return Err(Error::invalid("paths", "version_files", format!("lists more than {MAX_VERSION_FILES} paths")));
+                }
+                BundleMetadata {
+                    manifest: w.manifest,
+                    file_count: w.file_count,
+                    expanded_size: w.expanded_size,
+                    paths: w.paths,
+                    reported_by: w.reported_by,
+                    validations: w.validations,
+                    state: w.state,
+                    state_reason: w.state_reason,
+                    published_at: w.published_at,
+                    rollout: w.rollout,
+                }
+            }
+            Some(f) if f == u64::from(METADATA_FORMAT_WITH_FILES) => {
+                let w: WireWithFiles = serde_json::from_value(value).map_err(syntax)?;
+                let files = w.files.iter().map(|l| parse_file_line(l)).collect::<Result<Vec<_>>>()?;
+                let full = w.manifest.clone().with_files(files);
+                full.validate(ManifestKind::Built)?;
+                if w.expanded_size != full.expanded_size() {
+                    return Err(Error::invalid("expanded_size", &w.expanded_size.to_string(), "differs from the sum of the file sizes"));
+                }
+                BundleMetadata {
+                    file_count: full.files.len() as u64,
+                    expanded_size: w.expanded_size,
+                    paths: PathSummary::of(full.paths()),
+                    manifest: w.manifest,
+                    reported_by: w.reported_by,
+                    validations: w.validations,
+                    state: w.state,
+                    state_reason: w.state_reason,
+                    published_at: w.published_at,
+                    rollout: w.rollout,
+                }
+            }
+            _ => {
+                let found = value.get("format").map_or_else(|| "none".to_owned(), ToString::to_string);
+                return Err(Error::invalid("metadata format", &found, format!("this build reads formats {METADATA_FORMAT_WITH_FILES} and {METADATA_FORMAT}")));
+            }
+        };
         Ok(meta)
     }
 
-    /// The `custom` field as JSON.
+    /// The `custom` field as JSON (always the current format).
     pub fn to_custom(&self) -> serde_json::Value {
         // Every field is plain data: serialisation cannot fail.
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Hold the manifest read from the bundle's archive to this signed metadata: the same
+    /// head (id, version, component, delete list...), file count, expanded size and path
+    /// summary (`version.php` files included). Only an archive manifest that agrees is used.
+    pub fn check_archive_manifest(&self, archive: &Manifest) -> Result<()> {
+        let differs = |what: &str| Err(Error::ManifestMismatch(format!("{what} differs from the signed metadata of {}", self.manifest.key())));
+        if archive.id != self.manifest.id || archive.version != self.manifest.version {
+            return differs(&format!("bundle {}", archive.key()));
+        }
+        if archive.head() != self.manifest {
+            let signed = serde_json::to_value(&self.manifest).unwrap_or_default();
+            let read = serde_json::to_value(archive.head()).unwrap_or_default();
+            let field = signed
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .chain(read.as_object().into_iter().flat_map(|m| m.keys()))
+                .find(|k| signed.get(k.as_str()) != read.get(k.as_str()))
+                .cloned()
+                .unwrap_or_else(|| "manifest".into());
+            return differs(&format!("field {field}"));
+        }
+        if archive.files.len() as u64 != self.file_count {
+            return differs(&format!("file count {}", archive.files.len()));
+        }
+        if archive.expanded_size() != self.expanded_size {
+            return differs(&format!("expanded size {}", archive.expanded_size()));
+        }
+        if PathSummary::of(archive.paths()) != self.paths {
+            return differs("its paths summary (first and last path, site-local, layout or version.php files)");
+        }
+        Ok(())
     }
 }
 
@@ -234,17 +318,107 @@ impl fmt::Display for BundleRef {
 mod tests {
     use super::*;
 
-    #[test]
-    fn custom_json_round_trips_with_compact_file_lines() {
-        let mut m = crate::hostile::manifest_for("b", "1.0.0", &[("a b.php", b"x"), ("c/d.js", b"yy")]);
+    fn sample() -> Manifest {
+        let mut m = crate::hostile::manifest_for("b", "1.0.0", &[("a b.php", b"x"), ("c/d.js", b"yy"), ("mod/quiz/version.php", b"zzz")]);
         m.files[1].mode = FileMode::Executable;
-        let meta = BundleMetadata::new(m, BTreeSet::from([PlatformId::new("univ-a").unwrap()]), "2026-11-29T00:00:00Z".into());
+        m
+    }
+
+    #[test]
+    fn format_2_round_trips_without_the_file_list() {
+        let m = sample();
+        let meta = BundleMetadata::new(m.clone(), BTreeSet::from([PlatformId::new("univ-a").unwrap()]), "2026-11-29T00:00:00Z".into());
         let custom = meta.to_custom();
-        assert_eq!(custom["files"][0].as_str().unwrap().rsplit_once(' ').unwrap().1, "b.php");
-        assert!(custom["files"][0].as_str().unwrap().ends_with(" 1 0644 a b.php"));
-        assert!(custom["files"][1].as_str().unwrap().ends_with(" 2 0755 c/d.js"));
-        assert!(custom["manifest"].get("files").is_none());
+        assert_eq!(custom["format"], 2);
+        assert!(custom.get("files").is_none() && custom["manifest"].get("files").is_none(), "{custom}");
+        assert_eq!((custom["file_count"].as_u64(), custom["expanded_size"].as_u64()), (Some(3), Some(6)));
+        assert_eq!(custom["paths"]["version_files"], serde_json::json!(["mod/quiz/version.php"]));
+        assert_eq!((custom["paths"]["first"].as_str(), custom["paths"]["last"].as_str()), (Some("a b.php"), Some("mod/quiz/version.php")));
         assert_eq!(BundleMetadata::from_custom(custom).unwrap(), meta);
+        meta.check_archive_manifest(&m).unwrap();
+    }
+
+    /// A format 1 entry (an old repository, before `migrate` or a re-signing) reads as the
+    /// format 2 entry of the same bundle, its summary worked out from the signed lines.
+    #[test]
+    fn format_1_with_file_lines_is_still_read() {
+        let m = sample();
+        let meta = BundleMetadata::new(m.clone(), BTreeSet::new(), "2026-11-29T00:00:00Z".into());
+        let mut old = meta.to_custom();
+        let map = old.as_object_mut().unwrap();
+        map.insert("format".into(), 1.into());
+        map.remove("file_count");
+        map.remove("paths");
+        map.insert("files".into(), m.files.iter().map(file_line).collect::<Vec<_>>().into());
+        let read = BundleMetadata::from_custom(old.clone()).unwrap();
+        assert_eq!(read, meta);
+        // Re-signing writes format 2.
+        assert_eq!(read.to_custom()["format"], 2);
+        // Its lines are still held to the signed size, and a format 1 entry must carry them.
+        let mut bad = old.clone();
+        bad["expanded_size"] = 7.into();
+        assert!(BundleMetadata::from_custom(bad).unwrap_err().to_string().contains("expanded_size"));
+        let mut no_lines = old.clone();
+        no_lines.as_object_mut().unwrap().remove("files");
+        assert!(BundleMetadata::from_custom(no_lines).is_err());
+        // A format 2 entry with a file list, and an unknown format, are refused.
+        let mut mixed = meta.to_custom();
+        mixed["files"] = old["files"].clone();
+        assert!(BundleMetadata::from_custom(mixed).unwrap_err().to_string().contains("files"));
+        let mut future = meta.to_custom();
+        future["format"] = 3.into();
+        let e = BundleMetadata::from_custom(future).unwrap_err().to_string();
+        assert!(e.contains("metadata format") && e.contains("reads formats 1 and 2"), "{e}");
+    }
+
+    /// Issue 15: a bundle's entry stays under 1 KB whatever its file count.
+    #[test]
+    fn an_entry_stays_under_1_kb_at_30000_files() {
+        let mut m = crate::hostile::manifest_for("moodle-core-upgrade", "4.5.3", &[("x.php", b"x")]);
+        m.files = (0..30_000)
+            .map(|i| FileEntry {
+                path: RelPath::new(format!("mod/plugin{:03}/classes/sub{}/file-{i:05}.php", i % 600, i % 7)).unwrap(),
+                sha256: Sha256Hex::from_digest(&[(i % 251) as u8; 32]),
+                size: 1000 + i as u64,
+                mode: FileMode::Regular,
+            })
+            .chain((0..600).map(|p| FileEntry { path: RelPath::new(format!("mod/plugin{p:03}/version.php")).unwrap(), sha256: Sha256Hex::from_digest(&[1; 32]), size: 90, mode: FileMode::Regular }))
+            .collect();
+        m.files.sort_by(|a, b| a.path.cmp(&b.path));
+        m.validate(ManifestKind::Built).unwrap();
+        let meta = BundleMetadata::new(m, BTreeSet::from([PlatformId::new("univ-a").unwrap()]), "2026-11-29T00:00:00Z".into());
+        let bytes = serde_json::to_vec(&meta.to_custom()).unwrap();
+        assert!(bytes.len() < 1024, "{} bytes: {}", bytes.len(), String::from_utf8_lossy(&bytes));
+        assert_eq!(meta.file_count, 30_600);
+        assert!(meta.paths.version_files_more && meta.paths.version_files.len() == crate::layout::MAX_VERSION_FILES);
+    }
+
+    /// The archive's own manifest is used only when it agrees with the signed metadata.
+    #[test]
+    fn an_archive_manifest_that_disagrees_with_the_signed_metadata_is_refused() {
+        let m = sample();
+        let meta = BundleMetadata::new(m.clone(), BTreeSet::new(), "2026-11-29T00:00:00Z".into());
+        type Change = Box<dyn Fn(&mut Manifest)>;
+        let changes: Vec<(&str, Change)> = vec![
+            ("bundle b@2.0.0", Box::new(|m| m.version = Version::new(2, 0, 0))),
+            ("field component", Box::new(|m| m.component = crate::names::Component::new("mod_forum").unwrap())),
+            ("field delete", Box::new(|m| m.delete.push(RelPath::new("mod/quiz/old.php").unwrap()))),
+            ("field upgrade", Box::new(|m| m.upgrade = true)),
+            ("file count 4", Box::new(|m| m.files.push(FileEntry { path: RelPath::new("z.php").unwrap(), sha256: Sha256Hex::from_digest(&[0; 32]), size: 0, mode: FileMode::Regular }))),
+            ("expanded size 7", Box::new(|m| m.files[0].size += 1)),
+            ("paths summary", Box::new(|m| m.files[1].path = RelPath::new("c/version.php").unwrap())),
+            ("paths summary", Box::new(|m| m.files[0].path = RelPath::new("config.php").unwrap())),
+        ];
+        for (want, change) in changes {
+            let mut other = m.clone();
+            change(&mut other);
+            let e = meta.check_archive_manifest(&other).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("differs from the signed metadata of b@1.0.0") && !e.contains('\n'), "{want}: {e}");
+        }
+        // A file's digest or mode is the archive reader's to check against the archive's manifest.
+        let mut same_shape = m.clone();
+        same_shape.files[0].sha256 = Sha256Hex::from_digest(&[9; 32]);
+        meta.check_archive_manifest(&same_shape).unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::contract::{Improvement, Level};
 use super::decision::{DecisionKind, Reason};
 use palier_bundle::components::ComponentMap;
 use palier_bundle::layout::Layout;
-use palier_bundle::manifest::{ChangeClass, DataImpact, Dependency, Manifest};
+use palier_bundle::manifest::{ChangeClass, DataImpact, Dependency};
 use palier_bundle::metadata::{BundleMetadata, BundleState, Validations};
 use palier_bundle::names::PlatformId;
 
@@ -110,7 +110,7 @@ pub(crate) fn moodle(meta: &BundleMetadata, release: &Version) -> Result<(), Ver
 /// not read (a plan from the release alone).
 pub(crate) fn paths(meta: &BundleMetadata, site: &(impl super::SiteFacts + ?Sized)) -> Result<(), Verdict> {
     let Some((layout, map)) = site.code() else { return Ok(()) };
-    palier_bundle::layout::check_paths(&meta.manifest, layout, map, "the site's lib/components.json").map_err(|e| {
+    meta.paths.check(&meta.manifest.component, layout, map, "the site's lib/components.json").map_err(|e| {
         Verdict::new(DecisionKind::Skipped, Reason::MoodleLayoutMismatch, format!("does not fit this Moodle {layout} site: {e}"))
     })
 }
@@ -171,18 +171,22 @@ pub(crate) fn stability(level: Level, impact: DataImpact) -> Result<(), Verdict>
     Ok(())
 }
 
-/// Whether `m` changes the site's database, and why: it says `upgrade = true`, or it writes
-/// or deletes a `version.php` (core's `$version`, a plugin's `$plugin->version`), which
-/// Moodle's `upgrade.php` then installs. With the site's code known (`code`), a
-/// `version.php` counts where the layout puts core's (`version.php`, `public/version.php`)
-/// and at the top of a plugin's folder (`mod/quiz/version.php`, `public/mod/quiz/version.php`,
-/// a subplugin's); without it, any file named `version.php` counts.
-pub fn changes_database(m: &Manifest, code: Option<(Layout, &ComponentMap)>) -> Option<String> {
-    if m.upgrade {
+/// Whether the bundle of `meta` changes the site's database, and why: it says `upgrade =
+/// true`, or it writes or deletes a `version.php` (core's `$version`, a plugin's
+/// `$plugin->version`), which Moodle's `upgrade.php` then installs. With the site's code known
+/// (`code`), a `version.php` counts where the layout puts core's (`version.php`,
+/// `public/version.php`) and at the top of a plugin's folder (`mod/quiz/version.php`,
+/// `public/mod/quiz/version.php`, a subplugin's); without it, any file named `version.php`
+/// counts. The signed metadata names a bundle's `version.php` paths (up to
+/// [`palier_bundle::layout::MAX_VERSION_FILES`]; a bundle with more counts as changing it).
+pub fn changes_database(meta: &BundleMetadata, code: Option<(Layout, &ComponentMap)>) -> Option<String> {
+    if meta.manifest.upgrade {
         return Some("it says upgrade = true".into());
     }
-    let mut paths = m.files.iter().map(|f| f.path.as_str()).chain(m.delete.iter().map(|p| p.as_str()));
-    paths.find(|p| is_version_php(p, code)).map(|p| format!("it changes {p}"))
+    if meta.paths.version_files_more {
+        return Some(format!("it changes more than {} version.php files", palier_bundle::layout::MAX_VERSION_FILES));
+    }
+    meta.paths.version_files.iter().map(|p| p.as_str()).find(|p| is_version_php(p, code)).map(|p| format!("it changes {p}"))
 }
 
 fn is_version_php(path: &str, code: Option<(Layout, &ComponentMap)>) -> bool {
@@ -203,7 +207,7 @@ pub(crate) fn backup(stability: &super::Stability, meta: &BundleMetadata, site: 
     if stability.backup {
         return Ok(());
     }
-    match changes_database(&meta.manifest, site.code()) {
+    match changes_database(meta, site.code()) {
         None => Ok(()),
         Some(why) => Err(Verdict::new(
             DecisionKind::NeedsScheduledIntervention,

@@ -914,12 +914,12 @@ fn a_bundle_that_does_not_fit_the_site_code_is_skipped_moodle_layout_mismatch() 
     let k = contract(Level::Three, Level::One);
     let site = |layout| MoodleSite { release: moodle(), layout, components: ComponentMap::builtin(layout) };
     let with_files = |paths: &[&str]| {
-        let mut b = bundle("mod_quiz-fix", "1.0.0");
-        b.manifest.files = paths
+        let b = bundle("mod_quiz-fix", "1.0.0");
+        let files = paths
             .iter()
             .map(|p| palier_bundle::FileEntry { path: RelPath::new(*p).unwrap(), sha256: palier_bundle::Sha256Hex::from_digest(&[0; 32]), size: 1, mode: palier_bundle::FileMode::from_permissions(0o644) })
             .collect();
-        b
+        signed_with_files(b, files)
     };
     let now = ts("2026-12-01T12:00:00Z");
     let one = |b: &BundleMetadata, layout| plan(&k, std::slice::from_ref(b), &[], &site(layout), now).bundles.remove(0);
@@ -969,14 +969,20 @@ fn plan_inside_an_open_window_or_slot_says_the_current_one() {
     assert!(!detail.contains("no calendar slot starts"), "{detail}");
 }
 
-fn with_file(mut meta: BundleMetadata, path: &str) -> BundleMetadata {
-    meta.manifest.files.push(palier_bundle::manifest::FileEntry {
+fn with_file(meta: BundleMetadata, path: &str) -> BundleMetadata {
+    let file = palier_bundle::manifest::FileEntry {
         path: palier_bundle::names::RelPath::new(path).unwrap(),
         sha256: palier_bundle::manifest::Sha256Hex::from_digest(&[0; 32]),
         size: 1,
         mode: palier_bundle::manifest::FileMode::from_permissions(0o644),
-    });
-    meta
+    };
+    signed_with_files(meta, vec![file])
+}
+
+/// `meta` signed for a bundle of `files`: its file count, size and path summary.
+fn signed_with_files(meta: BundleMetadata, files: Vec<palier_bundle::manifest::FileEntry>) -> BundleMetadata {
+    let full = meta.manifest.clone().with_files(files);
+    BundleMetadata { file_count: full.files.len() as u64, expanded_size: full.expanded_size(), paths: palier_bundle::layout::PathSummary::of(full.paths()), ..meta }
 }
 
 /// Issue 13: a bundle that changes the database (`upgrade = true`, or a `version.php` of
@@ -1021,14 +1027,29 @@ fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
     }
     // Core's version file, in each layout; without the site's code, any version.php counts.
     let core = |path: &str| {
-        let mut m = manifest("core-fix", "1.0.0", "core", ChangeClass::Technical, DataImpact::None);
-        m.files = with_file(bundle("x", "1.0.0"), path).manifest.files;
-        m
+        let m = manifest("core-fix", "1.0.0", "core", ChangeClass::Technical, DataImpact::None);
+        with_file(BundleMetadata::new(m, BTreeSet::new(), "2026-11-01T00:00:00Z".into()), path)
     };
     assert!(changes_database(&core("public/version.php"), Some((Layout::Public, &ComponentMap::builtin(Layout::Public)))).is_some());
     assert!(changes_database(&core("version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_some());
     assert!(changes_database(&core("lib/version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_none());
     assert!(changes_database(&core("lib/version.php"), None).is_some());
+    // The signed metadata names up to 16 version.php paths; a bundle with more counts as a
+    // database change even where none of the named ones would.
+    let files = |n: usize| {
+        (0..n)
+            .map(|i| palier_bundle::manifest::FileEntry {
+                path: palier_bundle::names::RelPath::new(format!("lib/x{i:02}/version.php")).unwrap(),
+                sha256: palier_bundle::manifest::Sha256Hex::from_digest(&[0; 32]),
+                size: 1,
+                mode: palier_bundle::manifest::FileMode::from_permissions(0o644),
+            })
+            .collect::<Vec<_>>()
+    };
+    let classic = ComponentMap::builtin(Layout::Classic);
+    assert!(changes_database(&signed_with_files(bundle("few", "1.0.0"), files(16)), Some((Layout::Classic, &classic))).is_none());
+    let why = changes_database(&signed_with_files(bundle("many", "1.0.0"), files(17)), Some((Layout::Classic, &classic))).unwrap();
+    assert_eq!(why, "it changes more than 16 version.php files");
 }
 
 // ---------------------------------------------------------------------------------------

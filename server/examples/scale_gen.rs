@@ -6,8 +6,9 @@
 //!
 //! It writes the layout the repository has: hashed bins (signed metadata format 2) when the
 //! top-level targets delegate, else every bundle in the top-level targets with the file list
-//! as lines (format 1, the layout and format of releases before hashed bins). The archives
-//! themselves are not written: refresh and plan never download them.
+//! as lines (format 1, the layout and format of releases before hashed bins). Each bundle's
+//! archive is written to `targets/` as `publish` stores it (small generated files): the
+//! publish-time file ownership check reads the other bundles' manifests from them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -15,7 +16,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use palier_bundle::metadata::file_line;
-use palier_bundle::{BundleMetadata, Manifest, ManifestKind};
+use palier_bundle::{BundleMetadata, Manifest, ManifestKind, hostile};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tough::editor::signed::SignedRole;
@@ -40,16 +41,23 @@ fn version_only(version: NonZeroU64) -> Metafile {
     Metafile { length: None, hashes: None, version, _extra: HashMap::new() }
 }
 
-/// Bundle `i`: FILES files under mod/quiz, as `bundle build` would list them.
-fn manifest(i: usize, files: usize) -> Manifest {
+/// Bundle `i`: FILES files under mod/quiz, as `bundle build` would list them, and its archive.
+fn bundle(i: usize, files: usize) -> (Manifest, Vec<u8>) {
     let mut text = format!(
         "id = \"scale-{i:05}\"\nversion = \"1.0.0\"\ncomponent = \"mod_quiz\"\nclass = \"technical\"\ndata_impact = \"none\"\nsummary = \"generated bundle {i} for the scale benchmark\"\nfixes = [\"FR-{i}\"]\norigin = \"report\"\n"
     );
+    let mut contents = Vec::new();
     for f in 0..files {
-        let sha = hex::encode(Sha256::digest(format!("{i}/{f}").as_bytes()));
-        text.push_str(&format!("\n[[files]]\npath = \"mod/quiz/classes/generated/b{i}/file-{f:02}.php\"\nsha256 = \"{sha}\"\nsize = {}\nmode = \"0644\"\n", 1000 + f));
+        let path = format!("mod/quiz/classes/generated/b{i}/file-{f:02}.php");
+        let data: Vec<u8> = format!("<?php // {i}/{f}\n").bytes().cycle().take(1000 + f).collect();
+        let sha = hex::encode(Sha256::digest(&data));
+        text.push_str(&format!("\n[[files]]\npath = \"{path}\"\nsha256 = \"{sha}\"\nsize = {}\nmode = \"0644\"\n", data.len()));
+        contents.push((path, data));
     }
-    Manifest::parse(&text, ManifestKind::Built).unwrap()
+    let m = Manifest::parse(&text, ManifestKind::Built).unwrap();
+    let mut entries = vec![hostile::manifest_entry(&m)];
+    entries.extend(contents.iter().map(|(path, data)| hostile::RawEntry::file(&format!("files/{path}"), data)));
+    (m, hostile::craft(&entries))
 }
 
 #[tokio::main]
@@ -76,24 +84,28 @@ async fn main() {
     // The single-targets layout may carry an empty `delegations`.
     let delegations = targets.signed.delegations.clone().filter(|d| !d.roles.is_empty());
     let single = delegations.is_none();
+    let targets_dir = PathBuf::from(repo).join("targets");
     let entries = (0..count).map(|i| {
-        let m = manifest(i, files);
+        let (m, archive) = bundle(i, files);
         let name = m.target_name();
+        // The archive as `publish` stores it: its own manifest is what the server reads.
+        let sha = Sha256::digest(&archive).to_vec();
+        std::fs::write(targets_dir.join(format!("{}.{name}", hex::encode(&sha))), &archive).unwrap();
         let meta = BundleMetadata::new(m.clone(), BTreeSet::new(), now.to_string());
         let mut custom = match meta.to_custom() {
             serde_json::Value::Object(map) => map,
             _ => unreachable!(),
         };
         let target = |custom: serde_json::Map<String, serde_json::Value>| Target {
-            length: 4096,
-            hashes: Hashes { sha256: Decoded::from(Sha256::digest(name.as_bytes()).to_vec()), _extra: HashMap::new() },
+            length: archive.len() as u64,
+            hashes: Hashes { sha256: Decoded::from(sha), _extra: HashMap::new() },
             custom: custom.into_iter().collect(),
             _extra: HashMap::new(),
         };
         if single {
             custom.insert("format".into(), 1.into());
             custom.remove("file_count");
-            custom.remove("files_sha256");
+            custom.remove("paths");
             custom.insert("files".into(), m.files.iter().map(file_line).collect::<Vec<_>>().into());
         }
         (TargetName::new(name.clone()).unwrap(), target(custom))

@@ -20,7 +20,6 @@
 //! repository (another pinned root) is deleted and built again.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::File;
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
@@ -30,7 +29,7 @@ use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::repo::{HALTS, Head, RepoPaths, published, refused};
+use crate::repo::{HALTS, Head, RepoPaths, archive_manifest, published, refused};
 
 /// The index's file name in the online keys folder.
 pub const FILE: &str = "ownership-index.sqlite";
@@ -273,10 +272,15 @@ impl Index {
                 update.states.push((p.target, yanked));
                 continue;
             }
-            let manifest = stored_manifest(paths, &p.target, &p.sha256)?;
-            if manifest.id != p.meta.manifest.id || manifest.version != p.meta.manifest.version {
-                return Err(Failure::Repo(refused(&paths.dir, &p.target, format!("its archive holds {}", manifest.key()))));
-            }
+            let manifest = archive_manifest(paths, &p).map_err(|e| match e {
+                Error::Io { path, source, .. } => Failure::Repo(Error::Refused(format!(
+                    "repository {}: cannot read the archive of {} ({}: {source}) to check file ownership; restore it from a backup of targets/",
+                    paths.dir.display(),
+                    p.target,
+                    path.display()
+                ))),
+                e => Failure::Repo(e),
+            })?;
             update.new.push((p.target, p.sha256, yanked, Claims::from(&manifest)));
         }
         // What the index still holds of this bin left it (retired).
@@ -427,20 +431,6 @@ fn record_bin(tx: &rusqlite::Transaction<'_>, name: &str, seen: BinSeen) -> Resu
     )
     .map_err(db("record a bin"))?;
     Ok(())
-}
-
-/// The manifest of a published bundle, from its archive in `targets/` (`<sha256>.<target>`).
-fn stored_manifest(paths: &RepoPaths, target: &str, sha256: &str) -> Result<palier_bundle::Manifest, Failure> {
-    let path = paths.targets().join(format!("{sha256}.{target}"));
-    let file = File::open(&path).map_err(|e| {
-        Failure::Repo(Error::Refused(format!(
-            "repository {}: cannot read the archive of {target} ({}: {e}) to check file ownership; restore {} from a backup of targets/",
-            paths.dir.display(),
-            path.display(),
-            path.display()
-        )))
-    })?;
-    palier_bundle::archive::read_manifest(file).map_err(|source| Failure::Repo(Error::Archive { path, source }))
 }
 
 fn root_digest(paths: &RepoPaths) -> Result<String> {

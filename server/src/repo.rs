@@ -470,6 +470,16 @@ pub(crate) fn published(name: &TargetName, target: &Target) -> Result<Published>
     Ok(Published { target: name.raw().to_owned(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta })
 }
 
+/// The manifest of a published bundle's archive (`targets/<sha256>.<target>`), held to its
+/// signed metadata.
+pub(crate) fn archive_manifest(paths: &RepoPaths, p: &Published) -> Result<Manifest> {
+    let path = paths.targets().join(format!("{}.{}", p.sha256, p.target));
+    let file = File::open(&path).map_err(Error::io("open bundle archive", &path))?;
+    let m = archive::read_manifest(file).map_err(|source| Error::Archive { path: path.clone(), source })?;
+    p.meta.check_archive_manifest(&m).map_err(|source| Error::Archive { path, source })?;
+    Ok(m)
+}
+
 pub(crate) fn dir_url(path: &Path) -> Result<url::Url> {
     let abs = canonical(path)?;
     url::Url::from_directory_path(&abs).map_err(|()| Error::Refused(format!("{} cannot be a file URL", abs.display())))

@@ -23,7 +23,8 @@ pub struct Args {
 }
 
 /// Refresh and verify the repository, read the site, and plan every bundle as `run` would
-/// (the site's holds, back-off and file ownership included: see `cycle::site_plan`).
+/// (the site's holds, back-off and file ownership included: see `cycle::planned`, which
+/// downloads the archives of the eligible bundles to read their files).
 pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
     let _lock = lock::acquire_shared(&config.state_dir)?;
     site::check_mark(&config.moodle.dirroot, &config.state_dir)?;
@@ -31,7 +32,12 @@ pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
     let release = site::moodle_release(&config.moodle.dirroot)?;
     let installed = site::installed(&config.state_dir)?;
     let held = holds::read_all(&config.state_dir)?;
-    Ok(cycle::site_plan(config, &verified.bundles, &release, &installed, &held, now))
+    let mut waiting = Vec::new();
+    let plan = cycle::planned(config, &verified, &release, &installed, &held, now, &mut waiting).await;
+    for w in waiting {
+        eprintln!("{w}");
+    }
+    Ok(plan)
 }
 
 impl Args {

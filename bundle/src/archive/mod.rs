@@ -354,19 +354,21 @@ fn read_tar(decompressed: Chunks, limits: ReadLimits<'_>, sink: &mut dyn EntrySi
     Ok(manifest)
 }
 
-/// Read only the manifest of a gzip-compressed bundle archive (its first entry, `bundle.toml`),
-/// without reading or verifying the files after it: for an archive already verified when it
-/// was stored (the server's own `targets/`), whose manifest is wanted again. Inflates only the
-/// first few KB, whatever the archive's size.
+/// The archive's own manifest, its first entry `bundle.toml`, read without the files: what
+/// the agent holds to the signed metadata once the archive is downloaded (its length and
+/// sha256 checked against the signed target). The files are verified when the archive is
+/// read whole ([`read_archive`]).
 pub fn read_manifest<R: Read>(input: R) -> Result<Manifest> {
-    let gz = flate2::bufread::GzDecoder::new(BufReader::new(input));
+    let gz = flate2::read::GzDecoder::new(BufReader::with_capacity(64 * 1024, input));
+    // The manifest's own size bounds what is inflated.
     let budget = std::rc::Rc::new(std::cell::Cell::new(MAX_MANIFEST_BYTES + 64 * 1024));
-    let mut archive = tar::Archive::new(Budgeted { inner: gz, budget, limit: MAX_MANIFEST_BYTES });
+    let counted = Budgeted { inner: gz, budget, limit: MAX_MANIFEST_BYTES };
+    let mut archive = tar::Archive::new(counted);
     let mut entries = archive.entries().map_err(read_err)?;
     first_manifest(&mut entries)
 }
 
-/// The first entry, which must be `bundle.toml`, parsed as a built manifest.
+/// Read and parse the first entry, which must be `bundle.toml`.
 fn first_manifest<R: Read>(entries: &mut tar::Entries<'_, R>) -> Result<Manifest> {
     let mut first = match entries.next() {
         Some(e) => e.map_err(read_err)?,

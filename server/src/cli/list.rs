@@ -32,7 +32,7 @@ struct Row<'a> {
     alpha: bool,
     datasets: Vec<&'a str>,
     reported_by: Vec<&'a str>,
-    files: usize,
+    files: u64,
     expanded_size: u64,
     published_at: &'a str,
     /// The staged rollout's text form, `null` without one.
@@ -59,7 +59,7 @@ fn row(p: &Published) -> Row<'_> {
         alpha: p.meta.validations.alpha,
         datasets: p.meta.validations.datasets.iter().map(String::as_str).collect(),
         reported_by: p.meta.reported_by.iter().map(|p| p.as_str()).collect(),
-        files: m.files.len(),
+        files: p.meta.file_count,
         expanded_size: p.meta.expanded_size,
         published_at: &p.meta.published_at,
         rollout: p.meta.rollout.as_ref().map(ToString::to_string),

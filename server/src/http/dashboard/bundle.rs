@@ -89,7 +89,7 @@ fn render_meta(h: &mut String, ctx: &Ctx, b: &Published) {
         if reported.is_empty() { html::muted_dash() } else { reported.join(", ") },
         dash(m.requires_moodle.as_ref().map(ToString::to_string).as_deref()),
         if after.is_empty() { html::muted_dash() } else { after.join(", ") },
-        m.files.len(),
+        meta.file_count,
         meta.expanded_size,
         escape(&b.target),
         escape(&b.sha256),
