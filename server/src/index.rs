@@ -3,8 +3,8 @@
 //! which active bundles touch the new bundle's paths instead of reading every bundle of the
 //! repository, so the check costs the same at 10 bundles and at 10,000.
 //!
-//! It is derived data, kept in one SQLite file in the online keys folder
-//! ([`FILE`]): that folder is never served (the repository folder may be served whole by a
+//! It is derived data, kept in one SQLite database in the online keys folder ([`FILE`], with
+//! its write-ahead log beside it): that folder is never served (the repository folder may be served whole by a
 //! static web server, so nothing private or server-side goes there), every command that
 //! changes the repository already needs it (the writers' lock is there), and a restore of
 //! the repository alone leaves the index to notice it is stale. It is only read and written
@@ -168,6 +168,10 @@ impl Index {
         // Derived data: a crash may lose the last transactions (WAL, synchronous NORMAL: no
         // sync per commit), never consistency, and a lost record only makes a bin look stale.
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(db("set pragmas"))?;
+        // No checkpoint when the command ends: the WAL stays beside the file for the next one,
+        // which spares every publish the syncs of a checkpoint and of a new WAL file (SQLite
+        // checkpoints by itself, inside a commit, once the WAL holds 1,000 pages).
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(db("set pragmas"))?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db("read the schema version"))?;
         let fresh = if version == 0 {
             // Mode 0600 like the keys beside it, whatever the umask.

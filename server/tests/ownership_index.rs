@@ -31,6 +31,27 @@ impl Repo {
         self.paths.keys.join(palier_server::index::FILE)
     }
 
+    /// The index's files: the database and SQLite's write-ahead log and its shared memory.
+    fn index_files(&self) -> Vec<PathBuf> {
+        ["", "-wal", "-shm"].iter().map(|s| PathBuf::from(format!("{}{s}", self.index().display()))).collect()
+    }
+
+    /// The index as it is now, every file of it (`None` for one that does not exist).
+    fn save_index(&self) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+        self.index_files().into_iter().map(|p| (p.clone(), std::fs::read(&p).ok())).collect()
+    }
+
+    fn restore_index(&self, saved: &[(PathBuf, Option<Vec<u8>>)]) {
+        for (path, bytes) in saved {
+            match bytes {
+                Some(b) => std::fs::write(path, b).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+
     /// An archive of `id@version` writing `writes`, deleting `deletes`, built on `after`.
     fn archive(&self, id: &str, version: &str, writes: &[&str], deletes: &[&str], after: &[&str]) -> PathBuf {
         let contents: Vec<(&str, Vec<u8>)> = writes.iter().map(|p| (*p, format!("<?php // {id} {version} {p}\n").into_bytes())).collect();
@@ -122,9 +143,9 @@ async fn a_bundle_published_behind_the_index_still_refuses_the_conflicting_publi
     r.publish("quiz-a", "1.0.0", &["mod/quiz/a.php"], &[], &[]).await.unwrap();
     // The index as it was, put back after another bundle is published: it knows nothing of
     // quiz-x and records quiz-x's bin at its older version.
-    let before = std::fs::read(r.index()).unwrap();
+    let before = r.save_index();
     r.publish("quiz-x", "1.0.0", &["mod/quiz/view.php"], &[], &[]).await.unwrap();
-    std::fs::write(r.index(), &before).unwrap();
+    r.restore_index(&before);
     let e = r.publish("quiz-y", "1.0.0", &["mod/quiz/view.php"], &[], &[]).await.unwrap_err();
     assert!(e.starts_with("quiz-x@1.0.0 and quiz-y@1.0.0 both write or delete mod/quiz/view.php"), "{e}");
 }
@@ -152,24 +173,30 @@ async fn a_deleted_or_corrupt_index_is_built_again_from_the_archives() {
     assert!(e.starts_with("quiz-a@1.0.0 and quiz-c@1.0.0 both write"), "{e}");
     assert!(r.index().is_file(), "the index is built again");
 
+    for path in r.index_files() {
+        let _ = std::fs::remove_file(&path);
+    }
     std::fs::write(r.index(), b"not a database, whatever it was").unwrap();
     let e = r.publish("quiz-c", "1.0.0", &["mod/quiz/old/x.php"], &[], &[]).await.unwrap_err();
     assert!(e.starts_with("quiz-b@1.0.0 and quiz-c@1.0.0 both write or delete mod/quiz/old/x.php"), "{e}");
     r.publish("quiz-c", "1.0.0", &["mod/quiz/c.php"], &[], &[]).await.unwrap();
 
-    // Pages damaged in place, as a disk fault would.
-    damage(&r.index());
+    // Pages damaged in place, as a disk fault would: the database's and the log's.
+    for path in r.index_files().iter().filter(|p| p.is_file()) {
+        damage(path);
+    }
     let e = r.publish("quiz-d", "1.0.0", &["mod/quiz/view.php"], &[], &[]).await.unwrap_err();
     assert!(e.starts_with("quiz-a@1.0.0 and quiz-d@1.0.0 both write"), "{e}");
 }
 
-/// Overwrite the index's pages after its 100-byte header, first half of the file.
-fn damage(index: &Path) {
-    let mut bytes = std::fs::read(index).unwrap();
-    assert!(bytes.len() >= 8192, "an index of {} bytes", bytes.len());
+/// Overwrite the first half of a file after its first 100 bytes (the database's header).
+fn damage(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
     let half = bytes.len() / 2;
-    bytes[100..half].fill(0x5a);
-    std::fs::write(index, bytes).unwrap();
+    if half > 100 {
+        bytes[100..half].fill(0x5a);
+    }
+    std::fs::write(file, bytes).unwrap();
 }
 
 #[tokio::test]
