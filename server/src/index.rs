@@ -4,11 +4,11 @@
 //! repository, so the check costs the same at 10 bundles and at 10,000.
 //!
 //! It is derived data, kept in one SQLite database in the online keys folder ([`FILE`], with
-//! its write-ahead log beside it): that folder is never served (the repository folder may be served whole by a
-//! static web server, so nothing private or server-side goes there), every command that
-//! changes the repository already needs it (the writers' lock is there), and a restore of
-//! the repository alone leaves the index to notice it is stale. It is only read and written
-//! under the writers' lock.
+//! its write-ahead log beside it): that folder is never served (the repository folder may be
+//! served whole by a static web server, so nothing server-side goes there), every command
+//! that changes the repository already needs it (the writers' lock is there), and a restore
+//! of the repository alone leaves the index to notice it is stale. It is only read and
+//! written under the writers' lock.
 //!
 //! Each bin's rows record the bin's version (and its file's size, change time and inode) as
 //! the snapshot named it when they were read. On use, every bin whose record differs from
