@@ -2,15 +2,17 @@
 //! the same path, or the one applied last would silently undo the other's fix, unless one
 //! names the other in `after` (it is then built on top of it and carries both fixes).
 //!
-//! [`conflicts`] is used by `publish` (against the active bundles of the repository) and by
+//! [`conflicts`] is used by `publish` (against the active bundles of the repository, whose
+//! [`Claims`] the server keeps in an index) and by
 //! the agent (against the bundles installed and due on its site), so both refuse the same
 //! pairs. A `delete` of a folder owns everything under it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::manifest::Manifest;
+use crate::manifest::{Dependency, Manifest};
 use crate::metadata::BundleRef;
+use crate::names::RelPath;
 
 /// Two bundles of different ids that both write or delete `path`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,6 +32,35 @@ impl fmt::Display for Conflict {
     }
 }
 
+/// What a bundle owns on a site: the paths it writes and deletes, and the bundles it is built
+/// on (`after`). All the ownership rules need of a manifest; the server's ownership index
+/// keeps these for every active bundle instead of their whole manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub bundle: BundleRef,
+    pub writes: Vec<RelPath>,
+    pub deletes: Vec<RelPath>,
+    pub after: Vec<Dependency>,
+}
+
+impl From<&Manifest> for Claims {
+    fn from(m: &Manifest) -> Self {
+        Claims {
+            bundle: BundleRef { id: m.id.clone(), version: m.version.clone() },
+            writes: m.files.iter().map(|f| f.path.clone()).collect(),
+            deletes: m.delete.clone(),
+            after: m.after.clone(),
+        }
+    }
+}
+
+impl Claims {
+    /// Every path it writes or deletes.
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
+        self.writes.iter().chain(&self.deletes)
+    }
+}
+
 /// How a bundle touches a path.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Touch {
@@ -38,8 +69,8 @@ enum Touch {
 }
 
 /// Whether `a` names `b` in its `after` list (by id, with a version requirement `b` meets).
-fn names_in_after(a: &Manifest, b: &Manifest) -> bool {
-    a.after.iter().any(|dep| dep.id == b.id && dep.req.matches(&b.version))
+fn names_in_after(a: &Claims, b: &Claims) -> bool {
+    a.after.iter().any(|dep| dep.id == b.bundle.id && dep.req.matches(&b.bundle.version))
 }
 
 /// Every pair of bundles of different ids among `manifests` that touch the same path (or,
@@ -47,20 +78,26 @@ fn names_in_after(a: &Manifest, b: &Manifest) -> bool {
 /// Each pair is reported once, with the first path found (in path order); pairs come
 /// sorted, `first` being the bundle listed first in `manifests`.
 pub fn conflicts(manifests: &[&Manifest]) -> Vec<Conflict> {
+    let claims: Vec<Claims> = manifests.iter().map(|m| Claims::from(*m)).collect();
+    conflicts_among(&claims.iter().collect::<Vec<_>>())
+}
+
+/// [`conflicts`] on what each bundle claims.
+pub fn conflicts_among(bundles: &[&Claims]) -> Vec<Conflict> {
     let mut by_path: BTreeMap<&str, Vec<(usize, Touch)>> = BTreeMap::new();
-    for (i, m) in manifests.iter().enumerate() {
-        for f in &m.files {
-            by_path.entry(f.path.as_str()).or_default().push((i, Touch::Write));
+    for (i, c) in bundles.iter().enumerate() {
+        for p in &c.writes {
+            by_path.entry(p.as_str()).or_default().push((i, Touch::Write));
         }
-        for d in &m.delete {
+        for d in &c.deletes {
             by_path.entry(d.as_str()).or_default().push((i, Touch::Delete));
         }
     }
     let mut pairs: BTreeMap<(usize, usize), String> = BTreeMap::new();
     let mut note = |a: usize, b: usize, path: &str| {
         let (x, y) = if a < b { (a, b) } else { (b, a) };
-        let (ma, mb) = (manifests[x], manifests[y]);
-        if ma.id != mb.id && !names_in_after(ma, mb) && !names_in_after(mb, ma) {
+        let (ca, cb) = (bundles[x], bundles[y]);
+        if ca.bundle.id != cb.bundle.id && !names_in_after(ca, cb) && !names_in_after(cb, ca) {
             pairs.entry((x, y)).or_insert_with(|| path.to_owned());
         }
     };
@@ -83,10 +120,9 @@ pub fn conflicts(manifests: &[&Manifest]) -> Vec<Conflict> {
             }
         }
     }
-    let bref = |m: &Manifest| BundleRef { id: m.id.clone(), version: m.version.clone() };
     pairs
         .into_iter()
-        .map(|((a, b), path)| Conflict { path, first: bref(manifests[a]), second: bref(manifests[b]) })
+        .map(|((a, b), path)| Conflict { path, first: bundles[a].bundle.clone(), second: bundles[b].bundle.clone() })
         .collect()
 }
 
@@ -96,11 +132,11 @@ pub fn conflicts(manifests: &[&Manifest]) -> Vec<Conflict> {
 /// it); a live bundle naming `next`'s id does not let a newer `next` undo it. `first` is
 /// the live bundle, `second` is `next`.
 pub fn overwrites(live: &[&Manifest], next: &Manifest) -> Option<Conflict> {
-    live.iter().filter(|m| m.id != next.id && !names_in_after(next, m)).find_map(|m| {
+    let next = Claims::from(next);
+    live.iter().map(|m| Claims::from(*m)).filter(|m| m.bundle.id != next.bundle.id && !names_in_after(&next, m)).find_map(|mut m| {
         // Pairwise, without the `after` exemption the live bundle would give.
-        let mut unnamed = (*m).clone();
-        unnamed.after.retain(|d| d.id != next.id);
-        conflicts(&[&unnamed, next]).into_iter().next()
+        m.after.retain(|d| d.id != next.bundle.id);
+        conflicts_among(&[&m, &next]).into_iter().next()
     })
 }
 

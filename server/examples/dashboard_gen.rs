@@ -117,11 +117,13 @@ pub async fn generate(dir: &std::path::Path, n_platforms: usize, n_bundles: usiz
         let component = COMPONENTS[i % COMPONENTS.len()];
         let id = format!("{}-fix-{:02}", component.replace('_', "-"), i);
         let content = format!("<?php // fix {i}\n");
-        let mut m = hostile::manifest_for(&id, "1.0.0", &[("lib.php", content.as_bytes())]);
+        // Each its own file: `publish` refuses two ids writing one path.
+        let file = format!("fix-{i:02}.php");
+        let mut m = hostile::manifest_for(&id, "1.0.0", &[(file.as_str(), content.as_bytes())]);
         m.component = Component::new(component).unwrap();
         m.summary = format!("Generated fix {i} of {component}");
         let archive = dir.join(format!("{id}.tar.gz"));
-        std::fs::write(&archive, hostile::craft(&[hostile::manifest_entry(&m), hostile::RawEntry::file("files/lib.php", content.as_bytes())])).unwrap();
+        std::fs::write(&archive, hostile::craft(&[hostile::manifest_entry(&m), hostile::RawEntry::file(&format!("files/{file}"), content.as_bytes())])).unwrap();
         let at = now - SignedDuration::from_hours(6 * (n_bundles - i) as i64);
         repo::publish(&paths, &archive, BTreeSet::new(), repo::DEFAULT_MAX_EXPANDED, at).await.unwrap();
         std::fs::remove_file(&archive).unwrap();

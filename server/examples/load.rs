@@ -126,10 +126,11 @@ async fn setup(repo_dir: PathBuf, db: PathBuf, platforms: usize, tokens: PathBuf
     let paths = RepoPaths::new(&repo_dir, None);
     let now = Timestamp::now();
     repo::init(&paths, Thresholds::default(), Expiries::default(), now).await.unwrap();
-    for id in ["crafted", "other"] {
-        let m = hostile::manifest_for(id, "1.0.0", &[("a.php", hostile::A)]);
+    // Each its own file: `publish` refuses two ids writing one path.
+    for (id, file) in [("crafted", "a.php"), ("other", "b.php")] {
+        let m = hostile::manifest_for(id, "1.0.0", &[(file, hostile::A)]);
         let archive = repo_dir.with_extension(format!("{id}.tar.gz"));
-        std::fs::write(&archive, hostile::craft(&[hostile::manifest_entry(&m), RawEntry::file("files/a.php", hostile::A)])).unwrap();
+        std::fs::write(&archive, hostile::craft(&[hostile::manifest_entry(&m), RawEntry::file(&format!("files/{file}"), hostile::A)])).unwrap();
         repo::publish(&paths, &archive, Default::default(), repo::DEFAULT_MAX_EXPANDED, now).await.unwrap();
     }
     let store = Store::open(&db).unwrap();

@@ -36,6 +36,13 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("ownership index {path}: cannot {what}: {source} (it is derived data: delete it and the -wal and -shm files beside it, and it is built again)")]
+    Index {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("{0}")]
     Refused(String),
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod fleet;
 pub mod halts;
 pub mod http;
+pub mod index;
 pub mod keys;
 pub mod migrate;
 pub mod release;

@@ -42,13 +42,13 @@ pub async fn publish_with_rollout(
 ) -> Result<PublishedFix> {
     let mut linked: Vec<(i64, String)> = Vec::new();
     // The archive is checked here for its manifest (its paths, its fix requests), and again
-    // by `repo::publish`.
+    // by `repo::publish`, which also refuses a file conflict with another active bundle
+    // (under the writers' lock, through the ownership index).
     let path = archive.to_path_buf();
     let checked = tokio::task::spawn_blocking(move || repo::check_archive(&path, max_expanded))
         .await
         .map_err(|e| Error::Refused(format!("archive check stopped: {e}")))??;
     crate::cli::bundle::check_paths(&checked.manifest, None).map_err(|e| Error::Refused(format!("{e}; nothing published")))?;
-    refuse_file_conflicts(paths, &checked.manifest).await?;
     crate::retire::refuse_retired(paths, &BundleRef { id: checked.manifest.id.clone(), version: checked.manifest.version.clone() })?;
     if let Some(store) = store {
         for fix in &checked.manifest.fixes {
@@ -72,40 +72,6 @@ pub async fn publish_with_rollout(
         store.link_fix_requests(&ns, &bundle)?;
     }
     Ok(PublishedFix { published, linked: linked.into_iter().map(|(_, id)| id).collect() })
-}
-
-/// File ownership across bundles (`palier_bundle::ownership`): the newest version of every
-/// other id that is not yanked must not write or delete a path this bundle touches, unless
-/// one names the other in `after`. The signed metadata does not list files (format 2): each
-/// bundle's file list is read from its archive's own manifest in `targets/`, held to its
-/// signed metadata.
-async fn refuse_file_conflicts(paths: &RepoPaths, manifest: &palier_bundle::Manifest) -> Result<()> {
-    let published = repo::list(paths).await?;
-    let mut newest: std::collections::BTreeMap<&palier_bundle::BundleId, &repo::Published> = std::collections::BTreeMap::new();
-    for p in published.iter().filter(|p| p.meta.state != palier_bundle::BundleState::Yanked && p.meta.manifest.id != manifest.id) {
-        let m = &p.meta.manifest;
-        if newest.get(&m.id).is_none_or(|n| n.meta.manifest.version < m.version) {
-            newest.insert(&m.id, p);
-        }
-    }
-    let others: Vec<palier_bundle::Manifest> = newest.into_values().map(|p| archive_manifest(paths, p)).collect::<Result<_>>()?;
-    let mut all: Vec<&palier_bundle::Manifest> = others.iter().collect();
-    all.push(manifest);
-    let me = BundleRef { id: manifest.id.clone(), version: manifest.version.clone() };
-    match palier_bundle::ownership::conflicts(&all).into_iter().find(|c| c.first == me || c.second == me) {
-        Some(c) => Err(Error::Refused(format!("{c}; nothing published: name the other bundle in `after` (the new one then carries both fixes) or yank it first"))),
-        None => Ok(()),
-    }
-}
-
-/// The manifest of a published bundle's archive (`targets/<sha256>.<target>`), held to its
-/// signed metadata.
-pub(crate) fn archive_manifest(paths: &RepoPaths, p: &repo::Published) -> Result<palier_bundle::Manifest> {
-    let path = paths.targets().join(format!("{}.{}", p.sha256, p.target));
-    let file = std::fs::File::open(&path).map_err(Error::io("open bundle archive", &path))?;
-    let m = palier_bundle::archive::read_manifest(file).map_err(|source| Error::Archive { path: path.clone(), source })?;
-    p.meta.check_archive_manifest(&m).map_err(|source| Error::Archive { path, source })?;
-    Ok(m)
 }
 
 /// The repository's server-side settings: `settings.json` in the keys folder, which is never

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use jiff::{SignedDuration, Timestamp};
 use palier_bundle::archive::{self, ReadLimits, VerifyOnly};
 use palier_bundle::halt::{Marker, RolePaths};
+use palier_bundle::ownership::Claims;
 use palier_bundle::{BundleMetadata, BundleRef, Manifest, PlatformId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,6 +38,7 @@ use tough::schema::{
 use tough::{ExpirationEnforcement, FilesystemTransport, RepositoryLoader, TargetName};
 
 use crate::error::{Error, Result};
+use crate::index::{BinSeen, Index, Refreshed};
 use crate::keys;
 
 pub(crate) type TufTimestamp = tough::schema::Timestamp;
@@ -488,6 +490,16 @@ pub(crate) fn published(name: &TargetName, target: &Target) -> Result<Published>
     Ok(Published { target: name.raw().to_owned(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta })
 }
 
+/// The manifest of a published bundle's archive (`targets/<sha256>.<target>`), held to its
+/// signed metadata.
+pub(crate) fn archive_manifest(paths: &RepoPaths, p: &Published) -> Result<Manifest> {
+    let path = paths.targets().join(format!("{}.{}", p.sha256, p.target));
+    let file = File::open(&path).map_err(Error::io("open bundle archive", &path))?;
+    let m = archive::read_manifest(file).map_err(|source| Error::Archive { path: path.clone(), source })?;
+    p.meta.check_archive_manifest(&m).map_err(|source| Error::Archive { path, source })?;
+    Ok(m)
+}
+
 pub(crate) fn dir_url(path: &Path) -> Result<url::Url> {
     let abs = canonical(path)?;
     url::Url::from_directory_path(&abs).map_err(|()| Error::Refused(format!("{} cannot be a file URL", abs.display())))
@@ -719,8 +731,7 @@ pub(crate) async fn commit(paths: &RepoPaths, head: Head, change: Change, now: T
         for (name, mut bin) in change.bins {
             let keys = key_sets.get(key_role(&name)).map(Vec::as_slice).unwrap_or_default();
             let meta_name = format!("{name}.json");
-            let old = snapshot.meta.get(&meta_name).map(|m| m.version).unwrap_or(NonZeroU64::MIN);
-            bin.version = next(old.max(bin.version))?;
+            bin.version = bin_version_after(&snapshot, &name, bin.version)?;
             bin.expires = expiry(now, exp.targets)?;
             let version = bin.version;
             let bytes = sign(dir, DelegatedTargets { name: name.clone(), targets: bin }, &holder, keys, "sign bin").await?;
@@ -754,6 +765,13 @@ pub(crate) async fn commit(paths: &RepoPaths, head: Head, change: Change, now: T
         return Err(e);
     }
     Ok(())
+}
+
+/// The version [`commit`] gives delegated role `name` (now at `current`) when it re-signs it
+/// over `snapshot`: one more than the newer of the two.
+pub(crate) fn bin_version_after(snapshot: &Snapshot, name: &str, current: NonZeroU64) -> Result<NonZeroU64> {
+    let old = snapshot.meta.get(&format!("{name}.json")).map(|m| m.version).unwrap_or(NonZeroU64::MIN);
+    next(old.max(current))
 }
 
 /// Copy an archive into `targets/` as `<sha256>.<name>`, through a temporary file and a rename.
@@ -893,6 +911,16 @@ pub async fn publish_with_rollout(
     if bin.signed.targets.contains_key(&target_name) {
         return Err(Error::Refused(format!("bundle {bundle} is already published; publish a new version")));
     }
+    // File ownership, under the lock, against the index brought up to date with this head.
+    let claims = Claims::from(&checked.manifest);
+    let (mut index, conflict, refreshed) = Index::check(paths, &head, &claims)?;
+    if refreshed != Refreshed::default() {
+        tracing::info!(rebuilt = refreshed.rebuilt, bins = refreshed.bins, archives = refreshed.archives, "ownership index brought up to date");
+    }
+    if let Some(c) = conflict {
+        return Err(Error::Refused(format!("{c}; nothing published: name the other bundle in `after` (the new one then carries both fixes) or yank it first")));
+    }
+    let bin_version = bin_version_after(&head.snapshot.signed, &bin_name, bin.signed.version)?;
     let mut meta = BundleMetadata::new(checked.manifest, reported_by, now.to_string());
     meta.rollout = rollout;
     let target = Target {
@@ -904,8 +932,9 @@ pub async fn publish_with_rollout(
     bin.signed.targets.insert(target_name, target);
     let sha256 = hex::encode(&checked.sha256);
     let stored_name = format!("{sha256}.{name}");
-    let change = Change { bins: vec![(bin_name, bin.signed)], ..Default::default() };
+    let change = Change { bins: vec![(bin_name.clone(), bin.signed)], ..Default::default() };
     commit(paths, head, change, now, Some((archive_path, &stored_name))).await?;
+    index.record_published(&bin_name, BinSeen::of(paths, &bin_name, bin_version), &name, &sha256, &claims);
     Ok(Published { target: name, length: checked.length, sha256, meta })
 }
 

@@ -74,10 +74,11 @@ async fn fleet() -> Fleet {
     let paths = RepoPaths::new(tmp.path().join("repo"), None);
     let now = Timestamp::now();
     repo::init(&paths, Thresholds::default(), Expiries::default(), now).await.unwrap();
-    for id in ["crafted", "other"] {
-        let m = hostile::manifest_for(id, "1.0.0", &[("a.php", hostile::A)]);
+    // Each its own file: `publish` refuses two ids writing one path.
+    for (id, file) in [("crafted", "a.php"), ("other", "b.php")] {
+        let m = hostile::manifest_for(id, "1.0.0", &[(file, hostile::A)]);
         let archive = tmp.path().join(format!("{id}.tar.gz"));
-        std::fs::write(&archive, hostile::craft(&[hostile::manifest_entry(&m), RawEntry::file("files/a.php", hostile::A)])).unwrap();
+        std::fs::write(&archive, hostile::craft(&[hostile::manifest_entry(&m), RawEntry::file(&format!("files/{file}"), hostile::A)])).unwrap();
         repo::publish(&paths, &archive, Default::default(), repo::DEFAULT_MAX_EXPANDED, now).await.unwrap();
     }
     let db = tmp.path().join("palier.db");

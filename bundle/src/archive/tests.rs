@@ -75,6 +75,15 @@ fn read_manifest_refuses_an_archive_whose_first_entry_is_not_the_manifest() {
 }
 
 #[test]
+fn the_manifest_alone_reads_back_without_the_files() {
+    let dir = source_tree();
+    let (m, archive) = build(dir.path());
+    assert_eq!(read_manifest(&archive[..]).unwrap(), m);
+    // Only the first entry is inflated: an archive cut after its manifest still gives it.
+    assert_eq!(read_manifest(&archive[..archive.len() / 2]).unwrap(), m);
+}
+
+#[test]
 fn archive_is_standard_gzip_tar_with_fixed_headers() {
     let dir = source_tree();
     let (m, bytes) = build(dir.path());
