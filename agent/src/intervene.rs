@@ -52,6 +52,10 @@ pub struct Last {
     /// goes live.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub touched: Vec<String>,
+    /// The site's own files outside `local/` that the previous tree holds (see
+    /// [`Journal::site_local`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_local: Option<Vec<String>>,
     /// The watch is paused: the site went into a maintenance mode palier did not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch_paused: Option<WatchPause>,
@@ -383,6 +387,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         reason: None,
         commit: None,
         touched: touched_paths(due),
+        site_local: None,
     };
     journal::write(state, &journal)?;
 
@@ -392,9 +397,12 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     };
 
     // The site's own files (config.php, .htaccess, local/ customisations) as they are now,
-    // edits made since the staging clone included, go live with the new tree.
+    // edits made since the staging clone included, go live with the new tree: the ones the
+    // clone found, the fixed places and local/ now; a .htaccess created elsewhere since the
+    // clone right after the swap (no walk of the whole tree before it).
     let t = started();
-    let carried = apply::carry_site_local(&live, &staged.path, &journal.touched);
+    journal.site_local = Some(staged.site_local.clone());
+    let carried = apply::carry_site_local(&live, &staged.path, &journal.touched, journal.site_local.as_deref());
     if !matches!(carried, Ok(0)) {
         run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     }
@@ -407,16 +415,23 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         return abandon(&mut run, &journal, &backup_dir, format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
     }
     let t = started();
-    if let Err(e) = apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
-        let why = palier_bundle::error::one_line(&e);
-        run.step("swap", t, &Err(why.clone()));
-        // The live tree's identity says whether the exchange happened.
-        if TreeId::dir_at(&apply::live_path(dirroot)?) == Some(journal.old_tree) {
-            return abandon(&mut run, &journal, &backup_dir, format!("swap failed, nothing applied: {why}")).await;
+    let left = match apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
+        Ok(left) => left,
+        Err(e) => {
+            let why = palier_bundle::error::one_line(&e);
+            run.step("swap", t, &Err(why.clone()));
+            // The live tree's identity says whether the exchange happened.
+            if TreeId::dir_at(&apply::live_path(dirroot)?) == Some(journal.old_tree) {
+                return abandon(&mut run, &journal, &backup_dir, format!("swap failed, nothing applied: {why}")).await;
+            }
+            return roll_back_now(&mut run, &mut journal, format!("swap failed: {why}"), None, false).await;
         }
-        return roll_back_now(&mut run, &mut journal, format!("swap failed: {why}"), None, false).await;
-    }
+    };
     run.step("swap", t, &Ok(()));
+    let old_tree = journal.old_tree;
+    if let Err(why) = carry_new(&mut run, &mut journal, &left, old_tree) {
+        return roll_back_now(&mut run, &mut journal, format!("cannot carry the site's own files into the new tree: {why}"), None, false).await;
+    }
 
     // From here on, any failure puts the previous tree back.
     match after_swap(&mut run, &mut journal, due, level, data_change.is_some()).await {
@@ -442,6 +457,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         backup_dir: journal.backup_dir.clone(),
         data_changed: journal.data_changed,
         touched: journal.touched.clone(),
+        site_local: journal.site_local.clone(),
         watch_paused: None,
     };
     // The commit is this one journal write; what it implies is written from the journal.
@@ -515,9 +531,9 @@ async fn prepare(
     journal::write(state, journal).map_err(journal_failed)?;
     let pairs: Vec<(&palier_bundle::Manifest, &Path)> = due.iter().zip(archives).map(|(b, a)| (&b.meta().manifest, a.as_path())).collect();
     match apply::fill_staging(dirroot, &path, &pairs) {
-        Ok(files_cloned) => {
+        Ok(cloned) => {
             run.step("stage", t, &Ok(()));
-            Ok(apply::Staged { path, tree, files_cloned })
+            Ok(apply::Staged { path, tree, files_cloned: cloned.files, site_local: cloned.site_local })
         }
         Err(e) => Err(staging_failed(run, e)),
     }
@@ -723,6 +739,20 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     }
     run.step("rollback", t, &back.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     back?;
+    // A .htaccess created since the apply in a folder the record does not name: carried
+    // from the tree just left, now that the old tree is live (before that tree is set aside).
+    if let Some(new) = journal.new_tree {
+        let live = apply::live_path(dirroot)?;
+        let left = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)).cloned();
+        if let Some(left) = left
+            && let Err(why) = carry_new(run, journal, &left, new)
+        {
+            return Err(Error::Refused(format!(
+                "the old tree is live again, but the site's own files created since the apply could not be carried into it: {why}; they stay in {}, and the next run tries again",
+                left.display()
+            )));
+        }
+    }
 
     if journal.data_changed
         && let Some(dir) = journal.backup_dir.clone()
@@ -823,8 +853,37 @@ fn carry_into_old(dirroot: &Path, journal: &Journal) -> Result<()> {
         // put_old_tree_back says where it is not.
         return Ok(());
     };
-    apply::carry_site_local(&live, old, &journal.touched)?;
+    apply::carry_site_local(&live, old, &journal.touched, journal.site_local.as_deref())?;
     Ok(())
+}
+
+/// Right after a swap (or a swap back): the site's own files that the tree just `left`
+/// (identity `left_tree`) has and the live tree lacks are carried into the live tree, and
+/// added to the journal's record of the site's files. A step of the receipt when it
+/// carried something or failed; `Err` is why.
+fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: TreeId) -> std::result::Result<(), String> {
+    let t = started();
+    let one_line = |e: Error| palier_bundle::error::one_line(&e);
+    let result = (|| {
+        if TreeId::dir_at(left) != Some(left_tree) {
+            return Ok(Vec::new());
+        }
+        let live = apply::live_path(&run.config.moodle.dirroot).map_err(one_line)?;
+        let carried = apply::carry_new_site_local(left, &live, &journal.touched).map_err(one_line)?;
+        if !carried.is_empty() {
+            if let Some(known) = &mut journal.site_local {
+                known.extend(carried.iter().cloned());
+                known.sort();
+                known.dedup();
+            }
+            journal::write(&run.config.state_dir, journal).map_err(one_line)?;
+        }
+        Ok(carried)
+    })();
+    if !matches!(&result, Ok(c) if c.is_empty()) {
+        run.step("carry site-local files created since", t, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+    }
+    result.map(|_| ())
 }
 
 /// The old tree live again (nothing to do when it already is), by identity: the live
@@ -931,6 +990,7 @@ pub async fn rollback_last(config: &Config, clock: &dyn Clock, reason: &str) -> 
         reason: Some(reason.to_owned()),
         commit: None,
         touched: last.touched.clone(),
+        site_local: last.site_local.clone(),
     };
     let mut run = Run::new(config, clock, journal.receipt.clone(), last.bundles.clone(), last.backup_dir.as_deref());
     if let Some(why) = cannot_restore(&journal) {

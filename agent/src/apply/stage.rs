@@ -35,37 +35,57 @@ pub fn create_root(live: &Path, staging: &Path) -> Result<()> {
     fs::set_permissions(staging, fs::Permissions::from_mode(meta.permissions().mode())).map_err(Error::io("set mode of", staging))
 }
 
-/// Clone `live` into the empty `staging`: directories are created with their modes,
-/// regular files are hard links (no data copied), symlinks are copied as symlinks.
-pub fn clone_into(live: &Path, staging: &Path) -> Result<u64> {
-    let mut count = 0;
-    clone_dir(live, staging, &mut count)?;
-    Ok(count)
+/// What a clone found on its way.
+#[derive(Debug, Default)]
+pub struct Cloned {
+    /// Entries cloned (files, symlinks, folders).
+    pub files: u64,
+    /// The site's own files outside `local/` (see [`super::site_local_outside_local`]):
+    /// `config.php`, `public/config.php`, every `.htaccess` and `.user.ini`, as relative
+    /// paths. The clone visits every entry anyway: noting them costs no extra syscall.
+    pub site_local: Vec<String>,
 }
 
-fn clone_dir(src: &Path, dst: &Path, count: &mut u64) -> Result<()> {
+/// Clone `live` into the empty `staging`: directories are created with their modes,
+/// regular files are hard links (no data copied), symlinks are copied as symlinks.
+pub fn clone_into(live: &Path, staging: &Path) -> Result<Cloned> {
+    let mut cloned = Cloned::default();
+    clone_dir(live, staging, "", &mut cloned)?;
+    cloned.site_local.sort();
+    Ok(cloned)
+}
+
+/// `rel` is `src`'s path relative to the tree's root (`""` at the root).
+fn clone_dir(src: &Path, dst: &Path, rel: &str, cloned: &mut Cloned) -> Result<()> {
     for entry in fs::read_dir(src).map_err(Error::io("list", src))? {
         let entry = entry.map_err(Error::io("list", src))?;
         let from = entry.path();
-        let to = dst.join(entry.file_name());
+        let name = entry.file_name();
+        let to = dst.join(&name);
         let ft = entry.file_type().map_err(Error::io("read", &from))?;
         if ft.is_dir() {
             let meta = entry.metadata().map_err(Error::io("read", &from))?;
             fs::create_dir(&to).map_err(Error::io("create", &to))?;
             own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
             fs::set_permissions(&to, fs::Permissions::from_mode(meta.permissions().mode())).map_err(Error::io("set mode of", &to))?;
-            clone_dir(&from, &to, count)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&from).map_err(Error::io("read link", &from))?;
-            std::os::unix::fs::symlink(target, &to).map_err(Error::io("create link", &to))?;
-            if as_root() {
-                let meta = entry.metadata().map_err(Error::io("read", &from))?;
-                own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
-            }
+            let sub = super::join_rel(rel, &name.to_string_lossy());
+            clone_dir(&from, &to, &sub, cloned)?;
         } else {
-            fs::hard_link(&from, &to).map_err(Error::io("hard-link", &to))?;
+            if ft.is_symlink() {
+                let target = fs::read_link(&from).map_err(Error::io("read link", &from))?;
+                std::os::unix::fs::symlink(target, &to).map_err(Error::io("create link", &to))?;
+                if as_root() {
+                    let meta = entry.metadata().map_err(Error::io("read", &from))?;
+                    own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
+                }
+            } else {
+                fs::hard_link(&from, &to).map_err(Error::io("hard-link", &to))?;
+            }
+            if super::is_site_local_outside_local(rel, name.as_encoded_bytes()) {
+                cloned.site_local.push(super::join_rel(rel, &name.to_string_lossy()));
+            }
         }
-        *count += 1;
+        cloned.files += 1;
     }
     Ok(())
 }
