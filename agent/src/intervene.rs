@@ -415,6 +415,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         return abandon(&mut run, &journal, &backup_dir, format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
     }
     let t = started();
+    let swapped_at = std::time::SystemTime::now();
     let left = match apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
         Ok(left) => left,
         Err(e) => {
@@ -429,7 +430,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     };
     run.step("swap", t, &Ok(()));
     let old_tree = journal.old_tree;
-    if let Err(why) = carry_new(&mut run, &mut journal, &left, old_tree) {
+    if let Err(why) = carry_new(&mut run, &mut journal, &left, old_tree, Some(&staged.outline)) {
         return roll_back_now(&mut run, &mut journal, format!("cannot carry the site's own files into the new tree: {why}"), None, false).await;
     }
 
@@ -470,6 +471,18 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     }
     write_commit(dirroot, state, &journal)?;
     let receipt = run.finish_and_clear(Outcome::Applied, None)?;
+    // For a rollback: the new tree's folders (the clone's and the bundles' new ones) as of
+    // the swap, so that it reads only the folders changed since.
+    let mut outline = staged.outline;
+    outline.since = swapped_at;
+    for path in &journal.touched {
+        let mut dir = Path::new(path.as_str());
+        while let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            outline.dirs.insert(parent.to_string_lossy().into_owned());
+            dir = parent;
+        }
+    }
+    save_outline(state, &id, &outline);
     prune_previous(dirroot, &journal.previous, config.moodle.keep_previous);
     Ok(receipt)
 }
@@ -533,7 +546,7 @@ async fn prepare(
     match apply::fill_staging(dirroot, &path, &pairs) {
         Ok(cloned) => {
             run.step("stage", t, &Ok(()));
-            Ok(apply::Staged { path, tree, files_cloned: cloned.files, site_local: cloned.site_local })
+            Ok(apply::Staged { path, tree, files_cloned: cloned.files, site_local: cloned.site_local, outline: cloned.outline })
         }
         Err(e) => Err(staging_failed(run, e)),
     }
@@ -744,8 +757,9 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     if let Some(new) = journal.new_tree {
         let live = apply::live_path(dirroot)?;
         let left = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)).cloned();
+        let outline = read_outline(state, &journal.id);
         if let Some(left) = left
-            && let Err(why) = carry_new(run, journal, &left, new)
+            && let Err(why) = carry_new(run, journal, &left, new, outline.as_ref())
         {
             return Err(Error::Refused(format!(
                 "the old tree is live again, but the site's own files created since the apply could not be carried into it: {why}; they stay in {}, and the next run tries again",
@@ -823,6 +837,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
         crash::point("rollback:last-removed");
     }
+    let _ = std::fs::remove_file(outline_path(state, &journal.id));
     // The old code answers again: the smoke checks say so (a failure is reported, the old
     // tree stays: there is nothing older to go back to).
     let t = started();
@@ -857,11 +872,41 @@ fn carry_into_old(dirroot: &Path, journal: &Journal) -> Result<()> {
     Ok(())
 }
 
+/// Where the outline of the tree that intervention `id` put live is kept: a hint, written
+/// without a sync; a rollback without it reads the whole tree.
+fn outline_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join(format!("outline-{id}.txt"))
+}
+
+/// Keep `outline` for intervention `id` (the live tree's), and no other.
+fn save_outline(state_dir: &Path, id: &str, outline: &apply::Outline) {
+    if let Ok(entries) = std::fs::read_dir(state_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("outline-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Some(text) = outline.to_text() {
+        let path = outline_path(state_dir, id);
+        if let Err(e) = std::fs::write(&path, text) {
+            tracing::debug!(path = %path.display(), "outline not kept ({e}): a rollback will read the whole tree");
+        }
+    }
+}
+
+/// The outline kept for intervention `id`; `None` when there is none, it is unreadable, or
+/// the clock is now before it was taken (a ctime would not say what changed since).
+fn read_outline(state_dir: &Path, id: &str) -> Option<apply::Outline> {
+    let text = std::fs::read_to_string(outline_path(state_dir, id)).ok()?;
+    apply::Outline::from_text(&text).filter(|o| o.since <= std::time::SystemTime::now())
+}
+
 /// Right after a swap (or a swap back): the site's own files that the tree just `left`
 /// (identity `left_tree`) has and the live tree lacks are carried into the live tree, and
-/// added to the journal's record of the site's files. A step of the receipt when it
-/// carried something or failed; `Err` is why.
-fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: TreeId) -> std::result::Result<(), String> {
+/// added to the journal's record of the site's files. Always a step of the receipt (it
+/// walks the whole tree left: its cost shows); `Err` is why it failed.
+fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: TreeId, outline: Option<&apply::Outline>) -> std::result::Result<(), String> {
     let t = started();
     let one_line = |e: Error| palier_bundle::error::one_line(&e);
     let result = (|| {
@@ -869,7 +914,7 @@ fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: T
             return Ok(Vec::new());
         }
         let live = apply::live_path(&run.config.moodle.dirroot).map_err(one_line)?;
-        let carried = apply::carry_new_site_local(left, &live, &journal.touched).map_err(one_line)?;
+        let carried = apply::carry_new_site_local(left, &live, &journal.touched, outline).map_err(one_line)?;
         if !carried.is_empty() {
             if let Some(known) = &mut journal.site_local {
                 known.extend(carried.iter().cloned());
@@ -880,8 +925,9 @@ fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: T
         }
         Ok(carried)
     })();
-    if !matches!(&result, Ok(c) if c.is_empty()) {
-        run.step("carry site-local files created since", t, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+    run.step("carry new site-local files", t, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+    if let Ok(carried) = &result {
+        tracing::debug!(carried = carried.len(), ms = t.1.elapsed().as_millis() as u64, "site-local files created since the clone carried into the live tree");
     }
     result.map(|_| ())
 }

@@ -25,6 +25,85 @@ pub struct Staged {
     pub files_cloned: u64,
     /// The site's own files outside `local/` that the clone found (and so holds).
     pub site_local: Vec<String>,
+    /// The folders of the tree cloned, and when the clone started.
+    pub outline: Outline,
+}
+
+/// The folders of a tree (relative paths) at a time `since`: a folder whose entries
+/// changed after it (a `.htaccess` created there) has a change time (ctime) from then
+/// on, which no user can set back; a new folder shows in its parent's. So the folders
+/// changed since are found with one `lstat` each instead of reading every folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outline {
+    pub since: std::time::SystemTime,
+    pub dirs: BTreeSet<String>,
+}
+
+/// Timestamps of a filesystem come from a clock that lags by up to a tick: a folder
+/// changed at `since` may show a ctime this much earlier.
+const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Outline {
+    /// The outline as a file: a first line `palier tree outline 1 <secs>.<nanos>` (when
+    /// it was taken), then one folder a line. `None` when a folder name holds a line break.
+    pub fn to_text(&self) -> Option<String> {
+        let since = self.since.duration_since(std::time::UNIX_EPOCH).ok()?;
+        let mut text = format!("palier tree outline 1 {}.{:09}\n", since.as_secs(), since.subsec_nanos());
+        for d in &self.dirs {
+            if d.contains('\n') {
+                return None;
+            }
+            text.push_str(d);
+            text.push('\n');
+        }
+        Some(text)
+    }
+
+    /// Read back [`Outline::to_text`]; `None` when it is not one.
+    pub fn from_text(text: &str) -> Option<Outline> {
+        let mut lines = text.lines();
+        let (secs, nanos) = lines.next()?.strip_prefix("palier tree outline 1 ")?.split_once('.')?;
+        let since = std::time::UNIX_EPOCH + std::time::Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+        Some(Outline { since, dirs: lines.map(str::to_owned).collect() })
+    }
+
+    /// The site's own files outside `local/` in `root` (whose folders this outlines) that
+    /// may have appeared since: those of the folders changed since (ctime from `since`, a
+    /// tick early), and of every folder below them that the outline does not know.
+    pub fn site_local_since(&self, root: &Path) -> Result<BTreeSet<String>> {
+        use std::os::unix::fs::MetadataExt;
+        let since = self.since.checked_sub(TICK).unwrap_or(std::time::UNIX_EPOCH).duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let changed = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec()) >= (since.as_secs() as i64, i64::from(since.subsec_nanos()));
+        let mut out = BTreeSet::new();
+        for dir in std::iter::once("").chain(self.dirs.iter().map(String::as_str)) {
+            if in_local(dir) {
+                continue;
+            }
+            let path = if dir.is_empty() { root.to_path_buf() } else { root.join(dir) };
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() && changed(&m) && real_parents(root, dir) => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("read", &path)(e)),
+            }
+            let entries = std::fs::read_dir(&path).map_err(Error::io("list", &path))?;
+            for e in entries {
+                let e = e.map_err(Error::io("list", &path))?;
+                let name = e.file_name();
+                let rel = join_rel(dir, &name.to_string_lossy());
+                if e.file_type().map_err(Error::io("read", e.path()))?.is_dir() {
+                    if !self.dirs.contains(&rel) {
+                        walk(root, &rel, &|d, n| !in_local(d) && is_site_local_outside_local(d, n), &mut |p| {
+                            out.insert(p);
+                        })?;
+                    }
+                } else if is_site_local_outside_local(dir, name.as_encoded_bytes()) {
+                    out.insert(rel);
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Where the code really is: dirroot, or the folder its symlink points to.
@@ -88,7 +167,7 @@ fn sync_parent(path: &Path) -> Result<()> {
 pub fn stage_all(dirroot: &Path, tag: &str, bundles: &[(&Manifest, &Path)]) -> Result<Staged> {
     let (path, tree) = create_staging(dirroot, tag)?;
     match fill_staging(dirroot, &path, bundles) {
-        Ok(cloned) => Ok(Staged { path, tree, files_cloned: cloned.files, site_local: cloned.site_local }),
+        Ok(cloned) => Ok(Staged { path, tree, files_cloned: cloned.files, site_local: cloned.site_local, outline: cloned.outline }),
         Err(e) => {
             let _ = remove_tree(&path, tree);
             Err(e)
@@ -113,12 +192,18 @@ pub fn go_live(dirroot: &Path, staged: &Staged, previous: &Path, old: TreeId) ->
                 return Err(changed(dirroot, "the live tree"));
             }
             swap::exchange(&staged.path, dirroot).map_err(Error::io("exchange the staged tree with", dirroot))?;
-            sync_parent(dirroot)?;
             crash::point("swap:exchange");
-            // The staging name now holds the old tree: give it its kept name.
-            if !move_tree(&staged.path, previous, old)? {
-                return Err(changed(&staged.path, "the tree swapped out"));
-            }
+            // The staging name now holds the old tree: give it its kept name (a sibling of
+            // dirroot). One sync of their folder makes both renames durable; a crash before
+            // it leaves the old tree under one of the two names the journal holds, where
+            // recovery finds it by identity.
+            let kept = if TreeId::dir_at(&staged.path) != Some(old) {
+                Err(changed(&staged.path, "the tree swapped out"))
+            } else {
+                swap::rename_new(&staged.path, previous).map_err(Error::io("rename", &staged.path))
+            };
+            sync_parent(dirroot)?;
+            kept?;
             crash::point("swap:keep-previous");
             Ok(previous.to_path_buf())
         }
@@ -349,11 +434,16 @@ pub fn carry_site_local(live: &Path, into: &Path, touched: &[String], known: Opt
 /// Right after a swap: the site's own files outside `local/` that the tree just `left`
 /// has and the `live` tree lacks (a `.htaccess` created in some folder since the live
 /// tree was cloned, which [`carry_site_local`] did not look for), except `touched`, are
-/// carried into the live tree, each appearing whole. Walks `left` whole, after the new
-/// tree is live rather than before. Returns the paths carried.
-pub fn carry_new_site_local(left: &Path, live: &Path, touched: &[String]) -> Result<Vec<String>> {
+/// carried into the live tree, each appearing whole. With `left`'s outline, only the
+/// folders changed since it was taken are read; without one, the whole tree. Returns the
+/// paths carried.
+pub fn carry_new_site_local(left: &Path, live: &Path, touched: &[String], outline: Option<&Outline>) -> Result<Vec<String>> {
+    let found = match outline {
+        Some(o) => o.site_local_since(left)?,
+        None => site_local_outside_local(left)?,
+    };
     let mut carried = Vec::new();
-    for rel in site_local_outside_local(left)? {
+    for rel in found {
         if touched.contains(&rel) || std::fs::symlink_metadata(live.join(&rel)).is_ok() {
             continue;
         }

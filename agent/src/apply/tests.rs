@@ -222,7 +222,7 @@ fn trees_are_moved_and_removed_only_by_identity() {
     // A name holding another tree than the one recorded is left alone.
     assert!(!remove_tree(&staged.path, old).unwrap());
     assert!(staged.path.exists());
-    let e = go_live(&f.live(), &Staged { path: staged.path.clone(), tree: old, files_cloned: 0, site_local: Vec::new() }, &f.tmp.path().join("prev"), old).unwrap_err();
+    let e = go_live(&f.live(), &Staged { path: staged.path.clone(), tree: old, files_cloned: 0, site_local: Vec::new(), outline: staged.outline.clone() }, &f.tmp.path().join("prev"), old).unwrap_err();
     assert!(e.to_string().contains("not the tree the journal recorded"), "{e}");
     assert_eq!(TreeId::of(&f.live()).unwrap(), old, "nothing was exchanged");
     // The kept name must be free: a previous tree is never renamed over anything.
@@ -238,8 +238,8 @@ fn trees_are_moved_and_removed_only_by_identity() {
 /// previous tree; then, after the apply: config.php edited by rename (a new inode, as
 /// editors do), a plugin installed under local/, another removed, a new .htaccess in lib/,
 /// the root .htaccess edited; the bundle owns local/owned. Returns (live, old, what the
-/// clone noted).
-fn site_local_fixture(f: &Fixture) -> (PathBuf, PathBuf, Vec<String>) {
+/// clone found).
+fn site_local_fixture(f: &Fixture) -> (PathBuf, PathBuf, stage::Cloned) {
     let live = f.live();
     for (p, c) in [
         ("config.php", "<?php $CFG->x = 1;"),
@@ -267,7 +267,7 @@ fn site_local_fixture(f: &Fixture) -> (PathBuf, PathBuf, Vec<String>) {
     std::fs::write(live.join("local/owned/c.php"), "bundle's v2").unwrap();
     std::fs::remove_file(live.join("mod/quiz/view.php")).unwrap();
     std::fs::write(live.join("mod/quiz/view.php"), "not site-local").unwrap();
-    (live, old, cloned.site_local)
+    (live, old, cloned)
 }
 
 fn check_carried(old: &Path) {
@@ -296,7 +296,7 @@ fn the_sites_own_files_are_carried_into_the_tree_going_live() {
     assert_eq!(changed, 5, "config.php, .htaccess, local/added/version.php, lib/.htaccess in; local/gone/b.php out");
     check_carried(&old);
     assert_eq!(carry_site_local(&live, &old, &owned, None).unwrap(), 0, "idempotent");
-    assert!(carry_new_site_local(&live, &old, &owned).unwrap().is_empty(), "nothing left for after the swap");
+    assert!(carry_new_site_local(&live, &old, &owned, None).unwrap().is_empty(), "nothing left for after the swap");
 }
 
 /// Issue 11's figures: the rollback's exchange took 50-190 ms because carrying the site's
@@ -307,21 +307,24 @@ fn the_sites_own_files_are_carried_into_the_tree_going_live() {
 #[test]
 fn the_site_local_files_the_clone_noted_are_carried_before_the_swap_and_new_ones_after() {
     let f = Fixture::new();
-    let (live, old, noted) = site_local_fixture(&f);
+    let (live, old, cloned) = site_local_fixture(&f);
+    let noted = cloned.site_local;
     assert_eq!(noted, [".htaccess", "config.php", "mod/quiz/.htaccess"], "local/ is walked on its own; code is not noted");
     let owned = ["local/owned/c.php".to_owned()];
     let changed = carry_site_local(&live, &old, &owned, Some(&noted)).unwrap();
     assert_eq!(changed, 4, "config.php, .htaccess, local/added/version.php in; local/gone/b.php out");
     assert!(!old.join("lib/.htaccess").exists(), "not looked for before the swap: no whole-tree walk");
-    // After the swap the tree just left is `live` here, the tree now live `old`.
-    assert_eq!(carry_new_site_local(&live, &old, &owned).unwrap(), ["lib/.htaccess"]);
+    // After the swap the tree just left is `live` here, the tree now live `old`; the
+    // clone's outline says which folders changed since.
+    assert!(cloned.outline.dirs.contains("lib") && cloned.outline.dirs.contains("mod/quiz"), "{:?}", cloned.outline.dirs);
+    assert_eq!(carry_new_site_local(&live, &old, &owned, Some(&cloned.outline)).unwrap(), ["lib/.htaccess"]);
     check_carried(&old);
     assert_eq!(carry_site_local(&live, &old, &owned, Some(&noted)).unwrap(), 0, "idempotent");
-    assert!(carry_new_site_local(&live, &old, &owned).unwrap().is_empty(), "idempotent");
+    assert!(carry_new_site_local(&live, &old, &owned, None).unwrap().is_empty(), "idempotent");
     // A .htaccess the bundle owns (never, the publisher refuses it) or one already live stays.
     std::fs::write(live.join("lib/.user.ini"), "x").unwrap();
     std::fs::write(old.join("lib/.user.ini"), "the live tree's own").unwrap();
-    assert!(carry_new_site_local(&live, &old, &owned).unwrap().is_empty());
+    assert!(carry_new_site_local(&live, &old, &owned, None).unwrap().is_empty());
     assert_eq!(std::fs::read_to_string(old.join("lib/.user.ini")).unwrap(), "the live tree's own");
 }
 
@@ -381,4 +384,40 @@ fn written_files_take_the_owner_of_what_they_replace_when_run_as_root() {
     assert_eq!(owner("mod/quiz"), (4321, 4322));
     assert_eq!(owner("lib/keep.php"), (5555, 5556));
     assert_eq!(owner("index.php"), (0, 0));
+}
+
+/// The outline finds the site's own files that appeared after it was taken: in a folder
+/// it knows, in a new folder, in a folder renamed into place; it does not read a folder
+/// unchanged since (here: an outline taken after every change finds nothing).
+#[test]
+fn an_outline_reads_only_the_folders_changed_since_it_was_taken() {
+    let f = Fixture::new();
+    let live = f.live();
+    std::fs::write(live.join("mod/quiz/.htaccess"), "deny").unwrap();
+    let into = f.tmp.path().join("clone");
+    std::fs::create_dir(&into).unwrap();
+    let outline = stage::clone_into(&live, &into).unwrap().outline;
+    assert_eq!(outline.dirs.iter().map(String::as_str).collect::<Vec<_>>(), ["lib", "mod", "mod/quiz"]);
+    // What the clone saw is not "since".
+    let none_yet: Vec<String> = Vec::new();
+    let found = |o: &Outline| o.site_local_since(&live).unwrap().into_iter().filter(|p| p != "mod/quiz/.htaccess").collect::<Vec<_>>();
+    assert_eq!(found(&outline), none_yet);
+    std::fs::write(live.join("lib/.htaccess"), "deny").unwrap();
+    std::fs::create_dir_all(live.join("admin/tool")).unwrap();
+    std::fs::write(live.join("admin/tool/.user.ini"), "x").unwrap();
+    std::fs::create_dir_all(f.tmp.path().join("elsewhere/blocks")).unwrap();
+    std::fs::write(f.tmp.path().join("elsewhere/blocks/.htaccess"), "x").unwrap();
+    std::fs::rename(f.tmp.path().join("elsewhere/blocks"), live.join("mod/blocks")).unwrap();
+    std::fs::create_dir_all(live.join("local/x")).unwrap();
+    std::fs::write(live.join("local/x/.htaccess"), "the local/ walk's").unwrap();
+    assert_eq!(found(&outline), ["admin/tool/.user.ini", "lib/.htaccess", "mod/blocks/.htaccess"]);
+    // Taken after every change: no folder has changed since, none is read.
+    let later = Outline { since: std::time::SystemTime::now() + std::time::Duration::from_secs(3600), dirs: outline.dirs.clone() };
+    assert!(later.site_local_since(&live).unwrap().is_empty());
+    // Kept as text and read back the same; a folder name with a line break is not kept.
+    assert_eq!(Outline::from_text(&outline.to_text().unwrap()), Some(outline.clone()));
+    assert_eq!(Outline::from_text("not an outline\nlib\n"), None);
+    let mut odd = outline;
+    odd.dirs.insert("a\nb".into());
+    assert_eq!(odd.to_text(), None);
 }
