@@ -415,7 +415,9 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         return abandon(&mut run, &journal, &backup_dir, format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
     }
     let t = started();
-    let swapped_at = std::time::SystemTime::now();
+    // The filesystem's time just before the swap: what changes in the new tree after it
+    // is what a rollback looks for.
+    let swapped_at = staged.path.parent().and_then(|p| apply::fs_now(p).ok());
     let left = match apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
         Ok(left) => left,
         Err(e) => {
@@ -474,7 +476,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     // For a rollback: the new tree's folders (the clone's and the bundles' new ones) as of
     // the swap, so that it reads only the folders changed since.
     let mut outline = staged.outline;
-    outline.since = swapped_at;
+    outline.since = swapped_at.unwrap_or(outline.since);
     for path in &journal.touched {
         let mut dir = Path::new(path.as_str());
         while let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -757,7 +759,8 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     if let Some(new) = journal.new_tree {
         let live = apply::live_path(dirroot)?;
         let left = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)).cloned();
-        let outline = read_outline(state, &journal.id);
+        let now = live.parent().and_then(|p| apply::fs_now(p).ok());
+        let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
         if let Some(left) = left
             && let Err(why) = carry_new(run, journal, &left, new, outline.as_ref())
         {
@@ -895,11 +898,12 @@ fn save_outline(state_dir: &Path, id: &str, outline: &apply::Outline) {
     }
 }
 
-/// The outline kept for intervention `id`; `None` when there is none, it is unreadable, or
-/// the clock is now before it was taken (a ctime would not say what changed since).
+/// The outline kept for intervention `id`; `None` when there is none or it is unreadable.
+/// (The caller also drops it when the filesystem's clock is now before it was taken: a
+/// ctime would not say what changed since.)
 fn read_outline(state_dir: &Path, id: &str) -> Option<apply::Outline> {
     let text = std::fs::read_to_string(outline_path(state_dir, id)).ok()?;
-    apply::Outline::from_text(&text).filter(|o| o.since <= std::time::SystemTime::now())
+    apply::Outline::from_text(&text)
 }
 
 /// Right after a swap (or a swap back): the site's own files that the tree just `left`
@@ -959,8 +963,8 @@ fn put_old_tree_back(dirroot: &Path, journal: &Journal) -> Result<()> {
 }
 
 /// Delete the trees set aside by rollbacks (`.palier-trash-*` beside dirroot or its
-/// symlink's target). Called at the end of a cycle, after any intervention, never just
-/// before staging.
+/// symlink's target), and any `.palier-now-*` file a kill left there. Called at the end
+/// of a cycle, after any intervention, never just before staging.
 pub fn sweep_trash(dirroot: &Path) {
     let mut parents = vec![dirroot.parent().map(Path::to_path_buf)];
     if let Ok(Some(target)) = swap::live_target(dirroot) {
@@ -969,8 +973,12 @@ pub fn sweep_trash(dirroot: &Path) {
     for parent in parents.into_iter().flatten() {
         let Ok(entries) = std::fs::read_dir(&parent) else { continue };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".palier-trash-") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".palier-trash-") {
                 let _ = std::fs::remove_dir_all(e.path());
+            } else if name.starts_with(".palier-now-") && e.file_type().is_ok_and(|t| t.is_file()) {
+                // Left by a kill while reading the filesystem's clock (`apply::fs_now`).
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }

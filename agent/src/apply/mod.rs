@@ -33,10 +33,23 @@ pub struct Staged {
 /// changed after it (a `.htaccess` created there) has a change time (ctime) from then
 /// on, which no user can set back; a new folder shows in its parent's. So the folders
 /// changed since are found with one `lstat` each instead of reading every folder.
+/// `since` is a time of the tree's own filesystem (see [`fs_now`]), not the agent's
+/// clock: a file server whose clock differs does not hide a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outline {
     pub since: std::time::SystemTime,
     pub dirs: BTreeSet<String>,
+}
+
+/// Now, by the clock of the filesystem holding the folder `dir`: the change time of a
+/// temporary file created there (and removed at once). Nothing of `dir`'s own changes
+/// but its entries' for that instant: give it the folder that holds the trees, not a tree.
+pub fn fs_now(dir: &Path) -> Result<std::time::SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::Builder::new().prefix(".palier-now-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
+    let m = tmp.as_file().metadata().map_err(Error::io("read", tmp.path()))?;
+    let at = std::time::Duration::new(u64::try_from(m.ctime()).unwrap_or(0), u32::try_from(m.ctime_nsec()).unwrap_or(0));
+    Ok(std::time::UNIX_EPOCH + at)
 }
 
 /// Timestamps of a filesystem come from a clock that lags by up to a tick: a folder

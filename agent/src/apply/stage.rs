@@ -51,7 +51,9 @@ pub struct Cloned {
 /// Clone `live` into the empty `staging`: directories are created with their modes,
 /// regular files are hard links (no data copied), symlinks are copied as symlinks.
 pub fn clone_into(live: &Path, staging: &Path) -> Result<Cloned> {
-    let outline = super::Outline { since: std::time::SystemTime::now(), dirs: Default::default() };
+    // By the filesystem's own clock, before the first folder is read.
+    let beside = staging.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let outline = super::Outline { since: super::fs_now(beside)?, dirs: Default::default() };
     let mut cloned = Cloned { files: 0, outline, site_local: Vec::new() };
     clone_dir(live, staging, "", &mut cloned)?;
     cloned.site_local.sort();

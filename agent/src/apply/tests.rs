@@ -414,6 +414,12 @@ fn an_outline_reads_only_the_folders_changed_since_it_was_taken() {
     // Taken after every change: no folder has changed since, none is read.
     let later = Outline { since: std::time::SystemTime::now() + std::time::Duration::from_secs(3600), dirs: outline.dirs.clone() };
     assert!(later.site_local_since(&live).unwrap().is_empty());
+    // The filesystem's clock (here the same as the agent's) is read without leaving a file.
+    let before = std::fs::read_dir(f.tmp.path()).unwrap().count();
+    let now = fs_now(f.tmp.path()).unwrap();
+    let skew = now.duration_since(std::time::SystemTime::now()).or_else(|e| Ok::<_, ()>(e.duration())).unwrap();
+    assert!(skew < std::time::Duration::from_secs(2), "{skew:?}");
+    assert_eq!(std::fs::read_dir(f.tmp.path()).unwrap().count(), before);
     // Kept as text and read back the same; a folder name with a line break is not kept.
     assert_eq!(Outline::from_text(&outline.to_text().unwrap()), Some(outline.clone()));
     assert_eq!(Outline::from_text("not an outline\nlib\n"), None);
