@@ -295,7 +295,7 @@ baseline() {
 # Setup (fresh copies, a server, `sync` so neither side flushes the copies) is not measured.
 # Each round runs ours, then the baseline, then the baseline followed by `sync -f` (one
 # syncfs of the filesystem, as the agent's stage step does).
-apply_wall=() apply_stage=() apply_swap=() apply_download=() apply_checks=()
+apply_wall=() apply_stage=() apply_swap=() apply_download=() apply_checks=() apply_preflight=() apply_carry=()
 base=() base_sync=() base_sync_only=()
 for ((i = 1; i <= runs; i++)); do
     say "round $i/$runs: setting up fresh trees"
@@ -309,8 +309,9 @@ for ((i = 1; i <= runs; i++)); do
     apply_wall+=("$(wall "$r/run.out" "$agent" run --once --config "$r/site/agent.toml")")
     grep -q '^applied bench-small@1.0.0' "$r/run.out" || die "round $i: the bundle was not applied: $(cat "$r/run.out")"
     cmp -s "$work/small/source/files/$sample" "$r/site/dirroot/$sample" || die "round $i: $sample is not the bundle's after the apply"
-    IFS=, read -r ms_download ms_stage ms_swap ms_checks < <(receipt_ms "$r/site/state" applied download stage swap checks)
+    IFS=, read -r ms_download ms_stage ms_swap ms_checks ms_preflight ms_carry < <(receipt_ms "$r/site/state" applied download stage swap checks "preflight checks" "carry new site-local files")
     apply_download+=("$ms_download") apply_stage+=("$ms_stage") apply_swap+=("$ms_swap") apply_checks+=("$ms_checks")
+    apply_preflight+=("$ms_preflight") apply_carry+=("$ms_carry")
     # The site stays served (idle) until its rollback, which runs the smoke checks after it.
 
     say "round $i/$runs: cp -al + tar xzf"
@@ -329,7 +330,7 @@ done
 # --- 2. rollback ---------------------------------------------------------------------------
 # After all the applies, so that removing the rolled-back trees cannot slow a later apply
 # down (see SPEC 5 on ext4 with discard).
-rollback=() rollback_step=() rollback_live=()
+rollback=() rollback_step=() rollback_live=() rollback_carry=() rollback_checks=()
 for ((i = 1; i <= runs; i++)); do
     say "rollback $i/$runs: palier-agent rollback"
     r=$work/round-$i
@@ -337,7 +338,8 @@ for ((i = 1; i <= runs; i++)); do
     rollback+=("$(wall "$r/rollback.out" "$agent" rollback --config "$r/site/agent.toml")")
     grep -q '^rolled back bench-small@1.0.0' "$r/rollback.out" || die "rollback $i: $(cat "$r/rollback.out")"
     cmp -s "$pristine/$sample" "$r/site/dirroot/$sample" || die "rollback $i: $sample is not the old one again"
-    rollback_step+=("$(receipt_ms "$r/site/state" rollback rollback)")
+    IFS=, read -r ms_step ms_carry ms_checks < <(receipt_ms "$r/site/state" rollback rollback "carry new site-local files" "checks after the rollback")
+    rollback_step+=("$ms_step") rollback_carry+=("$ms_carry") rollback_checks+=("$ms_checks")
     rollback_live+=("$(live_after "$r/site/state" "$t0")")
     stop_site "$r/site"
 done
@@ -371,7 +373,9 @@ BENCH_SMALL="$small_n,$small_size,$small_replaced,$small_new,$(stat -c %s "$smal
 BENCH_BIG="$big_n,$big_size,$big_replaced,$big_new,$(stat -c %s "$work/big/bench-big.tar.gz")" \
 BENCH_APPLY_WALL=$(join "${apply_wall[@]}") BENCH_APPLY_DOWNLOAD=$(join "${apply_download[@]}") \
 BENCH_APPLY_STAGE=$(join "${apply_stage[@]}") BENCH_APPLY_SWAP=$(join "${apply_swap[@]}") \
-BENCH_APPLY_CHECKS=$(join "${apply_checks[@]}") \
+BENCH_APPLY_CHECKS=$(join "${apply_checks[@]}") BENCH_APPLY_PREFLIGHT=$(join "${apply_preflight[@]}") \
+BENCH_APPLY_CARRY=$(join "${apply_carry[@]}") BENCH_ROLLBACK_CARRY=$(join "${rollback_carry[@]}") \
+BENCH_ROLLBACK_CHECKS=$(join "${rollback_checks[@]}") \
 BENCH_BASE=$(join "${base[@]}") BENCH_BASE_SYNC=$(join "${base_sync[@]}") BENCH_BASE_SYNC_ONLY=$(join "${base_sync_only[@]}") \
 BENCH_ROLLBACK=$(join "${rollback[@]}") BENCH_ROLLBACK_STEP=$(join "${rollback_step[@]}") \
 BENCH_ROLLBACK_LIVE=$(join "${rollback_live[@]}") BENCH_RM_COPY=$(join "${rm_copy[@]}") \
@@ -404,9 +408,11 @@ rows = [
          samples_ours=ours, samples_baseline=base_sync, samples_sync=sync_only),
     dict(name="info: whole run --once vs cp -al + tar xzf", sub=True, unit="s", ours=median(wall), baseline=median(base), goal=None,
          samples_ours=wall, samples_baseline=base, samples_download=samples("BENCH_APPLY_DOWNLOAD", ms),
-         samples_checks=samples("BENCH_APPLY_CHECKS", ms)),
+         samples_checks=samples("BENCH_APPLY_CHECKS", ms), samples_preflight=samples("BENCH_APPLY_PREFLIGHT", ms),
+         samples_carry=samples("BENCH_APPLY_CARRY", ms)),
     dict(name="rollback: palier-agent rollback (wall)", unit="s", ours=median(rollback), baseline=None, goal=1.0,
-         strict=True, samples_ours=rollback, samples_rollback_step=rollback_step),
+         strict=True, samples_ours=rollback, samples_rollback_step=rollback_step,
+         samples_carry=samples("BENCH_ROLLBACK_CARRY", ms), samples_checks=samples("BENCH_ROLLBACK_CHECKS", ms)),
     dict(name="info: old tree live again (from the start)", sub=True, unit="s", ours=median(rollback_live), baseline=None,
          goal=None, samples_ours=rollback_live),
     dict(name="info: rm -rf of a cp -al copy of the tree", sub=True, unit="s", ours=None, baseline=median(rm_copy), goal=None,
@@ -441,10 +447,15 @@ for r in rows:
 print()
 print(f"ours = the receipt's stage + swap steps; stage = hard-link clone + write and verify the files + syncfs.")
 print(f"  stage {median(stage):.2f} s, swap {median(swap) * 1000:.0f} ms; the baseline's sync -f alone: {median(sync_only):.2f} s")
-print(f"  whole run --once also refreshes the repository, downloads ({median(samples('BENCH_APPLY_DOWNLOAD', ms)) * 1000:.0f} ms) "
-      f"and runs the HTTP checks ({median(samples('BENCH_APPLY_CHECKS', ms)) * 1000:.0f} ms)")
+def ms_of(name):
+    return f"{median(samples(name, ms)) * 1000:.0f} ms"
+print(f"  whole run --once also refreshes the repository, runs the preflight checks ({ms_of('BENCH_APPLY_PREFLIGHT')}), "
+      f"downloads ({ms_of('BENCH_APPLY_DOWNLOAD')}), carries site-local files created since the clone after the swap "
+      f"({ms_of('BENCH_APPLY_CARRY')}) and runs the HTTP checks ({ms_of('BENCH_APPLY_CHECKS')})")
 print(f"rollback: the exchange (the receipt's rollback step) takes {median(rollback_step) * 1000:.0f} ms and ends "
-      f"{median(rollback_live):.2f} s after the command starts; the rest of the {median(rollback):.2f} s comes after it")
+      f"{median(rollback_live):.2f} s after the command starts; the rest of the {median(rollback):.2f} s comes after it: "
+      f"site-local files created since the apply carried ({ms_of('BENCH_ROLLBACK_CARRY')}), the reload hook, "
+      f"the smoke checks ({ms_of('BENCH_ROLLBACK_CHECKS')}), the records")
 print(f"memory: {big['files']} files ({big['replaced']} replaced, {big['new']} new), {big['bytes'] / 1e6:.0f} MB, "
       f"archive {big['archive_bytes'] / 1e6:.0f} MB; run --once {median(samples('BENCH_BIG_WALL')):.1f} s, "
       f"stage {median(samples('BENCH_BIG_STAGE', ms)):.1f} s")

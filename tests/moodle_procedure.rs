@@ -280,8 +280,12 @@ fn config_php_and_a_local_plugin_added_after_an_apply_survive_the_rollback() {
         let plugin = root.join(layout.place("local/added/version.php"));
         std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
         std::fs::write(&plugin, "<?php $plugin->component = 'local_added';\n").unwrap();
+        // A .htaccess created since in a folder of the code: carried right after the swap back.
+        let htaccess = root.join(layout.place("mod/quiz/.htaccess"));
+        std::fs::write(&htaccess, "Require ip 10.0.0.0/8\n").unwrap();
         let out = rollback(&s, &config);
         assert!(out.status.success(), "{layout:?}: {}", stderr(&out));
+        assert_eq!(std::fs::read_to_string(&htaccess).unwrap(), "Require ip 10.0.0.0/8\n", "{layout:?}");
         assert_eq!(std::fs::read_to_string(root.join("config.php")).unwrap(), edited, "{layout:?}");
         assert!(plugin.is_file(), "{layout:?}: the plugin installed since is still there");
         assert!(!std::fs::read_to_string(root.join(layout.place("mod/quiz/view.php"))).unwrap().contains("fixed quiz view"), "{layout:?}: the code went back");

@@ -843,6 +843,7 @@ mod tests {
             backup_dir: None,
             data_changed: false,
             touched: Vec::new(),
+            site_local: None,
             watch_paused: None,
         };
         journal::write_record(&config.state_dir.join("last.json"), &last, "last").unwrap();

@@ -53,6 +53,10 @@ pub struct Last {
     /// goes live.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub touched: Vec<String>,
+    /// The site's own files outside `local/` that the previous tree holds (see
+    /// [`Journal::site_local`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_local: Option<Vec<String>>,
     /// The watch is paused: the site went into a maintenance mode palier did not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watch_paused: Option<WatchPause>,
@@ -385,6 +389,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         reason: None,
         commit: None,
         touched: touched_paths(&archives),
+        site_local: None,
     };
     journal::write(state, &journal)?;
 
@@ -394,9 +399,12 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     };
 
     // The site's own files (config.php, .htaccess, local/ customisations) as they are now,
-    // edits made since the staging clone included, go live with the new tree.
+    // edits made since the staging clone included, go live with the new tree: the ones the
+    // clone found, the fixed places and local/ now; a .htaccess created elsewhere since the
+    // clone right after the swap (no walk of the whole tree before it).
     let t = started();
-    let carried = apply::carry_site_local(&live, &staged.path, &journal.touched);
+    journal.site_local = Some(staged.site_local.clone());
+    let carried = apply::carry_site_local(&live, &staged.path, &journal.touched, journal.site_local.as_deref());
     if !matches!(carried, Ok(0)) {
         run.step("carry site-local files", t, &carried.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     }
@@ -409,16 +417,26 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         return abandon(&mut run, &journal, &backup_dir, format!("cannot write the journal, nothing applied: {}", palier_bundle::error::one_line(&e))).await;
     }
     let t = started();
-    if let Err(e) = apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
-        let why = palier_bundle::error::one_line(&e);
-        run.step("swap", t, &Err(why.clone()));
-        // The live tree's identity says whether the exchange happened.
-        if TreeId::dir_at(&apply::live_path(dirroot)?) == Some(journal.old_tree) {
-            return abandon(&mut run, &journal, &backup_dir, format!("swap failed, nothing applied: {why}")).await;
+    // The filesystem's time just before the swap: what changes in the new tree after it
+    // is what a rollback looks for.
+    let swapped_at = staged.path.parent().and_then(|p| apply::fs_now(p).ok());
+    let left = match apply::go_live(dirroot, &staged, &journal.previous, journal.old_tree) {
+        Ok(left) => left,
+        Err(e) => {
+            let why = palier_bundle::error::one_line(&e);
+            run.step("swap", t, &Err(why.clone()));
+            // The live tree's identity says whether the exchange happened.
+            if TreeId::dir_at(&apply::live_path(dirroot)?) == Some(journal.old_tree) {
+                return abandon(&mut run, &journal, &backup_dir, format!("swap failed, nothing applied: {why}")).await;
+            }
+            return roll_back_now(&mut run, &mut journal, format!("swap failed: {why}"), None, false).await;
         }
-        return roll_back_now(&mut run, &mut journal, format!("swap failed: {why}"), None, false).await;
-    }
+    };
     run.step("swap", t, &Ok(()));
+    let old_tree = journal.old_tree;
+    if let Err(why) = carry_new(&mut run, &mut journal, &left, old_tree, Some(&staged.outline)) {
+        return roll_back_now(&mut run, &mut journal, format!("cannot carry the site's own files into the new tree: {why}"), None, false).await;
+    }
 
     // From here on, any failure puts the previous tree back.
     match after_swap(&mut run, &mut journal, due, level, data_change.is_some()).await {
@@ -444,6 +462,7 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
         backup_dir: journal.backup_dir.clone(),
         data_changed: journal.data_changed,
         touched: journal.touched.clone(),
+        site_local: journal.site_local.clone(),
         watch_paused: None,
     };
     // The commit is this one journal write; what it implies is written from the journal.
@@ -456,6 +475,18 @@ pub async fn intervene(config: &Config, clock: &dyn Clock, verified: &Verified, 
     }
     write_commit(dirroot, state, &journal)?;
     let receipt = run.finish_and_clear(Outcome::Applied, None)?;
+    // For a rollback: the new tree's folders (the clone's and the bundles' new ones) as of
+    // the swap, so that it reads only the folders changed since.
+    let mut outline = staged.outline;
+    outline.since = swapped_at.unwrap_or(outline.since);
+    for path in &journal.touched {
+        let mut dir = Path::new(path.as_str());
+        while let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            outline.dirs.insert(parent.to_string_lossy().into_owned());
+            dir = parent;
+        }
+    }
+    save_outline(state, &id, &outline);
     prune_previous(dirroot, &journal.previous, config.moodle.keep_previous);
     Ok(receipt)
 }
@@ -516,9 +547,9 @@ async fn prepare(
     journal::write(state, journal).map_err(journal_failed)?;
     let pairs: Vec<(&palier_bundle::Manifest, &Path)> = archives.iter().map(|a| (&a.manifest, a.path.as_path())).collect();
     match apply::fill_staging(dirroot, &path, &pairs) {
-        Ok(files_cloned) => {
+        Ok(cloned) => {
             run.step("stage", t, &Ok(()));
-            Ok(apply::Staged { path, tree, files_cloned })
+            Ok(apply::Staged { path, tree, files_cloned: cloned.files, site_local: cloned.site_local, outline: cloned.outline })
         }
         Err(e) => Err(staging_failed(run, e)),
     }
@@ -724,6 +755,22 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     }
     run.step("rollback", t, &back.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     back?;
+    // A .htaccess created since the apply in a folder the record does not name: carried
+    // from the tree just left, now that the old tree is live (before that tree is set aside).
+    if let Some(new) = journal.new_tree {
+        let live = apply::live_path(dirroot)?;
+        let left = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)).cloned();
+        let now = live.parent().and_then(|p| apply::fs_now(p).ok());
+        let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
+        if let Some(left) = left
+            && let Err(why) = carry_new(run, journal, &left, new, outline.as_ref())
+        {
+            return Err(Error::Refused(format!(
+                "the old tree is live again, but the site's own files created since the apply could not be carried into it: {why}; they stay in {}, and the next run tries again",
+                left.display()
+            )));
+        }
+    }
 
     if journal.data_changed
         && let Some(dir) = journal.backup_dir.clone()
@@ -794,6 +841,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
         crash::point("rollback:last-removed");
     }
+    let _ = std::fs::remove_file(outline_path(state, &journal.id));
     // The old code answers again: the smoke checks say so (a failure is reported, the old
     // tree stays: there is nothing older to go back to).
     let t = started();
@@ -824,8 +872,69 @@ fn carry_into_old(dirroot: &Path, journal: &Journal) -> Result<()> {
         // put_old_tree_back says where it is not.
         return Ok(());
     };
-    apply::carry_site_local(&live, old, &journal.touched)?;
+    apply::carry_site_local(&live, old, &journal.touched, journal.site_local.as_deref())?;
     Ok(())
+}
+
+/// Where the outline of the tree that intervention `id` put live is kept: a hint, written
+/// without a sync; a rollback without it reads the whole tree.
+fn outline_path(state_dir: &Path, id: &str) -> PathBuf {
+    state_dir.join(format!("outline-{id}.txt"))
+}
+
+/// Keep `outline` for intervention `id` (the live tree's), and no other.
+fn save_outline(state_dir: &Path, id: &str, outline: &apply::Outline) {
+    if let Ok(entries) = std::fs::read_dir(state_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("outline-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Some(text) = outline.to_text() {
+        let path = outline_path(state_dir, id);
+        if let Err(e) = std::fs::write(&path, text) {
+            tracing::debug!(path = %path.display(), "outline not kept ({e}): a rollback will read the whole tree");
+        }
+    }
+}
+
+/// The outline kept for intervention `id`; `None` when there is none or it is unreadable.
+/// (The caller also drops it when the filesystem's clock is now before it was taken: a
+/// ctime would not say what changed since.)
+fn read_outline(state_dir: &Path, id: &str) -> Option<apply::Outline> {
+    let text = std::fs::read_to_string(outline_path(state_dir, id)).ok()?;
+    apply::Outline::from_text(&text)
+}
+
+/// Right after a swap (or a swap back): the site's own files that the tree just `left`
+/// (identity `left_tree`) has and the live tree lacks are carried into the live tree, and
+/// added to the journal's record of the site's files. Always a step of the receipt (it
+/// walks the whole tree left: its cost shows); `Err` is why it failed.
+fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: TreeId, outline: Option<&apply::Outline>) -> std::result::Result<(), String> {
+    let t = started();
+    let one_line = |e: Error| palier_bundle::error::one_line(&e);
+    let result = (|| {
+        if TreeId::dir_at(left) != Some(left_tree) {
+            return Ok(Vec::new());
+        }
+        let live = apply::live_path(&run.config.moodle.dirroot).map_err(one_line)?;
+        let carried = apply::carry_new_site_local(left, &live, &journal.touched, outline).map_err(one_line)?;
+        if !carried.is_empty() {
+            if let Some(known) = &mut journal.site_local {
+                known.extend(carried.iter().cloned());
+                known.sort();
+                known.dedup();
+            }
+            journal::write(&run.config.state_dir, journal).map_err(one_line)?;
+        }
+        Ok(carried)
+    })();
+    run.step("carry new site-local files", t, &result.as_ref().map(|_| ()).map_err(Clone::clone));
+    if let Ok(carried) = &result {
+        tracing::debug!(carried = carried.len(), ms = t.1.elapsed().as_millis() as u64, "site-local files created since the clone carried into the live tree");
+    }
+    result.map(|_| ())
 }
 
 /// The old tree live again (nothing to do when it already is), by identity: the live
@@ -855,8 +964,8 @@ fn put_old_tree_back(dirroot: &Path, journal: &Journal) -> Result<()> {
 }
 
 /// Delete the trees set aside by rollbacks (`.palier-trash-*` beside dirroot or its
-/// symlink's target). Called at the end of a cycle, after any intervention, never just
-/// before staging.
+/// symlink's target), and any `.palier-now-*` file a kill left there. Called at the end
+/// of a cycle, after any intervention, never just before staging.
 pub fn sweep_trash(dirroot: &Path) {
     let mut parents = vec![dirroot.parent().map(Path::to_path_buf)];
     if let Ok(Some(target)) = swap::live_target(dirroot) {
@@ -865,8 +974,12 @@ pub fn sweep_trash(dirroot: &Path) {
     for parent in parents.into_iter().flatten() {
         let Ok(entries) = std::fs::read_dir(&parent) else { continue };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".palier-trash-") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".palier-trash-") {
                 let _ = std::fs::remove_dir_all(e.path());
+            } else if name.starts_with(".palier-now-") && e.file_type().is_ok_and(|t| t.is_file()) {
+                // Left by a kill while reading the filesystem's clock (`apply::fs_now`).
+                let _ = std::fs::remove_file(e.path());
             }
         }
     }
@@ -932,6 +1045,7 @@ pub async fn rollback_last(config: &Config, clock: &dyn Clock, reason: &str) -> 
         reason: Some(reason.to_owned()),
         commit: None,
         touched: last.touched.clone(),
+        site_local: last.site_local.clone(),
     };
     let mut run = Run::new(config, clock, journal.receipt.clone(), last.bundles.clone(), last.backup_dir.as_deref());
     if let Some(why) = cannot_restore(&journal) {

@@ -117,6 +117,12 @@ pub struct Journal {
     /// site's, carried into whichever tree goes live (see `apply::carry_site_local`).
     #[serde(default)]
     pub touched: Vec<String>,
+    /// The site's own files outside `local/` that the old tree holds (`config.php`,
+    /// `.htaccess`, `.user.ini`), noted by the staging clone: where a rollback looks for
+    /// edits made since, instead of walking the whole tree. `None` in a journal from before
+    /// the agent kept it: the whole tree is walked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_local: Option<Vec<String>>,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {

@@ -3,7 +3,7 @@
 //! streams, and the bundle's deletions. The live tree is never written.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -35,37 +35,63 @@ pub fn create_root(live: &Path, staging: &Path) -> Result<()> {
     fs::set_permissions(staging, fs::Permissions::from_mode(meta.permissions().mode())).map_err(Error::io("set mode of", staging))
 }
 
-/// Clone `live` into the empty `staging`: directories are created with their modes,
-/// regular files are hard links (no data copied), symlinks are copied as symlinks.
-pub fn clone_into(live: &Path, staging: &Path) -> Result<u64> {
-    let mut count = 0;
-    clone_dir(live, staging, &mut count)?;
-    Ok(count)
+/// What a clone found on its way.
+#[derive(Debug)]
+pub struct Cloned {
+    /// Entries cloned (files, symlinks, folders).
+    pub files: u64,
+    /// The folders of the tree cloned, and when the clone started reading them.
+    pub outline: super::Outline,
+    /// The site's own files outside `local/` (see [`super::site_local_outside_local`]):
+    /// `config.php`, `public/config.php`, every `.htaccess` and `.user.ini`, as relative
+    /// paths. The clone visits every entry anyway: noting them costs no extra syscall.
+    pub site_local: Vec<String>,
 }
 
-fn clone_dir(src: &Path, dst: &Path, count: &mut u64) -> Result<()> {
+/// Clone `live` into the empty `staging`: directories are created with their modes,
+/// regular files are hard links (no data copied), symlinks are copied as symlinks.
+pub fn clone_into(live: &Path, staging: &Path) -> Result<Cloned> {
+    // By the filesystem's own clock, before the first folder is read.
+    let beside = staging.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let outline = super::Outline { since: super::fs_now(beside)?, dirs: Default::default() };
+    let mut cloned = Cloned { files: 0, outline, site_local: Vec::new() };
+    clone_dir(live, staging, "", &mut cloned)?;
+    cloned.site_local.sort();
+    Ok(cloned)
+}
+
+/// `rel` is `src`'s path relative to the tree's root (`""` at the root).
+fn clone_dir(src: &Path, dst: &Path, rel: &str, cloned: &mut Cloned) -> Result<()> {
     for entry in fs::read_dir(src).map_err(Error::io("list", src))? {
         let entry = entry.map_err(Error::io("list", src))?;
         let from = entry.path();
-        let to = dst.join(entry.file_name());
+        let name = entry.file_name();
+        let to = dst.join(&name);
         let ft = entry.file_type().map_err(Error::io("read", &from))?;
         if ft.is_dir() {
             let meta = entry.metadata().map_err(Error::io("read", &from))?;
             fs::create_dir(&to).map_err(Error::io("create", &to))?;
             own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
             fs::set_permissions(&to, fs::Permissions::from_mode(meta.permissions().mode())).map_err(Error::io("set mode of", &to))?;
-            clone_dir(&from, &to, count)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&from).map_err(Error::io("read link", &from))?;
-            std::os::unix::fs::symlink(target, &to).map_err(Error::io("create link", &to))?;
-            if as_root() {
-                let meta = entry.metadata().map_err(Error::io("read", &from))?;
-                own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
-            }
+            let sub = super::join_rel(rel, &name.to_string_lossy());
+            clone_dir(&from, &to, &sub, cloned)?;
+            cloned.outline.dirs.insert(sub);
         } else {
-            fs::hard_link(&from, &to).map_err(Error::io("hard-link", &to))?;
+            if ft.is_symlink() {
+                let target = fs::read_link(&from).map_err(Error::io("read link", &from))?;
+                std::os::unix::fs::symlink(target, &to).map_err(Error::io("create link", &to))?;
+                if as_root() {
+                    let meta = entry.metadata().map_err(Error::io("read", &from))?;
+                    own_like(&to, &meta).map_err(Error::io("set owner of", &to))?;
+                }
+            } else {
+                fs::hard_link(&from, &to).map_err(Error::io("hard-link", &to))?;
+            }
+            if super::is_site_local_outside_local(rel, name.as_encoded_bytes()) {
+                cloned.site_local.push(super::join_rel(rel, &name.to_string_lossy()));
+            }
         }
-        *count += 1;
+        cloned.files += 1;
     }
     Ok(())
 }
@@ -73,7 +99,12 @@ fn clone_dir(src: &Path, dst: &Path, count: &mut u64) -> Result<()> {
 /// Writes a bundle's files into the staging tree, each as a new inode.
 struct StageSink<'a> {
     root: &'a Path,
+    /// One copy buffer for every file of the bundle (not one allocation per file).
+    buf: Vec<u8>,
 }
+
+/// The copy buffer's size: a whole typical PHP file in one `write`.
+const COPY_BUF: usize = 128 * 1024;
 
 impl EntrySink for StageSink<'_> {
     fn file(&mut self, entry: &FileEntry, data: &mut dyn Read) -> io::Result<()> {
@@ -92,14 +123,20 @@ impl EntrySink for StageSink<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => fs::metadata(path.parent().unwrap_or(self.root))?,
             Err(e) => return Err(e),
         };
-        let file = OpenOptions::new().write(true).create_new(true).mode(entry.mode.bits()).open(&path)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(entry.mode.bits()).open(&path)?;
         if as_root() {
             use std::os::unix::fs::MetadataExt;
             std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
         }
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
-        io::copy(data, &mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            io::Write::write_all(&mut file, &self.buf[..n])?;
+        }
         file.set_permissions(fs::Permissions::from_mode(entry.mode.bits()))?;
         Ok(())
     }
@@ -135,7 +172,7 @@ pub(crate) fn make_dirs(root: &Path, dir: &Path) -> io::Result<()> {
 pub fn apply_bundle(staging: &Path, archive_path: &Path, signed: &Manifest) -> Result<()> {
     let file = File::open(archive_path).map_err(Error::io("open bundle archive", archive_path))?;
     let limits = ReadLimits { max_expanded: signed.expanded_size(), expected: Some(signed) };
-    archive::read_archive(file, limits, &mut StageSink { root: staging })
+    archive::read_archive(file, limits, &mut StageSink { root: staging, buf: vec![0; COPY_BUF] })
         .map_err(|e| Error::Site { path: archive_path.into(), why: format!("bundle {} refused: {e}", signed.key()) })?;
     let refused = |path: &str, why: String| Error::Site { path: staging.join(path), why: format!("bundle {} refused: delete {path}: {why}", signed.key()) };
     for path in &signed.delete {

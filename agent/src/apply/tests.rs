@@ -222,7 +222,7 @@ fn trees_are_moved_and_removed_only_by_identity() {
     // A name holding another tree than the one recorded is left alone.
     assert!(!remove_tree(&staged.path, old).unwrap());
     assert!(staged.path.exists());
-    let e = go_live(&f.live(), &Staged { path: staged.path.clone(), tree: old, files_cloned: 0 }, &f.tmp.path().join("prev"), old).unwrap_err();
+    let e = go_live(&f.live(), &Staged { path: staged.path.clone(), tree: old, files_cloned: 0, site_local: Vec::new(), outline: staged.outline.clone() }, &f.tmp.path().join("prev"), old).unwrap_err();
     assert!(e.to_string().contains("not the tree the journal recorded"), "{e}");
     assert_eq!(TreeId::of(&f.live()).unwrap(), old, "nothing was exchanged");
     // The kept name must be free: a previous tree is never renamed over anything.
@@ -234,24 +234,31 @@ fn trees_are_moved_and_removed_only_by_identity() {
     assert!(remove_tree(&staged.path, staged.tree).is_ok_and(|removed| !removed), "the old tree is not the staged one");
 }
 
-/// Issue 13, item 11: the site's own files (config.php, .htaccess, local/ customisations)
-/// as they are live are carried into the tree about to go live; the bundles' own paths are
-/// not; a local/ plugin removed since is removed there too.
-#[test]
-fn the_sites_own_files_are_carried_into_the_tree_going_live() {
-    let f = Fixture::new();
+/// A live tree with the site's own files, and a clone of it (`old`) as an apply leaves the
+/// previous tree; then, after the apply: config.php edited by rename (a new inode, as
+/// editors do), a plugin installed under local/, another removed, a new .htaccess in lib/,
+/// the root .htaccess edited; the bundle owns local/owned. Returns (live, old, what the
+/// clone found).
+fn site_local_fixture(f: &Fixture) -> (PathBuf, PathBuf, stage::Cloned) {
     let live = f.live();
-    for (p, c) in [("config.php", "<?php $CFG->x = 1;"), ("local/custom/a.php", "mine"), ("local/gone/b.php", "removed later"), ("mod/quiz/.htaccess", "deny"), ("local/owned/c.php", "bundle's v1")] {
+    for (p, c) in [
+        ("config.php", "<?php $CFG->x = 1;"),
+        ("local/custom/a.php", "mine"),
+        ("local/gone/b.php", "removed later"),
+        ("mod/quiz/.htaccess", "deny"),
+        (".htaccess", "Options -Indexes"),
+        ("local/owned/c.php", "bundle's v1"),
+    ] {
         std::fs::create_dir_all(live.join(p).parent().unwrap()).unwrap();
         std::fs::write(live.join(p), c).unwrap();
     }
     let old = f.tmp.path().join("old");
     std::fs::create_dir(&old).unwrap();
-    stage::clone_into(&live, &old).unwrap();
-    // After the apply: config.php edited by rename (a new inode, as editors do), a plugin
-    // installed under local/, another removed, a new .htaccess; the bundle owns local/owned.
+    let cloned = stage::clone_into(&live, &old).unwrap();
     std::fs::write(live.join("config.php.new"), "<?php $CFG->x = 2;").unwrap();
     std::fs::rename(live.join("config.php.new"), live.join("config.php")).unwrap();
+    std::fs::write(live.join(".htaccess.new"), "Options -Indexes -FollowSymLinks").unwrap();
+    std::fs::rename(live.join(".htaccess.new"), live.join(".htaccess")).unwrap();
     std::fs::create_dir_all(live.join("local/added")).unwrap();
     std::fs::write(live.join("local/added/version.php"), "new plugin").unwrap();
     std::fs::remove_dir_all(live.join("local/gone")).unwrap();
@@ -260,17 +267,83 @@ fn the_sites_own_files_are_carried_into_the_tree_going_live() {
     std::fs::write(live.join("local/owned/c.php"), "bundle's v2").unwrap();
     std::fs::remove_file(live.join("mod/quiz/view.php")).unwrap();
     std::fs::write(live.join("mod/quiz/view.php"), "not site-local").unwrap();
-    let changed = carry_site_local(&live, &old, &["local/owned/c.php".to_owned()]).unwrap();
-    assert_eq!(changed, 4, "config.php, local/added/version.php, lib/.htaccess in; local/gone/b.php out");
+    (live, old, cloned)
+}
+
+fn check_carried(old: &Path) {
     let read = |p: &str| std::fs::read_to_string(old.join(p)).unwrap();
     assert_eq!(read("config.php"), "<?php $CFG->x = 2;");
+    assert_eq!(read(".htaccess"), "Options -Indexes -FollowSymLinks");
     assert_eq!(read("local/added/version.php"), "new plugin");
     assert_eq!(read("lib/.htaccess"), "deny from all");
+    assert_eq!(read("mod/quiz/.htaccess"), "deny");
     assert!(!old.join("local/gone/b.php").exists());
     assert_eq!(read("local/custom/a.php"), "mine");
     assert_eq!(read("local/owned/c.php"), "bundle's v1", "the bundle's own file goes back with its tree");
     assert_eq!(read("mod/quiz/view.php"), "old quiz", "code is not carried");
-    assert_eq!(carry_site_local(&live, &old, &["local/owned/c.php".to_owned()]).unwrap(), 0, "idempotent");
+}
+
+/// Issue 13, item 11: the site's own files (config.php, .htaccess, local/ customisations)
+/// as they are live are carried into the tree about to go live; the bundles' own paths are
+/// not; a local/ plugin removed since is removed there too. Without a record of the tree's
+/// own files, the whole live tree is walked before the swap.
+#[test]
+fn the_sites_own_files_are_carried_into_the_tree_going_live() {
+    let f = Fixture::new();
+    let (live, old, _) = site_local_fixture(&f);
+    let owned = ["local/owned/c.php".to_owned()];
+    let changed = carry_site_local(&live, &old, &owned, None).unwrap();
+    assert_eq!(changed, 5, "config.php, .htaccess, local/added/version.php, lib/.htaccess in; local/gone/b.php out");
+    check_carried(&old);
+    assert_eq!(carry_site_local(&live, &old, &owned, None).unwrap(), 0, "idempotent");
+    assert!(carry_new_site_local(&live, &old, &owned, None).unwrap().is_empty(), "nothing left for after the swap");
+}
+
+/// Issue 11's figures: the rollback's exchange took 50-190 ms because carrying the site's
+/// own files walked both whole trees before it. The clone notes the site's own files it
+/// finds; before the swap only those, the fixed places and local/ are looked at; a
+/// .htaccess created since in another folder is carried right after the swap, from the tree
+/// just left. Together they carry exactly what the whole walk carries.
+#[test]
+fn the_site_local_files_the_clone_noted_are_carried_before_the_swap_and_new_ones_after() {
+    let f = Fixture::new();
+    let (live, old, cloned) = site_local_fixture(&f);
+    let noted = cloned.site_local;
+    assert_eq!(noted, [".htaccess", "config.php", "mod/quiz/.htaccess"], "local/ is walked on its own; code is not noted");
+    let owned = ["local/owned/c.php".to_owned()];
+    let changed = carry_site_local(&live, &old, &owned, Some(&noted)).unwrap();
+    assert_eq!(changed, 4, "config.php, .htaccess, local/added/version.php in; local/gone/b.php out");
+    assert!(!old.join("lib/.htaccess").exists(), "not looked for before the swap: no whole-tree walk");
+    // After the swap the tree just left is `live` here, the tree now live `old`; the
+    // clone's outline says which folders changed since.
+    assert!(cloned.outline.dirs.contains("lib") && cloned.outline.dirs.contains("mod/quiz"), "{:?}", cloned.outline.dirs);
+    assert_eq!(carry_new_site_local(&live, &old, &owned, Some(&cloned.outline)).unwrap(), ["lib/.htaccess"]);
+    check_carried(&old);
+    assert_eq!(carry_site_local(&live, &old, &owned, Some(&noted)).unwrap(), 0, "idempotent");
+    assert!(carry_new_site_local(&live, &old, &owned, None).unwrap().is_empty(), "idempotent");
+    // A .htaccess the bundle owns (never, the publisher refuses it) or one already live stays.
+    std::fs::write(live.join("lib/.user.ini"), "x").unwrap();
+    std::fs::write(old.join("lib/.user.ini"), "the live tree's own").unwrap();
+    assert!(carry_new_site_local(&live, &old, &owned, None).unwrap().is_empty());
+    assert_eq!(std::fs::read_to_string(old.join("lib/.user.ini")).unwrap(), "the live tree's own");
+}
+
+/// The staging clone notes the site's own files wherever they are, never inside local/
+/// (walked on its own) and never code named like one (theme/boost/config.php).
+#[test]
+fn the_clone_notes_the_sites_own_files_outside_local() {
+    let f = Fixture::new();
+    let live = f.live();
+    for p in ["public/config.php", "public/.user.ini", "public/local/x/.htaccess", "local/y/.htaccess", "theme/boost/config.php", "a/b/c/.htaccess"] {
+        std::fs::create_dir_all(live.join(p).parent().unwrap()).unwrap();
+        std::fs::write(live.join(p), "x").unwrap();
+    }
+    std::os::unix::fs::symlink("/nonexistent", live.join("lib/.htaccess")).unwrap();
+    let into = f.tmp.path().join("clone");
+    std::fs::create_dir(&into).unwrap();
+    let noted = stage::clone_into(&live, &into).unwrap().site_local;
+    assert_eq!(noted, ["a/b/c/.htaccess", "lib/.htaccess", "public/.user.ini", "public/config.php"]);
+    assert_eq!(site_local_outside_local(&live).unwrap().into_iter().collect::<Vec<_>>(), noted, "the same as a walk finds");
 }
 
 /// Issue 13, item 10: the agent acts only as the owner of the code root.
@@ -311,4 +384,46 @@ fn written_files_take_the_owner_of_what_they_replace_when_run_as_root() {
     assert_eq!(owner("mod/quiz"), (4321, 4322));
     assert_eq!(owner("lib/keep.php"), (5555, 5556));
     assert_eq!(owner("index.php"), (0, 0));
+}
+
+/// The outline finds the site's own files that appeared after it was taken: in a folder
+/// it knows, in a new folder, in a folder renamed into place; it does not read a folder
+/// unchanged since (here: an outline taken after every change finds nothing).
+#[test]
+fn an_outline_reads_only_the_folders_changed_since_it_was_taken() {
+    let f = Fixture::new();
+    let live = f.live();
+    std::fs::write(live.join("mod/quiz/.htaccess"), "deny").unwrap();
+    let into = f.tmp.path().join("clone");
+    std::fs::create_dir(&into).unwrap();
+    let outline = stage::clone_into(&live, &into).unwrap().outline;
+    assert_eq!(outline.dirs.iter().map(String::as_str).collect::<Vec<_>>(), ["lib", "mod", "mod/quiz"]);
+    // What the clone saw is not "since".
+    let none_yet: Vec<String> = Vec::new();
+    let found = |o: &Outline| o.site_local_since(&live).unwrap().into_iter().filter(|p| p != "mod/quiz/.htaccess").collect::<Vec<_>>();
+    assert_eq!(found(&outline), none_yet);
+    std::fs::write(live.join("lib/.htaccess"), "deny").unwrap();
+    std::fs::create_dir_all(live.join("admin/tool")).unwrap();
+    std::fs::write(live.join("admin/tool/.user.ini"), "x").unwrap();
+    std::fs::create_dir_all(f.tmp.path().join("elsewhere/blocks")).unwrap();
+    std::fs::write(f.tmp.path().join("elsewhere/blocks/.htaccess"), "x").unwrap();
+    std::fs::rename(f.tmp.path().join("elsewhere/blocks"), live.join("mod/blocks")).unwrap();
+    std::fs::create_dir_all(live.join("local/x")).unwrap();
+    std::fs::write(live.join("local/x/.htaccess"), "the local/ walk's").unwrap();
+    assert_eq!(found(&outline), ["admin/tool/.user.ini", "lib/.htaccess", "mod/blocks/.htaccess"]);
+    // Taken after every change: no folder has changed since, none is read.
+    let later = Outline { since: std::time::SystemTime::now() + std::time::Duration::from_secs(3600), dirs: outline.dirs.clone() };
+    assert!(later.site_local_since(&live).unwrap().is_empty());
+    // The filesystem's clock (here the same as the agent's) is read without leaving a file.
+    let before = std::fs::read_dir(f.tmp.path()).unwrap().count();
+    let now = fs_now(f.tmp.path()).unwrap();
+    let skew = now.duration_since(std::time::SystemTime::now()).or_else(|e| Ok::<_, ()>(e.duration())).unwrap();
+    assert!(skew < std::time::Duration::from_secs(2), "{skew:?}");
+    assert_eq!(std::fs::read_dir(f.tmp.path()).unwrap().count(), before);
+    // Kept as text and read back the same; a folder name with a line break is not kept.
+    assert_eq!(Outline::from_text(&outline.to_text().unwrap()), Some(outline.clone()));
+    assert_eq!(Outline::from_text("not an outline\nlib\n"), None);
+    let mut odd = outline;
+    odd.dirs.insert("a\nb".into());
+    assert_eq!(odd.to_text(), None);
 }
