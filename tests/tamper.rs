@@ -599,3 +599,24 @@ fn a_bin_signed_by_an_online_key_is_refused() {
         refused(&w, &format!("a bin signed by the {key} key"), "signature");
     }
 }
+
+/// A bin that an earlier load verified is not verified again while its bytes stay the same
+/// (the agent's patched tough keeps a record of what it verified, `vendor/tough/PATCHES.md`);
+/// new bytes are verified in full, so a bin re-signed by an online key after a good load is
+/// still refused.
+#[test]
+fn a_bin_verified_at_an_earlier_load_is_verified_again_when_its_bytes_change() {
+    let w = world();
+    plans(&w);
+    let records = std::fs::read_to_string(w.path("state-univ-a/tuf/verified-delegations.txt")).unwrap();
+    assert_eq!(records.lines().count(), 258, "every bin and both marker roles are recorded");
+    plans(&w);
+    assert_eq!(std::fs::read_to_string(w.path("state-univ-a/tuf/verified-delegations.txt")).unwrap(), records);
+
+    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+    let mut into = read_bin(&w, &bin);
+    let target = into.targets[&TargetName::new("quiz-fix-1.0.1.tar.gz").unwrap()].clone();
+    into.targets.insert(TargetName::new("quiz-fix-1.0.9.tar.gz").unwrap(), target);
+    resign_with(&w, vec![(bin, into, "snapshot")], |_| {});
+    refused(&w, "a bin re-signed by the snapshot key after a good load", "signature");
+}
