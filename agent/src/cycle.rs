@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use jiff::{SignedDuration, Timestamp};
 use palier_policy::{self as policy, Decision, DecisionKind, Level, Plan, Reason};
 use palier_policy::schedule::{self, Slot};
-use palier_bundle::{BundleId, BundleMetadata, BundleRef, Manifest, ownership};
+use palier_bundle::{BundleId, BundleRef, Manifest, ownership};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
@@ -304,10 +304,9 @@ fn in_after_order(mut rest: Vec<&VerifiedBundle>) -> Result<Vec<&VerifiedBundle>
 /// holds, the back-off of a failing set of bundles, and the file ownership check. `plan`
 /// and `run` both call it, so `plan` never says "eligible" for a version `run` refuses.
 pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &palier_bundle::moodle::MoodleSite, installed: &[site::Installed], held: &Holds, now: Timestamp) -> Plan {
-    let metas: Vec<BundleMetadata> = bundles.iter().map(|b| b.meta().clone()).collect();
     let installed = site::installed_refs(installed);
     let mut holds = holds::policy_holds(&held.holds);
-    let mut plan = policy::plan_with_holds(&config.contract, &metas, &installed, &holds, release, now);
+    let mut plan = policy::plan_with_holds(&config.contract, bundles, &installed, &holds, release, now);
     if let Some(b) = &held.backoff
         && now < b.next_try
         && eligible_keys(&plan) == b.bundles
@@ -316,7 +315,7 @@ pub fn site_plan(config: &Config, bundles: &[VerifiedBundle], release: &palier_b
         holds.extend(b.bundles.iter().filter_map(|k| {
             Some(policy::Hold { bundle: k.parse().ok()?, since: b.failed_at, reason: format!("the intervention failed {times} ({})", b.reason), until: Some(b.next_try) })
         }));
-        plan = policy::plan_with_holds(&config.contract, &metas, &installed, &holds, release, now);
+        plan = policy::plan_with_holds(&config.contract, bundles, &installed, &holds, release, now);
     }
     refuse_file_conflicts(&mut plan, bundles, &config.state_dir);
     if config.contract.stability.level != Level::One && config.hooks.notice.is_some() {

@@ -63,10 +63,17 @@ pub fn known_manifest(state_dir: &Path, bundle: &VerifiedBundle) -> Option<Manif
 
 /// Drop the manifest records of archives the repository no longer lists.
 pub fn forget_others(state_dir: &Path, bundles: &[VerifiedBundle]) {
-    let keep: HashSet<String> = bundles.iter().map(|b| format!("{}.toml", b.sha256())).collect();
     let Ok(entries) = std::fs::read_dir(state_dir.join("manifests")) else { return };
-    for e in entries.flatten() {
-        if !keep.contains(&*e.file_name().to_string_lossy()) {
+    // Usually a few records (the eligible and installed bundles') beside many bundles.
+    let records: Vec<_> = entries.flatten().collect();
+    if records.is_empty() {
+        return;
+    }
+    let keep: HashSet<&str> = bundles.iter().map(VerifiedBundle::sha256).collect();
+    for e in records {
+        let name = e.file_name();
+        let sha = name.to_str().and_then(|n| n.strip_suffix(".toml"));
+        if !sha.is_some_and(|sha| keep.contains(sha)) {
             let _ = std::fs::remove_file(e.path());
         }
     }

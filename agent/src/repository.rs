@@ -34,6 +34,12 @@ pub struct VerifiedBundle {
     sha256: String,
 }
 
+impl AsRef<BundleMetadata> for VerifiedBundle {
+    fn as_ref(&self) -> &BundleMetadata {
+        &self.meta
+    }
+}
+
 impl VerifiedBundle {
     pub fn meta(&self) -> &BundleMetadata {
         &self.meta
@@ -88,6 +94,9 @@ pub async fn load(config: &Config) -> Result<Verified> {
             .transport(cache.clone())
             .datastore(&datastore)
             .expiration_enforcement(ExpirationEnforcement::Safe)
+            // The agent keeps verified metadata through its own cache (`MetadataCache`), not
+            // tough's `cache_metadata`: the bins' bytes need not live as long as the load.
+            .keep_delegated_metadata(false)
             .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() });
         async move { (loader.load().await, cache) }
     };
@@ -98,16 +107,16 @@ pub async fn load(config: &Config) -> Result<Verified> {
     }
     let repository = loaded.map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
     cache.keep_only_this_load();
-    let mut bundles = Vec::new();
-    let mut markers = Vec::new();
     let listed = delegated_targets(repository.targets()).map_err(|why| Error::Refused(format!("repository {url} refused: {why}")))?;
+    let mut bundles = Vec::with_capacity(listed.len());
+    let mut markers = Vec::new();
     for (name, target) in listed {
-        let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
         if palier_bundle::halt::is_marker(name.raw()) {
+            let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
             markers.push(Marker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?);
             continue;
         }
-        let meta = BundleMetadata::from_custom(custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
+        let meta = BundleMetadata::from_custom_map(&target.custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
         if meta.manifest.target_name() != name.raw() {
             return Err(Error::Metadata {
                 url: url.clone(),
@@ -128,7 +137,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
             marker.apply(&mut b.meta);
         }
     }
-    bundles.sort_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
+    bundles.sort_unstable_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
     Ok(Verified { bundles, repository, halt_markers })
 }
 
@@ -138,7 +147,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
 /// lists every role's targets, so without this a halts key could list a bundle. A name listed
 /// twice, or a delegation nested deeper than this repository makes, is refused too.
 fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std::result::Result<Vec<(&tough::TargetName, &tough::schema::Target)>, String> {
-    use palier_bundle::halt::{RolePaths, trusted_role};
+    use palier_bundle::halt::{RolePaths, TrustedRoles};
     use tough::schema::PathSet;
     let mut out: Vec<_> = top.signed.targets.iter().collect();
     if let Some(d) = &top.signed.delegations {
@@ -150,13 +159,14 @@ fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std
                 PathSet::Paths(p) => RolePaths::Patterns(p.iter().map(|x| x.value().to_owned()).collect()),
             })
             .collect();
+        let trusted = TrustedRoles::new(&paths);
         for (i, role) in d.roles.iter().enumerate() {
             let Some(t) = &role.targets else { continue };
             if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
                 return Err(format!("role {} delegates further, which this repository never does", role.name));
             }
             for (name, target) in &t.signed.targets {
-                if trusted_role(&paths, name.raw()) != Some(i) {
+                if trusted.of(name.raw()) != Some(i) {
                     return Err(format!("target file not delegated: {} (listed by role {}, which is not trusted for that name)", name.raw(), role.name));
                 }
                 out.push((name, target));

@@ -156,7 +156,7 @@ pub fn check_paths(manifest: &Manifest, layout: Layout, map: &ComponentMap, map_
 
 /// How many `version.php` paths a [`PathSummary`] lists; a bundle with more is said to have
 /// more (`version_files_more`), which counts as a database change.
-pub const MAX_VERSION_FILES: usize = 16;
+pub const MAX_VERSION_FILES: usize = 8;
 
 /// What the checks a site runs before download need of a bundle's paths, in a few paths
 /// whatever their number: signed in the bundle's metadata (format 2) instead of the file list.

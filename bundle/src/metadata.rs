@@ -25,8 +25,14 @@ use crate::manifest::{FileEntry, FileMode, Manifest, ManifestHead, ManifestKind,
 use crate::names::{BundleId, PlatformId, RelPath};
 use crate::rollout::Rollout;
 
-/// Format version of the `custom` object this build writes.
-pub const METADATA_FORMAT: u32 = 2;
+/// Format version of the `custom` object this build writes: `{"format": 3, "entry": TEXT}`,
+/// where TEXT is a format 2 entry as one JSON text. A generic TUF client (tough, python-tuf)
+/// parses `custom` into a tree of maps and strings and keeps every bin's at once: as one
+/// string an entry costs about its own length in memory instead of about eight times it.
+pub const METADATA_FORMAT: u32 = 3;
+/// The entry's fields without the file list (a JSON object in `custom`, or the text of a
+/// format 3 entry), still read.
+pub const METADATA_FORMAT_FIELDS: u32 = 2;
 /// The format with the file list in the metadata, still read.
 pub const METADATA_FORMAT_WITH_FILES: u32 = 1;
 
@@ -92,7 +98,7 @@ pub struct BundleMetadata {
     pub rollout: Option<Rollout>,
 }
 
-/// The JSON form of [`BundleMetadata`], format 2.
+/// The JSON form of [`BundleMetadata`], format 2 (the text of a format 3 entry).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Wire {
@@ -157,7 +163,7 @@ pub fn parse_file_line(line: &str) -> Result<FileEntry> {
 impl Serialize for BundleMetadata {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         Wire {
-            format: METADATA_FORMAT,
+            format: METADATA_FORMAT_FIELDS,
             manifest: self.manifest.clone(),
             file_count: self.file_count,
             expanded_size: self.expanded_size,
@@ -171,6 +177,12 @@ impl Serialize for BundleMetadata {
             rollout: self.rollout.clone(),
         }
         .serialize(s)
+    }
+}
+
+impl AsRef<BundleMetadata> for BundleMetadata {
+    fn as_ref(&self) -> &BundleMetadata {
+        self
     }
 }
 
@@ -198,31 +210,23 @@ impl BundleMetadata {
         }
     }
 
-    /// Read from a target's `custom` field (format 2, or format 1), checking the manifest.
+    /// Read from a target's `custom` field (format 3, 2 or 1), checking the manifest.
     pub fn from_custom(value: serde_json::Value) -> Result<Self> {
         let syntax = |e: serde_json::Error| Error::ManifestSyntax(format!("signed metadata: {e}"));
         let format = value.get("format").and_then(serde_json::Value::as_u64);
-        let meta = match format {
+        match format {
             Some(f) if f == u64::from(METADATA_FORMAT) => {
-                let w: Wire = serde_json::from_value(value).map_err(syntax)?;
-                w.manifest.validate()?;
-                if w.paths.version_files.len() > MAX_VERSION_FILES {
-                    return Err(Error::invalid("paths", "version_files", format!("lists more than {MAX_VERSION_FILES} paths")));
+                let map = value.as_object().filter(|m| m.len() == 2);
+                let Some(text) = map.and_then(|m| m.get("entry")).and_then(serde_json::Value::as_str) else {
+                    return Err(Error::invalid("metadata format", "3", "expected exactly the fields format and entry (a JSON text)"));
+                };
+                let w: Wire = serde_json::from_str(text).map_err(syntax)?;
+                if w.format != METADATA_FORMAT_FIELDS {
+                    return Err(Error::invalid("metadata format", &w.format.to_string(), format!("the entry of a format {METADATA_FORMAT} entry is format {METADATA_FORMAT_FIELDS}")));
                 }
-                BundleMetadata {
-                    manifest: w.manifest,
-                    file_count: w.file_count,
-                    expanded_size: w.expanded_size,
-                    paths: w.paths,
-                    reported_by: w.reported_by,
-                    validations: w.validations,
-                    state: w.state,
-                    state_reason: w.state_reason,
-                    resumed_at: w.resumed_at,
-                    published_at: w.published_at,
-                    rollout: w.rollout,
-                }
+                Self::from_wire(w)
             }
+            Some(f) if f == u64::from(METADATA_FORMAT_FIELDS) => Self::from_wire(serde_json::from_value(value).map_err(syntax)?),
             Some(f) if f == u64::from(METADATA_FORMAT_WITH_FILES) => {
                 let w: WireWithFiles = serde_json::from_value(value).map_err(syntax)?;
                 let files = w.files.iter().map(|l| parse_file_line(l)).collect::<Result<Vec<_>>>()?;
@@ -231,7 +235,7 @@ impl BundleMetadata {
                 if w.expanded_size != full.expanded_size() {
                     return Err(Error::invalid("expanded_size", &w.expanded_size.to_string(), "differs from the sum of the file sizes"));
                 }
-                BundleMetadata {
+                Ok(BundleMetadata {
                     file_count: full.files.len() as u64,
                     expanded_size: w.expanded_size,
                     paths: PathSummary::of(full.paths()),
@@ -243,19 +247,60 @@ impl BundleMetadata {
                     resumed_at: w.resumed_at,
                     published_at: w.published_at,
                     rollout: w.rollout,
-                }
+                })
             }
             _ => {
                 let found = value.get("format").map_or_else(|| "none".to_owned(), ToString::to_string);
-                return Err(Error::invalid("metadata format", &found, format!("this build reads formats {METADATA_FORMAT_WITH_FILES} and {METADATA_FORMAT}")));
+                Err(Error::invalid("metadata format", &found, format!("this build reads formats {METADATA_FORMAT_WITH_FILES} to {METADATA_FORMAT}")))
             }
-        };
-        Ok(meta)
+        }
     }
 
-    /// The `custom` field as JSON (always the current format).
+    /// [`Self::from_custom`] from a TUF target's `custom` map as a TUF library holds it:
+    /// a format 3 entry is read from its text without copying the map first.
+    pub fn from_custom_map<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> Result<Self> {
+        if custom.len() == 2
+            && custom.get("format").and_then(serde_json::Value::as_u64) == Some(u64::from(METADATA_FORMAT))
+            && let Some(text) = custom.get("entry").and_then(serde_json::Value::as_str)
+        {
+            let w: Wire = serde_json::from_str(text).map_err(|e| Error::ManifestSyntax(format!("signed metadata: {e}")))?;
+            if w.format != METADATA_FORMAT_FIELDS {
+                return Err(Error::invalid("metadata format", &w.format.to_string(), format!("the entry of a format {METADATA_FORMAT} entry is format {METADATA_FORMAT_FIELDS}")));
+            }
+            return Self::from_wire(w);
+        }
+        Self::from_custom(serde_json::Value::Object(custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+    }
+
+    /// A format 2 entry, checked.
+    fn from_wire(w: Wire) -> Result<Self> {
+        w.manifest.validate()?;
+        if w.paths.version_files.len() > MAX_VERSION_FILES {
+            return Err(Error::invalid("paths", "version_files", format!("lists more than {MAX_VERSION_FILES} paths")));
+        }
+        Ok(BundleMetadata {
+            manifest: w.manifest,
+            file_count: w.file_count,
+            expanded_size: w.expanded_size,
+            paths: w.paths,
+            reported_by: w.reported_by,
+            validations: w.validations,
+            state: w.state,
+            state_reason: w.state_reason,
+            resumed_at: w.resumed_at,
+            published_at: w.published_at,
+            rollout: w.rollout,
+        })
+    }
+
+    /// The `custom` field as JSON (always the current format, 3).
     pub fn to_custom(&self) -> serde_json::Value {
         // Every field is plain data: serialisation cannot fail.
+        serde_json::json!({ "format": METADATA_FORMAT, "entry": serde_json::to_string(self).unwrap_or_default() })
+    }
+
+    /// The entry's fields as a JSON object (format 2): what [`Self::to_custom`] carries as text.
+    pub fn to_fields(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
@@ -336,10 +381,18 @@ mod tests {
     }
 
     #[test]
-    fn format_2_round_trips_without_the_file_list() {
+    fn format_3_round_trips_a_format_2_entry_as_text() {
         let m = sample();
         let meta = BundleMetadata::new(m.clone(), BTreeSet::from([PlatformId::new("univ-a").unwrap()]), "2026-11-29T00:00:00Z".into());
-        let custom = meta.to_custom();
+        let outer = meta.to_custom();
+        assert_eq!(outer.as_object().unwrap().len(), 2, "{outer}");
+        assert_eq!(outer["format"], 3);
+        let custom: serde_json::Value = serde_json::from_str(outer["entry"].as_str().unwrap()).unwrap();
+        assert_eq!(custom, meta.to_fields());
+        assert_eq!(BundleMetadata::from_custom(outer.clone()).unwrap(), meta);
+        let map: std::collections::HashMap<String, serde_json::Value> = outer.as_object().unwrap().clone().into_iter().collect();
+        assert_eq!(BundleMetadata::from_custom_map(&map).unwrap(), meta);
+        // The entry's fields as an object (format 2) read the same.
         assert_eq!(custom["format"], 2);
         assert!(custom.get("files").is_none() && custom["manifest"].get("files").is_none(), "{custom}");
         assert_eq!((custom["file_count"].as_u64(), custom["expanded_size"].as_u64()), (Some(3), Some(6)));
@@ -355,7 +408,7 @@ mod tests {
     fn format_1_with_file_lines_is_still_read() {
         let m = sample();
         let meta = BundleMetadata::new(m.clone(), BTreeSet::new(), "2026-11-29T00:00:00Z".into());
-        let mut old = meta.to_custom();
+        let mut old = meta.to_fields();
         let map = old.as_object_mut().unwrap();
         map.insert("format".into(), 1.into());
         map.remove("file_count");
@@ -363,8 +416,8 @@ mod tests {
         map.insert("files".into(), m.files.iter().map(file_line).collect::<Vec<_>>().into());
         let read = BundleMetadata::from_custom(old.clone()).unwrap();
         assert_eq!(read, meta);
-        // Re-signing writes format 2.
-        assert_eq!(read.to_custom()["format"], 2);
+        // Re-signing writes format 3.
+        assert_eq!(read.to_custom()["format"], 3);
         // Its lines are still held to the signed size, and a format 1 entry must carry them.
         let mut bad = old.clone();
         bad["expanded_size"] = 7.into();
@@ -372,14 +425,23 @@ mod tests {
         let mut no_lines = old.clone();
         no_lines.as_object_mut().unwrap().remove("files");
         assert!(BundleMetadata::from_custom(no_lines).is_err());
-        // A format 2 entry with a file list, and an unknown format, are refused.
-        let mut mixed = meta.to_custom();
+        // A format 2 entry with a file list, as an object or as the text of format 3, a
+        // format 3 entry with another field or another entry format, and an unknown format,
+        // are refused.
+        let mut mixed = meta.to_fields();
         mixed["files"] = old["files"].clone();
-        assert!(BundleMetadata::from_custom(mixed).unwrap_err().to_string().contains("files"));
+        assert!(BundleMetadata::from_custom(mixed.clone()).unwrap_err().to_string().contains("files"));
+        let text = serde_json::json!({ "format": 3, "entry": mixed.to_string() });
+        assert!(BundleMetadata::from_custom(text).unwrap_err().to_string().contains("files"));
+        let mut extra = meta.to_custom();
+        extra["state"] = "active".into();
+        assert!(BundleMetadata::from_custom(extra).unwrap_err().to_string().contains("exactly the fields format and entry"));
+        let inner_1 = serde_json::json!({ "format": 3, "entry": old.to_string() });
+        assert!(BundleMetadata::from_custom(inner_1).is_err());
         let mut future = meta.to_custom();
-        future["format"] = 3.into();
+        future["format"] = 4.into();
         let e = BundleMetadata::from_custom(future).unwrap_err().to_string();
-        assert!(e.contains("metadata format") && e.contains("reads formats 1 and 2"), "{e}");
+        assert!(e.contains("metadata format") && e.contains("reads formats 1 to 3"), "{e}");
     }
 
     /// Issue 15: a bundle's entry stays under 1 KB whatever its file count.
@@ -436,10 +498,11 @@ mod tests {
     fn a_rollout_travels_in_the_custom_field_and_its_absence_changes_nothing() {
         let m = crate::hostile::manifest_for("b", "1.0.0", &[("a.php", b"x")]);
         let mut meta = BundleMetadata::new(m, BTreeSet::new(), "2026-11-29T00:00:00Z".into());
-        let before = meta.to_custom();
+        let before = meta.to_fields();
         assert!(before.get("rollout").is_none(), "no rollout, no key: {before}");
         meta.rollout = Some(Rollout::parse("canary=univ-x; 24h=10%; 48h=100%").unwrap());
-        let custom = meta.to_custom();
+        assert_eq!(BundleMetadata::from_custom(meta.to_custom()).unwrap(), meta);
+        let custom = meta.to_fields();
         assert_eq!(custom["rollout"], serde_json::json!({"canary": ["univ-x"], "waves": [{"after": "24h", "share": 10}, {"after": "48h", "share": 100}]}));
         assert_eq!(BundleMetadata::from_custom(custom.clone()).unwrap(), meta);
         // A signed rollout that breaks the rules is refused with the metadata.

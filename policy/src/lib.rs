@@ -88,20 +88,27 @@ use rules::Verdict;
 ///    within 366 days it stays eligible with `apply_at: null` and a detail saying so.
 ///
 /// Decisions come sorted by id, then version.
-pub fn plan<S: SiteFacts + ?Sized>(contract: &Contract, bundles: &[BundleMetadata], installed: &[BundleRef], site: &S, now: Timestamp) -> Plan {
+pub fn plan<S: SiteFacts + ?Sized, B: AsRef<BundleMetadata>>(contract: &Contract, bundles: &[B], installed: &[BundleRef], site: &S, now: Timestamp) -> Plan {
     plan_with_holds(contract, bundles, installed, &[], site, now)
 }
 
 /// [`plan`] on a site that holds some bundle versions (rule 2); holds whose `until` is
 /// past are ignored.
-pub fn plan_with_holds<S: SiteFacts + ?Sized>(
+/// The bundles are anything that lends its metadata (the agent's verified bundles), so that
+/// a plan over 10,000 bundles does not copy them.
+pub fn plan_with_holds<S: SiteFacts + ?Sized, B: AsRef<BundleMetadata>>(
     contract: &Contract,
-    bundles: &[BundleMetadata],
+    bundles: &[B],
     installed: &[BundleRef],
     holds: &[Hold],
     site: &S,
     now: Timestamp,
 ) -> Plan {
+    let bundles: Vec<&BundleMetadata> = bundles.iter().map(AsRef::as_ref).collect();
+    plan_of(contract, &bundles, installed, holds, site, now)
+}
+
+fn plan_of<S: SiteFacts + ?Sized>(contract: &Contract, bundles: &[&BundleMetadata], installed: &[BundleRef], holds: &[Hold], site: &S, now: Timestamp) -> Plan {
     let holds: HashMap<(&BundleId, &Version), &Hold> =
         holds.iter().filter(|h| h.active(now)).map(|h| ((&h.bundle.id, &h.bundle.version), h)).collect();
     let installed_set: HashSet<(&BundleId, &Version)> = installed.iter().map(|r| (&r.id, &r.version)).collect();
@@ -174,7 +181,7 @@ pub fn plan_with_holds<S: SiteFacts + ?Sized>(
             d
         })
         .collect();
-    decisions.sort_by(|a, b| (&a.id, &a.version).cmp(&(&b.id, &b.version)));
+    decisions.sort_unstable_by(|a, b| (&a.id, &a.version).cmp(&(&b.id, &b.version)));
 
     Plan {
         platform: contract.platform.clone(),
@@ -259,7 +266,7 @@ fn assess<S: SiteFacts + ?Sized>(contract: &Contract, meta: &BundleMetadata, ins
 /// Least fixed point: a bundle becomes eligible once each of its `after` requirements is
 /// met by an installed version or an already-eligible bundle; a bundle is re-examined
 /// only when a bundle of the id it waits for becomes eligible.
-fn resolve_dependencies(bundles: &[BundleMetadata], assessed: &[Assessed], superseded: &[Option<Verdict>], installed: &[BundleRef]) -> Vec<Result<(), usize>> {
+fn resolve_dependencies(bundles: &[&BundleMetadata], assessed: &[Assessed], superseded: &[Option<Verdict>], installed: &[BundleRef]) -> Vec<Result<(), usize>> {
     let mut result: Vec<Result<(), usize>> = vec![Err(usize::MAX); bundles.len()];
     let mut installed_versions: HashMap<&BundleId, Vec<&Version>> = HashMap::new();
     for r in installed {

@@ -1034,7 +1034,7 @@ fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
     assert!(changes_database(&core("version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_some());
     assert!(changes_database(&core("lib/version.php"), Some((Layout::Classic, &ComponentMap::builtin(Layout::Classic)))).is_none());
     assert!(changes_database(&core("lib/version.php"), None).is_some());
-    // The signed metadata names up to 16 version.php paths; a bundle with more counts as a
+    // The signed metadata names up to 8 version.php paths; a bundle with more counts as a
     // database change even where none of the named ones would.
     let files = |n: usize| {
         (0..n)
@@ -1047,9 +1047,9 @@ fn a_database_change_without_a_backup_hook_needs_a_scheduled_intervention() {
             .collect::<Vec<_>>()
     };
     let classic = ComponentMap::builtin(Layout::Classic);
-    assert!(changes_database(&signed_with_files(bundle("few", "1.0.0"), files(16)), Some((Layout::Classic, &classic))).is_none());
-    let why = changes_database(&signed_with_files(bundle("many", "1.0.0"), files(17)), Some((Layout::Classic, &classic))).unwrap();
-    assert_eq!(why, "it changes more than 16 version.php files");
+    assert!(changes_database(&signed_with_files(bundle("few", "1.0.0"), files(palier_bundle::layout::MAX_VERSION_FILES)), Some((Layout::Classic, &classic))).is_none());
+    let why = changes_database(&signed_with_files(bundle("many", "1.0.0"), files(palier_bundle::layout::MAX_VERSION_FILES + 1)), Some((Layout::Classic, &classic))).unwrap();
+    assert_eq!(why, "it changes more than 8 version.php files");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -92,7 +92,8 @@ async fn main() {
         let sha = Sha256::digest(&archive).to_vec();
         std::fs::write(targets_dir.join(format!("{}.{name}", hex::encode(&sha))), &archive).unwrap();
         let meta = BundleMetadata::new(m.clone(), BTreeSet::new(), now.to_string());
-        let mut custom = match meta.to_custom() {
+        // The single-targets layout's releases signed format 1 (an object with file lines).
+        let mut custom = match if single { meta.to_fields() } else { meta.to_custom() } {
             serde_json::Value::Object(map) => map,
             _ => unreachable!(),
         };

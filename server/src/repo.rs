@@ -484,8 +484,7 @@ pub struct Published {
 }
 
 pub(crate) fn published(name: &TargetName, target: &Target) -> Result<Published> {
-    let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let meta = BundleMetadata::from_custom(custom)
+    let meta = BundleMetadata::from_custom_map(&target.custom)
         .map_err(|e| Error::Refused(format!("target {} has invalid signed metadata: {e}", name.raw())))?;
     Ok(Published { target: name.raw().to_owned(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta })
 }

@@ -308,7 +308,10 @@ fn a_standard_tuf_client_reads_the_repository() {
     assert_eq!(doc["length"], archive.len());
     assert_eq!(doc["sha256"], hex::encode(Sha256::digest(&archive)));
     assert_eq!(std::fs::read(doc["path"].as_str().unwrap()).unwrap(), archive);
-    let custom = &doc["custom"];
+    // Metadata format 3: a format 2 entry carried as one JSON text.
+    assert_eq!(doc["custom"]["format"], 3);
+    let custom: serde_json::Value = serde_json::from_str(doc["custom"]["entry"].as_str().unwrap()).unwrap();
+    let custom = &custom;
     assert_eq!(custom["manifest"]["id"], "mod_quiz-timer-drift");
     assert_eq!(custom["manifest"]["class"], "technical");
     // Metadata format 2: the file list is in the archive's manifest, not in `custom`.

@@ -387,7 +387,7 @@ fn legacy_repository(s: &Site, bundles: &[(&str, &str)]) {
         let files: Vec<String> = checked.manifest.files.iter().map(palier_bundle::metadata::file_line).collect();
         let meta = palier_bundle::BundleMetadata::new(checked.manifest, Default::default(), now.to_string());
         // As the releases of that layout signed it: metadata format 1, the file list as lines.
-        let custom = match meta.to_custom() {
+        let custom = match meta.to_fields() {
             serde_json::Value::Object(mut map) => {
                 map.insert("format".into(), 1.into());
                 map.remove("file_count");

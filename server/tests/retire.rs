@@ -223,18 +223,20 @@ fn tuf_client(s: &Site, target: &str, work: &str) -> (bool, serde_json::Value) {
 /// client still refreshes, finds the active bundles and no longer finds the retired one.
 #[test]
 fn a_standard_tuf_client_reads_the_repository_after_a_retirement() {
+    // A bundle's entry (metadata format 3) is a JSON text in `custom`.
+    let entry = |doc: &serde_json::Value| serde_json::from_str::<serde_json::Value>(doc["custom"]["entry"].as_str().unwrap()).unwrap();
     let s = Site::new();
     let now = jiff::Timestamp::now().to_string();
     for (id, v) in [("a", "1.0.0"), ("a", "1.0.1"), ("y", "1.0.0")] {
         s.publish(id, v, &now);
     }
     s.ok(&["yank", "--repo", "repo", "y@1.0.0", "--reason", "broke logins"]);
-    assert_eq!(tuf_client(&s, "y-1.0.0.tar.gz", "client-before").1["custom"]["state"], "yanked");
+    assert_eq!(entry(&tuf_client(&s, "y-1.0.0.tar.gz", "client-before").1)["state"], "yanked");
     let doc = serde_json::from_str::<serde_json::Value>(&s.ok(&["retire", "--repo", "repo", "--no-fleet-check", "--older-than", "0s", "--json"])).unwrap();
     assert_eq!(verdicts(&doc, "retired").keys().collect::<Vec<_>>(), ["a@1.0.0", "y@1.0.0"]);
     let (ok, fetched) = tuf_client(&s, "a-1.0.1.tar.gz", "client");
     assert!(ok, "{fetched}");
-    assert_eq!(fetched["custom"]["manifest"]["version"], "1.0.1");
+    assert_eq!(entry(&fetched)["manifest"]["version"], "1.0.1");
     // The client that had read the repository before follows it: y is gone from its bin.
     let (ok, missing) = tuf_client(&s, "y-1.0.0.tar.gz", "client-before");
     assert!(!ok && missing["error"] == "target y-1.0.0.tar.gz not found", "{missing}");

@@ -37,6 +37,10 @@ pub async fn make_plan(config: &Config, now: Timestamp) -> Result<Plan> {
     for w in waiting {
         eprintln!("{w}");
     }
+    // The commands that call this (`plan`, `calendar`) end right after: the process's exit
+    // frees the verified repository at once, where dropping it frees every bundle's metadata
+    // one by one (at 10,000 bundles, about a tenth of the command's CPU).
+    std::mem::forget(verified);
     Ok(plan)
 }
 

@@ -117,7 +117,12 @@ impl Repository {
         )
         .await?;
 
-        for name in self.targets.signed.role_names() {
+        let names = self.targets.signed.role_names();
+        ensure!(
+            self.delegated_metadata_kept || names.is_empty(),
+            error::DelegatedMetadataNotKeptSnafu
+        );
+        for name in names {
             if let Some(filename) = self.delegated_filename(name) {
                 if let Some(bytes) = self.delegated_metadata_bytes.get(name) {
                     let outpath = metadata_outdir.as_ref().join(&filename);

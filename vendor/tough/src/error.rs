@@ -574,6 +574,10 @@ pub enum Error {
         backtrace: Backtrace,
     },
 
+    /// (palier patch) See `RepositoryLoader::keep_delegated_metadata`.
+    #[snafu(display("The repository was loaded without keeping its delegated metadata, which caching needs"))]
+    DelegatedMetadataNotKept { backtrace: Backtrace },
+
     #[snafu(display("Error writing data to '{}': {}", path.display(), source))]
     CacheFileWrite {
         path: PathBuf,

@@ -179,6 +179,7 @@ pub struct RepositoryLoader<'a> {
     limits: Option<Limits>,
     datastore: Option<PathBuf>,
     expiration_enforcement: Option<ExpirationEnforcement>,
+    keep_delegated_metadata: bool,
 }
 
 impl<'a> RepositoryLoader<'a> {
@@ -200,6 +201,7 @@ impl<'a> RepositoryLoader<'a> {
             limits: None,
             datastore: None,
             expiration_enforcement: None,
+            keep_delegated_metadata: true,
         }
     }
 
@@ -243,6 +245,16 @@ impl<'a> RepositoryLoader<'a> {
     #[must_use]
     pub fn expiration_enforcement(mut self, exp: ExpirationEnforcement) -> Self {
         self.expiration_enforcement = Some(exp);
+        self
+    }
+
+    /// (palier patch) Whether the loaded [`Repository`] keeps the verified bytes of every
+    /// delegated role (the default), which only [`Repository::cache_metadata`] and
+    /// [`Repository::cache`] use. With many delegated roles that is the size of all of them
+    /// for as long as the repository lives; without them, caching metadata is refused.
+    #[must_use]
+    pub fn keep_delegated_metadata(mut self, keep: bool) -> Self {
+        self.keep_delegated_metadata = keep;
         self
     }
 }
@@ -327,6 +339,7 @@ pub struct Repository {
     targets_base_url: Url,
     expiration_enforcement: ExpirationEnforcement,
     delegated_metadata_bytes: std::collections::HashMap<String, Vec<u8>>,
+    delegated_metadata_kept: bool,
 }
 
 impl Repository {
@@ -381,7 +394,7 @@ impl Repository {
         .await?;
 
         // 4. Download the targets metadata file
-        let (targets, delegated_metadata_bytes) = load_targets(
+        let (targets, mut delegated_metadata_bytes) = load_targets(
             transport.as_ref(),
             &root,
             &snapshot,
@@ -392,6 +405,9 @@ impl Repository {
             &update_start,
         )
         .await?;
+        if !loader.keep_delegated_metadata {
+            delegated_metadata_bytes = std::collections::HashMap::new();
+        }
 
         let expires_iter = [
             (root.signed.expires, RoleType::Root),
@@ -417,6 +433,7 @@ impl Repository {
             targets_base_url,
             expiration_enforcement,
             delegated_metadata_bytes,
+            delegated_metadata_kept: loader.keep_delegated_metadata,
         })
     }
 

@@ -75,6 +75,131 @@ where
     Ok(map)
 }
 
+// (palier patch) `Targets`, `Target` and `Hashes` read field by field. Derived, their
+// `#[serde(flatten)]` extra fields (and the `_type` tag of `Targets`) made serde buffer each
+// whole object into an intermediate tree before reading it again: every bin's every entry
+// was parsed twice. The result is the same: unknown fields go to `_extra` (they are signed),
+// a known field given twice or missing is refused, `_type` must be "targets".
+
+struct FieldsOf<T>(std::marker::PhantomData<T>);
+
+fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: T, field: &'static str) -> Result<(), E> {
+    if slot.replace(value).is_some() {
+        return Err(E::duplicate_field(field));
+    }
+    Ok(())
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsOf<crate::schema::Targets> {
+    type Value = crate::schema::Targets;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a targets role")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut kind, mut spec_version, mut version, mut expires, mut targets, mut delegations) = (None, None, None, None, None, None);
+        let mut extra = HashMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "_type" => once(&mut kind, map.next_value::<String>()?, "_type")?,
+                "spec_version" => once(&mut spec_version, map.next_value()?, "spec_version")?,
+                "version" => once(&mut version, map.next_value()?, "version")?,
+                "expires" => once(&mut expires, map.next_value()?, "expires")?,
+                "targets" => once(&mut targets, map.next_value()?, "targets")?,
+                "delegations" => once(&mut delegations, map.next_value()?, "delegations")?,
+                _ => {
+                    let value = map.next_value()?;
+                    if extra.insert(key, value).is_some() {
+                        return Err(M::Error::custom("a field is given twice"));
+                    }
+                }
+            }
+        }
+        match kind.as_deref() {
+            Some("targets") => {}
+            Some(other) => return Err(M::Error::unknown_variant(other, &["targets"])),
+            None => return Err(M::Error::missing_field("_type")),
+        }
+        Ok(crate::schema::Targets {
+            spec_version: spec_version.ok_or_else(|| M::Error::missing_field("spec_version"))?,
+            version: version.ok_or_else(|| M::Error::missing_field("version"))?,
+            expires: expires.ok_or_else(|| M::Error::missing_field("expires"))?,
+            targets: targets.ok_or_else(|| M::Error::missing_field("targets"))?,
+            delegations: delegations.flatten(),
+            _extra: extra,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for crate::schema::Targets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsOf::<crate::schema::Targets>(std::marker::PhantomData))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsOf<crate::schema::Target> {
+    type Value = crate::schema::Target;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a target")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let (mut length, mut hashes, mut custom) = (None, None, None);
+        let mut extra = HashMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "length" => once(&mut length, map.next_value()?, "length")?,
+                "hashes" => once(&mut hashes, map.next_value()?, "hashes")?,
+                "custom" => once(&mut custom, map.next_value()?, "custom")?,
+                _ => {
+                    let value = map.next_value()?;
+                    if extra.insert(key, value).is_some() {
+                        return Err(M::Error::custom("a field is given twice"));
+                    }
+                }
+            }
+        }
+        Ok(crate::schema::Target {
+            length: length.ok_or_else(|| M::Error::missing_field("length"))?,
+            hashes: hashes.ok_or_else(|| M::Error::missing_field("hashes"))?,
+            custom: custom.unwrap_or_default(),
+            _extra: extra,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for crate::schema::Target {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsOf::<crate::schema::Target>(std::marker::PhantomData))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsOf<crate::schema::Hashes> {
+    type Value = crate::schema::Hashes;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a hashes object")
+    }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut sha256 = None;
+        let mut extra = HashMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "sha256" {
+                once(&mut sha256, map.next_value::<Decoded<Hex>>()?, "sha256")?;
+            } else {
+                let value = map.next_value()?;
+                if extra.insert(key, value).is_some() {
+                    return Err(M::Error::custom("a field is given twice"));
+                }
+            }
+        }
+        Ok(crate::schema::Hashes { sha256: sha256.ok_or_else(|| M::Error::missing_field("sha256"))?, _extra: extra })
+    }
+}
+
+impl<'de> Deserialize<'de> for crate::schema::Hashes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsOf::<crate::schema::Hashes>(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::schema::{Root, Signed};
