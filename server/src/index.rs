@@ -164,6 +164,10 @@ impl Index {
     }
 
     fn try_open(path: &Path, root_sha256: &str, paths: &RepoPaths, head: &Head) -> Result<(Index, Refreshed), Failure> {
+        // Mode 0600 like the keys beside it, whatever the umask, and so its WAL files.
+        if !path.exists() {
+            crate::store::create_private(path).map_err(Failure::Repo)?;
+        }
         let mut conn = Connection::open(path).map_err(db("open"))?;
         // Derived data: a crash may lose the last transactions (WAL, synchronous NORMAL: no
         // sync per commit), never consistency, and a lost record only makes a bin look stale.

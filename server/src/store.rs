@@ -1185,13 +1185,14 @@ impl Store {
     }
 }
 
-/// Create an empty store file readable and writable by its owner only, whatever the umask
-/// (it holds token hashes and receipts with hook output). SQLite gives its `-wal` and `-shm`
-/// files the mode of the database file.
-fn create_private(path: &Path) -> Result<()> {
+/// Create an empty SQLite file readable and writable by its owner only, whatever the umask
+/// (the store holds token hashes and receipts with hook output; the ownership index sits
+/// among the keys). SQLite gives its `-wal` and `-shm` files the mode of the database file,
+/// so the file must exist with its mode before SQLite opens it.
+pub(crate) fn create_private(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(Error::io("create the control-plane store", path))?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(Error::io("set the mode of the control-plane store", path))
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(Error::io("create", path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(Error::io("set the mode of", path))
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
