@@ -117,7 +117,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
             continue;
         }
         let meta = BundleMetadata::from_custom_map(&target.custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
-        if meta.manifest.target_name() != name.raw() {
+        if !meta.manifest.is_target_name(name.raw()) {
             return Err(Error::Metadata {
                 url: url.clone(),
                 target: name.raw().into(),
@@ -173,11 +173,11 @@ fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std
             }
         }
     }
-    let mut seen = HashSet::new();
-    for (name, _) in &out {
-        if !seen.insert(name.raw()) {
-            return Err(format!("target {} is listed twice", name.raw()));
-        }
+    // A delegated name is listed by its one trusted role only (checked above), once (a
+    // role's targets are a map): it can only be listed twice by also being at the top.
+    let top: HashSet<&str> = top.signed.targets.keys().map(|n| n.raw()).collect();
+    if let Some((name, _)) = out[top.len()..].iter().find(|(n, _)| top.contains(n.raw())) {
+        return Err(format!("target {} is listed twice", name.raw()));
     }
     Ok(out)
 }

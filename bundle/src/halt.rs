@@ -294,8 +294,10 @@ impl<'a> TrustedRoles<'a> {
     /// The same answer as [`trusted_role`].
     pub fn of(&self, name: &str) -> Option<usize> {
         use sha2::Digest;
-        let digest = hex::encode(sha2::Sha256::digest(name.as_bytes()));
-        let by_pattern = self.roles.iter().position(|r| matches!(r, RolePaths::Patterns(_)) && r.matches(name, &digest));
+        let mut hex = [0u8; 64];
+        hex::encode_to_slice(sha2::Sha256::digest(name.as_bytes()), &mut hex).ok()?;
+        let digest = std::str::from_utf8(&hex).ok()?;
+        let by_pattern = self.roles.iter().position(|r| matches!(r, RolePaths::Patterns(_)) && r.matches(name, digest));
         let by_prefix = self.lengths.iter().filter_map(|&l| digest.get(..l).and_then(|p| self.prefixes.get(p)).copied()).min();
         match (by_pattern, by_prefix) {
             (Some(a), Some(b)) => Some(a.min(b)),

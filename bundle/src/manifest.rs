@@ -293,6 +293,15 @@ impl ManifestHead {
         format!("{}-{}.tar.gz", self.id, self.version)
     }
 
+    /// Whether `name` is [`Self::target_name`], without building it (the agent checks every
+    /// bundle of the repository at each refresh).
+    pub fn is_target_name(&self, name: &str) -> bool {
+        name.strip_suffix(".tar.gz")
+            .and_then(|n| n.strip_prefix(self.id.as_str()))
+            .and_then(|n| n.strip_prefix('-'))
+            .is_some_and(|v| semver::Version::parse(v).is_ok_and(|v| v == self.version))
+    }
+
     /// `<id>@<version>`, as the CLI spells a bundle.
     pub fn key(&self) -> String {
         format!("{}@{}", self.id, self.version)

@@ -381,6 +381,16 @@ mod tests {
     }
 
     #[test]
+    fn a_target_name_is_recognised_without_building_it() {
+        for (id, version) in [("b", "1.0.0"), ("mod_quiz-fix", "1.2.3-rc.1+build.5"), ("a-b", "10.0.0")] {
+            let head = crate::hostile::manifest_for(id, version, &[("a.php", b"x")]).head();
+            for name in [head.target_name(), format!("{id}-{version}.tar"), format!("{id}-0{version}.tar.gz"), format!("{id}x-{version}.tar.gz"), format!("{id}--{version}.tar.gz"), "b-1.0.0.tar.gz".into(), format!("{id}-{version}")] {
+                assert_eq!(head.is_target_name(&name), name == head.target_name(), "{id} {version} {name}");
+            }
+        }
+    }
+
+    #[test]
     fn format_3_round_trips_a_format_2_entry_as_text() {
         let m = sample();
         let meta = BundleMetadata::new(m.clone(), BTreeSet::from([PlatformId::new("univ-a").unwrap()]), "2026-11-29T00:00:00Z".into());

@@ -52,7 +52,16 @@ impl Args {
         }
         let plan = make_plan(&config, super::now(self.now.as_deref(), &config)?).await?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+            // Straight to stdout: at 10,000 bundles the document is megabytes.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = serde_json::to_writer_pretty(&mut out, &plan).map_err(std::io::Error::from).and_then(|()| {
+                use std::io::Write;
+                writeln!(out)?;
+                out.flush()
+            });
+            if let Err(e) = written {
+                return Err(crate::error::Error::Refused(format!("cannot write the plan to stdout: {e}")));
+            }
         } else {
             print!("{}", table(&plan));
         }

@@ -28,7 +28,13 @@ pub trait IntoVec<E> {
 impl<S: Stream<Item = Result<Bytes, E>> + Send, E: Send> IntoVec<E> for S {
     async fn into_vec(self) -> Result<Vec<u8>, E> {
         self.try_fold(Vec::new(), |mut acc, bytes| {
-            acc.extend(bytes.as_ref());
+            // (palier patch) The first chunk becomes the vector without a copy when it owns
+            // its buffer (a file read whole, as the agent's metadata cache serves it).
+            if acc.is_empty() {
+                acc = Vec::from(bytes);
+            } else {
+                acc.extend(bytes.as_ref());
+            }
             std::future::ready(Ok(acc))
         })
         .await
