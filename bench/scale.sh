@@ -3,10 +3,10 @@
 # hashed-bins layout of this tree and in the single-targets layout of `main`, measured in the
 # same run. For each size: the time and peak memory of one `publish`, the bytes an agent
 # downloads for the refresh after that publish, and the agent's refresh + plan (wall, CPU,
-# peak memory). Goals at 10,000 bundles: publish <= 100 ms and <= 64 MiB, refresh after one
+# peak memory), the median of RUNS publishes each followed by a refresh. Goals at 10,000 bundles: publish <= 100 ms and <= 64 MiB, refresh after one
 # change <= 64 KB, plan <= 100 ms CPU and <= 64 MiB. See bench/README.md.
 #
-#   bench/scale.sh                 # SIZES="1 100 1000 10000" FILES=20 MAIN_REF=e3444ec PROFILE=release
+#   bench/scale.sh                 # SIZES="1 100 1000 10000" FILES=20 RUNS=3 MAIN_REF=e3444ec PROFILE=release
 #
 # Both layouts are built with the same profile, release by default (the product ships
 # release; PROFILE=dev for the tests' warm build); MAIN_REF defaults to e3444ec, the last
@@ -20,6 +20,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 SIZES=${SIZES:-"1 100 1000 10000"}
 FILES=${FILES:-20}
+RUNS=${RUNS:-3}
 # Both by default; LAYOUTS=ours measures this tree alone (no table beside main then).
 LAYOUTS=${LAYOUTS:-"main ours"}
 # The last commit of the single-targets layout (every bundle in the top-level targets.json).
@@ -92,28 +93,35 @@ PY
 
 # --- one real 20-file bundle ----------------------------------------------------------------
 src="$out/bundle-src"
-rm -rf "$src"; mkdir -p "$src/files/mod/quiz/classes/measured"
-for i in $(seq -w 1 "$FILES"); do
-    head -c 2000 /dev/urandom | base64 > "$src/files/mod/quiz/classes/measured/file-$i.php"
-done
-cat > "$src/bundle.toml" <<'TOML'
-id = "measured-fix"
-version = "1.0.0"
-component = "mod_quiz"
-class = "technical"
-data_impact = "none"
-summary = "the bundle whose publish is measured"
-fixes = []
-origin = "report"
-TOML
-"$out/ours-bin/palier-server" bundle build --manifest "$src/bundle.toml" --source "$src/files" --out "$out/measured.tar.gz" >/dev/null
-# A first publish before the measured one: on a generated repository it builds the ownership
-# index (once, as the first publish after an upgrade or a lost index does); it is reported
-# apart, and the measured publish is the steady state, one publish after another.
-rm -rf "$src-first"; mkdir -p "$src-first/files/mod/quiz/classes/first"
-cp "$src"/files/mod/quiz/classes/measured/* "$src-first/files/mod/quiz/classes/first/"
-sed -e 's/^id = .*/id = "first-fix"/' -e 's/^summary = .*/summary = "the publish before the measured one"/' "$src/bundle.toml" > "$src-first/bundle.toml"
-"$out/ours-bin/palier-server" bundle build --manifest "$src-first/bundle.toml" --source "$src-first/files" --out "$out/first.tar.gz" >/dev/null
+# RUNS measured publishes (medians), each of its own bundle, and one before them: on a
+# generated repository that one builds the ownership index (once, as the first publish after
+# an upgrade or a lost index does); it is reported apart.
+make_bundle() { # name
+    local d="$src/$1"
+    rm -rf "$d"; mkdir -p "$d/files/mod/quiz/classes/$1"
+    for i in $(seq -w 1 "$FILES"); do
+        head -c 2000 /dev/urandom | base64 > "$d/files/mod/quiz/classes/$1/file-$i.php"
+    done
+    printf 'id = "%s"\nversion = "1.0.0"\ncomponent = "mod_quiz"\nclass = "technical"\ndata_impact = "none"\nsummary = "a measured publish"\nfixes = []\norigin = "report"\n' "$1" > "$d/bundle.toml"
+    "$out/ours-bin/palier-server" bundle build --manifest "$d/bundle.toml" --source "$d/files" --out "$out/$1.tar.gz" >/dev/null
+}
+rm -rf "$src"; mkdir -p "$src"
+make_bundle first-fix
+for r in $(seq 1 "$RUNS"); do make_bundle "measured-$r"; done
+
+# Wall time, CPU time (user + system) and peak RSS of one command, to the microsecond (GNU
+# time rounds to 10 ms): `timed FILE CMD...` writes "wall_s cpu_s maxrss_kib" to FILE.
+cat > "$out/timed.py" <<'PY'
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - start
+with open(sys.argv[1], "w") as f:
+    f.write(f"{wall:.6f} {usage.ru_utime + usage.ru_stime:.6f} {usage.ru_maxrss}\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+PY
+timed() { python3 "$out/timed.py" "$@"; }
 
 results="$out/results.jsonl"
 : > "$results"
@@ -147,25 +155,35 @@ low_load = ["20:00-07:00"]
 max_defer = "4h"
 TOML
     # First refresh: everything is new to the agent.
-    /usr/bin/time -f "%e %U %S %M" -o "$dir/plan0.time" "$bin/palier-agent" plan --config "$dir/agent.toml" --json > "$dir/plan0.json"
+    timed "$dir/plan0.time" "$bin/palier-agent" plan --config "$dir/agent.toml" --json > "$dir/plan0.json"
     local first; first=$(curl -s "http://127.0.0.1:$port/__count")
-    /usr/bin/time -f "%e %U %S %M" -o "$dir/publish0.time" "$bin/palier-server" publish --repo "$dir/repo" --keys "$dir/keys" "$out/first.tar.gz" >/dev/null
+    timed "$dir/publish0.time" "$bin/palier-server" publish --repo "$dir/repo" --keys "$dir/keys" "$out/first-fix.tar.gz" >/dev/null
     "$bin/palier-agent" plan --config "$dir/agent.toml" --json > /dev/null
     curl -s "http://127.0.0.1:$port/__count" > /dev/null
-    /usr/bin/time -f "%e %U %S %M" -o "$dir/publish.time" "$bin/palier-server" publish --repo "$dir/repo" --keys "$dir/keys" "$out/measured.tar.gz" >/dev/null
-    /usr/bin/time -f "%e %U %S %M" -o "$dir/plan1.time" "$bin/palier-agent" plan --config "$dir/agent.toml" --json > "$dir/plan1.json"
-    local after; after=$(curl -s "http://127.0.0.1:$port/__count")
+    local r counts=()
+    for r in $(seq 1 "$RUNS"); do
+        timed "$dir/publish-$r.time" "$bin/palier-server" publish --repo "$dir/repo" --keys "$dir/keys" "$out/measured-$r.tar.gz" >/dev/null
+        timed "$dir/plan-$r.time" "$bin/palier-agent" plan --config "$dir/agent.toml" --json > "$dir/plan-$r.json"
+        curl -s "http://127.0.0.1:$port/__count" > "$dir/count-$r.json"
+    done
     kill "$server"; wait "$server" 2>/dev/null || true
-    python3 - "$layout" "$n" "$dir" "$first" "$after" >> "$results" <<'PY'
-import json, sys
-layout, n, d, first, after = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5])
+    python3 - "$layout" "$n" "$dir" "$first" "$RUNS" >> "$results" <<'PY'
+import json, statistics, sys
+layout, n, d, first, runs = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])
 def t(name):
-    wall, user, system, rss = open(f"{d}/{name}.time").read().split()[-4:]
-    return dict(wall_ms=float(wall) * 1000, cpu_ms=(float(user) + float(system)) * 1000, rss_mib=int(rss) / 1024)
-planned = json.load(open(f"{d}/plan1.json"))
+    wall, cpu, rss = open(f"{d}/{name}.time").read().split()
+    return dict(wall_ms=float(wall) * 1000, cpu_ms=float(cpu) * 1000, rss_mib=int(rss) / 1024)
+def median(names):
+    rows = [t(x) for x in names]
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+counts = [json.load(open(f"{d}/count-{r}.json")) for r in range(1, runs + 1)]
+planned = json.load(open(f"{d}/plan-{runs}.json"))
 count = len(planned) if isinstance(planned, list) else len(planned.get("bundles", planned.get("decisions", [])))
-print(json.dumps(dict(layout=layout, bundles=n, publish=t("publish"), first_publish=t("publish0"), refresh_plan=t("plan1"), first_plan=t("plan0"),
-                      first_bytes=first["bytes"], refresh_bytes=after["bytes"], refresh_files=after["files"], planned=count)))
+print(json.dumps(dict(layout=layout, bundles=n, runs=runs,
+                      publish=median([f"publish-{r}" for r in range(1, runs + 1)]), first_publish=t("publish0"),
+                      refresh_plan=median([f"plan-{r}" for r in range(1, runs + 1)]), first_plan=t("plan0"),
+                      first_bytes=first["bytes"], refresh_bytes=statistics.median(c["bytes"] for c in counts),
+                      refresh_files=counts[-1]["files"], planned=count)))
 PY
     echo "measured $layout at $n bundles" >&2
 }
@@ -199,7 +217,7 @@ for n in sizes:
         fmt = lambda v: "-" if v is None else (f"{v:,.0f}" if isinstance(v, int) or v >= 100 else f"{v:.1f}")
         lines.append(f"| {n:,} | {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal if n == max(sizes) else ''} |")
 table = "\n".join(lines)
-caption = f"bench/scale.sh, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {os.environ['BENCH_COMMIT']} (main = single targets at {os.environ['BENCH_MAIN']}), {os.environ['BENCH_PROFILE']} binaries of both layouts, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}\n\n"
+caption = f"bench/scale.sh, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {os.environ['BENCH_COMMIT']} (main = single targets at {os.environ['BENCH_MAIN']}), {os.environ['BENCH_PROFILE']} binaries of both layouts, median of {rows[0].get('runs', 1)} publishes each followed by a refresh, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}\n\n"
 open(sys.argv[2], "w").write(caption + table + "\n")
 json.dump(dict(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), commit=os.environ["BENCH_COMMIT"], main=os.environ["BENCH_MAIN"], profile=os.environ["BENCH_PROFILE"], rows=rows), open(sys.argv[3], "w"), indent=1)
 print(caption + table)
