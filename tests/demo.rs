@@ -44,7 +44,7 @@ fn the_demo_tells_the_week_and_exits_0() {
     // Per platform: contract, level-3 procedure and backup, the rollback, the reasons.
     has("Which fixes it gets: level 1, \"on defect report\"");
     has("When and how: level 3, \"maintenance calendar\"");
-    has("steps: guard > preflight checks > download > free space > maintenance on > backup > stage > swap > reload > upgrade");
+    has("steps: guard > preflight checks > download > free space > maintenance on > backup > stage > swap > carry new site-local files > reload > upgrade");
     has("> purge caches > validate (in maintenance) > maintenance off > checks");
     has(&format!("backup, taken before any change: {}/univ-c/state/backups/", dir.display()));
     let sha = text.split("sha256 ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_default();
