@@ -220,11 +220,7 @@ impl BundleMetadata {
                 let Some(text) = map.and_then(|m| m.get("entry")).and_then(serde_json::Value::as_str) else {
                     return Err(Error::invalid("metadata format", "3", "expected exactly the fields format and entry (a JSON text)"));
                 };
-                let w: Wire = serde_json::from_str(text).map_err(syntax)?;
-                if w.format != METADATA_FORMAT_FIELDS {
-                    return Err(Error::invalid("metadata format", &w.format.to_string(), format!("the entry of a format {METADATA_FORMAT} entry is format {METADATA_FORMAT_FIELDS}")));
-                }
-                Self::from_wire(w)
+                Self::from_entry_text(text)
             }
             Some(f) if f == u64::from(METADATA_FORMAT_FIELDS) => Self::from_wire(serde_json::from_value(value).map_err(syntax)?),
             Some(f) if f == u64::from(METADATA_FORMAT_WITH_FILES) => {
@@ -263,13 +259,18 @@ impl BundleMetadata {
             && custom.get("format").and_then(serde_json::Value::as_u64) == Some(u64::from(METADATA_FORMAT))
             && let Some(text) = custom.get("entry").and_then(serde_json::Value::as_str)
         {
-            let w: Wire = serde_json::from_str(text).map_err(|e| Error::ManifestSyntax(format!("signed metadata: {e}")))?;
-            if w.format != METADATA_FORMAT_FIELDS {
-                return Err(Error::invalid("metadata format", &w.format.to_string(), format!("the entry of a format {METADATA_FORMAT} entry is format {METADATA_FORMAT_FIELDS}")));
-            }
-            return Self::from_wire(w);
+            return Self::from_entry_text(text);
         }
         Self::from_custom(serde_json::Value::Object(custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+    }
+
+    /// The text of a format 3 entry: a format 2 object.
+    fn from_entry_text(text: &str) -> Result<Self> {
+        let w: Wire = serde_json::from_str(text).map_err(|e| Error::ManifestSyntax(format!("signed metadata: {e}")))?;
+        if w.format != METADATA_FORMAT_FIELDS {
+            return Err(Error::invalid("metadata format", &w.format.to_string(), format!("the entry of a format {METADATA_FORMAT} entry is format {METADATA_FORMAT_FIELDS}")));
+        }
+        Self::from_wire(w)
     }
 
     /// A format 2 entry, checked.
