@@ -112,7 +112,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
     let mut markers = Vec::new();
     for (name, target) in listed {
         if palier_bundle::halt::is_marker(name.raw()) {
-            let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            let custom = palier_bundle::metadata::custom_value(&target.custom);
             markers.push(Marker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?);
             continue;
         }

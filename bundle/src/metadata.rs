@@ -261,7 +261,7 @@ impl BundleMetadata {
         {
             return Self::from_entry_text(text);
         }
-        Self::from_custom(serde_json::Value::Object(custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        Self::from_custom(custom_value(custom))
     }
 
     /// The text of a format 3 entry: a format 2 object.
@@ -337,6 +337,12 @@ impl BundleMetadata {
         }
         Ok(())
     }
+}
+
+/// A TUF target's `custom` map (as tough holds it) as one JSON value, for the readers that
+/// take one (bundle entries of formats 1 and 2, halt and report markers).
+pub fn custom_value<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> serde_json::Value {
+    serde_json::Value::Object(custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// `<id>@<version>`, as the CLI names a published bundle.

@@ -137,7 +137,7 @@ fn put_marker(paths: &RepoPaths, role: &mut tough::schema::Targets, name: Target
 }
 
 fn custom_of(target: &Target) -> serde_json::Value {
-    serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    palier_bundle::metadata::custom_value(&target.custom)
 }
 
 /// Remove the halt marker of `bundle`. Returns false when there is none (or no `halts` role).
@@ -158,17 +158,23 @@ pub async fn remove_marker(paths: &RepoPaths, bundle: &BundleRef, now: Timestamp
 
 /// The halt markers in force, verified like every reader's view (see [`repo::list`]).
 pub fn markers(paths: &RepoPaths) -> Result<Vec<HaltMarker>> {
+    listed_markers(paths, HALTS, "halt marker", HaltMarker::from_custom, |m| m.bundle.to_string())
+}
+
+/// The markers `role` lists, each read by `parse` (`what` names one in a refusal), sorted by
+/// `key`; none when the repository does not delegate to `role`.
+fn listed_markers<M>(paths: &RepoPaths, role: &str, what: &str, parse: fn(&str, serde_json::Value) -> palier_bundle::Result<M>, key: fn(&M) -> String) -> Result<Vec<M>> {
     paths.require()?;
     let head = Head::load(paths)?;
-    if !has(&head, HALTS) {
+    if !has(&head, role) {
         return Ok(Vec::new());
     }
-    let halts = load_role(paths, &head, HALTS)?;
+    let signed = load_role(paths, &head, role)?;
     let mut out = Vec::new();
-    for (name, target) in &halts.targets {
-        out.push(HaltMarker::from_custom(name.raw(), custom_of(target)).map_err(|e| Error::Refused(format!("repository {}: halt marker {}: {e}", paths.dir.display(), name.raw())))?);
+    for (name, target) in &signed.targets {
+        out.push(parse(name.raw(), custom_of(target)).map_err(|e| Error::Refused(format!("repository {}: {what} {}: {e}", paths.dir.display(), name.raw())))?);
     }
-    out.sort_by_key(|m| m.bundle.to_string());
+    out.sort_by_key(key);
     Ok(out)
 }
 
@@ -202,18 +208,7 @@ pub fn newest_marker_ever(paths: &RepoPaths, bundle: &BundleRef) -> Result<Optio
 
 /// The report markers, verified like every reader's view.
 pub fn report_markers(paths: &RepoPaths) -> Result<Vec<ReportMarker>> {
-    paths.require()?;
-    let head = Head::load(paths)?;
-    if !has(&head, REPORTS) {
-        return Ok(Vec::new());
-    }
-    let reports = load_role(paths, &head, REPORTS)?;
-    let mut out = Vec::new();
-    for (name, target) in &reports.targets {
-        out.push(ReportMarker::from_custom(name.raw(), custom_of(target)).map_err(|e| Error::Refused(format!("repository {}: report marker {}: {e}", paths.dir.display(), name.raw())))?);
-    }
-    out.sort_by_key(|m| m.bundle.to_string());
-    Ok(out)
+    listed_markers(paths, REPORTS, "report marker", ReportMarker::from_custom, |m| m.bundle.to_string())
 }
 
 /// Whether the top-level targets delegate to `role`.

@@ -542,7 +542,7 @@ pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
         }
     }
     for (name, target) in listed {
-        let custom = serde_json::Value::Object(target.custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let custom = palier_bundle::metadata::custom_value(&target.custom);
         match Marker::from_target(name.raw(), custom) {
             Some(marker) => markers.push(marker.map_err(|e| refused(&paths.dir, format!("marker {}", name.raw()), e))?),
             None => out.push(published(name, target)?),
