@@ -532,9 +532,10 @@ pub async fn list(paths: &RepoPaths) -> Result<Vec<Published>> {
                 PathSet::Paths(p) => RolePaths::Patterns(p.iter().map(|x| x.value().to_owned()).collect()),
             })
             .collect();
+        let trusted = palier_bundle::halt::TrustedRoles::new(&role_paths);
         for (i, role) in d.roles.iter().enumerate() {
             for (name, target) in role.targets.iter().flat_map(|t| t.signed.targets.iter()) {
-                if palier_bundle::halt::trusted_role(&role_paths, name.raw()) != Some(i) {
+                if trusted.of(name.raw()) != Some(i) {
                     return Err(refused(&paths.dir, &role.name, format!("it lists {}, a name it is not trusted for", name.raw())));
                 }
                 listed.push((name, target));
