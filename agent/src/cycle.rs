@@ -346,7 +346,14 @@ pub fn eligible_keys(plan: &Plan) -> Vec<String> {
 /// they would apply first ([`planned`]), and the intervention checks again what it downloaded
 /// before staging ([`file_conflict`]).
 fn refuse_file_conflicts(plan: &mut Plan, bundles: &[VerifiedBundle], state_dir: &Path) {
-    let find = |d: &Decision| bundles.iter().find(|b| b.meta().manifest.id == d.id && b.meta().manifest.version == d.version);
+    if !plan.bundles.iter().any(|d| d.decision == DecisionKind::Eligible) {
+        return;
+    }
+    // The bundles are sorted by id and version (`repository::load`).
+    let find = |d: &Decision| {
+        let i = bundles.binary_search_by(|b| (&b.meta().manifest.id, &b.meta().manifest.version).cmp(&(&d.id, &d.version))).ok()?;
+        Some(&bundles[i])
+    };
     let eligible_ids: std::collections::HashSet<&BundleId> = plan.bundles.iter().filter(|d| d.decision == DecisionKind::Eligible).map(|d| &d.id).collect();
     // Installed versions that an eligible version of their id will replace own nothing.
     let owns_live = |d: &Decision| d.decision == DecisionKind::Installed && !eligible_ids.contains(&d.id);

@@ -28,7 +28,8 @@ use crate::transport::RepoTransport;
 /// code that plans or applies cannot be handed metadata that was not verified.
 #[derive(Debug, Clone)]
 pub struct VerifiedBundle {
-    meta: BundleMetadata,
+    /// Boxed: the bundles are sorted and moved by the ten thousand at each refresh.
+    meta: Box<BundleMetadata>,
     target: String,
     length: u64,
     sha256: String,
@@ -87,7 +88,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
     let (metadata_url, targets_url) = urls(&config.repository)?;
     let url = config.repository.to_string();
     let roots = crate::transport::extra_roots(config.ca_file.as_deref()).map_err(|e| Error::Refused(e.to_string()))?;
-    let inner = RepoTransport::new(roots).map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
+    let inner = RepoTransport::new(roots, &config.repository).map_err(|e| Error::Refused(format!("cannot build the HTTP client: {}", palier_bundle::error::one_line(&e))))?;
     let load = |use_cache: bool| {
         let cache = MetadataCache::new(inner.clone(), metadata_url.clone(), cache_dir.clone(), use_cache);
         let loader = RepositoryLoader::new(&root, metadata_url.clone(), targets_url.clone())
@@ -124,7 +125,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
                 source: palier_bundle::Error::ManifestMismatch(format!("target name differs from the manifest's {}", meta.manifest.target_name())),
             });
         }
-        bundles.push(VerifiedBundle { target: name.raw().into(), length: target.length, sha256: hex::encode(&target.hashes.sha256), meta });
+        bundles.push(VerifiedBundle { target: name.raw().into(), length: target.length, sha256: lower_hex(&target.hashes.sha256), meta: Box::new(meta) });
     }
     // A valid halt marker halts its bundle as the bundle's own metadata would (plan reason
     // `halted`, the marker's reason in the detail), and so does one this site saw earlier and
@@ -139,6 +140,14 @@ pub async fn load(config: &Config) -> Result<Verified> {
     }
     bundles.sort_unstable_by(|a, b| (&a.meta.manifest.id, &a.meta.manifest.version).cmp(&(&b.meta.manifest.id, &b.meta.manifest.version)));
     Ok(Verified { bundles, repository, halt_markers })
+}
+
+/// `bytes` in lowercase hexadecimal, as `hex::encode` writes it, without its per-character
+/// iterator (once for each of the repository's bundles at each refresh).
+fn lower_hex(bytes: &[u8]) -> String {
+    let mut text = vec![0; bytes.len() * 2];
+    hex::encode_to_slice(bytes, &mut text).expect("the buffer is twice the input's length");
+    String::from_utf8(text).expect("hexadecimal digits are ASCII")
 }
 
 /// Every target of the verified top-level targets and the roles they delegate to, each

@@ -32,6 +32,11 @@ impl TargetName {
     /// Construct a new `TargetName`. Unsafe names will return an error.
     pub fn new<S: Into<String>>(raw: S) -> Result<Self> {
         let raw = raw.into();
+        // palier: a name with nothing to resolve is its own resolved name (every target of
+        // every bin at every load); `clean_name` would return it unchanged.
+        if is_clean(&raw) {
+            return Ok(Self { raw, resolved: None });
+        }
         let resolved = clean_name(&raw)?;
         if raw == resolved {
             Ok(Self {
@@ -102,6 +107,12 @@ impl<'de> Deserialize<'de> for TargetName {
         let s = <String>::deserialize(deserializer)?;
         TargetName::new(s).map_err(|e| D::Error::custom(format!("{e}")))
     }
+}
+
+/// Whether `name` is relative, non-empty and made of non-empty components none of which is
+/// `.` or `..`: then [`clean_name`] returns it unchanged.
+fn is_clean(name: &str) -> bool {
+    !name.is_empty() && name.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 // Resolves path-like constructs. e.g. `foo/../bar` becomes `bar`.
@@ -296,4 +307,23 @@ fn bad_3() {
     let name = "/..";
     let error = clean_name(name).err().unwrap();
     assert!(matches!(error, error::Error::UnsafeTargetNameSlash { .. }));
+}
+
+#[test]
+fn a_clean_name_is_its_own_resolved_name() {
+    let names = [
+        "a", "a.tar.gz", "bin/x", "halts/a@1.0.0.json", ".hidden", "a..b", "...", "a/.b", "a\\b", "é/ü",
+        "", "/", "//", ".", "..", "./a", "a/.", "a/..", "a/../b", "a//b", "/a", "a/", "a/./b", "../a",
+    ];
+    for name in names {
+        if is_clean(name) {
+            assert_eq!(clean_name(name).unwrap(), name, "{name:?}");
+        }
+        assert_eq!(
+            TargetName::new(name).map(|t| t.resolved().to_owned()).ok(),
+            clean_name(name).ok(),
+            "{name:?}"
+        );
+    }
+    assert!(is_clean("bin/x") && !is_clean("a/") && !is_clean("/a") && !is_clean("a//b"));
 }

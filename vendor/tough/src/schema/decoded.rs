@@ -74,6 +74,26 @@ pub struct Hex;
 
 impl Decode for Hex {
     fn decode(s: &str) -> Result<Vec<u8>, Error> {
+        // palier: a direct loop for well-formed input (every target's hashes at every load);
+        // anything else goes through `hex::decode` for the same errors as before.
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
+        let bytes = s.as_bytes();
+        if bytes.len() % 2 == 0 {
+            let decoded: Option<Vec<u8>> = bytes
+                .chunks_exact(2)
+                .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+                .collect();
+            if let Some(decoded) = decoded {
+                return Ok(decoded);
+            }
+        }
         hex::decode(s).context(error::HexDecodeSnafu)
     }
 }
@@ -240,5 +260,14 @@ impl<T> Ord for Decoded<T> {
 impl<T> Hash for Decoded<T> {
     fn hash<H: Hasher>(&self, hasher: &mut H) {
         self.bytes.hash(hasher);
+    }
+}
+
+#[test]
+fn hex_decode_matches_the_hex_crate() {
+    for s in ["", "00", "0aFf", "deadBEEF", "0", "abc", "zz", "0g", "+1", "é1", "0\u{0}"] {
+        let ours = Hex::decode(s).ok();
+        let theirs = hex::decode(s).ok();
+        assert_eq!(ours, theirs, "{s:?}");
     }
 }
