@@ -106,18 +106,23 @@ pub async fn load(config: &Config) -> Result<Verified> {
         tracing::debug!("the load that used cached metadata failed; trying again without the cache");
         (loaded, cache) = load(false).await;
     }
-    let repository = loaded.map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
+    let mut repository = loaded.map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
     cache.keep_only_this_load();
-    let listed = delegated_targets(repository.targets()).map_err(|why| Error::Refused(format!("repository {url} refused: {why}")))?;
+    let listed = delegated_targets(repository.targets_mut()).map_err(|why| Error::Refused(format!("repository {url} refused: {why}")))?;
     let mut bundles = Vec::with_capacity(listed.len());
     let mut markers = Vec::new();
     for (name, target) in listed {
+        // Each entry is let go of once read: the memory of ten thousand entries' text is
+        // reused by what is read next instead of growing the heap (downloads need only the
+        // name, length and hashes).
+        let custom = std::mem::take(&mut target.custom);
         if palier_bundle::halt::is_marker(name.raw()) {
-            let custom = palier_bundle::metadata::custom_value(&target.custom);
+            let custom = palier_bundle::metadata::custom_value(&custom);
             markers.push(Marker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?);
             continue;
         }
-        let meta = BundleMetadata::from_custom_map(&target.custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
+        let meta = BundleMetadata::from_custom_map(&custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
+        drop(custom);
         if !meta.manifest.is_target_name(name.raw()) {
             return Err(Error::Metadata {
                 url: url.clone(),
@@ -155,11 +160,13 @@ fn lower_hex(bytes: &[u8]) -> String {
 /// falls in, the `halts` role for halt markers): tough verifies every role's signatures but
 /// lists every role's targets, so without this a halts key could list a bundle. A name listed
 /// twice, or a delegation nested deeper than this repository makes, is refused too.
-fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std::result::Result<Vec<(&tough::TargetName, &tough::schema::Target)>, String> {
+fn delegated_targets(top: &mut tough::schema::Signed<tough::schema::Targets>) -> std::result::Result<Vec<(&tough::TargetName, &mut tough::schema::Target)>, String> {
     use palier_bundle::halt::{RolePaths, TrustedRoles};
     use tough::schema::PathSet;
-    let mut out: Vec<_> = top.signed.targets.iter().collect();
-    if let Some(d) = &top.signed.delegations {
+    let top = &mut top.signed;
+    let mut out: Vec<_> = top.targets.iter_mut().collect();
+    let top_len = out.len();
+    if let Some(d) = &mut top.delegations {
         let paths: Vec<RolePaths> = d
             .roles
             .iter()
@@ -169,12 +176,12 @@ fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std
             })
             .collect();
         let trusted = TrustedRoles::new(&paths);
-        for (i, role) in d.roles.iter().enumerate() {
-            let Some(t) = &role.targets else { continue };
+        for (i, role) in d.roles.iter_mut().enumerate() {
+            let Some(t) = &mut role.targets else { continue };
             if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
                 return Err(format!("role {} delegates further, which this repository never does", role.name));
             }
-            for (name, target) in &t.signed.targets {
+            for (name, target) in &mut t.signed.targets {
                 if trusted.of(name.raw()) != Some(i) {
                     return Err(format!("target file not delegated: {} (listed by role {}, which is not trusted for that name)", name.raw(), role.name));
                 }
@@ -184,8 +191,8 @@ fn delegated_targets(top: &tough::schema::Signed<tough::schema::Targets>) -> std
     }
     // A delegated name is listed by its one trusted role only (checked above), once (a
     // role's targets are a map): it can only be listed twice by also being at the top.
-    let top: HashSet<&str> = top.signed.targets.keys().map(|n| n.raw()).collect();
-    if let Some((name, _)) = out[top.len()..].iter().find(|(n, _)| top.contains(n.raw())) {
+    let at_top: HashSet<&str> = out[..top_len].iter().map(|(n, _)| n.raw()).collect();
+    if let Some((name, _)) = out[top_len..].iter().find(|(n, _)| at_top.contains(n.raw())) {
         return Err(format!("target {} is listed twice", name.raw()));
     }
     Ok(out)

@@ -255,11 +255,21 @@ impl BundleMetadata {
     /// [`Self::from_custom`] from a TUF target's `custom` map as a TUF library holds it:
     /// a format 3 entry is read from its text without copying the map first.
     pub fn from_custom_map<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> Result<Self> {
-        if custom.len() == 2
-            && custom.get("format").and_then(serde_json::Value::as_u64) == Some(u64::from(METADATA_FORMAT))
-            && let Some(text) = custom.get("entry").and_then(serde_json::Value::as_str)
-        {
-            return Self::from_entry_text(text);
+        // Two keys: looked at in turn rather than hashed (every bundle at every refresh).
+        if custom.len() == 2 {
+            let (mut format, mut text) = (None, None);
+            for (key, value) in custom {
+                match key.as_str() {
+                    "format" => format = value.as_u64(),
+                    "entry" => text = value.as_str(),
+                    _ => {}
+                }
+            }
+            if format == Some(u64::from(METADATA_FORMAT))
+                && let Some(text) = text
+            {
+                return Self::from_entry_text(text);
+            }
         }
         Self::from_custom(custom_value(custom))
     }

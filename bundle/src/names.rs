@@ -127,18 +127,32 @@ fn check_rel_path(s: &str) -> Result<()> {
     if s.starts_with('/') {
         return Err(why("absolute path"));
     }
-    if s.contains('\0') || s.contains('\\') {
-        return Err(why("contains NUL or a backslash"));
-    }
-    for seg in s.split('/') {
-        match seg {
-            "" => return Err(why("empty path segment")),
-            "." => return Err(why("'.' segment")),
-            ".." => return Err(why("'..' segment escapes the code root")),
+    // One pass over the bytes (every path of every bundle's entry at every refresh); a NUL
+    // or a backslash is named before a bad segment, wherever it is.
+    let (mut segment, mut bad_segment) = (0, None);
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        match c {
+            0 | b'\\' => return Err(why("contains NUL or a backslash")),
+            b'/' => {
+                bad_segment = bad_segment.or(check_segment(&s[segment..i]).err());
+                segment = i + 1;
+            }
             _ => {}
         }
     }
-    Ok(())
+    match bad_segment.or(check_segment(&s[segment..]).err()) {
+        Some(w) => Err(why(w)),
+        None => Ok(()),
+    }
+}
+
+fn check_segment(segment: &str) -> std::result::Result<(), &'static str> {
+    match segment {
+        "" => Err("empty path segment"),
+        "." => Err("'.' segment"),
+        ".." => Err("'..' segment escapes the code root"),
+        _ => Ok(()),
+    }
 }
 
 impl RelPath {
@@ -180,5 +194,10 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", "a\\b", "a\0b", "..", "."] {
             assert!(RelPath::new(bad).is_err(), "{bad:?} accepted");
         }
+        // The first bad segment is named, and a NUL or backslash before any bad segment.
+        let why = |p: &str| RelPath::new(p).unwrap_err().to_string();
+        assert!(why("a/../b/./c").contains("'..' segment"), "{}", why("a/../b/./c"));
+        assert!(why("../a\\b").contains("NUL or a backslash"), "{}", why("../a\\b"));
+        assert!(why("a//b").contains("empty path segment"));
     }
 }

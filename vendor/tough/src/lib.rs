@@ -442,6 +442,13 @@ impl Repository {
         &self.targets
     }
 
+    /// palier: the loaded targets metadata, mutable, so that a client can let go of what it
+    /// has read (an agent reads every bundle's `custom` entry at every load, and needs only
+    /// the names, lengths and hashes afterwards). Changing them changes only this copy.
+    pub fn targets_mut(&mut self) -> &mut Signed<crate::schema::Targets> {
+        &mut self.targets
+    }
+
     /// Returns a reference to the signed root
     pub fn root(&self) -> &Signed<Root> {
         &self.root
