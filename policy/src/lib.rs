@@ -156,16 +156,20 @@ fn plan_of<S: SiteFacts + ?Sized>(contract: &Contract, bundles: &[&BundleMetadat
 
     let zone = &contract.timezone;
     let mut timing = None;
+    // Each bundle's verdict is moved into its decision, not copied.
     let mut decisions: Vec<Decision> = bundles
         .iter()
-        .enumerate()
-        .map(|(i, meta)| {
+        .zip(assessed)
+        .zip(superseded)
+        .zip(&eligible)
+        .map(|(((meta, assessed), superseded), eligible)| {
             let m = &meta.manifest;
-            let verdict = match (&assessed[i], &superseded[i], &eligible[i]) {
+            let verdict = match (assessed, superseded, eligible) {
                 (Assessed::Installed(note), _, _) => {
-                    return decision(meta, DecisionKind::Installed, note.as_ref().map(|(r, _)| *r), note.as_ref().map(|(_, d)| d.clone()));
+                    let (reason, detail) = note.unzip();
+                    return decision(meta, DecisionKind::Installed, reason, detail);
                 }
-                (Assessed::Withdrawn(v), _, _) | (_, Some(v), _) | (Assessed::Excluded(v), None, _) => v.clone(),
+                (Assessed::Withdrawn(v), _, _) | (_, Some(v), _) | (Assessed::Excluded(v), None, _) => v,
                 (Assessed::Candidate, None, Err(missing)) => rules::dependency_missing(m.after.get(*missing)),
                 (Assessed::Candidate, None, Ok(())) => {
                     let t = timing.get_or_insert_with(|| timing::timing(&contract.stability, zone, now));

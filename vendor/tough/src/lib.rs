@@ -394,7 +394,7 @@ impl Repository {
         .await?;
 
         // 4. Download the targets metadata file
-        let (targets, mut delegated_metadata_bytes) = load_targets(
+        let (targets, delegated_metadata_bytes) = load_targets(
             transport.as_ref(),
             &root,
             &snapshot,
@@ -403,11 +403,9 @@ impl Repository {
             &metadata_base_url,
             expiration_enforcement,
             &update_start,
+            loader.keep_delegated_metadata,
         )
         .await?;
-        if !loader.keep_delegated_metadata {
-            delegated_metadata_bytes = std::collections::HashMap::new();
-        }
 
         let expires_iter = [
             (root.signed.expires, RoleType::Root),
@@ -1210,6 +1208,7 @@ async fn load_targets(
     metadata_base_url: &Url,
     expiration_enforcement: ExpirationEnforcement,
     update_start: &JiffTimestamp,
+    keep_delegated_metadata: bool,
 ) -> Result<(
     Signed<crate::schema::Targets>,
     std::collections::HashMap<String, Vec<u8>>,
@@ -1324,7 +1323,7 @@ async fn load_targets(
             &mut loaded_roles,
             update_start,
             expiration_enforcement,
-            &mut delegated_metadata_bytes,
+            keep_delegated_metadata.then_some(&mut delegated_metadata_bytes),
             &mut verified,
         )
         .await?;
@@ -1352,7 +1351,10 @@ async fn load_delegations(
     loaded_roles: &mut BTreeSet<String>,
     update_start: &JiffTimestamp,
     expiration_enforcement: ExpirationEnforcement,
-    delegated_metadata_bytes: &mut std::collections::HashMap<String, Vec<u8>>,
+    // palier: `None` when the loader does not keep delegated metadata: each role's bytes are
+    // then let go of as soon as it is parsed, not held until the whole load ends (at 10,000
+    // bundles, 8 MB of bins).
+    mut delegated_metadata_bytes: Option<&mut std::collections::HashMap<String, Vec<u8>>>,
     verified: &mut VerifiedDelegations,
 ) -> Result<()> {
     let mut delegated_roles: HashMap<String, Option<Signed<crate::schema::Targets>>> =
@@ -1434,7 +1436,9 @@ async fn load_delegations(
                 })?;
         }
         verified.keep(proof);
-        delegated_metadata_bytes.insert(delegated_role.name.clone(), data);
+        if let Some(kept) = delegated_metadata_bytes.as_deref_mut() {
+            kept.insert(delegated_role.name.clone(), data);
+        }
         ensure!(
             role.signed.version == role_meta.version,
             error::VersionMismatchSnafu {
@@ -1478,7 +1482,7 @@ async fn load_delegations(
                     loaded_roles,
                     update_start,
                     expiration_enforcement,
-                    delegated_metadata_bytes,
+                    delegated_metadata_bytes.as_deref_mut(),
                     verified,
                 )
                 .await?;
