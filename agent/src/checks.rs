@@ -4,6 +4,7 @@
 //! same millisecond), to filter a single flake; redirects are not followed (a 303 is an
 //! answer).
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use palier_bundle::Check;
@@ -46,15 +47,36 @@ pub fn is_maintenance_page(status: u16, body: &str) -> bool {
     status == 503 && body.to_ascii_lowercase().contains("maintenance")
 }
 
-/// An HTTP client for checks: short timeouts, no redirects, no proxy.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(20))
-        .no_proxy()
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+/// The HTTP client for checks of the site at `wwwroot`: short timeouts, no redirects, no
+/// proxy, no connection kept between checks. Built once per process (one for `http://`
+/// sites, one for `https://`): for an `https://` site it reads the system's CA store, which
+/// takes longer than a round of checks on a local site, and for an `http://` site, which
+/// follows no redirect and so never speaks TLS, it reads none. [`prepare`] builds it ahead.
+pub fn client(wwwroot: &Url) -> reqwest::Client {
+    static PLAIN: OnceLock<reqwest::Client> = OnceLock::new();
+    static TLS: OnceLock<reqwest::Client> = OnceLock::new();
+    let tls = wwwroot.scheme() != "http";
+    let cell = if tls { &TLS } else { &PLAIN };
+    cell.get_or_init(|| {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            // A pooled connection belongs to the runtime that opened it; the client outlives
+            // runtimes (the tests run many).
+            .pool_max_idle_per_host(0)
+            .no_proxy();
+        let builder = if tls { builder } else { builder.tls_certs_only(Vec::new()) };
+        builder.build().unwrap_or_else(|_| reqwest::Client::new())
+    })
+    .clone()
+}
+
+/// Build the checks' client on another thread now, for a command that runs checks only at
+/// its end (a rollback's checks after it): they then do not wait for the CA store.
+pub fn prepare(wwwroot: &Url) {
+    let wwwroot = wwwroot.clone();
+    std::thread::spawn(move || client(&wwwroot));
 }
 
 async fn once(client: &reqwest::Client, url: &Url, check: &Check) -> (Option<u16>, Result<(), String>) {
@@ -224,7 +246,7 @@ mod tests {
         let (url, seen) = flaky_server().await;
         let check = Check { path: "/".into(), expect_status: 200, expect_body: None };
         let delay = Duration::from_millis(300);
-        let r = run_with_delay(&client(), &url, &check, delay).await;
+        let r = run_with_delay(&client(&url), &url, &check, delay).await;
         assert!(r.ok && r.attempts == 2, "{r:?}");
         let times = seen.lock().unwrap().clone();
         assert_eq!(times.len(), 2);
@@ -250,12 +272,12 @@ mod tests {
     async fn moodles_maintenance_page_is_told_from_a_broken_site() {
         let check = Check { path: "/".into(), expect_status: 200, expect_body: None };
         let page = "<html><body><h1>Site maintenance</h1><p>This site is undergoing maintenance and is currently not available</p></body></html>";
-        let r = run_with_delay(&client(), &server("503 Service Unavailable", page).await, &check, Duration::ZERO).await;
+        let r = run_with_delay(&client(&"http://127.0.0.1/".parse().unwrap()), &server("503 Service Unavailable", page).await, &check, Duration::ZERO).await;
         assert!(!r.ok && r.maintenance, "{r:?}");
         assert!(r.detail.as_deref().unwrap().contains(MAINTENANCE_PAGE), "{r:?}");
-        let r = run_with_delay(&client(), &server("503 Service Unavailable", "upstream down").await, &check, Duration::ZERO).await;
+        let r = run_with_delay(&client(&"http://127.0.0.1/".parse().unwrap()), &server("503 Service Unavailable", "upstream down").await, &check, Duration::ZERO).await;
         assert!(!r.ok && !r.maintenance, "a 503 without the maintenance page is a failure: {r:?}");
-        let r = run_with_delay(&client(), &server("500 Internal Server Error", page).await, &check, Duration::ZERO).await;
+        let r = run_with_delay(&client(&"http://127.0.0.1/".parse().unwrap()), &server("500 Internal Server Error", page).await, &check, Duration::ZERO).await;
         assert!(!r.ok && !r.maintenance, "{r:?}");
     }
 

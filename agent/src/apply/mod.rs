@@ -52,10 +52,6 @@ pub fn fs_now(dir: &Path) -> Result<std::time::SystemTime> {
     Ok(std::time::UNIX_EPOCH + at)
 }
 
-/// Timestamps of a filesystem come from a clock that lags by up to a tick: a folder
-/// changed at `since` may show a ctime this much earlier.
-const TICK: std::time::Duration = std::time::Duration::from_millis(50);
-
 impl Outline {
     /// The outline as a file: a first line `palier tree outline 1 <secs>.<nanos>` (when
     /// it was taken), then one folder a line. `None` when a folder name holds a line break.
@@ -81,11 +77,15 @@ impl Outline {
     }
 
     /// The site's own files outside `local/` in `root` (whose folders this outlines) that
-    /// may have appeared since: those of the folders changed since (ctime from `since`, a
-    /// tick early), and of every folder below them that the outline does not know.
+    /// may have appeared since: those of the folders changed since (ctime from `since` on),
+    /// and of every folder below them that the outline does not know. `since` and the
+    /// ctimes come from the same clock, the filesystem's (see [`fs_now`]), which never goes
+    /// back: a change after `since` has a ctime of `since` or later, and no margin is
+    /// needed (one of 50 ms re-read, after a rollback, the last folders the apply's staging
+    /// had written just before its swap).
     pub fn site_local_since(&self, root: &Path) -> Result<BTreeSet<String>> {
         use std::os::unix::fs::MetadataExt;
-        let since = self.since.checked_sub(TICK).unwrap_or(std::time::UNIX_EPOCH).duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let since = self.since.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let changed = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec()) >= (since.as_secs() as i64, i64::from(since.subsec_nanos()));
         let mut out = BTreeSet::new();
         for dir in std::iter::once("").chain(self.dirs.iter().map(String::as_str)) {

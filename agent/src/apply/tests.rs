@@ -414,6 +414,25 @@ fn an_outline_reads_only_the_folders_changed_since_it_was_taken() {
     // Taken after every change: no folder has changed since, none is read.
     let later = Outline { since: std::time::SystemTime::now() + std::time::Duration::from_secs(3600), dirs: outline.dirs.clone() };
     assert!(later.site_local_since(&live).unwrap().is_empty());
+    // Taken right after a change (as a rollback's outline is, just after the apply's
+    // staging wrote its last folders): that change is before it, not since.
+    // (A change in the same tick of the filesystem's clock counts as since: the outline is
+    // taken once that clock has moved past the last change.)
+    let ctime = |d: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(live.join(d)).unwrap();
+        std::time::UNIX_EPOCH + std::time::Duration::new(m.ctime() as u64, m.ctime_nsec() as u32)
+    };
+    let last_change = ["lib", "admin", "admin/tool", "mod", "mod/blocks", "local", "local/x"].into_iter().map(ctime).max().unwrap();
+    let just_after = loop {
+        let now = fs_now(f.tmp.path()).unwrap();
+        if now > last_change {
+            break Outline { since: now, dirs: outline.dirs.clone() };
+        }
+    };
+    assert!(just_after.site_local_since(&live).unwrap().is_empty(), "{:?}", just_after.site_local_since(&live));
+    std::fs::write(live.join("mod/quiz/.user.ini"), "x").unwrap();
+    assert_eq!(found(&just_after), ["mod/quiz/.user.ini"]);
     // The filesystem's clock (here the same as the agent's) is read without leaving a file.
     let before = std::fs::read_dir(f.tmp.path()).unwrap().count();
     let now = fs_now(f.tmp.path()).unwrap();

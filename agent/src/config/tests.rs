@@ -258,3 +258,23 @@ fn a_backup_hook_comes_with_restore_and_maintenance_and_tells_the_policy() {
         assert!(e.contains(&format!("hooks.{missing}")) && e.contains("[hooks] backup is set"), "{e}");
     }
 }
+
+/// A zone read straight from the zoneinfo folder is the zone jiff's database gives, at
+/// instants across its history; other spellings still go through jiff.
+#[test]
+fn time_zones_read_from_the_zoneinfo_folder_are_jiffs() {
+    for name in ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "America/Argentina/Buenos_Aires"] {
+        let ours = time_zone(name).unwrap();
+        let jiffs = TimeZone::get(name).unwrap();
+        assert_eq!(ours.iana_name(), Some(name));
+        for instant in ["1970-01-01T00:00:00Z", "2001-03-25T01:30:00Z", "2026-10-25T00:59:59Z", "2026-10-25T01:00:00Z", "2040-07-01T12:00:00Z"] {
+            let t: jiff::Timestamp = instant.parse().unwrap();
+            assert_eq!(ours.to_offset(t), jiffs.to_offset(t), "{name} at {instant}");
+        }
+    }
+    assert_eq!(time_zone("europe/paris").unwrap().to_offset(jiff::Timestamp::UNIX_EPOCH), TimeZone::get("Europe/Paris").unwrap().to_offset(jiff::Timestamp::UNIX_EPOCH));
+    assert_eq!(time_zone("UTC").unwrap(), TimeZone::UTC);
+    for bad in ["Mars/Olympus_Mons", "../etc/passwd", "Europe/../Europe/Paris", ""] {
+        assert!(time_zone(bad).is_err(), "{bad:?}");
+    }
+}
