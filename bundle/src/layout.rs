@@ -108,7 +108,7 @@ pub fn site_local(path: &str, owner: &Owner) -> Option<&'static str> {
     if let Some(why) = always_site_local(path) {
         return Some(why);
     }
-    let own = matches!(owner, Owner::Folder(folder) if path.starts_with(&format!("{folder}/")));
+    let own = matches!(owner, Owner::Folder(folder) if under(path, folder));
     if is_local(path) && !own {
         return Some("the site's own customisations under local/, owned by no bundle but their plugin's");
     }
@@ -234,8 +234,7 @@ impl PathSummary {
             return Err(PathRefusal::Layout { path: path.to_string(), layout, hint });
         }
         if let Owner::Folder(folder) = &owner {
-            let prefix = format!("{folder}/");
-            if let Some(outside) = self.first.iter().chain(&self.last).find(|p| !p.as_str().starts_with(&prefix)) {
+            if let Some(outside) = self.first.iter().chain(&self.last).find(|p| !under(p.as_str(), folder)) {
                 // A path under local/ outside the plugin's own folder is the site's.
                 if let Some(refusal) = local(outside) {
                     return Err(refusal);
@@ -245,6 +244,11 @@ impl PathSummary {
         }
         Ok(())
     }
+}
+
+/// Whether `path` is inside `folder` (`folder/...`).
+fn under(path: &str, folder: &str) -> bool {
+    path.strip_prefix(folder).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Under `local/` (or `public/local/` from 5.1).
