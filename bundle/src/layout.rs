@@ -233,14 +233,14 @@ impl PathSummary {
             };
             return Err(PathRefusal::Layout { path: path.to_string(), layout, hint });
         }
-        if let Owner::Folder(folder) = &owner {
-            if let Some(outside) = self.first.iter().chain(&self.last).find(|p| !under(p.as_str(), folder)) {
-                // A path under local/ outside the plugin's own folder is the site's.
-                if let Some(refusal) = local(outside) {
-                    return Err(refusal);
-                }
-                return Err(PathRefusal::OutsideComponent { path: outside.to_string(), component: component.to_string(), folder: folder.clone() });
+        if let Owner::Folder(folder) = &owner
+            && let Some(outside) = self.first.iter().chain(&self.last).find(|p| !under(p.as_str(), folder))
+        {
+            // A path under local/ outside the plugin's own folder is the site's.
+            if let Some(refusal) = local(outside) {
+                return Err(refusal);
             }
+            return Err(PathRefusal::OutsideComponent { path: outside.to_string(), component: component.to_string(), folder: folder.clone() });
         }
         Ok(())
     }
