@@ -4,7 +4,7 @@
 //! same millisecond), to filter a single flake; redirects are not followed (a 303 is an
 //! answer).
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use palier_bundle::Check;
@@ -48,16 +48,16 @@ pub fn is_maintenance_page(status: u16, body: &str) -> bool {
 }
 
 /// The HTTP client for checks of the site at `wwwroot`: short timeouts, no redirects, no
-/// proxy, no connection kept between checks. Built once per process (one for `http://`
-/// sites, one for `https://`): for an `https://` site it reads the system's CA store, which
-/// takes longer than a round of checks on a local site, and for an `http://` site, which
-/// follows no redirect and so never speaks TLS, it reads none. [`prepare`] builds it ahead.
+/// proxy, no connection kept between checks. For an `http://` site, which follows no
+/// redirect and so never speaks TLS, it reads no CA store and is built once per process.
+/// For an `https://` site it reads the system's CA store, which takes longer than a round
+/// of checks on a local site: a client is kept for [`TLS_CLIENT_AGE`], so that one
+/// intervention builds it once and a long-running agent still sees a CA added since.
+/// [`prepare`] builds it ahead.
 pub fn client(wwwroot: &Url) -> reqwest::Client {
-    static PLAIN: OnceLock<reqwest::Client> = OnceLock::new();
-    static TLS: OnceLock<reqwest::Client> = OnceLock::new();
-    let tls = wwwroot.scheme() != "http";
-    let cell = if tls { &TLS } else { &PLAIN };
-    cell.get_or_init(|| {
+    static PLAIN: Mutex<Option<reqwest::Client>> = Mutex::new(None);
+    static TLS: Mutex<Option<(Instant, reqwest::Client)>> = Mutex::new(None);
+    let build = |tls: bool| {
         let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
@@ -67,10 +67,31 @@ pub fn client(wwwroot: &Url) -> reqwest::Client {
             .pool_max_idle_per_host(0)
             .no_proxy();
         let builder = if tls { builder } else { builder.tls_certs_only(Vec::new()) };
-        builder.build().unwrap_or_else(|_| reqwest::Client::new())
-    })
-    .clone()
+        builder.build()
+    };
+    // Held while building: a caller waits for a build under way instead of starting another.
+    if wwwroot.scheme() == "http" {
+        let mut kept = PLAIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = kept.as_ref() {
+            return c.clone();
+        }
+        let Ok(c) = build(false) else { return reqwest::Client::new() };
+        *kept = Some(c.clone());
+        return c;
+    }
+    let mut kept = TLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((at, c)) = kept.as_ref()
+        && at.elapsed() < TLS_CLIENT_AGE
+    {
+        return c.clone();
+    }
+    let Ok(c) = build(true) else { return reqwest::Client::new() };
+    *kept = Some((Instant::now(), c.clone()));
+    c
 }
+
+/// How long the client for an `https://` site is kept (and its reading of the CA store).
+pub const TLS_CLIENT_AGE: Duration = Duration::from_secs(60);
 
 /// Build the checks' client on another thread now, for a command that runs checks only at
 /// its end (a rollback's checks after it): they then do not wait for the CA store.
@@ -135,7 +156,10 @@ type Pause<'c> = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = 
 /// Run one check, with one retry after `pause`.
 async fn run_paused(client: &reqwest::Client, wwwroot: &Url, check: &Check, pause: &Pause<'_>) -> CheckResult {
     let started = Instant::now();
-    let url = match wwwroot.join(check.path.trim_start_matches('/')) {
+    // A path that reads as a URL of its own (`/https://other.example/`) would leave the site.
+    let url = match wwwroot.join(check.path.trim_start_matches('/')).map_err(|e| e.to_string()).and_then(|u| {
+        if u.origin() == wwwroot.origin() { Ok(u) } else { Err(format!("{u} is not on the site {wwwroot}")) }
+    }) {
         Ok(u) => u,
         Err(e) => {
             return CheckResult {
@@ -239,6 +263,15 @@ mod tests {
             }
         });
         (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_check_whose_path_reads_as_another_url_is_failed_without_a_request() {
+        let site: Url = "http://127.0.0.1:9/moodle/".parse().unwrap();
+        let check = Check { path: "/https://other.example/x".into(), expect_status: 200, expect_body: None };
+        let r = run_with_delay(&client(&site), &site, &check, Duration::ZERO).await;
+        assert!(!r.ok && r.attempts == 0, "{r:?}");
+        assert!(r.detail.as_deref().is_some_and(|d| d.contains("https://other.example/x is not on the site http://127.0.0.1:9/moodle/")), "{r:?}");
     }
 
     #[tokio::test]

@@ -97,7 +97,7 @@ impl RepoTransport {
                 if attempt.url().scheme() != "http" {
                     let to = attempt.url().to_string();
                     attempt.error(format!("the repository redirects to {to}: set `repository` to that address"))
-                } else if attempt.previous().len() >= 10 {
+                } else if attempt.previous().len() > 10 {
                     attempt.error("too many redirects")
                 } else {
                     attempt.follow()

@@ -79,10 +79,13 @@ impl Outline {
     /// The site's own files outside `local/` in `root` (whose folders this outlines) that
     /// may have appeared since: those of the folders changed since (ctime from `since` on),
     /// and of every folder below them that the outline does not know. `since` and the
-    /// ctimes come from the same clock, the filesystem's (see [`fs_now`]), which never goes
-    /// back: a change after `since` has a ctime of `since` or later, and no margin is
-    /// needed (one of 50 ms re-read, after a rollback, the last folders the apply's staging
-    /// had written just before its swap).
+    /// ctimes come from the same clock, the filesystem's (see [`fs_now`]): a change after
+    /// `since` has a ctime of `since` or later, and no margin is needed (one of 50 ms
+    /// re-read, after a rollback, the last folders the apply's staging had written just
+    /// before its swap). Two cases escape this, as they escaped that margin when larger
+    /// than it: the system's clock stepped back, and a cluster filesystem whose ctimes come
+    /// from each client's own clock (CephFS, Lustre), where a change made from a node whose
+    /// clock lags is dated before `since`.
     pub fn site_local_since(&self, root: &Path) -> Result<BTreeSet<String>> {
         use std::os::unix::fs::MetadataExt;
         let since = self.since.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

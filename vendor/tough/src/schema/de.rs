@@ -280,6 +280,8 @@ impl<'de> Deserialize<'de> for TargetsMap {
                     targets.extend(entries.drain(..));
                 }
                 entries.clear();
+                // A large role (a legacy top-level targets) does not stay allocated for good.
+                entries.shrink_to(256);
                 ENTRIES.with(|e| *e.borrow_mut() = entries);
                 read.map(|()| TargetsMap(targets))
             }
