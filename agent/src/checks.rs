@@ -305,12 +305,13 @@ mod tests {
     async fn moodles_maintenance_page_is_told_from_a_broken_site() {
         let check = Check { path: "/".into(), expect_status: 200, expect_body: None };
         let page = "<html><body><h1>Site maintenance</h1><p>This site is undergoing maintenance and is currently not available</p></body></html>";
-        let r = run_with_delay(&client(&"http://127.0.0.1/".parse().unwrap()), &server("503 Service Unavailable", page).await, &check, Duration::ZERO).await;
+        let plain = client(&"http://127.0.0.1/".parse().unwrap());
+        let r = run_with_delay(&plain, &server("503 Service Unavailable", page).await, &check, Duration::ZERO).await;
         assert!(!r.ok && r.maintenance, "{r:?}");
         assert!(r.detail.as_deref().unwrap().contains(MAINTENANCE_PAGE), "{r:?}");
-        let r = run_with_delay(&client(&"http://127.0.0.1/".parse().unwrap()), &server("503 Service Unavailable", "upstream down").await, &check, Duration::ZERO).await;
+        let r = run_with_delay(&plain, &server("503 Service Unavailable", "upstream down").await, &check, Duration::ZERO).await;
         assert!(!r.ok && !r.maintenance, "a 503 without the maintenance page is a failure: {r:?}");
-        let r = run_with_delay(&client(&"http://127.0.0.1/".parse().unwrap()), &server("500 Internal Server Error", page).await, &check, Duration::ZERO).await;
+        let r = run_with_delay(&plain, &server("500 Internal Server Error", page).await, &check, Duration::ZERO).await;
         assert!(!r.ok && !r.maintenance, "{r:?}");
     }
 
