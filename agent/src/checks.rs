@@ -207,8 +207,10 @@ pub async fn run_all(client: &reqwest::Client, wwwroot: &Url, checks: &[Check]) 
     run_all_with_delay(client, wwwroot, checks, retry_delay()).await
 }
 
-/// [`run_all`] with the pause before a retry ([`retry_delay`]) taken on `clock`.
-pub async fn run_all_with_clock(client: &reqwest::Client, wwwroot: &Url, checks: &[Check], clock: &dyn crate::clock::Clock) -> (Vec<CheckResult>, bool) {
+/// [`run_all`] with [`client`]`(wwwroot)` and the pause before a retry ([`retry_delay`])
+/// taken on `clock`.
+pub async fn run_all_with_clock(wwwroot: &Url, checks: &[Check], clock: &dyn crate::clock::Clock) -> (Vec<CheckResult>, bool) {
+    let client = &client(wwwroot);
     let mut results = Vec::new();
     for check in checks {
         let r = run_paused(client, wwwroot, check, &|| clock.sleep(retry_delay())).await;

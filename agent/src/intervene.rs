@@ -267,7 +267,7 @@ async fn preflight(run: &mut Run<'_>, announced: bool) -> std::result::Result<()
             checks::MAINTENANCE_FILE
         ))
     } else {
-        let (results, ok) = checks::run_all_with_clock(&checks::client(&config.moodle.wwwroot), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
+        let (results, ok) = checks::run_all_with_clock(&config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
         let failed = results.iter().find(|r| !r.ok).cloned();
         let only_maintenance = results.iter().all(|c| c.ok || c.maintenance);
         // The receipt's checks are those after the swap; a postponement shows what failed.
@@ -607,7 +607,7 @@ fn write_commit(dirroot: &Path, state_dir: &Path, journal: &Journal) -> Result<(
 async fn check_round(run: &mut Run<'_>, name: &str, list: &[palier_bundle::Check]) -> Option<(String, Instant)> {
     let config = run.config;
     let t = started();
-    let (results, ok) = checks::run_all_with_clock(&checks::client(&config.moodle.wwwroot), &config.moodle.wwwroot, list, run.clock).await;
+    let (results, ok) = checks::run_all_with_clock(&config.moodle.wwwroot, list, run.clock).await;
     let failed_at = Instant::now();
     let why = results.iter().find(|r| !r.ok).map(|r| format!("check {} failed: {}", r.path, r.detail.clone().unwrap_or_default()));
     run.receipt.checks.extend(results);
@@ -845,7 +845,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     // The old code answers again: the smoke checks say so (a failure is reported, the old
     // tree stays: there is nothing older to go back to).
     let t = started();
-    let (results, ok) = checks::run_all_with_clock(&checks::client(&config.moodle.wwwroot), &config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
+    let (results, ok) = checks::run_all_with_clock(&config.moodle.wwwroot, &config.smoke_checks, run.clock).await;
     let after = (!ok).then(|| {
         let r = results.iter().find(|r| !r.ok);
         format!(
@@ -1160,7 +1160,7 @@ pub async fn watch(config: &Config, clock: &dyn Clock, now: Timestamp) -> Result
     let mut maintenance = checks::maintenance_file(&config.moodle.dataroot).then(|| format!("{} is in dataroot", checks::MAINTENANCE_FILE));
     let mut results = Vec::new();
     if maintenance.is_none() {
-        let (r, ok) = checks::run_all_with_clock(&checks::client(&config.moodle.wwwroot), &config.moodle.wwwroot, &config.smoke_checks, clock).await;
+        let (r, ok) = checks::run_all_with_clock(&config.moodle.wwwroot, &config.smoke_checks, clock).await;
         if ok {
             if let Some(p) = last.watch_paused.take() {
                 // Maintenance is over: the watch resumes for the time it was paused.
