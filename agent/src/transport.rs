@@ -89,11 +89,10 @@ impl RepoTransport {
     /// at every cycle) and such a client has no use for it. It then follows no redirect to
     /// another scheme, and the error names the address to configure instead.
     pub fn with_limits(limits: Limits, roots: Vec<reqwest::Certificate>, tls: bool) -> Result<RepoTransport, reqwest::Error> {
-        let builder = client_builder(Vec::new()).read_timeout(limits.idle);
         let builder = if tls {
-            builder.tls_certs_merge(roots)
+            client_builder(roots)
         } else {
-            builder.tls_certs_only(roots).redirect(reqwest::redirect::Policy::custom(|attempt| {
+            client_builder(Vec::new()).tls_certs_only(roots).redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.url().scheme() != "http" {
                     let to = attempt.url().to_string();
                     attempt.error(format!("the repository redirects to {to}: set `repository` to that address"))
@@ -104,7 +103,7 @@ impl RepoTransport {
                 }
             }))
         };
-        Ok(RepoTransport { client: builder.build()?, limits })
+        Ok(RepoTransport { client: builder.read_timeout(limits.idle).build()?, limits })
     }
 
     async fn http(&self, url: Url) -> Result<TransportStream, TransportError> {
