@@ -12,7 +12,7 @@
 //! `state_dir/manifests/<sha256 of the archive>.toml`, so the file ownership check of `plan`
 //! knows the files of every bundle downloaded before, even once its archive is pruned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
@@ -129,12 +129,19 @@ async fn fetch(verified: &Verified, bundle: &VerifiedBundle, dir: &Path) -> Resu
         return Ok(path);
     }
     let name = TargetName::new(bundle.target()).map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
+    // Described by the bundle's verified length and sha256: the role that lists it may be
+    // one the load skipped because this agent holds it (`repository::load`).
+    let described = tough::schema::Target {
+        length: bundle.length(),
+        hashes: tough::schema::Hashes { sha256: hex::decode(bundle.sha256()).map_err(|e| Error::Refused(format!("target {}: {e}", bundle.target())))?.into(), _extra: HashMap::new() },
+        custom: HashMap::new(),
+        _extra: HashMap::new(),
+    };
     let stream = verified
         .repository
-        .read_target(&name)
+        .read_target_as(&name, &described)
         .await
-        .map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?
-        .ok_or_else(|| Error::Refused(format!("target {} is not in the repository", bundle.target())))?;
+        .map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
     let tmp = tempfile::Builder::new().prefix(".download-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
     let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(Error::io("open", tmp.path()))?);
     let mut stream = std::pin::pin!(stream);

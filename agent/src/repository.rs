@@ -98,40 +98,24 @@ pub async fn load(config: &Config) -> Result<Verified> {
             // The agent keeps verified metadata through its own cache (`MetadataCache`), not
             // tough's `cache_metadata`: the bins' bytes need not live as long as the load.
             .keep_delegated_metadata(false)
+            .held_delegated_roles(cache.held_roles())
             .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() });
-        async move { (loader.load().await, cache) }
+        let url = &url;
+        async move {
+            let read = match loader.load().await {
+                Ok(repository) => read_targets(repository, &cache, url),
+                Err(source) => Err(Error::Repository { url: url.clone(), source: Box::new(source) }),
+            };
+            (read, cache)
+        }
     };
-    let (mut loaded, mut cache) = load(true).await;
-    if loaded.is_err() && cache.hits() > 0 {
+    let (mut read, mut cache) = load(true).await;
+    if read.is_err() && cache.used() {
         tracing::debug!("the load that used cached metadata failed; trying again without the cache");
-        (loaded, cache) = load(false).await;
+        (read, cache) = load(false).await;
     }
-    let mut repository = loaded.map_err(|source| Error::Repository { url: url.clone(), source: Box::new(source) })?;
-    cache.keep_only_this_load();
-    let listed = delegated_targets(repository.targets_mut()).map_err(|why| Error::Refused(format!("repository {url} refused: {why}")))?;
-    let mut bundles = Vec::with_capacity(listed.len());
-    let mut markers = Vec::new();
-    for (name, target) in listed {
-        // Each entry is let go of once read: the memory of ten thousand entries' text is
-        // reused by what is read next instead of growing the heap (downloads need only the
-        // name, length and hashes).
-        let custom = std::mem::take(&mut target.custom);
-        if palier_bundle::halt::is_marker(name.raw()) {
-            let custom = palier_bundle::metadata::custom_value(&custom);
-            markers.push(Marker::from_custom(name.raw(), custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?);
-            continue;
-        }
-        let meta = BundleMetadata::from_custom_map(&custom).map_err(|source| Error::Metadata { url: url.clone(), target: name.raw().into(), source })?;
-        drop(custom);
-        if !meta.manifest.is_target_name(name.raw()) {
-            return Err(Error::Metadata {
-                url: url.clone(),
-                target: name.raw().into(),
-                source: palier_bundle::Error::ManifestMismatch(format!("target name differs from the manifest's {}", meta.manifest.target_name())),
-            });
-        }
-        bundles.push(VerifiedBundle { target: name.raw().into(), length: target.length, sha256: lower_hex(&target.hashes.sha256), meta: Box::new(meta) });
-    }
+    let (repository, mut bundles, mut markers, held) = read?;
+    cache.keep_only_this_load(held);
     // A valid halt marker halts its bundle as the bundle's own metadata would (plan reason
     // `halted`, the marker's reason in the detail), and so does one this site saw earlier and
     // the repository no longer lists, until the bundle's own metadata says it was resumed
@@ -147,6 +131,41 @@ pub async fn load(config: &Config) -> Result<Verified> {
     Ok(Verified { bundles, repository, halt_markers })
 }
 
+/// The bundles and markers of a verified load, and what to keep of its roles for the next
+/// load (see [`HeldRoles`]).
+type Read = (tough::Repository, Vec<VerifiedBundle>, Vec<Marker>, HeldRoles);
+
+/// Every bundle and marker the loaded repository lists, each read and checked from its
+/// signed `custom` entry: those of the roles tough loaded, and those of the roles it skipped
+/// because this agent holds them (read from the held file written when they were loaded).
+fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &str) -> Result<Read> {
+    let mut bundles = Vec::new();
+    let mut markers = Vec::new();
+    let held = list_targets(&mut repository, cache, |listed| {
+        let Listed { name, length, sha256, custom } = listed;
+        let invalid = |source| Error::Metadata { url: url.to_owned(), target: name.clone(), source };
+        if palier_bundle::halt::is_marker(&name) {
+            markers.push(Marker::from_custom(&name, custom.into_value().map_err(invalid)?).map_err(invalid)?);
+            return Ok(());
+        }
+        let meta = match custom {
+            Custom::Entry(text) => BundleMetadata::from_entry_text(&text),
+            json @ Custom::Json(_) => json.into_value().and_then(BundleMetadata::from_custom),
+        }
+        .map_err(invalid)?;
+        if !meta.manifest.is_target_name(&name) {
+            return Err(invalid(palier_bundle::Error::ManifestMismatch(format!("target name differs from the manifest's {}", meta.manifest.target_name()))));
+        }
+        bundles.push(VerifiedBundle { target: name, length, sha256: lower_hex(&sha256), meta: Box::new(meta) });
+        Ok(())
+    })
+    .map_err(|e| match e {
+        Listing::Refused(why) => Error::Refused(format!("repository {url} refused: {why}")),
+        Listing::Target(e) => e,
+    })?;
+    Ok((repository, bundles, markers, held))
+}
+
 /// `bytes` in lowercase hexadecimal, as `hex::encode` writes it, without its per-character
 /// iterator (once for each of the repository's bundles at each refresh).
 fn lower_hex(bytes: &[u8]) -> String {
@@ -155,47 +174,228 @@ fn lower_hex(bytes: &[u8]) -> String {
     String::from_utf8(text).expect("hexadecimal digits are ASCII")
 }
 
-/// Every target of the verified top-level targets and the roles they delegate to, each
-/// checked to be listed by the role a search for its name would consult (the bin its hash
-/// falls in, the `halts` role for halt markers): tough verifies every role's signatures but
-/// lists every role's targets, so without this a halts key could list a bundle. A name listed
-/// twice, or a delegation nested deeper than this repository makes, is refused too.
-fn delegated_targets(top: &mut tough::schema::Signed<tough::schema::Targets>) -> std::result::Result<Vec<(&tough::TargetName, &mut tough::schema::Target)>, String> {
-    use palier_bundle::halt::{RolePaths, TrustedRoles};
-    use tough::schema::PathSet;
-    let top = &mut top.signed;
-    let mut out: Vec<_> = top.targets.iter_mut().collect();
-    let top_len = out.len();
-    if let Some(d) = &mut top.delegations {
-        let paths: Vec<RolePaths> = d
-            .roles
-            .iter()
-            .map(|r| match &r.paths {
-                PathSet::PathHashPrefixes(p) => RolePaths::HashPrefixes(p.iter().map(|x| x.value().to_owned()).collect()),
-                PathSet::Paths(p) => RolePaths::Patterns(p.iter().map(|x| x.value().to_owned()).collect()),
-            })
-            .collect();
-        let trusted = TrustedRoles::new(&paths);
-        for (i, role) in d.roles.iter_mut().enumerate() {
-            let Some(t) = &mut role.targets else { continue };
-            if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
-                return Err(format!("role {} delegates further, which this repository never does", role.name));
-            }
-            for (name, target) in &mut t.signed.targets {
-                if trusted.of(name.raw()) != Some(i) {
-                    return Err(format!("target file not delegated: {} (listed by role {}, which is not trusted for that name)", name.raw(), role.name));
-                }
-                out.push((name, target));
-            }
+/// A target of the repository as the agent reads it.
+struct Listed {
+    name: String,
+    length: u64,
+    sha256: Vec<u8>,
+    custom: Custom,
+}
+
+/// A target's signed `custom` data: the text of a format 3 entry, or any other map (older
+/// formats, halt and report markers) as JSON.
+enum Custom {
+    Entry(String),
+    Json(String),
+}
+
+impl Custom {
+    /// Takes `custom` out of a loaded target: the agent needs only the name, length and
+    /// hashes afterwards, and the memory of ten thousand entries' text is then reused by
+    /// what is read next instead of growing the heap.
+    fn take(custom: &mut HashMap<String, serde_json::Value>) -> Custom {
+        match palier_bundle::metadata::take_entry_text(custom) {
+            Some(text) => Custom::Entry(text),
+            None => Custom::Json(serde_json::Value::Object(std::mem::take(custom).into_iter().collect()).to_string()),
         }
     }
-    // A delegated name is listed by its one trusted role only (checked above), once (a
-    // role's targets are a map): it can only be listed twice by also being at the top.
-    let at_top: HashSet<&str> = out[..top_len].iter().map(|(n, _)| n.raw()).collect();
-    if let Some((name, _)) = out[top_len..].iter().find(|(n, _)| at_top.contains(n.raw())) {
-        return Err(format!("target {} is listed twice", name.raw()));
+
+    fn into_value(self) -> std::result::Result<serde_json::Value, palier_bundle::Error> {
+        match self {
+            Custom::Entry(text) => Ok(serde_json::json!({ "format": palier_bundle::metadata::METADATA_FORMAT, "entry": text })),
+            Custom::Json(text) => serde_json::from_str(&text).map_err(|e| palier_bundle::Error::ManifestSyntax(format!("signed metadata: {e}"))),
+        }
     }
-    Ok(out)
+}
+
+enum Listing {
+    /// The repository's structure is refused (a target listed by a role not trusted for it).
+    Refused(String),
+    /// A target's entry is refused.
+    Target(Error),
+}
+
+impl From<Error> for Listing {
+    fn from(e: Error) -> Self {
+        Listing::Target(e)
+    }
+}
+
+/// Every target of the verified top-level targets and the roles they delegate to, given to
+/// `visit` one at a time, each checked to be listed by the role a search for its name would
+/// consult (the bin its hash falls in, the `halts` role for halt markers): tough verifies
+/// every role's signatures but lists every role's targets, so without this a halts key could
+/// list a bundle. A name listed twice, or a delegation nested deeper than this repository
+/// makes, is refused too. A role tough skipped because this agent holds it is read from its
+/// held file, and checked the same way.
+fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut visit: impl FnMut(Listed) -> std::result::Result<(), Error>) -> std::result::Result<HeldRoles, Listing> {
+    use palier_bundle::halt::{RolePaths, TrustedRoles};
+    use tough::schema::PathSet;
+    let skipped: HashMap<String, u64> = repository
+        .skipped_delegated_roles()
+        .iter()
+        .filter_map(|name| Some((name.clone(), repository.snapshot().signed.meta.get(&format!("{name}.json"))?.version.get())))
+        .collect();
+    let mut held = HeldRoles::default();
+    let top = &mut repository.targets_mut().signed;
+    let mut at_top = HashSet::new();
+    for (name, target) in &mut top.targets {
+        at_top.insert(name.raw().to_owned());
+        visit(Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) })?;
+    }
+    let Some(d) = &mut top.delegations else { return Ok(held) };
+    let paths: Vec<RolePaths> = d
+        .roles
+        .iter()
+        .map(|r| match &r.paths {
+            PathSet::PathHashPrefixes(p) => RolePaths::HashPrefixes(p.iter().map(|x| x.value().to_owned()).collect()),
+            PathSet::Paths(p) => RolePaths::Patterns(p.iter().map(|x| x.value().to_owned()).collect()),
+        })
+        .collect();
+    let trusted = TrustedRoles::new(&paths);
+    // A delegated name is listed by its one trusted role only (checked below), once (a
+    // role's targets are a map, a held file is written from one): it can only be listed
+    // twice by also being at the top.
+    let check = |role: &str, i: usize, name: &str| {
+        if trusted.of(name) != Some(i) {
+            return Err(Listing::Refused(format!("target file not delegated: {name} (listed by role {role}, which is not trusted for that name)")));
+        }
+        if at_top.contains(name) {
+            return Err(Listing::Refused(format!("target {name} is listed twice")));
+        }
+        Ok(())
+    };
+    for (i, role) in d.roles.iter_mut().enumerate() {
+        let Some(t) = &mut role.targets else {
+            if let Some(&version) = skipped.get(&role.name) {
+                let file = held_file_name(version, &role.name);
+                let bytes = cache.read_held(&file).map_err(|why| Listing::Target(Error::Refused(format!("the held copy of role {} is unreadable ({why})", role.name))))?;
+                for listed in HeldFile::decode(&bytes).map_err(|why| Listing::Target(Error::Refused(format!("the held copy of role {} is unreadable ({why})", role.name))))? {
+                    check(&role.name, i, &listed.name)?;
+                    visit(listed)?;
+                }
+                held.kept.push(file);
+            }
+            continue;
+        };
+        if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
+            return Err(Listing::Refused(format!("role {} delegates further, which this repository never does", role.name)));
+        }
+        let mut file = HeldFile::default();
+        for (name, target) in &mut t.signed.targets {
+            check(&role.name, i, name.raw())?;
+            let listed = Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) };
+            file.push(&listed);
+            visit(listed)?;
+        }
+        if plain_role_name(&role.name) {
+            held.written.push((held_file_name(t.signed.version.get(), &role.name), file.finish()));
+        }
+    }
+    Ok(held)
+}
+
+/// A delegated role's name that can name a file of the cache.
+fn plain_role_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `VERSION.ROLE.held`: what the agent keeps of a delegated role it loaded.
+fn held_file_name(version: u64, role: &str) -> String {
+    format!("{version}.{role}.held")
+}
+
+/// The held files of a load: those it read for the roles tough skipped, and those to write for
+/// the roles it loaded. Written (and the others dropped) only once the whole load was read.
+#[derive(Debug, Default)]
+struct HeldRoles {
+    kept: Vec<String>,
+    written: Vec<(String, Vec<u8>)>,
+}
+
+/// What the agent keeps of a delegated role it loaded, so that the next load, when the
+/// snapshot names the same version, skips the role (tough neither reads nor parses it, see
+/// `RepositoryLoader::held_delegated_roles`): each target's name, length, sha256 and `custom`
+/// data, as the verified role listed them. Each entry is read and checked again from this
+/// copy at every load, as from the role. Binary, written with the rest of the cache (the
+/// same trust as the datastore that holds the trusted root): a magic line, then per target
+/// `u32 name length, name, u64 length, u8 hash length, hash, u8 kind (0 format 3 entry text,
+/// 1 JSON), u32 text length, text`, then `u32::MAX` and the count of targets, so that a file
+/// cut short is refused (and the load runs again without the cache).
+#[derive(Default)]
+struct HeldFile {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl HeldFile {
+    const MAGIC: &'static [u8] = b"palier held role 1\n";
+
+    fn push(&mut self, listed: &Listed) {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(Self::MAGIC);
+        }
+        let (kind, text) = match &listed.custom {
+            Custom::Entry(t) => (0u8, t),
+            Custom::Json(t) => (1u8, t),
+        };
+        let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX - 1).to_le_bytes();
+        self.bytes.extend_from_slice(&len32(listed.name.len()));
+        self.bytes.extend_from_slice(listed.name.as_bytes());
+        self.bytes.extend_from_slice(&listed.length.to_le_bytes());
+        self.bytes.push(u8::try_from(listed.sha256.len()).unwrap_or(u8::MAX));
+        self.bytes.extend_from_slice(&listed.sha256);
+        self.bytes.push(kind);
+        self.bytes.extend_from_slice(&len32(text.len()));
+        self.bytes.extend_from_slice(text.as_bytes());
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(Self::MAGIC);
+        }
+        self.bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        self.bytes.extend_from_slice(&self.count.to_le_bytes());
+        self.bytes
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<Vec<Listed>, &'static str> {
+        let mut rest = bytes.strip_prefix(Self::MAGIC).ok_or("not a held role file")?;
+        let mut take = |n: usize| -> std::result::Result<&[u8], &'static str> {
+            let (head, tail) = rest.split_at_checked(n).ok_or("cut short")?;
+            rest = tail;
+            Ok(head)
+        };
+        let mut out = Vec::new();
+        loop {
+            let len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| "cut short")?);
+            if len == u32::MAX {
+                let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| "cut short")?);
+                if usize::try_from(count).ok() != Some(out.len()) {
+                    return Err("its count of targets differs");
+                }
+                break;
+            }
+            let name = std::str::from_utf8(take(len as usize)?).map_err(|_| "a name is not UTF-8")?.to_owned();
+            let length = u64::from_le_bytes(take(8)?.try_into().map_err(|_| "cut short")?);
+            let hash_len = take(1)?[0];
+            let sha256 = take(usize::from(hash_len))?.to_vec();
+            let kind = take(1)?[0];
+            let text_len = u32::from_le_bytes(take(4)?.try_into().map_err(|_| "cut short")?);
+            let text = std::str::from_utf8(take(text_len as usize)?).map_err(|_| "an entry is not UTF-8")?.to_owned();
+            let custom = match kind {
+                0 => Custom::Entry(text),
+                1 => Custom::Json(text),
+                _ => return Err("unknown kind of entry"),
+            };
+            out.push(Listed { name, length, sha256, custom });
+        }
+        if !rest.is_empty() {
+            return Err("trailing bytes");
+        }
+        Ok(out)
+    }
 }
 
 /// Largest metadata file the cache holds in memory while a load runs (tough's own limit for
@@ -205,7 +405,8 @@ const MAX_CACHED_FILE: usize = 256 << 20;
 /// A transport that answers the versioned targets and bins files (`N.targets.json`,
 /// `N.bin-XX.json`) of the metadata folder from `dir` when it holds them, and otherwise fetches
 /// them through `inner`. Files fetched are written to `dir` only by
-/// [`MetadataCache::keep_only_this_load`], after tough verified the whole load.
+/// [`MetadataCache::keep_only_this_load`], after the whole load was verified and read, with
+/// the held files of the roles loaded (see [`HeldFile`]).
 #[derive(Debug, Clone)]
 struct MetadataCache {
     inner: RepoTransport,
@@ -219,6 +420,7 @@ struct MetadataCache {
 struct Seen {
     hits: HashSet<String>,
     fetched: HashMap<String, Vec<u8>>,
+    held_offered: usize,
 }
 
 impl MetadataCache {
@@ -231,22 +433,49 @@ impl MetadataCache {
         let name = url.as_str().strip_prefix(self.metadata_url.as_str())?;
         let (version, rest) = name.split_once('.')?;
         let role = rest.strip_suffix(".json")?;
-        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || matches!(role, "root" | "snapshot" | "timestamp") || !role.chars().all(plain) {
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) || matches!(role, "root" | "snapshot" | "timestamp") || !plain_role_name(role) {
             return None;
         }
         Some(name.to_owned())
     }
 
-    fn hits(&self) -> usize {
-        self.seen.lock().map(|s| s.hits.len()).unwrap_or(0)
+    /// The roles (name, version) whose held file the cache has, for tough to skip.
+    fn held_roles(&self) -> Vec<(String, std::num::NonZeroU64)> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let held: Vec<_> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let (version, role) = name.strip_suffix(".held")?.split_once('.')?;
+                Some((role.to_owned(), version.parse().ok()?))
+            })
+            .collect();
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.held_offered = held.len();
+        }
+        held
     }
 
-    /// After a verified load: store what was downloaded, drop every cached file this load did
-    /// not use (older versions of changed bins).
-    fn keep_only_this_load(&self) {
+    fn read_held(&self, file: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.dir.join(file))
+    }
+
+    /// Whether this load used anything of the cache: if it failed, it is tried without.
+    fn used(&self) -> bool {
+        self.seen.lock().map(|s| !s.hits.is_empty() || s.held_offered > 0).unwrap_or(false)
+    }
+
+    /// After a verified load: store what was downloaded and the held files of the roles
+    /// loaded, drop every cached file this load did not use (older versions of changed bins,
+    /// the bins files of the roles now held).
+    fn keep_only_this_load(&self, held: HeldRoles) {
         let Ok(mut seen) = self.seen.lock() else { return };
-        for (name, bytes) in std::mem::take(&mut seen.fetched) {
+        let fetched = std::mem::take(&mut seen.fetched);
+        seen.hits.extend(held.kept);
+        for (name, bytes) in fetched.into_iter().chain(held.written) {
             let path = self.dir.join(&name);
             let written = tempfile::NamedTempFile::new_in(&self.dir).and_then(|mut tmp| {
                 std::io::Write::write_all(&mut tmp, &bytes)?;

@@ -255,27 +255,14 @@ impl BundleMetadata {
     /// [`Self::from_custom`] from a TUF target's `custom` map as a TUF library holds it:
     /// a format 3 entry is read from its text without copying the map first.
     pub fn from_custom_map<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> Result<Self> {
-        // Two keys: looked at in turn rather than hashed (every bundle at every refresh).
-        if custom.len() == 2 {
-            let (mut format, mut text) = (None, None);
-            for (key, value) in custom {
-                match key.as_str() {
-                    "format" => format = value.as_u64(),
-                    "entry" => text = value.as_str(),
-                    _ => {}
-                }
-            }
-            if format == Some(u64::from(METADATA_FORMAT))
-                && let Some(text) = text
-            {
-                return Self::from_entry_text(text);
-            }
+        match format_3_text(custom) {
+            Some(text) => Self::from_entry_text(text),
+            None => Self::from_custom(custom_value(custom)),
         }
-        Self::from_custom(custom_value(custom))
     }
 
-    /// The text of a format 3 entry: a format 2 object.
-    fn from_entry_text(text: &str) -> Result<Self> {
+    /// The text of a format 3 entry (see [`take_entry_text`]): a format 2 object.
+    pub fn from_entry_text(text: &str) -> Result<Self> {
         let w: Wire = serde_json::from_str(text).map_err(|e| Error::ManifestSyntax(format!("signed metadata: {e}")))?;
         if w.format != METADATA_FORMAT_FIELDS {
             return Err(Error::invalid("metadata format", &w.format.to_string(), format!("the entry of a format {METADATA_FORMAT} entry is format {METADATA_FORMAT_FIELDS}")));
@@ -351,6 +338,34 @@ impl BundleMetadata {
 
 /// A TUF target's `custom` map (as tough holds it) as one JSON value, for the readers that
 /// take one (bundle entries of formats 1 and 2, halt and report markers).
+/// The text of `custom` when it is a format 3 entry (`{"format": 3, "entry": TEXT}`, nothing
+/// else), moved out of the map; `None`, the map untouched, for anything else. The text is read
+/// with [`BundleMetadata::from_entry_text`].
+pub fn take_entry_text<S: std::hash::BuildHasher>(custom: &mut std::collections::HashMap<String, serde_json::Value, S>) -> Option<String> {
+    format_3_text(custom)?;
+    match custom.get_mut("entry") {
+        Some(serde_json::Value::String(text)) => Some(std::mem::take(text)),
+        _ => None,
+    }
+}
+
+/// The entry text of a format 3 `custom` map. Its two keys are looked at in turn rather than
+/// hashed (every bundle at every refresh).
+fn format_3_text<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> Option<&str> {
+    if custom.len() != 2 {
+        return None;
+    }
+    let (mut format, mut text) = (None, None);
+    for (key, value) in custom {
+        match key.as_str() {
+            "format" => format = value.as_u64(),
+            "entry" => text = value.as_str(),
+            _ => {}
+        }
+    }
+    (format == Some(u64::from(METADATA_FORMAT))).then_some(text).flatten()
+}
+
 pub fn custom_value<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> serde_json::Value {
     serde_json::Value::Object(custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }

@@ -74,6 +74,7 @@ use log::warn;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use snafu::{ensure, OptionExt, ResultExt};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 use tokio::fs::{canonicalize, create_dir_all};
@@ -180,6 +181,7 @@ pub struct RepositoryLoader<'a> {
     datastore: Option<PathBuf>,
     expiration_enforcement: Option<ExpirationEnforcement>,
     keep_delegated_metadata: bool,
+    held_delegated_roles: HashMap<String, NonZeroU64>,
 }
 
 impl<'a> RepositoryLoader<'a> {
@@ -202,6 +204,7 @@ impl<'a> RepositoryLoader<'a> {
             datastore: None,
             expiration_enforcement: None,
             keep_delegated_metadata: true,
+            held_delegated_roles: HashMap::new(),
         }
     }
 
@@ -255,6 +258,20 @@ impl<'a> RepositoryLoader<'a> {
     #[must_use]
     pub fn keep_delegated_metadata(mut self, keep: bool) -> Self {
         self.keep_delegated_metadata = keep;
+        self
+    }
+
+    /// (palier patch) Delegated roles, by name and version, whose content the client already
+    /// holds from an earlier load. Such a role, when the snapshot names that same version and
+    /// an earlier load verified that version under the same key IDs, threshold and paths of
+    /// its delegating role (the records of [`RepositoryLoader::load`]), and it has not expired
+    /// since, is neither read nor parsed: its `targets` stay `None` in the loaded tree and its
+    /// name is listed by [`Repository::skipped_delegated_roles`]. Anything else (a new version,
+    /// rotated keys, changed paths, no record) is loaded and verified in full. A skipped role's
+    /// own delegations are not loaded: hold only roles that delegate no further.
+    #[must_use]
+    pub fn held_delegated_roles(mut self, held: impl IntoIterator<Item = (String, NonZeroU64)>) -> Self {
+        self.held_delegated_roles = held.into_iter().collect();
         self
     }
 }
@@ -340,6 +357,7 @@ pub struct Repository {
     expiration_enforcement: ExpirationEnforcement,
     delegated_metadata_bytes: std::collections::HashMap<String, Vec<u8>>,
     delegated_metadata_kept: bool,
+    skipped_delegated_roles: Vec<String>,
 }
 
 impl Repository {
@@ -394,7 +412,7 @@ impl Repository {
         .await?;
 
         // 4. Download the targets metadata file
-        let (targets, delegated_metadata_bytes) = load_targets(
+        let (targets, delegated_metadata_bytes, skipped_delegated_roles) = load_targets(
             transport.as_ref(),
             &root,
             &snapshot,
@@ -404,6 +422,7 @@ impl Repository {
             expiration_enforcement,
             &update_start,
             loader.keep_delegated_metadata,
+            &loader.held_delegated_roles,
         )
         .await?;
 
@@ -432,6 +451,7 @@ impl Repository {
             expiration_enforcement,
             delegated_metadata_bytes,
             delegated_metadata_kept: loader.keep_delegated_metadata,
+            skipped_delegated_roles,
         })
     }
 
@@ -445,6 +465,14 @@ impl Repository {
     /// the names, lengths and hashes afterwards). Changing them changes only this copy.
     pub fn targets_mut(&mut self) -> &mut Signed<crate::schema::Targets> {
         &mut self.targets
+    }
+
+    /// palier: the delegated roles this load neither read nor parsed, because the client
+    /// holds them (see [`RepositoryLoader::held_delegated_roles`]): their `targets` are
+    /// `None`, and [`Repository::read_target`] does not find the targets they list (see
+    /// [`Repository::read_target_as`]).
+    pub fn skipped_delegated_roles(&self) -> &[String] {
+        &self.skipped_delegated_roles
     }
 
     /// Returns a reference to the signed root
@@ -519,6 +547,28 @@ impl Repository {
                 None
             },
         )
+    }
+
+    /// palier: fetches a target described by `target` (its length and hashes), which the
+    /// caller took from verified metadata of this repository, such as a role this load skipped
+    /// (see [`Repository::skipped_delegated_roles`]). Expiry, length and hash are checked as
+    /// by [`Repository::read_target`].
+    pub async fn read_target_as(
+        &self,
+        name: &TargetName,
+        target: &crate::schema::Target,
+    ) -> Result<impl Stream<Item = error::Result<Bytes>> + IntoVec<error::Error> + Send + Sync>
+    {
+        if self.expiration_enforcement == ExpirationEnforcement::Safe {
+            ensure!(
+                self.datastore.system_time().await? < self.earliest_expiration,
+                error::ExpiredMetadataSnafu {
+                    role: self.earliest_expiration_role
+                }
+            );
+        }
+        let (sha256, file) = self.target_digest_and_filename(target, name);
+        self.fetch_target(target, &sha256, file.as_str()).await
     }
 
     /// Fetches a target from the repository and saves it to `outdir`. Attempts to do this as safely
@@ -1209,9 +1259,11 @@ async fn load_targets(
     expiration_enforcement: ExpirationEnforcement,
     update_start: &JiffTimestamp,
     keep_delegated_metadata: bool,
+    held: &HashMap<String, NonZeroU64>,
 ) -> Result<(
     Signed<crate::schema::Targets>,
     std::collections::HashMap<String, Vec<u8>>,
+    Vec<String>,
 )> {
     // 4. Download the top-level targets metadata file, up to either the number of bytes specified
     //    in the snapshot metadata file, or some Z number of bytes. The value for Z is set by the
@@ -1309,6 +1361,7 @@ async fn load_targets(
     //   with the top-level targets role.
     let mut delegated_metadata_bytes: std::collections::HashMap<String, Vec<u8>> =
         std::collections::HashMap::new();
+    let mut skipped = Vec::new();
     if let Some(delegations) = &mut targets.signed.delegations {
         let mut loaded_roles: BTreeSet<String> = BTreeSet::new();
         let mut verified = VerifiedDelegations::read(datastore).await?;
@@ -1325,6 +1378,8 @@ async fn load_targets(
             expiration_enforcement,
             keep_delegated_metadata.then_some(&mut delegated_metadata_bytes),
             &mut verified,
+            held,
+            &mut skipped,
         )
         .await?;
         verified.write(datastore).await?;
@@ -1333,7 +1388,7 @@ async fn load_targets(
     // This validation can only be done from the top level targets.json role. This check verifies
     // that each target's delegate hierarchy is a match (i.e. it's delegate ownership is valid).
     targets.signed.validate().context(error::InvalidPathSnafu)?;
-    Ok((targets, delegated_metadata_bytes))
+    Ok((targets, delegated_metadata_bytes, skipped))
 }
 
 // Follow the paths of delegations starting with the top level targets.json delegation
@@ -1356,6 +1411,10 @@ async fn load_delegations(
     // bundles, 8 MB of bins).
     mut delegated_metadata_bytes: Option<&mut std::collections::HashMap<String, Vec<u8>>>,
     verified: &mut VerifiedDelegations,
+    // palier: roles the client holds (see `RepositoryLoader::held_delegated_roles`), and the
+    // names of those this load skipped.
+    held: &HashMap<String, NonZeroU64>,
+    skipped: &mut Vec<String>,
 ) -> Result<()> {
     let mut delegated_roles: HashMap<String, Option<Signed<crate::schema::Targets>>> =
         HashMap::new();
@@ -1376,6 +1435,27 @@ async fn load_delegations(
             return Ok(());
         }
         let role_meta = role_meta.unwrap();
+        // palier: a role the client holds at the version the snapshot names, verified at that
+        // version under the same keys, threshold and paths by an earlier load, is not read.
+        if held.get(&delegated_role.name) == Some(&role_meta.version) {
+            let fingerprint = VerifiedDelegations::fingerprint(delegation, &delegated_role.name);
+            if let Some(expires) =
+                verified.verified_version(&delegated_role.name, &fingerprint, role_meta.version)
+            {
+                if expiration_enforcement == ExpirationEnforcement::Safe {
+                    ensure!(
+                        *update_start <= expires,
+                        error::ExpiredMetadataSnafu {
+                            role: RoleType::Targets
+                        }
+                    );
+                }
+                verified.keep_version(&delegated_role.name, &fingerprint, role_meta.version);
+                skipped.push(delegated_role.name.clone());
+                delegated_roles.insert(delegated_role.name.clone(), None);
+                continue;
+            }
+        }
         let path = if consistent_snapshot {
             format!(
                 "{}.{}.json",
@@ -1426,7 +1506,8 @@ async fn load_delegations(
             })?;
         // verify each role with the delegation, unless these exact bytes were verified before
         // for this role under the same keys and threshold
-        let proof = VerifiedDelegations::proof(delegation, &delegated_role.name, &data);
+        let fingerprint = VerifiedDelegations::fingerprint(delegation, &delegated_role.name);
+        let proof = VerifiedDelegations::proof(&delegated_role.name, &fingerprint, &data);
         let known = verified.seen(&proof);
         if !known {
             delegation
@@ -1435,7 +1516,6 @@ async fn load_delegations(
                     role: RoleType::Targets,
                 })?;
         }
-        verified.keep(proof);
         if let Some(kept) = delegated_metadata_bytes.as_deref_mut() {
             kept.insert(delegated_role.name.clone(), data);
         }
@@ -1451,6 +1531,7 @@ async fn load_delegations(
         if expiration_enforcement == ExpirationEnforcement::Safe {
             check_expired(update_start, &role.signed)?;
         }
+        verified.keep(proof, role.signed.version, role.signed.expires);
 
         if !known {
             datastore.create(&path, &role).await?;
@@ -1484,6 +1565,8 @@ async fn load_delegations(
                     expiration_enforcement,
                     delegated_metadata_bytes.as_deref_mut(),
                     verified,
+                    held,
+                    skipped,
                 )
                 .await?;
             }
@@ -1494,12 +1577,19 @@ async fn load_delegations(
 
 /// Delegated roles whose exact bytes passed signature verification in an earlier load, so
 /// that an unchanged role (with consistent snapshots, every version of a hashed bin) is not
-/// verified again at every load. A record is the role's name, the sha256 of its bytes and a
-/// fingerprint of the key IDs and threshold the delegating role gave it: new bytes, or a
-/// rotated key or threshold, are verified in full. The records live in the datastore, which
-/// already holds the trusted root; a load keeps only the records of the roles it loaded.
+/// verified again at every load. A record is the role's name, the sha256 of its bytes, a
+/// fingerprint of the key IDs, threshold and paths the delegating role gave it, and the
+/// version and expiry the verified role carried: new bytes, or a rotated key, threshold or
+/// paths, are verified in full. The version and expiry let a role the client holds be skipped
+/// without reading it (`RepositoryLoader::held_delegated_roles`). The records live in the
+/// datastore, which already holds the trusted root; a load keeps only the records of the roles
+/// it loaded or skipped. (Records written before the version and expiry were kept still spare
+/// a verification, never a read.)
 struct VerifiedDelegations {
+    /// `name sha256 fingerprint` of every record read.
     before: HashSet<String>,
+    /// (name, fingerprint, version) of every complete record read: its expiry and its line.
+    versions: HashMap<(String, String, u64), (JiffTimestamp, String)>,
     now: BTreeSet<String>,
     changed: bool,
 }
@@ -1508,21 +1598,42 @@ impl VerifiedDelegations {
     const FILE: &'static str = "verified-delegations.txt";
 
     async fn read(datastore: &Datastore) -> Result<Self> {
-        let before = match datastore.bytes(Self::FILE).await? {
-            Some(bytes) => String::from_utf8_lossy(&bytes)
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-            None => HashSet::new(),
-        };
+        let mut before = HashSet::new();
+        let mut versions = HashMap::new();
+        if let Some(bytes) = datastore.bytes(Self::FILE).await? {
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let fields: Vec<&str> = line.split(' ').collect();
+                if fields.len() < 3 {
+                    continue;
+                }
+                before.insert(fields[..3].join(" "));
+                if let [name, _, fingerprint, version, expires] = fields[..] {
+                    if let (Ok(version), Ok(expires)) = (
+                        version.parse::<u64>(),
+                        expires
+                            .parse::<i64>()
+                            .ok()
+                            .and_then(|s| JiffTimestamp::from_second(s).ok())
+                            .ok_or(()),
+                    ) {
+                        versions.insert(
+                            (name.to_owned(), fingerprint.to_owned(), version),
+                            (expires, line.to_owned()),
+                        );
+                    }
+                }
+            }
+        }
         Ok(VerifiedDelegations {
             before,
+            versions,
             now: BTreeSet::new(),
             changed: false,
         })
     }
 
-    fn proof(delegation: &Delegations, name: &str, data: &[u8]) -> String {
+    /// The key IDs, threshold and paths `delegation` gives the role `name`, as one digest.
+    fn fingerprint(delegation: &Delegations, name: &str) -> String {
         let mut keys = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         if let Some(role) = delegation.roles.iter().find(|r| r.name == name) {
             let mut keyids: Vec<String> = role.keyids.iter().map(hex::encode).collect();
@@ -1532,13 +1643,28 @@ impl VerifiedDelegations {
                 keys.update(b",");
             }
             keys.update(role.threshold.to_string().as_bytes());
+            let (kind, paths): (&[u8], Vec<&str>) = match &role.paths {
+                crate::schema::PathSet::Paths(p) => (b";paths", p.iter().map(|x| x.value()).collect()),
+                crate::schema::PathSet::PathHashPrefixes(p) => {
+                    (b";prefixes", p.iter().map(|x| x.value()).collect())
+                }
+            };
+            keys.update(kind);
+            for path in paths {
+                keys.update(b",");
+                keys.update(hex::encode(path).as_bytes());
+            }
         }
+        hex::encode(keys.finish().as_ref())
+    }
+
+    fn proof(name: &str, fingerprint: &str, data: &[u8]) -> String {
         let bytes = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
         format!(
             "{} {} {}",
             hex::encode(name),
             hex::encode(bytes.as_ref()),
-            hex::encode(keys.finish().as_ref())
+            fingerprint
         )
     }
 
@@ -1546,15 +1672,48 @@ impl VerifiedDelegations {
         self.before.contains(proof)
     }
 
-    fn keep(&mut self, proof: String) {
-        if !self.before.contains(&proof) {
-            self.changed = true;
+    /// The expiry of `name` at `version`, when an earlier load verified that version under
+    /// `fingerprint`.
+    fn verified_version(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        version: NonZeroU64,
+    ) -> Option<JiffTimestamp> {
+        self.versions
+            .get(&(hex::encode(name), fingerprint.to_owned(), version.get()))
+            .map(|(expires, _)| *expires)
+    }
+
+    /// Keeps the record of a role skipped at `version` (see `verified_version`).
+    fn keep_version(&mut self, name: &str, fingerprint: &str, version: NonZeroU64) {
+        if let Some((_, line)) =
+            self.versions
+                .get(&(hex::encode(name), fingerprint.to_owned(), version.get()))
+        {
+            self.now.insert(line.clone());
         }
-        self.now.insert(proof);
+    }
+
+    /// Keeps the record of a role verified now, or earlier with these same bytes.
+    fn keep(&mut self, proof: String, version: NonZeroU64, expires: JiffTimestamp) {
+        let line = format!("{proof} {version} {}", expires.as_second());
+        if !self.now.contains(&line) {
+            let mut fields = line.splitn(3, ' ');
+            let key = (
+                fields.next().unwrap_or_default().to_owned(),
+                proof.rsplit(' ').next().unwrap_or_default().to_owned(),
+                version.get(),
+            );
+            if self.versions.get(&key).map(|(_, l)| l.as_str()) != Some(line.as_str()) {
+                self.changed = true;
+            }
+        }
+        self.now.insert(line);
     }
 
     async fn write(self, datastore: &Datastore) -> Result<()> {
-        if !self.changed && self.now.len() == self.before.len() {
+        if !self.changed && self.now.len() == self.versions.len() {
             return Ok(());
         }
         let mut text = String::new();
