@@ -398,37 +398,99 @@ fn resign_with(w: &World, bins: Vec<(String, Targets, &str)>, edit: impl FnOnce(
     std::fs::write(w.path("repo/metadata/timestamp.json"), bytes).unwrap();
 }
 
-/// The agent keeps the versioned bins of its last verified load and downloads only the bins
-/// a new snapshot changed; a cached file is verified like a downloaded one, and a bad one is
-/// replaced by the repository's file without refusing the repository.
+/// How many files of the agent's metadata cache end with `suffix`.
+fn cached(w: &World, suffix: &str) -> usize {
+    std::fs::read_dir(w.path("state-univ-a/tuf-cache")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(suffix)).count()
+}
+
+/// The agent keeps the versioned bins of its last verified load and, of each delegated role it
+/// loaded, a held copy of what the role lists; a refresh downloads only the bins a new
+/// snapshot changed, and reads only those: the roles whose version did not change are taken
+/// from their held copies (tough skips them, `vendor/tough/PATCHES.md`). A cached bin is
+/// verified like a downloaded one; a bad one, or a held copy damaged on disk, is replaced
+/// without refusing the repository.
 #[test]
 fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     let w = world();
     plans(&w);
     let cache = w.path("state-univ-a/tuf-cache");
     let bin = bin_of("quiz-fix-1.0.2.tar.gz");
-    let cached = cache.join(format!("2.{bin}.json"));
-    let original = std::fs::read(&cached).unwrap();
-    assert_eq!(original, std::fs::read(w.path(&format!("repo/metadata/2.{bin}.json"))).unwrap());
-    let files = std::fs::read_dir(&cache).unwrap().count();
-    assert_eq!(files, 259, "the top-level targets, the halts and reports roles and every bin are cached");
+    let cached_bin = cache.join(format!("2.{bin}.json"));
+    assert_eq!(std::fs::read(&cached_bin).unwrap(), std::fs::read(w.path(&format!("repo/metadata/2.{bin}.json"))).unwrap());
+    assert_eq!((cached(&w, ".json"), cached(&w, ".held")), (259, 258), "the top-level targets and every role are cached, every role is held");
 
-    // After a change to one bin, its old version leaves the cache and the new one is there.
+    // After a change to one bin, only that bin is downloaded and read: every other bin file
+    // may be gone from the repository and from the cache.
     w.server(&["validate", "--repo", "repo", "quiz-fix@1.0.2", "--alpha"]);
-    plans(&w);
-    assert!(!cached.exists());
-    assert!(cache.join(format!("3.{bin}.json")).exists());
-    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 259);
+    let metadata = w.path("repo/metadata");
+    let kept = format!("3.{bin}.json");
+    let saved = w.path("saved-bins");
+    std::fs::create_dir(&saved).unwrap();
+    for entry in std::fs::read_dir(&metadata).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.contains(".bin-") && name != kept {
+            std::fs::rename(metadata.join(&name), saved.join(&name)).unwrap();
+        }
+    }
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".bin-") && path.extension().is_some_and(|e| e == "json") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let planned = plan_json(&w);
+    assert_eq!(planned["bundles"].as_array().unwrap().len(), 3, "{planned}");
+    assert!(cache.join(format!("3.{bin}.held")).exists() && !cache.join(format!("2.{bin}.held")).exists());
+    assert_eq!((cached(&w, ".json"), cached(&w, ".held")), (2, 258), "the top-level targets and the changed bin's file, every role held");
 
-    // A cached bin changed on disk: the load that used it fails, the one without the cache
-    // succeeds, and the cache holds the repository's file again.
-    let cached = cache.join(format!("3.{bin}.json"));
-    let good = std::fs::read(&cached).unwrap();
+    // The same plan as an agent that reads every bin (its cache removed).
+    for entry in std::fs::read_dir(&saved).unwrap() {
+        let name = entry.unwrap().file_name();
+        std::fs::rename(saved.join(&name), metadata.join(&name)).unwrap();
+    }
+    std::fs::rename(&cache, w.path("cache-before")).unwrap();
+    assert_eq!(plan_json(&w), planned);
+    assert_eq!((cached(&w, ".json"), cached(&w, ".held")), (259, 258));
+
+    // A held copy damaged on disk: the load that used it fails, the one without the cache
+    // succeeds, and the held copy is written again.
+    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+    let held = cache.join(format!("{}.{bin}.held", version_in_snapshot(&w, &bin)));
+    let good = std::fs::read(&held).unwrap();
+    let at = String::from_utf8_lossy(&good).find("test bundle quiz-fix").unwrap();
+    flip_byte(&held, at);
+    assert_eq!(plan_json(&w), planned);
+    assert_eq!(std::fs::read(&held).unwrap(), good);
+
+    // A cached bin changed on disk, with no held copy: the same.
+    std::fs::remove_file(&held).unwrap();
+    let cached_bin = cache.join(format!("{}.{bin}.json", version_in_snapshot(&w, &bin)));
+    let good = std::fs::read(&cached_bin).unwrap();
     let text = String::from_utf8(good.clone()).unwrap().replace("test bundle quiz-fix", "evil bundle quiz-fix");
     assert_ne!(text.as_bytes(), good.as_slice());
-    std::fs::write(&cached, text).unwrap();
+    std::fs::write(&cached_bin, text).unwrap();
+    assert_eq!(plan_json(&w), planned);
+    assert_eq!(std::fs::read(&cached_bin).unwrap(), good);
+    assert!(held.exists());
+}
+
+/// A held role is skipped only while the version its record was verified at has not expired:
+/// with a record that says it expired, the role is read again (and its record written again
+/// with the role's own expiry), as an expired role is refused.
+#[test]
+fn a_held_role_whose_record_expired_is_read_again() {
+    let w = world();
     plans(&w);
-    assert_eq!(std::fs::read(&cached).unwrap(), good);
+    let records = w.path("state-univ-a/tuf/verified-delegations.txt");
+    let text = std::fs::read_to_string(&records).unwrap();
+    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+    let line = text.lines().find(|l| l.starts_with(&format!("{} ", hex::encode(&bin)))).unwrap().to_owned();
+    let (head, expires) = line.rsplit_once(' ').unwrap();
+    assert!(expires.parse::<i64>().unwrap() > jiff::Timestamp::now().as_second());
+    std::fs::write(&records, text.replace(&line, &format!("{head} 1"))).unwrap();
+    let planned = plan_json(&w);
+    assert_eq!(planned["bundles"].as_array().unwrap().len(), 3, "{planned}");
+    assert!(std::fs::read_to_string(&records).unwrap().lines().any(|l| l == line), "the record was not written again: the role was skipped");
 }
 
 /// A halt marker for `bundle` (`halts/ID@VERSION.json`) as a target of the `halts` role.

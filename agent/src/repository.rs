@@ -110,8 +110,10 @@ pub async fn load(config: &Config) -> Result<Verified> {
         }
     };
     let (mut read, mut cache) = load(true).await;
-    if read.is_err() && cache.used() {
-        tracing::debug!("the load that used cached metadata failed; trying again without the cache");
+    if let Err(e) = &read
+        && cache.used()
+    {
+        tracing::debug!(error = %e, "the load that used cached metadata failed; trying again without the cache");
         (read, cache) = load(false).await;
     }
     let (repository, mut bundles, mut markers, held) = read?;
@@ -320,8 +322,9 @@ struct HeldRoles {
 /// copy at every load, as from the role. Binary, written with the rest of the cache (the
 /// same trust as the datastore that holds the trusted root): a magic line, then per target
 /// `u32 name length, name, u64 length, u8 hash length, hash, u8 kind (0 format 3 entry text,
-/// 1 JSON), u32 text length, text`, then `u32::MAX` and the count of targets, so that a file
-/// cut short is refused (and the load runs again without the cache).
+/// 1 JSON), u32 text length, text`, then `u32::MAX`, the count of targets and the CRC-32 of
+/// all that comes before (integers little-endian), so that a file cut short or damaged on
+/// disk is refused (and the load runs again without the cache, which writes it again).
 #[derive(Default)]
 struct HeldFile {
     bytes: Vec<u8>,
@@ -357,11 +360,17 @@ impl HeldFile {
         }
         self.bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         self.bytes.extend_from_slice(&self.count.to_le_bytes());
+        let crc = crc32fast::hash(&self.bytes);
+        self.bytes.extend_from_slice(&crc.to_le_bytes());
         self.bytes
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<Vec<Listed>, &'static str> {
-        let mut rest = bytes.strip_prefix(Self::MAGIC).ok_or("not a held role file")?;
+        let (body, crc) = bytes.split_last_chunk::<4>().ok_or("cut short")?;
+        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+            return Err("its checksum differs");
+        }
+        let mut rest = body.strip_prefix(Self::MAGIC).ok_or("not a held role file")?;
         let mut take = |n: usize| -> std::result::Result<&[u8], &'static str> {
             let (head, tail) = rest.split_at_checked(n).ok_or("cut short")?;
             rest = tail;
@@ -534,4 +543,48 @@ impl Transport for MetadataCache {
 pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(Error::io("create folder", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, custom: Custom) -> Listed {
+        Listed { name: name.into(), length: 42, sha256: vec![7; 32], custom }
+    }
+
+    fn file(items: Vec<Listed>) -> Vec<u8> {
+        let mut file = HeldFile::default();
+        for item in &items {
+            file.push(item);
+        }
+        file.finish()
+    }
+
+    #[test]
+    fn a_held_file_reads_back_what_was_written() {
+        let bytes = file(vec![listed("a-1.0.0.tar.gz", Custom::Entry("{\"format\": 2}".into())), listed("halts/a@1.0.0.json", Custom::Json("{\"reason\":\"é\"}".into()))]);
+        let back = HeldFile::decode(&bytes).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].name.as_str(), back[0].length, back[0].sha256.as_slice()), ("a-1.0.0.tar.gz", 42, &[7; 32][..]));
+        assert!(matches!(&back[0].custom, Custom::Entry(t) if t == "{\"format\": 2}"));
+        assert!(matches!(&back[1].custom, Custom::Json(t) if t == "{\"reason\":\"é\"}"));
+        assert!(HeldFile::decode(&file(Vec::new())).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_held_file_cut_short_or_damaged_is_refused() {
+        let bytes = file(vec![listed("a-1.0.0.tar.gz", Custom::Entry("{}".into())), listed("b-1.0.0.tar.gz", Custom::Entry("{}".into()))]);
+        for cut in 0..bytes.len() {
+            assert!(HeldFile::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert!(HeldFile::decode(&damaged).is_err(), "byte {at} changed");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(HeldFile::decode(&longer).is_err());
+    }
 }

@@ -20,7 +20,7 @@ pub fn bin(name: &str) -> PathBuf {
         // The test executable is target/<profile>/deps/<name>: the binaries are one folder up.
         let exe = std::env::current_exe().expect("the test executable has a path");
         let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
-        let newest_source = ["bundle/src", "policy/src", "agent/src", "server/src"].iter().map(|d| newest(&root.join(d))).max().flatten();
+        let newest_source = ["bundle/src", "policy/src", "agent/src", "server/src", "vendor/tough/src"].iter().map(|d| newest(&root.join(d))).max().flatten();
         let fresh = |b: &str| {
             let built = std::fs::metadata(dir.join(b)).and_then(|m| m.modified()).ok();
             matches!((built, newest_source), (Some(b), Some(s)) if b >= s)
