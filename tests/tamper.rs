@@ -404,10 +404,10 @@ fn cached(w: &World, suffix: &str) -> usize {
 }
 
 /// The agent keeps the versioned bins of its last verified load and, of each delegated role it
-/// loaded, a held copy of what the role lists; a refresh downloads only the bins a new
+/// loaded, a listing of what the role lists; a refresh downloads only the bins a new
 /// snapshot changed, and reads only those: the roles whose version did not change are taken
-/// from their held copies (tough skips them, `vendor/tough/PATCHES.md`). A cached bin is
-/// verified like a downloaded one; a bad one, or a held copy damaged on disk, is replaced
+/// from their listings (tough skips them, `vendor/tough/PATCHES.md`). A cached bin is
+/// verified like a downloaded one; a bad one, or a listing damaged on disk, is replaced
 /// without refusing the repository.
 #[test]
 fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
@@ -417,7 +417,7 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     let bin = bin_of("quiz-fix-1.0.2.tar.gz");
     let cached_bin = cache.join(format!("2.{bin}.json"));
     assert_eq!(std::fs::read(&cached_bin).unwrap(), std::fs::read(w.path(&format!("repo/metadata/2.{bin}.json"))).unwrap());
-    assert_eq!((cached(&w, ".json"), cached(&w, ".held")), (259, 258), "the top-level targets and every role are cached, every role is held");
+    assert_eq!((cached(&w, ".json"), cached(&w, ".listing")), (259, 258), "the top-level targets and every role are cached, every role listed");
 
     // After a change to one bin, only that bin is downloaded and read: every other bin file
     // may be gone from the repository and from the cache.
@@ -440,8 +440,8 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     }
     let planned = plan_json(&w);
     assert_eq!(planned["bundles"].as_array().unwrap().len(), 3, "{planned}");
-    assert!(cache.join(format!("3.{bin}.held")).exists() && !cache.join(format!("2.{bin}.held")).exists());
-    assert_eq!((cached(&w, ".json"), cached(&w, ".held")), (2, 258), "the top-level targets and the changed bin's file, every role held");
+    assert!(cache.join(format!("3.{bin}.listing")).exists() && !cache.join(format!("2.{bin}.listing")).exists());
+    assert_eq!((cached(&w, ".json"), cached(&w, ".listing")), (2, 258), "the top-level targets and the changed bin's file, every role listed");
 
     // The same plan as an agent that reads every bin (its cache removed).
     for entry in std::fs::read_dir(&saved).unwrap() {
@@ -450,20 +450,20 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     }
     std::fs::rename(&cache, w.path("cache-before")).unwrap();
     assert_eq!(plan_json(&w), planned);
-    assert_eq!((cached(&w, ".json"), cached(&w, ".held")), (259, 258));
+    assert_eq!((cached(&w, ".json"), cached(&w, ".listing")), (259, 258));
 
-    // A held copy damaged on disk: the load that used it fails, the one without the cache
-    // succeeds, and the held copy is written again.
+    // A listing damaged on disk: the load that used it fails, the one without the cache
+    // succeeds, and the listing is written again.
     let bin = bin_of("quiz-fix-1.0.1.tar.gz");
-    let held = cache.join(format!("{}.{bin}.held", version_in_snapshot(&w, &bin)));
-    let good = std::fs::read(&held).unwrap();
+    let listing = cache.join(format!("{}.{bin}.listing", version_in_snapshot(&w, &bin)));
+    let good = std::fs::read(&listing).unwrap();
     let at = String::from_utf8_lossy(&good).find("test bundle quiz-fix").unwrap();
-    flip_byte(&held, at);
+    flip_byte(&listing, at);
     assert_eq!(plan_json(&w), planned);
-    assert_eq!(std::fs::read(&held).unwrap(), good);
+    assert_eq!(std::fs::read(&listing).unwrap(), good);
 
-    // A cached bin changed on disk, with no held copy: the same.
-    std::fs::remove_file(&held).unwrap();
+    // A cached bin changed on disk, with no listing: the same.
+    std::fs::remove_file(&listing).unwrap();
     let cached_bin = cache.join(format!("{}.{bin}.json", version_in_snapshot(&w, &bin)));
     let good = std::fs::read(&cached_bin).unwrap();
     let text = String::from_utf8(good.clone()).unwrap().replace("test bundle quiz-fix", "evil bundle quiz-fix");
@@ -471,14 +471,14 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     std::fs::write(&cached_bin, text).unwrap();
     assert_eq!(plan_json(&w), planned);
     assert_eq!(std::fs::read(&cached_bin).unwrap(), good);
-    assert!(held.exists());
+    assert!(listing.exists());
 }
 
-/// A held role is skipped only while the version its record was verified at has not expired:
+/// A role the agent knows is skipped only while the version its record was verified at has not expired:
 /// with a record that says it expired, the role is read again (and its record written again
 /// with the role's own expiry), as an expired role is refused.
 #[test]
-fn a_held_role_whose_record_expired_is_read_again() {
+fn a_known_role_whose_record_expired_is_read_again() {
     let w = world();
     plans(&w);
     let records = w.path("state-univ-a/tuf/verified-delegations.txt");

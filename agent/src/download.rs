@@ -130,7 +130,7 @@ async fn fetch(verified: &Verified, bundle: &VerifiedBundle, dir: &Path) -> Resu
     }
     let name = TargetName::new(bundle.target()).map_err(|e| Error::Repository { url: bundle.target().into(), source: Box::new(e) })?;
     // Described by the bundle's verified length and sha256: the role that lists it may be
-    // one the load skipped because this agent holds it (`repository::load`).
+    // one the load skipped because this agent knows it (`repository::load`).
     let described = tough::schema::Target {
         length: bundle.length(),
         hashes: tough::schema::Hashes { sha256: hex::decode(bundle.sha256()).map_err(|e| Error::Refused(format!("target {}: {e}", bundle.target())))?.into(), _extra: HashMap::new() },

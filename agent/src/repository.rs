@@ -9,7 +9,9 @@
 //! last successful load in `state_dir/tuf-cache` and downloads only those whose version the
 //! new snapshot changed. A cached file is verified exactly like a downloaded one (signature,
 //! version named by the snapshot); if a load that used the cache fails, it is tried once more
-//! without it.
+//! without it. Of each delegated role it loads, the agent keeps a listing ([`RoleListing`]);
+//! at the next load, tough skips a role whose version has not changed (see
+//! `RepositoryLoader::known_delegated_roles`) and its entries are read from the listing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -98,7 +100,7 @@ pub async fn load(config: &Config) -> Result<Verified> {
             // The agent keeps verified metadata through its own cache (`MetadataCache`), not
             // tough's `cache_metadata`: the bins' bytes need not live as long as the load.
             .keep_delegated_metadata(false)
-            .held_delegated_roles(cache.held_roles())
+            .known_delegated_roles(cache.known_roles())
             .limits(tough::Limits { max_targets_size: 256 << 20, max_snapshot_size: 16 << 20, ..Default::default() });
         let url = &url;
         async move {
@@ -116,8 +118,8 @@ pub async fn load(config: &Config) -> Result<Verified> {
         tracing::debug!(error = %e, "the load that used cached metadata failed; trying again without the cache");
         (read, cache) = load(false).await;
     }
-    let (repository, mut bundles, mut markers, held) = read?;
-    cache.keep_only_this_load(held);
+    let (repository, mut bundles, mut markers, listings) = read?;
+    cache.keep_only_this_load(listings);
     // A valid halt marker halts its bundle as the bundle's own metadata would (plan reason
     // `halted`, the marker's reason in the detail), and so does one this site saw earlier and
     // the repository no longer lists, until the bundle's own metadata says it was resumed
@@ -134,16 +136,16 @@ pub async fn load(config: &Config) -> Result<Verified> {
 }
 
 /// The bundles and markers of a verified load, and what to keep of its roles for the next
-/// load (see [`HeldRoles`]).
-type Read = (tough::Repository, Vec<VerifiedBundle>, Vec<Marker>, HeldRoles);
+/// load (see [`Listings`]).
+type Read = (tough::Repository, Vec<VerifiedBundle>, Vec<Marker>, Listings);
 
 /// Every bundle and marker the loaded repository lists, each read and checked from its
 /// signed `custom` entry: those of the roles tough loaded, and those of the roles it skipped
-/// because this agent holds them (read from the held file written when they were loaded).
+/// because this agent knows them (read from the listing it wrote when it loaded them).
 fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &str) -> Result<Read> {
     let mut bundles = Vec::new();
     let mut markers = Vec::new();
-    let held = list_targets(&mut repository, cache, |listed| {
+    let listings = list_targets(&mut repository, cache, |listed| {
         let Listed { name, length, sha256, custom } = listed;
         let invalid = |source| Error::Metadata { url: url.to_owned(), target: name.clone(), source };
         if palier_bundle::halt::is_marker(&name) {
@@ -162,10 +164,10 @@ fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &
         Ok(())
     })
     .map_err(|e| match e {
-        Listing::Refused(why) => Error::Refused(format!("repository {url} refused: {why}")),
-        Listing::Target(e) => e,
+        ListError::Refused(why) => Error::Refused(format!("repository {url} refused: {why}")),
+        ListError::Target(e) => e,
     })?;
-    Ok((repository, bundles, markers, held))
+    Ok((repository, bundles, markers, listings))
 }
 
 /// `bytes` in lowercase hexadecimal, as `hex::encode` writes it, without its per-character
@@ -210,16 +212,16 @@ impl Custom {
     }
 }
 
-enum Listing {
+enum ListError {
     /// The repository's structure is refused (a target listed by a role not trusted for it).
     Refused(String),
     /// A target's entry is refused.
     Target(Error),
 }
 
-impl From<Error> for Listing {
+impl From<Error> for ListError {
     fn from(e: Error) -> Self {
-        Listing::Target(e)
+        ListError::Target(e)
     }
 }
 
@@ -228,9 +230,9 @@ impl From<Error> for Listing {
 /// consult (the bin its hash falls in, the `halts` role for halt markers): tough verifies
 /// every role's signatures but lists every role's targets, so without this a halts key could
 /// list a bundle. A name listed twice, or a delegation nested deeper than this repository
-/// makes, is refused too. A role tough skipped because this agent holds it is read from its
-/// held file, and checked the same way.
-fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut visit: impl FnMut(Listed) -> std::result::Result<(), Error>) -> std::result::Result<HeldRoles, Listing> {
+/// makes, is refused too. A role tough skipped because this agent knows it is read from its
+/// listing, and checked the same way.
+fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut visit: impl FnMut(Listed) -> std::result::Result<(), Error>) -> std::result::Result<Listings, ListError> {
     use palier_bundle::halt::{RolePaths, TrustedRoles};
     use tough::schema::PathSet;
     let skipped: HashMap<String, u64> = repository
@@ -238,14 +240,14 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
         .iter()
         .filter_map(|name| Some((name.clone(), repository.snapshot().signed.meta.get(&format!("{name}.json"))?.version.get())))
         .collect();
-    let mut held = HeldRoles::default();
+    let mut listings = Listings::default();
     let top = &mut repository.targets_mut().signed;
     let mut at_top = HashSet::new();
     for (name, target) in &mut top.targets {
         at_top.insert(name.raw().to_owned());
         visit(Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) })?;
     }
-    let Some(d) = &mut top.delegations else { return Ok(held) };
+    let Some(d) = &mut top.delegations else { return Ok(listings) };
     let paths: Vec<RolePaths> = d
         .roles
         .iter()
@@ -256,34 +258,34 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
         .collect();
     let trusted = TrustedRoles::new(&paths);
     // A delegated name is listed by its one trusted role only (checked below), once (a
-    // role's targets are a map, a held file is written from one): it can only be listed
+    // role's targets are a map, a listing is written from one): it can only be listed
     // twice by also being at the top.
     let check = |role: &str, i: usize, name: &str| {
         if trusted.of(name) != Some(i) {
-            return Err(Listing::Refused(format!("target file not delegated: {name} (listed by role {role}, which is not trusted for that name)")));
+            return Err(ListError::Refused(format!("target file not delegated: {name} (listed by role {role}, which is not trusted for that name)")));
         }
         if at_top.contains(name) {
-            return Err(Listing::Refused(format!("target {name} is listed twice")));
+            return Err(ListError::Refused(format!("target {name} is listed twice")));
         }
         Ok(())
     };
     for (i, role) in d.roles.iter_mut().enumerate() {
         let Some(t) = &mut role.targets else {
             if let Some(&version) = skipped.get(&role.name) {
-                let file = held_file_name(version, &role.name);
-                let bytes = cache.read_held(&file).map_err(|why| Listing::Target(Error::Refused(format!("the held copy of role {} is unreadable ({why})", role.name))))?;
-                for listed in HeldFile::decode(&bytes).map_err(|why| Listing::Target(Error::Refused(format!("the held copy of role {} is unreadable ({why})", role.name))))? {
+                let file = listing_file_name(version, &role.name);
+                let bytes = cache.read_listing(&file).map_err(|why| ListError::Target(Error::Refused(format!("the listing kept of role {} is unreadable ({why})", role.name))))?;
+                for listed in RoleListing::decode(&bytes).map_err(|why| ListError::Target(Error::Refused(format!("the listing kept of role {} is unreadable ({why})", role.name))))? {
                     check(&role.name, i, &listed.name)?;
                     visit(listed)?;
                 }
-                held.kept.push(file);
+                listings.kept.push(file);
             }
             continue;
         };
         if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
-            return Err(Listing::Refused(format!("role {} delegates further, which this repository never does", role.name)));
+            return Err(ListError::Refused(format!("role {} delegates further, which this repository never does", role.name)));
         }
-        let mut file = HeldFile::default();
+        let mut file = RoleListing::default();
         for (name, target) in &mut t.signed.targets {
             check(&role.name, i, name.raw())?;
             let listed = Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) };
@@ -291,10 +293,10 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
             visit(listed)?;
         }
         if plain_role_name(&role.name) {
-            held.written.push((held_file_name(t.signed.version.get(), &role.name), file.finish()));
+            listings.written.push((listing_file_name(t.signed.version.get(), &role.name), file.finish()));
         }
     }
-    Ok(held)
+    Ok(listings)
 }
 
 /// A delegated role's name that can name a file of the cache.
@@ -302,22 +304,22 @@ fn plain_role_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// `VERSION.ROLE.held`: what the agent keeps of a delegated role it loaded.
-fn held_file_name(version: u64, role: &str) -> String {
-    format!("{version}.{role}.held")
+/// `VERSION.ROLE.listing`: what the agent keeps of a delegated role it loaded.
+fn listing_file_name(version: u64, role: &str) -> String {
+    format!("{version}.{role}.listing")
 }
 
-/// The held files of a load: those it read for the roles tough skipped, and those to write for
+/// The listings of a load: those it read for the roles tough skipped, and those to write for
 /// the roles it loaded. Written (and the others dropped) only once the whole load was read.
 #[derive(Debug, Default)]
-struct HeldRoles {
+struct Listings {
     kept: Vec<String>,
     written: Vec<(String, Vec<u8>)>,
 }
 
 /// What the agent keeps of a delegated role it loaded, so that the next load, when the
 /// snapshot names the same version, skips the role (tough neither reads nor parses it, see
-/// `RepositoryLoader::held_delegated_roles`): each target's name, length, sha256 and `custom`
+/// `RepositoryLoader::known_delegated_roles`): each target's name, length, sha256 and `custom`
 /// data, as the verified role listed them. Each entry is read and checked again from this
 /// copy at every load, as from the role. Binary, written with the rest of the cache (the
 /// same trust as the datastore that holds the trusted root): a magic line, then per target
@@ -326,13 +328,13 @@ struct HeldRoles {
 /// all that comes before (integers little-endian), so that a file cut short or damaged on
 /// disk is refused (and the load runs again without the cache, which writes it again).
 #[derive(Default)]
-struct HeldFile {
+struct RoleListing {
     bytes: Vec<u8>,
     count: u32,
 }
 
-impl HeldFile {
-    const MAGIC: &'static [u8] = b"palier held role 1\n";
+impl RoleListing {
+    const MAGIC: &'static [u8] = b"palier role listing 1\n";
 
     fn push(&mut self, listed: &Listed) {
         if self.bytes.is_empty() {
@@ -370,7 +372,7 @@ impl HeldFile {
         if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
             return Err("its checksum differs");
         }
-        let mut rest = body.strip_prefix(Self::MAGIC).ok_or("not a held role file")?;
+        let mut rest = body.strip_prefix(Self::MAGIC).ok_or("not a role listing")?;
         let mut take = |n: usize| -> std::result::Result<&[u8], &'static str> {
             let (head, tail) = rest.split_at_checked(n).ok_or("cut short")?;
             rest = tail;
@@ -415,7 +417,7 @@ const MAX_CACHED_FILE: usize = 256 << 20;
 /// `N.bin-XX.json`) of the metadata folder from `dir` when it holds them, and otherwise fetches
 /// them through `inner`. Files fetched are written to `dir` only by
 /// [`MetadataCache::keep_only_this_load`], after the whole load was verified and read, with
-/// the held files of the roles loaded (see [`HeldFile`]).
+/// the listings of the roles loaded (see [`RoleListing`]).
 #[derive(Debug, Clone)]
 struct MetadataCache {
     inner: RepoTransport,
@@ -429,7 +431,7 @@ struct MetadataCache {
 struct Seen {
     hits: HashSet<String>,
     fetched: HashMap<String, Vec<u8>>,
-    held_offered: usize,
+    listings_offered: usize,
 }
 
 impl MetadataCache {
@@ -448,43 +450,43 @@ impl MetadataCache {
         Some(name.to_owned())
     }
 
-    /// The roles (name, version) whose held file the cache has, for tough to skip.
-    fn held_roles(&self) -> Vec<(String, std::num::NonZeroU64)> {
+    /// The roles (name, version) whose listing the cache has, for tough to skip.
+    fn known_roles(&self) -> Vec<(String, std::num::NonZeroU64)> {
         if !self.enabled {
             return Vec::new();
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        let held: Vec<_> = entries
+        let listings: Vec<_> = entries
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                let (version, role) = name.strip_suffix(".held")?.split_once('.')?;
+                let (version, role) = name.strip_suffix(".listing")?.split_once('.')?;
                 Some((role.to_owned(), version.parse().ok()?))
             })
             .collect();
         if let Ok(mut seen) = self.seen.lock() {
-            seen.held_offered = held.len();
+            seen.listings_offered = listings.len();
         }
-        held
+        listings
     }
 
-    fn read_held(&self, file: &str) -> std::io::Result<Vec<u8>> {
+    fn read_listing(&self, file: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.dir.join(file))
     }
 
     /// Whether this load used anything of the cache: if it failed, it is tried without.
     fn used(&self) -> bool {
-        self.seen.lock().map(|s| !s.hits.is_empty() || s.held_offered > 0).unwrap_or(false)
+        self.seen.lock().map(|s| !s.hits.is_empty() || s.listings_offered > 0).unwrap_or(false)
     }
 
-    /// After a verified load: store what was downloaded and the held files of the roles
+    /// After a verified load: store what was downloaded and the listings of the roles
     /// loaded, drop every cached file this load did not use (older versions of changed bins,
-    /// the bins files of the roles now held).
-    fn keep_only_this_load(&self, held: HeldRoles) {
+    /// the bins files of the roles now listed).
+    fn keep_only_this_load(&self, listings: Listings) {
         let Ok(mut seen) = self.seen.lock() else { return };
         let fetched = std::mem::take(&mut seen.fetched);
-        seen.hits.extend(held.kept);
-        for (name, bytes) in fetched.into_iter().chain(held.written) {
+        seen.hits.extend(listings.kept);
+        for (name, bytes) in fetched.into_iter().chain(listings.written) {
             let path = self.dir.join(&name);
             let written = tempfile::NamedTempFile::new_in(&self.dir).and_then(|mut tmp| {
                 std::io::Write::write_all(&mut tmp, &bytes)?;
@@ -554,7 +556,7 @@ mod tests {
     }
 
     fn file(items: Vec<Listed>) -> Vec<u8> {
-        let mut file = HeldFile::default();
+        let mut file = RoleListing::default();
         for item in &items {
             file.push(item);
         }
@@ -562,29 +564,29 @@ mod tests {
     }
 
     #[test]
-    fn a_held_file_reads_back_what_was_written() {
+    fn a_role_listing_reads_back_what_was_written() {
         let bytes = file(vec![listed("a-1.0.0.tar.gz", Custom::Entry("{\"format\": 2}".into())), listed("halts/a@1.0.0.json", Custom::Json("{\"reason\":\"é\"}".into()))]);
-        let back = HeldFile::decode(&bytes).unwrap();
+        let back = RoleListing::decode(&bytes).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!((back[0].name.as_str(), back[0].length, back[0].sha256.as_slice()), ("a-1.0.0.tar.gz", 42, &[7; 32][..]));
         assert!(matches!(&back[0].custom, Custom::Entry(t) if t == "{\"format\": 2}"));
         assert!(matches!(&back[1].custom, Custom::Json(t) if t == "{\"reason\":\"é\"}"));
-        assert!(HeldFile::decode(&file(Vec::new())).unwrap().is_empty());
+        assert!(RoleListing::decode(&file(Vec::new())).unwrap().is_empty());
     }
 
     #[test]
-    fn a_held_file_cut_short_or_damaged_is_refused() {
+    fn a_role_listing_cut_short_or_damaged_is_refused() {
         let bytes = file(vec![listed("a-1.0.0.tar.gz", Custom::Entry("{}".into())), listed("b-1.0.0.tar.gz", Custom::Entry("{}".into()))]);
         for cut in 0..bytes.len() {
-            assert!(HeldFile::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(RoleListing::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x10;
-            assert!(HeldFile::decode(&damaged).is_err(), "byte {at} changed");
+            assert!(RoleListing::decode(&damaged).is_err(), "byte {at} changed");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(HeldFile::decode(&longer).is_err());
+        assert!(RoleListing::decode(&longer).is_err());
     }
 }

@@ -181,7 +181,7 @@ pub struct RepositoryLoader<'a> {
     datastore: Option<PathBuf>,
     expiration_enforcement: Option<ExpirationEnforcement>,
     keep_delegated_metadata: bool,
-    held_delegated_roles: HashMap<String, NonZeroU64>,
+    known_delegated_roles: HashMap<String, NonZeroU64>,
 }
 
 impl<'a> RepositoryLoader<'a> {
@@ -204,7 +204,7 @@ impl<'a> RepositoryLoader<'a> {
             datastore: None,
             expiration_enforcement: None,
             keep_delegated_metadata: true,
-            held_delegated_roles: HashMap::new(),
+            known_delegated_roles: HashMap::new(),
         }
     }
 
@@ -262,16 +262,16 @@ impl<'a> RepositoryLoader<'a> {
     }
 
     /// (palier patch) Delegated roles, by name and version, whose content the client already
-    /// holds from an earlier load. Such a role, when the snapshot names that same version and
+    /// knows from an earlier load. Such a role, when the snapshot names that same version and
     /// an earlier load verified that version under the same key IDs, threshold and paths of
     /// its delegating role (the records of [`RepositoryLoader::load`]), and it has not expired
     /// since, is neither read nor parsed: its `targets` stay `None` in the loaded tree and its
     /// name is listed by [`Repository::skipped_delegated_roles`]. Anything else (a new version,
     /// rotated keys, changed paths, no record) is loaded and verified in full. A skipped role's
-    /// own delegations are not loaded: hold only roles that delegate no further.
+    /// own delegations are not loaded: name only roles that delegate no further.
     #[must_use]
-    pub fn held_delegated_roles(mut self, held: impl IntoIterator<Item = (String, NonZeroU64)>) -> Self {
-        self.held_delegated_roles = held.into_iter().collect();
+    pub fn known_delegated_roles(mut self, known: impl IntoIterator<Item = (String, NonZeroU64)>) -> Self {
+        self.known_delegated_roles = known.into_iter().collect();
         self
     }
 }
@@ -422,7 +422,7 @@ impl Repository {
             expiration_enforcement,
             &update_start,
             loader.keep_delegated_metadata,
-            &loader.held_delegated_roles,
+            &loader.known_delegated_roles,
         )
         .await?;
 
@@ -468,7 +468,7 @@ impl Repository {
     }
 
     /// palier: the delegated roles this load neither read nor parsed, because the client
-    /// holds them (see [`RepositoryLoader::held_delegated_roles`]): their `targets` are
+    /// knows them (see [`RepositoryLoader::known_delegated_roles`]): their `targets` are
     /// `None`, and [`Repository::read_target`] does not find the targets they list (see
     /// [`Repository::read_target_as`]).
     pub fn skipped_delegated_roles(&self) -> &[String] {
@@ -1259,7 +1259,7 @@ async fn load_targets(
     expiration_enforcement: ExpirationEnforcement,
     update_start: &JiffTimestamp,
     keep_delegated_metadata: bool,
-    held: &HashMap<String, NonZeroU64>,
+    known: &HashMap<String, NonZeroU64>,
 ) -> Result<(
     Signed<crate::schema::Targets>,
     std::collections::HashMap<String, Vec<u8>>,
@@ -1378,7 +1378,7 @@ async fn load_targets(
             expiration_enforcement,
             keep_delegated_metadata.then_some(&mut delegated_metadata_bytes),
             &mut verified,
-            held,
+            known,
             &mut skipped,
         )
         .await?;
@@ -1411,9 +1411,9 @@ async fn load_delegations(
     // bundles, 8 MB of bins).
     mut delegated_metadata_bytes: Option<&mut std::collections::HashMap<String, Vec<u8>>>,
     verified: &mut VerifiedDelegations,
-    // palier: roles the client holds (see `RepositoryLoader::held_delegated_roles`), and the
+    // palier: roles the client knows (see `RepositoryLoader::known_delegated_roles`), and the
     // names of those this load skipped.
-    held: &HashMap<String, NonZeroU64>,
+    known: &HashMap<String, NonZeroU64>,
     skipped: &mut Vec<String>,
 ) -> Result<()> {
     let mut delegated_roles: HashMap<String, Option<Signed<crate::schema::Targets>>> =
@@ -1435,9 +1435,9 @@ async fn load_delegations(
             return Ok(());
         }
         let role_meta = role_meta.unwrap();
-        // palier: a role the client holds at the version the snapshot names, verified at that
+        // palier: a role the client knows at the version the snapshot names, verified at that
         // version under the same keys, threshold and paths by an earlier load, is not read.
-        if held.get(&delegated_role.name) == Some(&role_meta.version) {
+        if known.get(&delegated_role.name) == Some(&role_meta.version) {
             let fingerprint = VerifiedDelegations::fingerprint(delegation, &delegated_role.name);
             if let Some(expires) =
                 verified.verified_version(&delegated_role.name, &fingerprint, role_meta.version)
@@ -1565,7 +1565,7 @@ async fn load_delegations(
                     expiration_enforcement,
                     delegated_metadata_bytes.as_deref_mut(),
                     verified,
-                    held,
+                    known,
                     skipped,
                 )
                 .await?;
@@ -1580,18 +1580,19 @@ async fn load_delegations(
 /// verified again at every load. A record is the role's name, the sha256 of its bytes, a
 /// fingerprint of the key IDs, threshold and paths the delegating role gave it, and the
 /// version and expiry the verified role carried: new bytes, or a rotated key, threshold or
-/// paths, are verified in full. The version and expiry let a role the client holds be skipped
-/// without reading it (`RepositoryLoader::held_delegated_roles`). The records live in the
+/// paths, are verified in full. The version and expiry let a role the client knows be skipped
+/// without reading it (`RepositoryLoader::known_delegated_roles`). The records live in the
 /// datastore, which already holds the trusted root; a load keeps only the records of the roles
-/// it loaded or skipped. (Records written before the version and expiry were kept still spare
-/// a verification, never a read.)
+/// it loaded or skipped. A record of three fields (written before the version and expiry were
+/// kept) is still read; its fingerprint did not cover the paths, so it matches nothing now.
 struct VerifiedDelegations {
     /// `name sha256 fingerprint` of every record read.
     before: HashSet<String>,
     /// (name, fingerprint, version) of every complete record read: its expiry and its line.
     versions: HashMap<(String, String, u64), (JiffTimestamp, String)>,
+    /// Every line read.
+    lines: HashSet<String>,
     now: BTreeSet<String>,
-    changed: bool,
 }
 
 impl VerifiedDelegations {
@@ -1600,8 +1601,10 @@ impl VerifiedDelegations {
     async fn read(datastore: &Datastore) -> Result<Self> {
         let mut before = HashSet::new();
         let mut versions = HashMap::new();
+        let mut lines = HashSet::new();
         if let Some(bytes) = datastore.bytes(Self::FILE).await? {
             for line in String::from_utf8_lossy(&bytes).lines() {
+                lines.insert(line.to_owned());
                 let fields: Vec<&str> = line.split(' ').collect();
                 if fields.len() < 3 {
                     continue;
@@ -1627,8 +1630,8 @@ impl VerifiedDelegations {
         Ok(VerifiedDelegations {
             before,
             versions,
+            lines,
             now: BTreeSet::new(),
-            changed: false,
         })
     }
 
@@ -1697,23 +1700,12 @@ impl VerifiedDelegations {
 
     /// Keeps the record of a role verified now, or earlier with these same bytes.
     fn keep(&mut self, proof: String, version: NonZeroU64, expires: JiffTimestamp) {
-        let line = format!("{proof} {version} {}", expires.as_second());
-        if !self.now.contains(&line) {
-            let mut fields = line.splitn(3, ' ');
-            let key = (
-                fields.next().unwrap_or_default().to_owned(),
-                proof.rsplit(' ').next().unwrap_or_default().to_owned(),
-                version.get(),
-            );
-            if self.versions.get(&key).map(|(_, l)| l.as_str()) != Some(line.as_str()) {
-                self.changed = true;
-            }
-        }
-        self.now.insert(line);
+        self.now
+            .insert(format!("{proof} {version} {}", expires.as_second()));
     }
 
     async fn write(self, datastore: &Datastore) -> Result<()> {
-        if !self.changed && self.now.len() == self.versions.len() {
+        if self.now.len() == self.lines.len() && self.now.iter().all(|l| self.lines.contains(l)) {
             return Ok(());
         }
         let mut text = String::new();
