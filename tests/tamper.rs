@@ -474,23 +474,75 @@ fn cached_bins_are_verified_and_a_bad_one_is_fetched_again() {
     assert!(listing.exists());
 }
 
-/// A role the agent knows is skipped only while the version its record was verified at has not expired:
-/// with a record that says it expired, the role is read again (and its record written again
-/// with the role's own expiry), as an expired role is refused.
+/// Moves every bin file out of the repository's metadata folder: a load that needs one from
+/// the repository (the load without the cache, after one that failed) then fails.
+fn remove_bins_from_repository(w: &World) {
+    let metadata = w.path("repo/metadata");
+    for entry in std::fs::read_dir(&metadata).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".bin-") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+/// A role the agent knows is skipped only while its record says the version the snapshot
+/// names was verified under the same keys, threshold and paths, and has not expired: a
+/// record that says it expired, or that was made under another fingerprint, sends the role
+/// to be read and verified in full (from the cache here, so without falling back to a load
+/// without it: every bin file is gone from the repository), and its record written again.
 #[test]
-fn a_known_role_whose_record_expired_is_read_again() {
+fn a_known_role_is_read_again_when_its_record_expired_or_its_keys_changed() {
     let w = world();
     plans(&w);
     let records = w.path("state-univ-a/tuf/verified-delegations.txt");
     let text = std::fs::read_to_string(&records).unwrap();
-    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
-    let line = text.lines().find(|l| l.starts_with(&format!("{} ", hex::encode(&bin)))).unwrap().to_owned();
-    let (head, expires) = line.rsplit_once(' ').unwrap();
+    let line_of = |text: &str, bin: &str| text.lines().find(|l| l.starts_with(&format!("{} ", hex::encode(bin)))).unwrap().to_owned();
+    let (expired, rotated) = (bin_of("quiz-fix-1.0.1.tar.gz"), bin_of("quiz-fix-1.0.2.tar.gz"));
+    let (expired_line, rotated_line) = (line_of(&text, &expired), line_of(&text, &rotated));
+    let (head, expires) = expired_line.rsplit_once(' ').unwrap();
     assert!(expires.parse::<i64>().unwrap() > jiff::Timestamp::now().as_second());
-    std::fs::write(&records, text.replace(&line, &format!("{head} 1"))).unwrap();
+    let mut fields: Vec<&str> = rotated_line.split(' ').collect();
+    let other_fingerprint = "0".repeat(64);
+    fields[2] = &other_fingerprint;
+    let edited = text.replace(&expired_line, &format!("{head} 1")).replace(&rotated_line, &fields.join(" "));
+    std::fs::write(&records, edited).unwrap();
+    remove_bins_from_repository(&w);
     let planned = plan_json(&w);
     assert_eq!(planned["bundles"].as_array().unwrap().len(), 3, "{planned}");
-    assert!(std::fs::read_to_string(&records).unwrap().lines().any(|l| l == line), "the record was not written again: the role was skipped");
+    let now = std::fs::read_to_string(&records).unwrap();
+    assert_eq!(line_of(&now, &expired), expired_line, "the role whose record expired was skipped");
+    assert_eq!(line_of(&now, &rotated), rotated_line, "the role whose record has another fingerprint was skipped");
+}
+
+/// A snapshot that names a known role's version with a hash of other bytes is not answered
+/// from the listing: the role is read, and bytes that do not match are refused.
+#[test]
+fn a_snapshot_pinning_other_bytes_for_a_known_version_is_refused() {
+    let w = world();
+    plans(&w);
+    let bin = bin_of("quiz-fix-1.0.1.tar.gz");
+    resign(&w, Vec::new(), |meta| {
+        meta.get_mut(&format!("{bin}.json")).unwrap().hashes = Some(Hashes { sha256: vec![0xab; 32].into(), _extra: HashMap::new() });
+    });
+    refused(&w, "a snapshot pinning other bytes for a known bin", "hash");
+}
+
+/// A listing whose entries do not belong to its role (here another bin's listing under its
+/// name) is not used: the load runs again without the cache, and the listing is written again.
+#[test]
+fn a_listing_whose_entries_belong_to_another_role_is_not_used() {
+    let w = world();
+    plans(&w);
+    let planned = plan_json(&w);
+    let cache = w.path("state-univ-a/tuf-cache");
+    let full = bin_of("quiz-fix-1.0.1.tar.gz");
+    let empty = (0..=255u8).map(|b| format!("bin-{b:02x}")).find(|b| *b != full && *b != bin_of("quiz-fix-1.0.0.tar.gz") && *b != bin_of("quiz-fix-1.0.2.tar.gz")).unwrap();
+    let target = cache.join(format!("{}.{empty}.listing", version_in_snapshot(&w, &empty)));
+    let good = std::fs::read(&target).unwrap();
+    std::fs::copy(cache.join(format!("{}.{full}.listing", version_in_snapshot(&w, &full))), &target).unwrap();
+    assert_eq!(plan_json(&w), planned);
+    assert_eq!(std::fs::read(&target).unwrap(), good);
 }
 
 /// A halt marker for `bundle` (`halts/ID@VERSION.json`) as a target of the `halts` role.
@@ -552,6 +604,8 @@ fn a_valid_halt_marker_halts_its_bundle() {
     assert!(halted["detail"].as_str().unwrap().contains("auto-halt: rolled back on univ-b, univ-c"), "{plan}");
     assert_ne!(entry("1.0.0")["reason"], "halted", "{plan}");
     assert_ne!(entry("1.0.2")["reason"], "halted", "{plan}");
+    // The next load skips the halts role (the agent knows it): the marker still halts.
+    assert_eq!(plan_json(&w), plan);
 }
 
 /// A halt marker signed by another key than the halts role's is refused.

@@ -106,19 +106,21 @@ pub async fn load(config: &Config) -> Result<Verified> {
         async move {
             let read = match loader.load().await {
                 Ok(repository) => read_targets(repository, &cache, url),
-                Err(source) => Err(Error::Repository { url: url.clone(), source: Box::new(source) }),
+                Err(source) => Err(Failed::Load(Error::Repository { url: url.clone(), source: Box::new(source) })),
             };
             (read, cache)
         }
     };
+    // A load that used the cache and failed in tough, or whose listings could not be used,
+    // is tried once more without the cache; a refusal of what the repository signs is not.
     let (mut read, mut cache) = load(true).await;
-    if let Err(e) = &read
-        && cache.used()
+    if let Err(failed) = &read
+        && (matches!(failed, Failed::Listing(_)) || (matches!(failed, Failed::Load(_)) && cache.used()))
     {
-        tracing::debug!(error = %e, "the load that used cached metadata failed; trying again without the cache");
+        tracing::debug!(error = %failed.error(), "the load that used cached metadata failed; trying again without the cache");
         (read, cache) = load(false).await;
     }
-    let (repository, mut bundles, mut markers, listings) = read?;
+    let (repository, mut bundles, mut markers, listings) = read.map_err(Failed::into_error)?;
     cache.keep_only_this_load(listings);
     // A valid halt marker halts its bundle as the bundle's own metadata would (plan reason
     // `halted`, the marker's reason in the detail), and so does one this site saw earlier and
@@ -139,10 +141,33 @@ pub async fn load(config: &Config) -> Result<Verified> {
 /// load (see [`Listings`]).
 type Read = (tough::Repository, Vec<VerifiedBundle>, Vec<Marker>, Listings);
 
+/// Why a load failed: in tough, in the agent's reading of what tough verified, or in a
+/// listing kept from an earlier load (then the load runs again without the cache).
+#[derive(Debug)]
+enum Failed {
+    Load(Error),
+    Refused(Error),
+    Listing(Error),
+}
+
+impl Failed {
+    fn error(&self) -> &Error {
+        match self {
+            Failed::Load(e) | Failed::Refused(e) | Failed::Listing(e) => e,
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self {
+            Failed::Load(e) | Failed::Refused(e) | Failed::Listing(e) => e,
+        }
+    }
+}
+
 /// Every bundle and marker the loaded repository lists, each read and checked from its
 /// signed `custom` entry: those of the roles tough loaded, and those of the roles it skipped
 /// because this agent knows them (read from the listing it wrote when it loaded them).
-fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &str) -> Result<Read> {
+fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &str) -> std::result::Result<Read, Failed> {
     let mut bundles = Vec::new();
     let mut markers = Vec::new();
     let listings = list_targets(&mut repository, cache, |listed| {
@@ -164,8 +189,9 @@ fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &
         Ok(())
     })
     .map_err(|e| match e {
-        ListError::Refused(why) => Error::Refused(format!("repository {url} refused: {why}")),
-        ListError::Target(e) => e,
+        ListError::Refused(why) => Failed::Refused(Error::Refused(format!("repository {url} refused: {why}"))),
+        ListError::Target(e) => Failed::Refused(e),
+        ListError::Listing(e) => Failed::Listing(e),
     })?;
     Ok((repository, bundles, markers, listings))
 }
@@ -217,6 +243,9 @@ enum ListError {
     Refused(String),
     /// A target's entry is refused.
     Target(Error),
+    /// A listing kept from an earlier load cannot be read, or what it lists is refused: the
+    /// load runs again without the cache.
+    Listing(Error),
 }
 
 impl From<Error> for ListError {
@@ -273,10 +302,14 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
         let Some(t) = &mut role.targets else {
             if let Some(&version) = skipped.get(&role.name) {
                 let file = listing_file_name(version, &role.name);
-                let bytes = cache.read_listing(&file).map_err(|why| ListError::Target(Error::Refused(format!("the listing kept of role {} is unreadable ({why})", role.name))))?;
-                for listed in RoleListing::decode(&bytes).map_err(|why| ListError::Target(Error::Refused(format!("the listing kept of role {} is unreadable ({why})", role.name))))? {
-                    check(&role.name, i, &listed.name)?;
-                    visit(listed)?;
+                let unusable = |why: String| ListError::Listing(Error::Refused(format!("the listing kept of role {} cannot be used: {why}", role.name)));
+                let bytes = cache.read_listing(&file).map_err(|e| unusable(e.to_string()))?;
+                for listed in RoleListing::decode(&bytes).map_err(|e| unusable(e.to_owned()))? {
+                    check(&role.name, i, &listed.name).map_err(|e| match e {
+                        ListError::Refused(why) => unusable(why),
+                        other => other,
+                    })?;
+                    visit(listed).map_err(|e| unusable(e.to_string()))?;
                 }
                 listings.kept.push(file);
             }
@@ -292,8 +325,10 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
             file.push(&listed);
             visit(listed)?;
         }
-        if plain_role_name(&role.name) {
-            listings.written.push((listing_file_name(t.signed.version.get(), &role.name), file.finish()));
+        if plain_role_name(&role.name)
+            && let Some(bytes) = file.finish()
+        {
+            listings.written.push((listing_file_name(t.signed.version.get(), &role.name), bytes));
         }
     }
     Ok(listings)
@@ -331,6 +366,8 @@ struct Listings {
 struct RoleListing {
     bytes: Vec<u8>,
     count: u32,
+    /// A name, hash or text too long for its length field: no listing is written.
+    too_long: bool,
 }
 
 impl RoleListing {
@@ -344,19 +381,28 @@ impl RoleListing {
             Custom::Entry(t) => (0u8, t),
             Custom::Json(t) => (1u8, t),
         };
-        let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX - 1).to_le_bytes();
-        self.bytes.extend_from_slice(&len32(listed.name.len()));
+        // `u32::MAX` marks the end: a length is below it.
+        let len32 = |n: usize| u32::try_from(n).ok().filter(|&n| n < u32::MAX);
+        let (Some(name_len), Some(text_len), Ok(hash_len)) = (len32(listed.name.len()), len32(text.len()), u8::try_from(listed.sha256.len())) else {
+            self.too_long = true;
+            return;
+        };
+        self.bytes.extend_from_slice(&name_len.to_le_bytes());
         self.bytes.extend_from_slice(listed.name.as_bytes());
         self.bytes.extend_from_slice(&listed.length.to_le_bytes());
-        self.bytes.push(u8::try_from(listed.sha256.len()).unwrap_or(u8::MAX));
+        self.bytes.push(hash_len);
         self.bytes.extend_from_slice(&listed.sha256);
         self.bytes.push(kind);
-        self.bytes.extend_from_slice(&len32(text.len()));
+        self.bytes.extend_from_slice(&text_len.to_le_bytes());
         self.bytes.extend_from_slice(text.as_bytes());
         self.count += 1;
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    /// The listing's bytes; `None` when a target did not fit.
+    fn finish(mut self) -> Option<Vec<u8>> {
+        if self.too_long {
+            return None;
+        }
         if self.bytes.is_empty() {
             self.bytes.extend_from_slice(Self::MAGIC);
         }
@@ -364,7 +410,7 @@ impl RoleListing {
         self.bytes.extend_from_slice(&self.count.to_le_bytes());
         let crc = crc32fast::hash(&self.bytes);
         self.bytes.extend_from_slice(&crc.to_le_bytes());
-        self.bytes
+        Some(self.bytes)
     }
 
     fn decode(bytes: &[u8]) -> std::result::Result<Vec<Listed>, &'static str> {
@@ -519,6 +565,11 @@ impl Transport for MetadataCache {
         let Some(name) = self.cacheable(&url) else {
             return self.inner.fetch(url).await;
         };
+        // tough reads this version of the role: its listing, if any, is dropped until this
+        // load writes it again (the role's record may now be another, under rotated keys).
+        if let Some(stem) = name.strip_suffix(".json") {
+            let _ = std::fs::remove_file(self.dir.join(format!("{stem}.listing")));
+        }
         if self.enabled
             && let Ok(bytes) = std::fs::read(self.dir.join(&name))
         {
@@ -560,7 +611,7 @@ mod tests {
         for item in &items {
             file.push(item);
         }
-        file.finish()
+        file.finish().unwrap()
     }
 
     #[test]
@@ -588,5 +639,13 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(RoleListing::decode(&longer).is_err());
+    }
+
+    #[test]
+    fn a_target_too_long_for_its_length_field_leaves_no_listing() {
+        let mut file = RoleListing::default();
+        file.push(&listed("a-1.0.0.tar.gz", Custom::Entry("{}".into())));
+        file.push(&Listed { sha256: vec![1; 256], ..listed("b-1.0.0.tar.gz", Custom::Entry("{}".into())) });
+        assert!(file.finish().is_none());
     }
 }

@@ -119,7 +119,8 @@ impl Repository {
 
         let names = self.targets.signed.role_names();
         ensure!(
-            self.delegated_metadata_kept || names.is_empty(),
+            (self.delegated_metadata_kept && self.skipped_delegated_roles.is_empty())
+                || names.is_empty(),
             error::DelegatedMetadataNotKeptSnafu
         );
         for name in names {

@@ -70,12 +70,17 @@ impl Datastore {
     }
 
     /// Writes raw bytes to a file in the datastore. This function is thread safe.
+    /// (palier patch) Through a temporary file renamed over `file`: a torn write never
+    /// leaves half a file.
     pub(crate) async fn create_bytes(&self, file: &str, bytes: &[u8]) -> Result<()> {
         let lock = &self.write().await;
         let path = lock.path().join(file);
-        tokio::fs::write(&path, bytes)
-            .await
-            .context(error::DatastoreCreateSnafu { path: &path })
+        let write = || -> std::io::Result<()> {
+            let mut tmp = tempfile::NamedTempFile::new_in(lock.path())?;
+            std::io::Write::write_all(&mut tmp, bytes)?;
+            tmp.persist(&path).map(|_| ()).map_err(|e| e.error)
+        };
+        write().context(error::DatastoreCreateSnafu { path: &path })
     }
 
     /// Deletes a file from the datastore. This function is thread safe.

@@ -262,13 +262,17 @@ impl<'a> RepositoryLoader<'a> {
     }
 
     /// (palier patch) Delegated roles, by name and version, whose content the client already
-    /// knows from an earlier load. Such a role, when the snapshot names that same version and
-    /// an earlier load verified that version under the same key IDs, threshold and paths of
-    /// its delegating role (the records of [`RepositoryLoader::load`]), and it has not expired
-    /// since, is neither read nor parsed: its `targets` stay `None` in the loaded tree and its
-    /// name is listed by [`Repository::skipped_delegated_roles`]. Anything else (a new version,
-    /// rotated keys, changed paths, no record) is loaded and verified in full. A skipped role's
-    /// own delegations are not loaded: name only roles that delegate no further.
+    /// knows from an earlier load. Such a role, when the snapshot names that same version (and
+    /// the same bytes, when it gives their hash) and an earlier load verified that version
+    /// under the same key IDs, threshold and paths of its delegating role (the records of
+    /// [`RepositoryLoader::load`]), and it has not expired since, is neither read nor parsed:
+    /// its `targets` stay `None` in the loaded tree and its name is listed by
+    /// [`Repository::skipped_delegated_roles`]. Anything else (a new version, rotated keys,
+    /// changed paths, no record, an expired record) is loaded and verified in full. A skipped
+    /// role's own delegations are not loaded: name only roles that delegate no further. The
+    /// client must hold the content of each role it names exactly as that verified version
+    /// listed it, and drop it when tough reads the role again (the record may then change);
+    /// [`Repository::cache_metadata`] refuses after a load that skipped roles.
     #[must_use]
     pub fn known_delegated_roles(mut self, known: impl IntoIterator<Item = (String, NonZeroU64)>) -> Self {
         self.known_delegated_roles = known.into_iter().collect();
@@ -552,7 +556,8 @@ impl Repository {
     /// palier: fetches a target described by `target` (its length and hashes), which the
     /// caller took from verified metadata of this repository, such as a role this load skipped
     /// (see [`Repository::skipped_delegated_roles`]). Expiry, length and hash are checked as
-    /// by [`Repository::read_target`].
+    /// by [`Repository::read_target`]; that the target is listed is not: give only what
+    /// verified metadata listed.
     pub async fn read_target_as(
         &self,
         name: &TargetName,
@@ -1435,21 +1440,25 @@ async fn load_delegations(
             return Ok(());
         }
         let role_meta = role_meta.unwrap();
-        // palier: a role the client knows at the version the snapshot names, verified at that
-        // version under the same keys, threshold and paths by an earlier load, is not read.
+        // palier: a role the client knows at the version the snapshot names (and bytes, when
+        // it names their hash), verified at that version under the same keys, threshold and
+        // paths by an earlier load and not expired since, is not read. Otherwise it is read.
         if known.get(&delegated_role.name) == Some(&role_meta.version) {
             let fingerprint = VerifiedDelegations::fingerprint(delegation, &delegated_role.name);
-            if let Some(expires) =
-                verified.verified_version(&delegated_role.name, &fingerprint, role_meta.version)
-            {
-                if expiration_enforcement == ExpirationEnforcement::Safe {
-                    ensure!(
-                        *update_start <= expires,
-                        error::ExpiredMetadataSnafu {
-                            role: RoleType::Targets
-                        }
-                    );
-                }
+            let usable = verified
+                .verified_version(&delegated_role.name, &fingerprint, role_meta.version)
+                .filter(|(expires, _)| {
+                    expiration_enforcement != ExpirationEnforcement::Safe
+                        || *update_start <= *expires
+                })
+                .filter(|(_, sha256)| {
+                    role_meta
+                        .hashes
+                        .as_ref()
+                        .is_none_or(|h| hex::encode(&h.sha256) == *sha256)
+                })
+                .is_some();
+            if usable {
                 verified.keep_version(&delegated_role.name, &fingerprint, role_meta.version);
                 skipped.push(delegated_role.name.clone());
                 delegated_roles.insert(delegated_role.name.clone(), None);
@@ -1675,17 +1684,17 @@ impl VerifiedDelegations {
         self.before.contains(proof)
     }
 
-    /// The expiry of `name` at `version`, when an earlier load verified that version under
-    /// `fingerprint`.
+    /// The expiry of `name` at `version` and the sha256 of its bytes (hex), when an earlier
+    /// load verified that version under `fingerprint`.
     fn verified_version(
         &self,
         name: &str,
         fingerprint: &str,
         version: NonZeroU64,
-    ) -> Option<JiffTimestamp> {
+    ) -> Option<(JiffTimestamp, &str)> {
         self.versions
             .get(&(hex::encode(name), fingerprint.to_owned(), version.get()))
-            .map(|(expires, _)| *expires)
+            .map(|(expires, line)| (*expires, line.split(' ').nth(1).unwrap_or_default()))
     }
 
     /// Keeps the record of a role skipped at `version` (see `verified_version`).
