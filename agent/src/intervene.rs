@@ -707,6 +707,59 @@ fn cannot_restore(journal: &Journal) -> Option<String> {
     ))
 }
 
+/// What a rollback records once the old tree is live: the failed tree set aside (one rename
+/// now; the end of the cycle deletes it, as deleting 30,000 links here would delay the command
+/// by a second), the installed record as before the intervention, the hold on its versions,
+/// and the record of the last intervention and its outline removed.
+struct RollbackRecords {
+    state: PathBuf,
+    /// The failed tree, where it is, and where it goes.
+    set_aside: Option<(PathBuf, PathBuf, TreeId)>,
+    installed_before: Vec<Installed>,
+    hold: Option<(Vec<String>, String)>,
+    id: String,
+}
+
+impl RollbackRecords {
+    fn of(dirroot: &Path, state: &Path, journal: &Journal) -> Result<Self> {
+        let mut set_aside = None;
+        if let Some(new) = journal.new_tree {
+            let live = apply::live_path(dirroot)?;
+            if let Some(p) = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)) {
+                set_aside = Some((p.clone(), apply::stage::sibling(dirroot, p, "trash", &journal.receipt), new));
+            }
+        }
+        Ok(RollbackRecords {
+            state: state.to_owned(),
+            set_aside,
+            installed_before: journal.installed_before.clone(),
+            hold: journal.hold.then(|| (journal.bundles.clone(), journal.reason.clone().unwrap_or_else(|| "rolled back".into()))),
+            id: journal.id.clone(),
+        })
+    }
+
+    fn write(self) -> Result<()> {
+        let state = &self.state;
+        if let Some((from, trash, tree)) = &self.set_aside {
+            apply::move_tree(from, trash, *tree)?;
+            crash::point("rollback:set-aside");
+        }
+        site::write_installed(state, &self.installed_before)?;
+        crash::point("rollback:installed");
+        if let Some((bundles, reason)) = &self.hold {
+            crate::cycle::remember_rolled_back(state, bundles, Timestamp::now(), reason)?;
+            crash::point("rollback:remembered");
+        }
+        if read_last(state)?.is_some_and(|l| l.id == self.id) {
+            let p = last_path(state);
+            std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
+            crash::point("rollback:last-removed");
+        }
+        let _ = std::fs::remove_file(outline_path(state, &self.id));
+        Ok(())
+    }
+}
+
 /// The one rollback procedure, the same after a failed check, from the watch, by hand and
 /// in recovery: maintenance on when the data changed (and always at level 3) before the old
 /// code goes live, the site's own files carried into the old tree, the old tree back live,
@@ -803,6 +856,11 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             )));
         }
     }
+    // The rollback's records are written on another thread while the hooks and the checks
+    // run (each is final only once the journal is cleared: a kill during either runs the
+    // rollback again).
+    let records = RollbackRecords::of(dirroot, state, journal)?;
+    let recorded = tokio::task::spawn_blocking(move || records.write());
     // The web server's PHP and Moodle's caches on the old code: a failure of either is
     // recorded, and does not stop the rollback.
     for (name, step, hook) in [("reload", "reload", config.hooks.reload.as_ref()), ("purge_caches", "purge caches", config.hooks.purge_caches.as_ref())] {
@@ -812,36 +870,12 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             run.step(step, t, &r);
         }
     }
+    let records_written = async move { recorded.await.map_err(|e| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again")))? };
     if let Err(why) = run.maintenance_off().await {
+        records_written.await?;
         return Err(Error::Refused(format!("maintenance mode could not be turned off after the rollback: {why}; the next run tries again")));
     }
     journal.maintenance = false;
-
-    // The failed tree is no longer live: one rename sets it aside now, and the end of the
-    // cycle deletes it (deleting 30,000 links here would delay the command by a second).
-    if let Some(new) = journal.new_tree {
-        let live = apply::live_path(dirroot)?;
-        for p in [&journal.previous, &journal.staging] {
-            if *p != live && TreeId::dir_at(p) == Some(new) {
-                let trash = apply::stage::sibling(dirroot, p, "trash", &journal.receipt);
-                apply::move_tree(p, &trash, new)?;
-                crash::point("rollback:set-aside");
-                break;
-            }
-        }
-    }
-    site::write_installed(state, &journal.installed_before)?;
-    crash::point("rollback:installed");
-    if journal.hold {
-        crate::cycle::remember_rolled_back(state, &journal.bundles, Timestamp::now(), journal.reason.as_deref().unwrap_or("rolled back"))?;
-        crash::point("rollback:remembered");
-    }
-    if read_last(state)?.is_some_and(|l| l.id == journal.id) {
-        let p = last_path(state);
-        std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
-        crash::point("rollback:last-removed");
-    }
-    let _ = std::fs::remove_file(outline_path(state, &journal.id));
     // The old code answers again: the smoke checks say so (a failure is reported, the old
     // tree stays: there is nothing older to go back to).
     let t = started();
@@ -856,6 +890,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     });
     run.receipt.checks.extend(results);
     run.step("checks after the rollback", t, &after.clone().map_or(Ok(()), Err));
+    records_written.await?;
     crash::point("rollback:checks");
     Ok(after)
 }
