@@ -170,7 +170,7 @@ impl Failed {
 fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &str) -> std::result::Result<Read, Failed> {
     let mut bundles = Vec::new();
     let mut markers = Vec::new();
-    let listings = list_targets(&mut repository, cache, |listed| {
+    let listings = list_targets(&mut repository, cache, url, |listed| {
         let Listed { name, length, sha256, custom } = listed;
         let invalid = |source| Error::Metadata { url: url.to_owned(), target: name.clone(), source };
         if palier_bundle::halt::is_marker(&name) {
@@ -187,11 +187,6 @@ fn read_targets(mut repository: tough::Repository, cache: &MetadataCache, url: &
         }
         bundles.push(VerifiedBundle { target: name, length, sha256: lower_hex(&sha256), meta: Box::new(meta) });
         Ok(())
-    })
-    .map_err(|e| match e {
-        ListError::Refused(why) => Failed::Refused(Error::Refused(format!("repository {url} refused: {why}"))),
-        ListError::Target(e) => Failed::Refused(e),
-        ListError::Listing(e) => Failed::Listing(e),
     })?;
     Ok((repository, bundles, markers, listings))
 }
@@ -238,22 +233,6 @@ impl Custom {
     }
 }
 
-enum ListError {
-    /// The repository's structure is refused (a target listed by a role not trusted for it).
-    Refused(String),
-    /// A target's entry is refused.
-    Target(Error),
-    /// A listing kept from an earlier load cannot be read, or what it lists is refused: the
-    /// load runs again without the cache.
-    Listing(Error),
-}
-
-impl From<Error> for ListError {
-    fn from(e: Error) -> Self {
-        ListError::Target(e)
-    }
-}
-
 /// Every target of the verified top-level targets and the roles they delegate to, given to
 /// `visit` one at a time, each checked to be listed by the role a search for its name would
 /// consult (the bin its hash falls in, the `halts` role for halt markers): tough verifies
@@ -261,7 +240,8 @@ impl From<Error> for ListError {
 /// list a bundle. A name listed twice, or a delegation nested deeper than this repository
 /// makes, is refused too. A role tough skipped because this agent knows it is read from its
 /// listing, and checked the same way.
-fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut visit: impl FnMut(Listed) -> std::result::Result<(), Error>) -> std::result::Result<Listings, ListError> {
+fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, url: &str, mut visit: impl FnMut(Listed) -> std::result::Result<(), Error>) -> std::result::Result<Listings, Failed> {
+    let refused = |why: String| Failed::Refused(Error::Refused(format!("repository {url} refused: {why}")));
     use palier_bundle::halt::{RolePaths, TrustedRoles};
     use tough::schema::PathSet;
     let skipped: HashMap<String, u64> = repository
@@ -274,7 +254,7 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
     let mut at_top = HashSet::new();
     for (name, target) in &mut top.targets {
         at_top.insert(name.raw().to_owned());
-        visit(Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) })?;
+        visit(Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) }).map_err(Failed::Refused)?;
     }
     let Some(d) = &mut top.delegations else { return Ok(listings) };
     let paths: Vec<RolePaths> = d
@@ -291,10 +271,10 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
     // twice by also being at the top.
     let check = |role: &str, i: usize, name: &str| {
         if trusted.of(name) != Some(i) {
-            return Err(ListError::Refused(format!("target file not delegated: {name} (listed by role {role}, which is not trusted for that name)")));
+            return Err(format!("target file not delegated: {name} (listed by role {role}, which is not trusted for that name)"));
         }
         if at_top.contains(name) {
-            return Err(ListError::Refused(format!("target {name} is listed twice")));
+            return Err(format!("target {name} is listed twice"));
         }
         Ok(())
     };
@@ -302,13 +282,10 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
         let Some(t) = &mut role.targets else {
             if let Some(&version) = skipped.get(&role.name) {
                 let file = listing_file_name(version, &role.name);
-                let unusable = |why: String| ListError::Listing(Error::Refused(format!("the listing kept of role {} cannot be used: {why}", role.name)));
+                let unusable = |why: String| Failed::Listing(Error::Refused(format!("the listing kept of role {} cannot be used: {why}", role.name)));
                 let bytes = cache.read_listing(&file).map_err(|e| unusable(e.to_string()))?;
                 for listed in RoleListing::decode(&bytes).map_err(|e| unusable(e.to_owned()))? {
-                    check(&role.name, i, &listed.name).map_err(|e| match e {
-                        ListError::Refused(why) => unusable(why),
-                        other => other,
-                    })?;
+                    check(&role.name, i, &listed.name).map_err(unusable)?;
                     visit(listed).map_err(|e| unusable(e.to_string()))?;
                 }
                 listings.kept.push(file);
@@ -316,14 +293,14 @@ fn list_targets(repository: &mut tough::Repository, cache: &MetadataCache, mut v
             continue;
         };
         if t.signed.delegations.as_ref().is_some_and(|d| !d.roles.is_empty()) {
-            return Err(ListError::Refused(format!("role {} delegates further, which this repository never does", role.name)));
+            return Err(refused(format!("role {} delegates further, which this repository never does", role.name)));
         }
         let mut file = RoleListing::default();
         for (name, target) in &mut t.signed.targets {
-            check(&role.name, i, name.raw())?;
+            check(&role.name, i, name.raw()).map_err(refused)?;
             let listed = Listed { name: name.raw().into(), length: target.length, sha256: target.hashes.sha256.to_vec(), custom: Custom::take(&mut target.custom) };
             file.push(&listed);
-            visit(listed)?;
+            visit(listed).map_err(Failed::Refused)?;
         }
         if plain_role_name(&role.name)
             && let Some(bytes) = file.finish()

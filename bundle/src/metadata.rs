@@ -336,8 +336,6 @@ impl BundleMetadata {
     }
 }
 
-/// A TUF target's `custom` map (as tough holds it) as one JSON value, for the readers that
-/// take one (bundle entries of formats 1 and 2, halt and report markers).
 /// The text of `custom` when it is a format 3 entry (`{"format": 3, "entry": TEXT}`, nothing
 /// else), moved out of the map; `None`, the map untouched, for anything else. The text is read
 /// with [`BundleMetadata::from_entry_text`].
@@ -366,6 +364,8 @@ fn format_3_text<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<S
     (format == Some(u64::from(METADATA_FORMAT))).then_some(text).flatten()
 }
 
+/// A TUF target's `custom` map (as tough holds it) as one JSON value, for the readers that
+/// take one (bundle entries of formats 1 and 2, halt and report markers).
 pub fn custom_value<S: std::hash::BuildHasher>(custom: &std::collections::HashMap<String, serde_json::Value, S>) -> serde_json::Value {
     serde_json::Value::Object(custom.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
