@@ -1592,12 +1592,12 @@ async fn load_delegations(
 /// paths, are verified in full. The version and expiry let a role the client knows be skipped
 /// without reading it (`RepositoryLoader::known_delegated_roles`). The records live in the
 /// datastore, which already holds the trusted root; a load keeps only the records of the roles
-/// it loaded or skipped. A record of three fields (written before the version and expiry were
-/// kept) is still read; its fingerprint did not cover the paths, so it matches nothing now.
+/// it loaded or skipped. A line of another shape (a record written before the version and
+/// expiry were kept, whose fingerprint did not cover the paths) is dropped at the next write.
 struct VerifiedDelegations {
-    /// `name sha256 fingerprint` of every record read.
+    /// `name sha256 fingerprint` of every record read (hexadecimal).
     before: HashSet<String>,
-    /// (name, fingerprint, version) of every complete record read: its expiry and its line.
+    /// (name, fingerprint, version) of every record read: its expiry and its line.
     versions: HashMap<(String, String, u64), (JiffTimestamp, String)>,
     /// Every line read.
     lines: HashSet<String>,
@@ -1615,25 +1615,23 @@ impl VerifiedDelegations {
             for line in String::from_utf8_lossy(&bytes).lines() {
                 lines.insert(line.to_owned());
                 let fields: Vec<&str> = line.split(' ').collect();
-                if fields.len() < 3 {
+                let [name, sha256, fingerprint, version, expires] = fields[..] else {
                     continue;
-                }
-                before.insert(fields[..3].join(" "));
-                if let [name, _, fingerprint, version, expires] = fields[..] {
-                    if let (Ok(version), Ok(expires)) = (
-                        version.parse::<u64>(),
-                        expires
-                            .parse::<i64>()
-                            .ok()
-                            .and_then(|s| JiffTimestamp::from_second(s).ok())
-                            .ok_or(()),
-                    ) {
-                        versions.insert(
-                            (name.to_owned(), fingerprint.to_owned(), version),
-                            (expires, line.to_owned()),
-                        );
-                    }
-                }
+                };
+                let (Ok(version), Some(expires)) = (
+                    version.parse::<u64>(),
+                    expires
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(|s| JiffTimestamp::from_second(s).ok()),
+                ) else {
+                    continue;
+                };
+                before.insert(format!("{name} {sha256} {fingerprint}"));
+                versions.insert(
+                    (name.to_owned(), fingerprint.to_owned(), version),
+                    (expires, line.to_owned()),
+                );
             }
         }
         Ok(VerifiedDelegations {
