@@ -856,11 +856,6 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             )));
         }
     }
-    // The rollback's records are written on another thread while the hooks and the checks
-    // run (each is final only once the journal is cleared: a kill during either runs the
-    // rollback again).
-    let records = RollbackRecords::of(dirroot, state, journal)?;
-    let recorded = tokio::task::spawn_blocking(move || records.write());
     // The web server's PHP and Moodle's caches on the old code: a failure of either is
     // recorded, and does not stop the rollback.
     for (name, step, hook) in [("reload", "reload", config.hooks.reload.as_ref()), ("purge_caches", "purge caches", config.hooks.purge_caches.as_ref())] {
@@ -870,12 +865,16 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             run.step(step, t, &r);
         }
     }
-    let records_written = async move { recorded.await.map_err(|e| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again")))? };
     if let Err(why) = run.maintenance_off().await {
-        records_written.await?;
         return Err(Error::Refused(format!("maintenance mode could not be turned off after the rollback: {why}; the next run tries again")));
     }
     journal.maintenance = false;
+    // The rollback's records are written on another thread while the checks run (each is
+    // final only once the journal is cleared: a kill during either runs the rollback again).
+    // Not while a hook runs: a kill then could leave a hook's process forked but not yet
+    // started, holding the agent's open files for an instant.
+    let records = RollbackRecords::of(dirroot, state, journal)?;
+    let recorded = tokio::task::spawn_blocking(move || records.write());
     // The old code answers again: the smoke checks say so (a failure is reported, the old
     // tree stays: there is nothing older to go back to).
     let t = started();
@@ -890,7 +889,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     });
     run.receipt.checks.extend(results);
     run.step("checks after the rollback", t, &after.clone().map_or(Ok(()), Err));
-    records_written.await?;
+    recorded.await.map_err(|e| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again")))??;
     crash::point("rollback:checks");
     Ok(after)
 }
