@@ -723,11 +723,11 @@ struct RollbackRecords {
 impl RollbackRecords {
     fn of(dirroot: &Path, state: &Path, journal: &Journal) -> Result<Self> {
         let mut set_aside = None;
-        if let Some(new) = journal.new_tree {
-            let live = apply::live_path(dirroot)?;
-            if let Some(p) = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)) {
-                set_aside = Some((p.clone(), apply::stage::sibling(dirroot, p, "trash", &journal.receipt), new));
-            }
+        if journal.new_tree.is_some()
+            && let Some((left, new)) = left_tree(&apply::live_path(dirroot)?, journal)
+        {
+            let trash = apply::stage::sibling(dirroot, &left, "trash", &journal.receipt);
+            set_aside = Some((left, trash, new));
         }
         Ok(RollbackRecords {
             state: state.to_owned(),
@@ -758,6 +758,12 @@ impl RollbackRecords {
         let _ = std::fs::remove_file(outline_path(state, &self.id));
         Ok(())
     }
+}
+
+/// The tree a rollback left (the journal's new tree, no longer live) and where it is now.
+fn left_tree(live: &Path, journal: &Journal) -> Option<(PathBuf, TreeId)> {
+    let new = journal.new_tree?;
+    [&journal.previous, &journal.staging].into_iter().find(|p| p.as_path() != live && TreeId::dir_at(p) == Some(new)).map(|p| (p.clone(), new))
 }
 
 /// The one rollback procedure, the same after a failed check, from the watch, by hand and
@@ -810,12 +816,12 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     back?;
     // A .htaccess created since the apply in a folder the record does not name: carried
     // from the tree just left, now that the old tree is live (before that tree is set aside).
-    if let Some(new) = journal.new_tree {
+    if journal.new_tree.is_some() {
         let live = apply::live_path(dirroot)?;
-        let left = [&journal.previous, &journal.staging].into_iter().find(|p| **p != live && TreeId::dir_at(p) == Some(new)).cloned();
+        let left = left_tree(&live, journal);
         let now = live.parent().and_then(|p| apply::fs_now(p).ok());
         let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
-        if let Some(left) = left
+        if let Some((left, new)) = left
             && let Err(why) = carry_new(run, journal, &left, new, outline.as_ref())
         {
             return Err(Error::Refused(format!(
