@@ -285,6 +285,13 @@ fn config_php_and_a_local_plugin_added_after_an_apply_survive_the_rollback() {
         std::fs::write(&htaccess, "Require ip 10.0.0.0/8\n").unwrap();
         let out = rollback(&s, &config);
         assert!(out.status.success(), "{layout:?}: {}", stderr(&out));
+        // No backup to restore: PHP is reloaded as soon as the old tree is live, the files
+        // created since being carried while the hook runs.
+        let receipts = std::fs::read_dir(s.w.path("state-univ-a/receipts")).unwrap().map(|e| e.unwrap().path());
+        let receipt: serde_json::Value = receipts.filter(|p| p.to_string_lossy().ends_with("-rollback.json")).map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).next().unwrap();
+        let steps = steps(&receipt);
+        let at = |name| position(&steps, name);
+        assert!(at("rollback") < at("reload") && at("reload") < at("carry new site-local files"), "{layout:?}: {steps:?}");
         assert_eq!(std::fs::read_to_string(&htaccess).unwrap(), "Require ip 10.0.0.0/8\n", "{layout:?}");
         assert_eq!(std::fs::read_to_string(root.join("config.php")).unwrap(), edited, "{layout:?}");
         assert!(plugin.is_file(), "{layout:?}: the plugin installed since is still there");

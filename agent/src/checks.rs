@@ -139,17 +139,6 @@ pub fn retry_delay() -> Duration {
     low + Duration::from_millis(u64::from(nanos ^ std::process::id()) % (spread + 1))
 }
 
-/// Run one check, with one retry after [`retry_delay`].
-pub async fn run(client: &reqwest::Client, wwwroot: &Url, check: &Check) -> CheckResult {
-    run_with_delay(client, wwwroot, check, retry_delay()).await
-}
-
-/// Run one check, with one retry after `delay`.
-pub async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Check, delay: Duration) -> CheckResult {
-    let pause = move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> { Box::pin(tokio::time::sleep(delay)) };
-    run_paused(client, wwwroot, check, &pause).await
-}
-
 /// A pause before a retry.
 type Pause<'c> = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'c>> + Sync + 'c;
 
@@ -201,40 +190,25 @@ async fn run_paused(client: &reqwest::Client, wwwroot: &Url, check: &Check, paus
     }
 }
 
-/// Run every check in order; stop at the first failure (the site must be rolled back, more
-/// checks would only delay it). Returns the results so far and whether all passed.
-pub async fn run_all(client: &reqwest::Client, wwwroot: &Url, checks: &[Check]) -> (Vec<CheckResult>, bool) {
-    run_all_with_delay(client, wwwroot, checks, retry_delay()).await
-}
-
-/// [`run_all`] with [`client`]`(wwwroot)` and the pause before a retry ([`retry_delay`])
-/// taken on `clock`.
+/// Run every check at once, each with its retry after [`retry_delay`] (slept on `clock`),
+/// with [`client`]`(wwwroot)`. Returns as soon as one has failed for good: the site must
+/// then be rolled back, and waiting for the others would only delay it. Returns the results
+/// in, in the list's order, and whether all passed.
 pub async fn run_all_with_clock(wwwroot: &Url, checks: &[Check], clock: &dyn crate::clock::Clock) -> (Vec<CheckResult>, bool) {
+    use futures::stream::{FuturesUnordered, StreamExt};
     let client = &client(wwwroot);
-    let mut results = Vec::new();
-    for check in checks {
-        let r = run_paused(client, wwwroot, check, &|| clock.sleep(retry_delay())).await;
-        let ok = r.ok;
-        results.push(r);
+    let pause = || clock.sleep(retry_delay());
+    let mut running: FuturesUnordered<_> = checks.iter().enumerate().map(|(i, check)| async move { (i, run_paused(client, wwwroot, check, &pause).await) }).collect();
+    let mut results: Vec<Option<CheckResult>> = vec![None; checks.len()];
+    let mut ok = true;
+    while let Some((i, r)) = running.next().await {
+        ok = r.ok;
+        results[i] = Some(r);
         if !ok {
-            return (results, false);
+            break;
         }
     }
-    (results, true)
-}
-
-/// [`run_all`] with the pause before a retry given.
-pub async fn run_all_with_delay(client: &reqwest::Client, wwwroot: &Url, checks: &[Check], delay: Duration) -> (Vec<CheckResult>, bool) {
-    let mut results = Vec::new();
-    for check in checks {
-        let r = run_with_delay(client, wwwroot, check, delay).await;
-        let ok = r.ok;
-        results.push(r);
-        if !ok {
-            return (results, false);
-        }
-    }
-    (results, true)
+    (results.into_iter().flatten().collect(), ok)
 }
 
 #[cfg(test)]
@@ -246,6 +220,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    /// Run one check, with one retry after `delay`.
+    async fn run_with_delay(client: &reqwest::Client, wwwroot: &Url, check: &Check, delay: Duration) -> CheckResult {
+        let pause = move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> { Box::pin(tokio::time::sleep(delay)) };
+        run_paused(client, wwwroot, check, &pause).await
+    }
 
     /// A server on port 0 that answers 500 first, then 200, and records when each request came.
     async fn flaky_server() -> (Url, Arc<std::sync::Mutex<Vec<Instant>>>) {
@@ -315,6 +295,72 @@ mod tests {
         assert!(!r.ok && !r.maintenance, "a 503 without the maintenance page is a failure: {r:?}");
         let r = run_with_delay(&plain, &server("500 Internal Server Error", page).await, &check, Duration::ZERO).await;
         assert!(!r.ok && !r.maintenance, "{r:?}");
+    }
+
+    /// A server on port 0 answering `/hold...` never, `/broken` with 500, and any other path
+    /// with 200 once `together` requests are in at the same time (500 if they are not
+    /// within 5 s: checks run one after the other never are).
+    async fn meeting_server(together: usize) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let met = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let (arrived, met) = (arrived.clone(), met.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let status = if head.starts_with("GET /hold") {
+                        std::future::pending::<()>().await;
+                        unreachable!()
+                    } else if head.starts_with("GET /broken") {
+                        "500 Internal Server Error"
+                    } else {
+                        let waiting = met.notified();
+                        if arrived.fetch_add(1, Ordering::SeqCst) + 1 >= together {
+                            met.notify_waiters();
+                            "200 OK"
+                        } else if tokio::time::timeout(Duration::from_secs(5), waiting).await.is_ok() {
+                            "200 OK"
+                        } else {
+                            "500 Internal Server Error"
+                        }
+                    };
+                    let _ = conn.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    fn checks(paths: &[&str]) -> Vec<Check> {
+        paths.iter().map(|p| Check { path: (*p).into(), expect_status: 200, expect_body: None }).collect()
+    }
+
+    #[tokio::test]
+    async fn the_checks_of_a_round_run_at_once() {
+        let url = meeting_server(3).await;
+        let clock = crate::clock::TestClock::new(jiff::Timestamp::UNIX_EPOCH);
+        let (results, ok) = run_all_with_clock(&url, &checks(&["/a", "/b", "/c"]), &clock).await;
+        assert!(ok, "{results:?}");
+        assert_eq!(results.iter().map(|r| (r.path.as_str(), r.attempts)).collect::<Vec<_>>(), [("/a", 1), ("/b", 1), ("/c", 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_round_ends_at_the_first_check_that_failed_for_good() {
+        let url = meeting_server(1).await;
+        let clock = crate::clock::TestClock::new(jiff::Timestamp::UNIX_EPOCH);
+        let list = checks(&["/hold", "/broken", "/a"]);
+        let round = run_all_with_clock(&url, &list, &clock);
+        let (results, ok) = tokio::time::timeout(Duration::from_secs(10), round).await.expect("the round waited for a check that never answers");
+        assert!(!ok);
+        let broken = results.iter().find(|r| r.path == "/broken").unwrap();
+        assert!(!broken.ok && broken.attempts == 2 && broken.status == Some(500), "{broken:?}");
+        assert!(results.iter().all(|r| r.path != "/hold"), "{results:?}");
+        assert_eq!(clock.pauses().len(), 1, "one pause before the retry");
     }
 
     #[test]

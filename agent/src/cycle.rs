@@ -242,10 +242,7 @@ pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
 /// rollback itself before its journal is cleared (so a recovered rollback holds them too);
 /// idempotent: a version already held keeps its first time and reason.
 pub(crate) fn remember_rolled_back(state_dir: &Path, bundles: &[String], at: Timestamp, reason: &str) -> Result<()> {
-    let why = format!("rolled back: {reason}");
-    for b in bundles {
-        holds::hold(state_dir, b, at, &why)?;
-    }
+    holds::hold_all(state_dir, bundles, at, &format!("rolled back: {reason}"))?;
     Ok(())
 }
 

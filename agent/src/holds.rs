@@ -139,18 +139,30 @@ fn parse_key(key: &str) -> Result<BundleRef> {
 /// Hold `key` (`ID@VERSION`) until released. `false` when it was already held that way
 /// (the first hold's time and reason stay).
 pub fn hold(state_dir: &Path, key: &str, since: Timestamp, reason: &str) -> Result<bool> {
-    parse_key(key)?;
-    let mut all = read_all(state_dir)?;
-    if let Some(h) = all.holds.iter_mut().find(|h| h.bundle == key) {
-        if h.until.is_none() {
-            return Ok(false);
-        }
-        *h = Hold { bundle: key.to_owned(), since, reason: reason.to_owned(), until: None, failures: 0 };
-    } else {
-        all.holds.push(Hold { bundle: key.to_owned(), since, reason: reason.to_owned(), until: None, failures: 0 });
+    Ok(hold_all(state_dir, &[key.to_owned()], since, reason)? == 1)
+}
+
+/// Hold each of `keys` until released, in one write of the record. Returns how many were
+/// not held that way already (those keep their first hold's time and reason).
+pub fn hold_all(state_dir: &Path, keys: &[String], since: Timestamp, reason: &str) -> Result<usize> {
+    for key in keys {
+        parse_key(key)?;
     }
-    write_all(state_dir, &all)?;
-    Ok(true)
+    let mut all = read_all(state_dir)?;
+    let mut changed = 0;
+    for key in keys {
+        let hold = Hold { bundle: key.clone(), since, reason: reason.to_owned(), until: None, failures: 0 };
+        match all.holds.iter_mut().find(|h| h.bundle == *key) {
+            Some(h) if h.until.is_none() => continue,
+            Some(h) => *h = hold,
+            None => all.holds.push(hold),
+        }
+        changed += 1;
+    }
+    if changed > 0 {
+        write_all(state_dir, &all)?;
+    }
+    Ok(changed)
 }
 
 /// Hold `key` with a back-off after it failed again at `now`: the wait doubles with each

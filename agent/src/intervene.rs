@@ -124,6 +124,11 @@ impl<'a> Run<'a> {
     async fn hook(&mut self, name: &str, hook: Option<&Hook>) -> std::result::Result<(), String> {
         let Some(hook) = hook else { return Ok(()) };
         let run = hooks::run(name, hook, &self.values).await;
+        self.hook_ran(name, run)
+    }
+
+    /// Record what hook `name` did, then pass its crash point.
+    fn hook_ran(&mut self, name: &str, run: hooks::HookRun) -> std::result::Result<(), String> {
         let result = if run.ok() { Ok(()) } else { Err(run.failure()) };
         self.receipt.hooks.push(run);
         crash::point(&format!("hook:{name}"));
@@ -738,25 +743,41 @@ impl RollbackRecords {
         })
     }
 
+    /// Three independent writes, each synced on its own, at once: the failed tree set aside
+    /// (its folder synced), the hold on its versions, and the installed record with the
+    /// record of the last intervention removed.
     fn write(self) -> Result<()> {
         let state = &self.state;
-        if let Some((from, trash, tree)) = &self.set_aside {
-            apply::move_tree(from, trash, *tree)?;
-            crash::point("rollback:set-aside");
-        }
-        site::write_installed(state, &self.installed_before)?;
-        crash::point("rollback:installed");
-        if let Some((bundles, reason)) = &self.hold {
-            crate::cycle::remember_rolled_back(state, bundles, Timestamp::now(), reason)?;
-            crash::point("rollback:remembered");
-        }
-        if read_last(state)?.is_some_and(|l| l.id == self.id) {
-            let p = last_path(state);
-            std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
-            crash::point("rollback:last-removed");
-        }
-        let _ = std::fs::remove_file(outline_path(state, &self.id));
-        Ok(())
+        std::thread::scope(|s| {
+            let aside = s.spawn(|| -> Result<()> {
+                if let Some((from, trash, tree)) = &self.set_aside {
+                    apply::move_tree(from, trash, *tree)?;
+                    crash::point("rollback:set-aside");
+                }
+                Ok(())
+            });
+            let held = s.spawn(|| -> Result<()> {
+                if let Some((bundles, reason)) = &self.hold {
+                    crate::cycle::remember_rolled_back(state, bundles, Timestamp::now(), reason)?;
+                    crash::point("rollback:remembered");
+                }
+                Ok(())
+            });
+            let installed = (|| {
+                site::write_installed(state, &self.installed_before)?;
+                crash::point("rollback:installed");
+                if read_last(state)?.is_some_and(|l| l.id == self.id) {
+                    let p = last_path(state);
+                    std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
+                    crash::point("rollback:last-removed");
+                }
+                let _ = std::fs::remove_file(outline_path(state, &self.id));
+                Ok(())
+            })();
+            let joined = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| h.join().unwrap_or_else(|_| Err(Error::Refused("a thread writing the rollback's records failed".into())));
+            let (aside, held) = (joined(aside), joined(held));
+            aside.and(held).and(installed)
+        })
     }
 }
 
@@ -814,16 +835,44 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     }
     run.step("rollback", t, &back.as_ref().map(|_| ()).map_err(|e| palier_bundle::error::one_line(e)));
     back?;
+    // With no backup to restore first, PHP is reloaded on the old code at once (with
+    // `opcache.validate_timestamps=0` it serves the failed code's compiled files until then),
+    // and the carry below runs while the hook does: it adds only files the old tree lacks,
+    // none of which PHP has compiled.
+    let restore = journal.data_changed && journal.backup_dir.is_some();
+    let values = run.values.clone();
+    let mut reloading = None;
+    if !restore && let Some(hook) = config.hooks.reload.as_ref() {
+        let t = started();
+        let mut hook_run = Box::pin(hooks::run("reload", hook, &values));
+        // The first poll starts the hook's process (and returns once it runs its program).
+        let first = futures::poll!(hook_run.as_mut());
+        reloading = Some((t, first, hook_run));
+    }
     // A .htaccess created since the apply in a folder the record does not name: carried
     // from the tree just left, now that the old tree is live (before that tree is set aside).
+    let mut carried = None;
     if journal.new_tree.is_some() {
         let live = apply::live_path(dirroot)?;
-        let left = left_tree(&live, journal);
         let now = live.parent().and_then(|p| apply::fs_now(p).ok());
         let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
-        if let Some((left, new)) = left
-            && let Err(why) = carry_new(run, journal, &left, new, outline.as_ref())
-        {
+        if let Some((left, new)) = left_tree(&live, journal) {
+            let (t, result) = find_and_carry(config, journal, &left, new, outline.as_ref());
+            carried = Some((t, result, left));
+        }
+    }
+    let reloaded = reloading.is_some();
+    if let Some((t, first, hook_run)) = reloading {
+        let done = match first {
+            std::task::Poll::Ready(done) => done,
+            std::task::Poll::Pending => hook_run.await,
+        };
+        let r = run.hook_ran("reload", done);
+        run.step("reload", t, &r);
+    }
+    if let Some((t, result, left)) = carried {
+        run.step("carry new site-local files", t, &result);
+        if let Err(why) = result {
             return Err(Error::Refused(format!(
                 "the old tree is live again, but the site's own files created since the apply could not be carried into it: {why}; they stay in {}, and the next run tries again",
                 left.display()
@@ -865,7 +914,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     // The web server's PHP and Moodle's caches on the old code: a failure of either is
     // recorded, and does not stop the rollback.
     for (name, step, hook) in [("reload", "reload", config.hooks.reload.as_ref()), ("purge_caches", "purge caches", config.hooks.purge_caches.as_ref())] {
-        if hook.is_some() {
+        if hook.is_some() && !(reloaded && name == "reload") {
             let t = started();
             let r = run.hook(name, hook).await;
             run.step(step, t, &r);
@@ -952,13 +1001,26 @@ fn read_outline(state_dir: &Path, id: &str) -> Option<apply::Outline> {
 /// added to the journal's record of the site's files. Always a step of the receipt (it
 /// walks the whole tree left: its cost shows); `Err` is why it failed.
 fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: TreeId, outline: Option<&apply::Outline>) -> std::result::Result<(), String> {
+    let (t, result) = find_and_carry(run.config, journal, left, left_tree, outline);
+    run.step("carry new site-local files", t, &result);
+    result
+}
+
+/// The work of [`carry_new`], without the receipt: when it started, and `Err` why it failed.
+fn find_and_carry(
+    config: &Config,
+    journal: &mut Journal,
+    left: &Path,
+    left_tree: TreeId,
+    outline: Option<&apply::Outline>,
+) -> ((Timestamp, Instant), std::result::Result<(), String>) {
     let t = started();
     let one_line = |e: Error| palier_bundle::error::one_line(&e);
     let result = (|| {
         if TreeId::dir_at(left) != Some(left_tree) {
             return Ok(Vec::new());
         }
-        let live = apply::live_path(&run.config.moodle.dirroot).map_err(one_line)?;
+        let live = apply::live_path(&config.moodle.dirroot).map_err(one_line)?;
         let carried = apply::carry_new_site_local(left, &live, &journal.touched, outline).map_err(one_line)?;
         if !carried.is_empty() {
             if let Some(known) = &mut journal.site_local {
@@ -966,15 +1028,14 @@ fn carry_new(run: &mut Run<'_>, journal: &mut Journal, left: &Path, left_tree: T
                 known.sort();
                 known.dedup();
             }
-            journal::write(&run.config.state_dir, journal).map_err(one_line)?;
+            journal::write(&config.state_dir, journal).map_err(one_line)?;
         }
         Ok(carried)
     })();
-    run.step("carry new site-local files", t, &result.as_ref().map(|_| ()).map_err(Clone::clone));
     if let Ok(carried) = &result {
         tracing::debug!(carried = carried.len(), ms = t.1.elapsed().as_millis() as u64, "site-local files created since the clone carried into the live tree");
     }
-    result.map(|_| ())
+    (t, result.map(|_| ()))
 }
 
 /// The old tree live again (nothing to do when it already is), by identity: the live
