@@ -743,41 +743,25 @@ impl RollbackRecords {
         })
     }
 
-    /// Three independent writes, each synced on its own, at once: the failed tree set aside
-    /// (its folder synced), the hold on its versions, and the installed record with the
-    /// record of the last intervention removed.
     fn write(self) -> Result<()> {
         let state = &self.state;
-        std::thread::scope(|s| {
-            let aside = s.spawn(|| -> Result<()> {
-                if let Some((from, trash, tree)) = &self.set_aside {
-                    apply::move_tree(from, trash, *tree)?;
-                    crash::point("rollback:set-aside");
-                }
-                Ok(())
-            });
-            let held = s.spawn(|| -> Result<()> {
-                if let Some((bundles, reason)) = &self.hold {
-                    crate::cycle::remember_rolled_back(state, bundles, Timestamp::now(), reason)?;
-                    crash::point("rollback:remembered");
-                }
-                Ok(())
-            });
-            let installed = (|| {
-                site::write_installed(state, &self.installed_before)?;
-                crash::point("rollback:installed");
-                if read_last(state)?.is_some_and(|l| l.id == self.id) {
-                    let p = last_path(state);
-                    std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
-                    crash::point("rollback:last-removed");
-                }
-                let _ = std::fs::remove_file(outline_path(state, &self.id));
-                Ok(())
-            })();
-            let joined = |h: std::thread::ScopedJoinHandle<'_, Result<()>>| h.join().unwrap_or_else(|_| Err(Error::Refused("a thread writing the rollback's records failed".into())));
-            let (aside, held) = (joined(aside), joined(held));
-            aside.and(held).and(installed)
-        })
+        if let Some((from, trash, tree)) = &self.set_aside {
+            apply::move_tree(from, trash, *tree)?;
+            crash::point("rollback:set-aside");
+        }
+        site::write_installed(state, &self.installed_before)?;
+        crash::point("rollback:installed");
+        if let Some((bundles, reason)) = &self.hold {
+            crate::cycle::remember_rolled_back(state, bundles, Timestamp::now(), reason)?;
+            crash::point("rollback:remembered");
+        }
+        if read_last(state)?.is_some_and(|l| l.id == self.id) {
+            let p = last_path(state);
+            std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
+            crash::point("rollback:last-removed");
+        }
+        let _ = std::fs::remove_file(outline_path(state, &self.id));
+        Ok(())
     }
 }
 
@@ -840,6 +824,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     // and the carry below runs while the hook does: it adds only files the old tree lacks,
     // none of which PHP has compiled.
     let restore = journal.data_changed && journal.backup_dir.is_some();
+    let live = apply::live_path(dirroot)?;
     let values = run.values.clone();
     let mut reloading = None;
     if !restore && let Some(hook) = config.hooks.reload.as_ref() {
@@ -853,7 +838,6 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     // from the tree just left, now that the old tree is live (before that tree is set aside).
     let mut carried = None;
     if journal.new_tree.is_some() {
-        let live = apply::live_path(dirroot)?;
         let now = live.parent().and_then(|p| apply::fs_now(p).ok());
         let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
         if let Some((left, new)) = left_tree(&live, journal) {

@@ -5,6 +5,7 @@
 //! `palier_policy`.
 
 pub mod apply;
+mod both;
 pub mod cli;
 pub mod config;
 pub mod cycle;

@@ -98,12 +98,8 @@ impl Outline {
             (path, m)
         };
         let (first, second) = dirs.split_at(dirs.len() / 2);
-        let stats: Vec<_> = std::thread::scope(|s| {
-            let other = s.spawn(|| second.iter().map(stat).collect::<Vec<_>>());
-            let mut stats: Vec<_> = first.iter().map(stat).collect();
-            stats.extend(other.join().unwrap_or_else(|_| second.iter().map(stat).collect()));
-            stats
-        });
+        let (mut stats, rest) = crate::both::both(|| first.iter().map(stat).collect::<Vec<_>>(), &|| second.iter().map(stat).collect::<Vec<_>>());
+        stats.extend(rest);
         let mut out = BTreeSet::new();
         for (dir, (path, m)) in dirs.into_iter().zip(stats) {
             match m {
