@@ -242,8 +242,13 @@ pub fn read_rolled_back(state_dir: &Path) -> Result<Vec<RolledBack>> {
 /// rollback itself before its journal is cleared (so a recovered rollback holds them too);
 /// idempotent: a version already held keeps its first time and reason.
 pub(crate) fn remember_rolled_back(state_dir: &Path, bundles: &[String], at: Timestamp, reason: &str) -> Result<()> {
-    holds::hold_all(state_dir, bundles, at, &format!("rolled back: {reason}"))?;
+    holds::hold_all(state_dir, bundles, at, &rolled_back_hold(reason))?;
     Ok(())
+}
+
+/// The reason a rolled-back version is held, from the rollback's.
+pub(crate) fn rolled_back_hold(reason: &str) -> String {
+    format!("rolled back: {reason}")
 }
 
 /// [`remember_rolled_back`] for the bundles of a rollback's receipt.

@@ -145,6 +145,22 @@ pub fn hold(state_dir: &Path, key: &str, since: Timestamp, reason: &str) -> Resu
 /// Hold each of `keys` until released, in one write of the record. Returns how many were
 /// not held that way already (those keep their first hold's time and reason).
 pub fn hold_all(state_dir: &Path, keys: &[String], since: Timestamp, reason: &str) -> Result<usize> {
+    let (all, changed) = with_held(state_dir, keys, since, reason)?;
+    if changed > 0 {
+        write_all(state_dir, &all)?;
+    }
+    Ok(changed)
+}
+
+/// [`hold_all`]'s new record, written and synced but not yet in place; `None` when every key
+/// was already held that way. The caller puts it, then syncs the state folder.
+pub fn hold_all_pending(state_dir: &Path, keys: &[String], since: Timestamp, reason: &str) -> Result<Option<journal::Pending>> {
+    let (all, changed) = with_held(state_dir, keys, since, reason)?;
+    (changed > 0).then(|| journal::Pending::record(&path(state_dir), &all, "holds record")).transpose()
+}
+
+/// Every hold with `keys` held until released, and how many of them were not already.
+fn with_held(state_dir: &Path, keys: &[String], since: Timestamp, reason: &str) -> Result<(Holds, usize)> {
     for key in keys {
         parse_key(key)?;
     }
@@ -159,10 +175,7 @@ pub fn hold_all(state_dir: &Path, keys: &[String], since: Timestamp, reason: &st
         }
         changed += 1;
     }
-    if changed > 0 {
-        write_all(state_dir, &all)?;
-    }
-    Ok(changed)
+    Ok((all, changed))
 }
 
 /// Hold `key` with a back-off after it failed again at `now`: the wait doubles with each

@@ -749,10 +749,19 @@ impl RollbackRecords {
             apply::move_tree(from, trash, *tree)?;
             crash::point("rollback:set-aside");
         }
-        site::write_installed(state, &self.installed_before)?;
+        // The installed record and the hold are written and synced first, then put in place
+        // one after the other, and one sync of the state folder makes both final.
+        let installed = site::installed_pending(state, &self.installed_before)?;
+        let hold = match &self.hold {
+            Some((bundles, reason)) => Some(crate::holds::hold_all_pending(state, bundles, Timestamp::now(), &crate::cycle::rolled_back_hold(reason))?),
+            None => None,
+        };
+        installed.put()?;
         crash::point("rollback:installed");
-        if let Some((bundles, reason)) = &self.hold {
-            crate::cycle::remember_rolled_back(state, bundles, Timestamp::now(), reason)?;
+        if let Some(hold) = hold {
+            if let Some(pending) = hold {
+                pending.put()?;
+            }
             crash::point("rollback:remembered");
         }
         if read_last(state)?.is_some_and(|l| l.id == self.id) {
@@ -761,7 +770,7 @@ impl RollbackRecords {
             crash::point("rollback:last-removed");
         }
         let _ = std::fs::remove_file(outline_path(state, &self.id));
-        Ok(())
+        journal::sync_dir(state)
     }
 }
 

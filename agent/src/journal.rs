@@ -148,8 +148,8 @@ pub fn read(state_dir: &Path) -> Result<Option<Journal>> {
 
 /// Write one of the agent's JSON records (`what` names it in errors) atomically.
 pub fn write_record<T: Serialize>(path: &Path, value: &T, what: &str) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Refused(format!("cannot encode the {what}: {e}")))?;
-    write_atomically(path, &text)
+    Pending::record(path, value, what)?.put()?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Read one of the agent's JSON records; `None` when it does not exist.
@@ -176,13 +176,41 @@ pub fn clear(state_dir: &Path) -> Result<()> {
 
 /// Write `data` to `path` so that a crash leaves either the old or the new content.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".palier-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
-    tmp.write_all(data).map_err(Error::io("write", path))?;
-    tmp.as_file().sync_all().map_err(Error::io("sync", path))?;
-    tmp.persist(path).map_err(|e| Error::io("write", path)(e.error))?;
-    sync_dir(dir)
+    Pending::new(path, data)?.put()?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// A record's new content, written and synced beside it under a temporary name: [`Pending::put`]
+/// puts it in place in one rename. Several records of one folder so become final with one sync
+/// of the folder after their renames, instead of one each. Dropped unput, the temporary file
+/// goes.
+pub struct Pending {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+}
+
+impl Pending {
+    pub fn new(path: &Path, data: &[u8]) -> Result<Pending> {
+        use std::io::Write;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new().prefix(".palier-").tempfile_in(dir).map_err(Error::io("create temporary file in", dir))?;
+        tmp.write_all(data).map_err(Error::io("write", path))?;
+        tmp.as_file().sync_all().map_err(Error::io("sync", path))?;
+        Ok(Pending { tmp, path: path.to_owned() })
+    }
+
+    /// [`Pending::new`] for one of the agent's JSON records (`what` names it in errors).
+    pub fn record<T: Serialize>(path: &Path, value: &T, what: &str) -> Result<Pending> {
+        let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Refused(format!("cannot encode the {what}: {e}")))?;
+        Pending::new(path, &text)
+    }
+
+    /// The new content in place (visible at once; durable once its folder is synced).
+    pub fn put(self) -> Result<()> {
+        let path = self.path;
+        self.tmp.persist(&path).map_err(|e| Error::io("write", &path)(e.error))?;
+        Ok(())
+    }
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {

@@ -89,6 +89,11 @@ pub fn write_installed(state_dir: &Path, bundles: &[Installed]) -> Result<()> {
     crate::journal::write_record(&installed_path(state_dir), &InstalledFile { bundles: bundles.to_vec() }, "installed bundles record")
 }
 
+/// [`write_installed`]'s new record, written and synced but not yet in place.
+pub fn installed_pending(state_dir: &Path, bundles: &[Installed]) -> Result<crate::journal::Pending> {
+    crate::journal::Pending::record(&installed_path(state_dir), &InstalledFile { bundles: bundles.to_vec() }, "installed bundles record")
+}
+
 /// The installed bundles as references, for the policy.
 pub fn installed_refs(installed: &[Installed]) -> Vec<BundleRef> {
     installed.iter().map(|i| BundleRef { id: i.id.clone(), version: i.version.clone() }).collect()

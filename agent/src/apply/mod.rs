@@ -87,27 +87,36 @@ impl Outline {
     /// from each client's own clock (CephFS, Lustre), where a change made from a node whose
     /// clock lags is dated before `since`.
     pub fn site_local_since(&self, root: &Path) -> Result<BTreeSet<String>> {
-        use std::os::unix::fs::MetadataExt;
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
         let since = self.since.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let changed = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec()) >= (since.as_secs() as i64, i64::from(since.subsec_nanos()));
-        let dirs: Vec<&str> = std::iter::once("").chain(self.dirs.iter().map(String::as_str)).filter(|d| !in_local(d)).collect();
-        // One stat a folder is most of the time taken here: two threads share them.
+        let since = (since.as_secs() as i64, i64::from(since.subsec_nanos()));
+        let dirs: Vec<&str> = std::iter::once(".").chain(self.dirs.iter().map(String::as_str)).filter(|d| !in_local(d)).collect();
+        // One stat a folder is most of the time taken here: each relative to the open tree
+        // (no walk of the tree's own path every time), shared by two threads.
+        let fd = match rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(BTreeSet::new()),
+            Err(e) => return Err(Error::io("open", root)(e.into())),
+        };
         let stat = |dir: &&str| {
-            let path = if dir.is_empty() { root.to_path_buf() } else { root.join(dir) };
-            let m = std::fs::symlink_metadata(&path);
-            (path, m)
+            rustix::fs::statat(&fd, *dir, AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory && (st.st_ctime as i64, st.st_ctime_nsec as i64) >= since)
         };
         let (first, second) = dirs.split_at(dirs.len() / 2);
         let (mut stats, rest) = crate::both::both(|| first.iter().map(stat).collect::<Vec<_>>(), &|| second.iter().map(stat).collect::<Vec<_>>());
         stats.extend(rest);
         let mut out = BTreeSet::new();
-        for (dir, (path, m)) in dirs.into_iter().zip(stats) {
-            match m {
-                Ok(m) if m.is_dir() && changed(&m) && real_parents(root, dir) => {}
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("read", &path)(e)),
+        for (dir, changed) in dirs.into_iter().zip(stats) {
+            let dir = if dir == "." { "" } else { dir };
+            let changed = match changed {
+                Ok(changed) => changed,
+                Err(rustix::io::Errno::NOENT) => false,
+                Err(e) => return Err(Error::io("read", root.join(dir))(e.into())),
+            };
+            if !changed || !real_parents(root, dir) {
+                continue;
             }
+            let path = if dir.is_empty() { root.to_path_buf() } else { root.join(dir) };
             let entries = std::fs::read_dir(&path).map_err(Error::io("list", &path))?;
             for e in entries {
                 let e = e.map_err(Error::io("list", &path))?;
