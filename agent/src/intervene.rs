@@ -712,43 +712,31 @@ fn cannot_restore(journal: &Journal) -> Option<String> {
     ))
 }
 
-/// What a rollback records once the old tree is live: the failed tree set aside (one rename
-/// now; the end of the cycle deletes it, as deleting 30,000 links here would delay the command
-/// by a second), the installed record as before the intervention, the hold on its versions,
-/// and the record of the last intervention and its outline removed.
+/// What a rollback records in the state folder once the old tree is live: the installed
+/// record as before the intervention, the hold on its versions, and the record of the last
+/// intervention removed. Each is final only once the journal is cleared (a kill before runs
+/// the rollback again, which writes them again), and each crash point is reached whether or
+/// not its record had to change, so a recovery passes the same points whatever was written
+/// before the kill.
 struct RollbackRecords {
     state: PathBuf,
-    /// The failed tree, where it is, and where it goes.
-    set_aside: Option<(PathBuf, PathBuf, TreeId)>,
     installed_before: Vec<Installed>,
     hold: Option<(Vec<String>, String)>,
     id: String,
 }
 
 impl RollbackRecords {
-    fn of(dirroot: &Path, state: &Path, journal: &Journal) -> Result<Self> {
-        let mut set_aside = None;
-        if journal.new_tree.is_some()
-            && let Some((left, new)) = left_tree(&apply::live_path(dirroot)?, journal)
-        {
-            let trash = apply::stage::sibling(dirroot, &left, "trash", &journal.receipt);
-            set_aside = Some((left, trash, new));
-        }
-        Ok(RollbackRecords {
+    fn of(state: &Path, journal: &Journal) -> Self {
+        RollbackRecords {
             state: state.to_owned(),
-            set_aside,
             installed_before: journal.installed_before.clone(),
             hold: journal.hold.then(|| (journal.bundles.clone(), journal.reason.clone().unwrap_or_else(|| "rolled back".into()))),
             id: journal.id.clone(),
-        })
+        }
     }
 
-    fn write(self) -> Result<()> {
+    fn write(&self) -> Result<()> {
         let state = &self.state;
-        if let Some((from, trash, tree)) = &self.set_aside {
-            apply::move_tree(from, trash, *tree)?;
-            crash::point("rollback:set-aside");
-        }
         // The installed record and the hold are written and synced first, then put in place
         // one after the other, and one sync of the state folder makes both final.
         let installed = site::installed_pending(state, &self.installed_before)?;
@@ -767,11 +755,25 @@ impl RollbackRecords {
         if read_last(state)?.is_some_and(|l| l.id == self.id) {
             let p = last_path(state);
             std::fs::remove_file(&p).map_err(Error::io("remove", &p))?;
-            crash::point("rollback:last-removed");
         }
-        let _ = std::fs::remove_file(outline_path(state, &self.id));
+        crash::point("rollback:last-removed");
         journal::sync_dir(state)
     }
+}
+
+/// The failed tree set aside once the rollback left it (one rename now; the end of the cycle
+/// deletes it, as deleting 30,000 links here would delay the command by a second), and its
+/// outline dropped.
+fn set_aside(dirroot: &Path, state: &Path, journal: &Journal) -> Result<()> {
+    if journal.new_tree.is_some()
+        && let Some((left, new)) = left_tree(&apply::live_path(dirroot)?, journal)
+    {
+        let trash = apply::stage::sibling(dirroot, &left, "trash", &journal.receipt);
+        apply::move_tree(&left, &trash, new)?;
+        crash::point("rollback:set-aside");
+    }
+    let _ = std::fs::remove_file(outline_path(state, &journal.id));
+    Ok(())
 }
 
 /// The tree a rollback left (the journal's new tree, no longer live) and where it is now.
@@ -843,6 +845,11 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         let first = futures::poll!(hook_run.as_mut());
         reloading = Some((t, first, hook_run));
     }
+    // With nothing to restore, the state folder's records are written now, on a thread
+    // beside the carry (the reload hook's process already runs its own program: a kill
+    // cannot leave it holding the agent's files); after a restore, beside the checks.
+    let records = RollbackRecords::of(state, journal);
+    let mut recorded = None;
     // A .htaccess created since the apply in a folder the record does not name: carried
     // from the tree just left, now that the old tree is live (before that tree is set aside).
     let mut carried = None;
@@ -850,9 +857,19 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         let now = live.parent().and_then(|p| apply::fs_now(p).ok());
         let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
         if let Some((left, new)) = left_tree(&live, journal) {
-            let (t, result) = find_and_carry(config, journal, &left, new, outline.as_ref());
+            let mut carry = || find_and_carry(config, journal, &left, new, outline.as_ref());
+            let (t, result) = if restore {
+                carry()
+            } else {
+                let (carry, written) = crate::both::both(carry, &|| records.write());
+                recorded = Some(written);
+                carry
+            };
             carried = Some((t, result, left));
         }
+    }
+    if !restore && recorded.is_none() {
+        recorded = Some(records.write());
     }
     let reloaded = reloading.is_some();
     if let Some((t, first, hook_run)) = reloading {
@@ -917,12 +934,17 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         return Err(Error::Refused(format!("maintenance mode could not be turned off after the rollback: {why}; the next run tries again")));
     }
     journal.maintenance = false;
-    // The rollback's records are written on another thread while the checks run (each is
-    // final only once the journal is cleared: a kill during either runs the rollback again).
-    // Not while a hook runs: a kill then could leave a hook's process forked but not yet
-    // started, holding the agent's open files for an instant.
-    let records = RollbackRecords::of(dirroot, state, journal)?;
-    let recorded = tokio::task::spawn_blocking(move || records.write());
+    // The failed tree is set aside (and after a restore, the records written) on another
+    // thread while the checks run (final only once the journal is cleared: a kill during
+    // either runs the rollback again). Not while a hook runs: a kill then could leave a
+    // hook's process forked but not yet started, holding the agent's open files for an
+    // instant.
+    let aside = (dirroot.clone(), state.clone(), journal.clone(), recorded.is_none().then_some(records));
+    let late = tokio::task::spawn_blocking(move || {
+        let (dirroot, state, journal, records) = aside;
+        set_aside(&dirroot, &state, &journal)?;
+        records.map_or(Ok(()), |r| r.write())
+    });
     // The old code answers again: the smoke checks say so (a failure is reported, the old
     // tree stays: there is nothing older to go back to).
     let t = started();
@@ -937,7 +959,8 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     });
     run.receipt.checks.extend(results);
     run.step("checks after the rollback", t, &after.clone().map_or(Ok(()), Err));
-    recorded.await.map_err(|e| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again")))??;
+    late.await.map_err(|e| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again")))??;
+    recorded.unwrap_or(Ok(()))?;
     crash::point("rollback:checks");
     Ok(after)
 }

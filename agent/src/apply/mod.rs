@@ -98,6 +98,7 @@ impl Outline {
             Err(rustix::io::Errno::NOENT) => return Ok(BTreeSet::new()),
             Err(e) => return Err(Error::io("open", root)(e.into())),
         };
+        #[allow(clippy::unnecessary_cast)] // the ctime's seconds are an i32 on 32-bit targets
         let stat = |dir: &&str| {
             rustix::fs::statat(&fd, *dir, AtFlags::SYMLINK_NOFOLLOW)
                 .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory && (st.st_ctime as i64, st.st_ctime_nsec as i64) >= since)
