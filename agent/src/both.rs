@@ -1,5 +1,5 @@
 //! Two pieces of blocking work at once, on a scoped thread, for steps whose cost is waiting
-//! on the disk (a rollback's records, the stats of a tree's folders).
+//! on the disk (a rollback's records, written while the carry reads the tree left).
 
 /// `a` here and `b` on a thread of its own, at once; both results. When no thread can be
 /// started (a process at its limit), `b` runs here after `a`: never a panic for that. A
