@@ -41,6 +41,11 @@ const PLATFORMS: [&str; 12] = ["univ-a", "univ-b", "univ-c", "univ-d", "univ-e",
 /// A repository holding `crafted@1.0.0` (active) and `other@1.0.0` (halted), a store with
 /// the platforms of [`PLATFORMS`], the operator credential set.
 async fn fixture() -> Fx {
+    fixture_with(Clock::system()).await
+}
+
+/// [`fixture`] with the control plane's clock `clock` (the calendar shows only what is to come).
+async fn fixture_with(clock: Clock) -> Fx {
     let tmp = tempfile::tempdir().unwrap();
     let paths = RepoPaths::new(tmp.path().join("repo"), None);
     let now = Timestamp::now();
@@ -67,7 +72,7 @@ async fn fixture() -> Fx {
         .map(|p| (p.to_string(), store.add_platform_with(&PlatformId::new(*p).unwrap(), Some(&contract), now).unwrap()))
         .collect();
     let options = AppOptions { operator_token: Some(OPERATOR.into()), ..AppOptions::default() };
-    let app = app(AppState::with_options(paths, Clock::system(), Some(store.clone()), options));
+    let app = app(AppState::with_options(paths, clock, Some(store.clone()), options));
     Fx { tmp, db, store, app, tokens }
 }
 
@@ -319,7 +324,9 @@ fn calendar_url(fx: &Fx, platform: &str) -> String {
 
 #[tokio::test]
 async fn the_calendar_is_served_at_a_secret_url_with_stable_uids_and_slot_lengths() {
-    let fx = fixture().await;
+    // The control plane's clock at the plans' own time: the events are to come whatever day
+    // the test runs.
+    let fx = fixture_with(Clock::starting_at("2026-12-01T09:00:00Z".parse().unwrap())).await;
     let plan = plan_with(json!({"decision": "eligible", "apply_at": "2026-12-01T22:00:00+01:00", "notice_at": "2026-12-01T20:00:00+01:00", "slot_end": "2026-12-01T23:30:00+01:00"}));
     assert_eq!(post_status(&fx, "univ-c", status(Some(plan.clone()), &[])).await, StatusCode::NO_CONTENT);
     let path = calendar_url(&fx, "univ-c");
