@@ -123,7 +123,12 @@ pub fn read_all(state_dir: &Path) -> Result<Holds> {
 }
 
 fn write_all(state_dir: &Path, holds: &Holds) -> Result<()> {
-    journal::write_record(&path(state_dir), holds, "holds record")
+    pending(state_dir, holds)?.put_synced()
+}
+
+/// The record of `holds`, written and synced but not yet in place.
+fn pending(state_dir: &Path, holds: &Holds) -> Result<journal::Pending> {
+    journal::Pending::record(&path(state_dir), holds, "holds record")
 }
 
 /// The held bundle versions.
@@ -156,7 +161,7 @@ pub fn hold_all(state_dir: &Path, keys: &[String], since: Timestamp, reason: &st
 /// was already held that way. The caller puts it, then syncs the state folder.
 pub fn hold_all_pending(state_dir: &Path, keys: &[String], since: Timestamp, reason: &str) -> Result<Option<journal::Pending>> {
     let (all, changed) = with_held(state_dir, keys, since, reason)?;
-    (changed > 0).then(|| journal::Pending::record(&path(state_dir), &all, "holds record")).transpose()
+    (changed > 0).then(|| pending(state_dir, &all)).transpose()
 }
 
 /// Every hold with `keys` held until released, and how many of them were not already.

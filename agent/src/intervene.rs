@@ -740,16 +740,12 @@ impl RollbackRecords {
         // The installed record and the hold are written and synced first, then put in place
         // one after the other, and one sync of the state folder makes both final.
         let installed = site::installed_pending(state, &self.installed_before)?;
-        let hold = match &self.hold {
-            Some((bundles, reason)) => Some(crate::holds::hold_all_pending(state, bundles, Timestamp::now(), &crate::cycle::rolled_back_hold(reason))?),
-            None => None,
-        };
+        // `Some(None)`: a hold to record that is already there.
+        let hold = self.hold.as_ref().map(|(bundles, reason)| crate::holds::hold_all_pending(state, bundles, Timestamp::now(), &crate::cycle::rolled_back_hold(reason))).transpose()?;
         installed.put()?;
         crash::point("rollback:installed");
-        if let Some(hold) = hold {
-            if let Some(pending) = hold {
-                pending.put()?;
-            }
+        if let Some(pending) = hold {
+            pending.map(journal::Pending::put).transpose()?;
             crash::point("rollback:remembered");
         }
         if read_last(state)?.is_some_and(|l| l.id == self.id) {

@@ -148,8 +148,7 @@ pub fn read(state_dir: &Path) -> Result<Option<Journal>> {
 
 /// Write one of the agent's JSON records (`what` names it in errors) atomically.
 pub fn write_record<T: Serialize>(path: &Path, value: &T, what: &str) -> Result<()> {
-    Pending::record(path, value, what)?.put()?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    Pending::record(path, value, what)?.put_synced()
 }
 
 /// Read one of the agent's JSON records; `None` when it does not exist.
@@ -176,8 +175,7 @@ pub fn clear(state_dir: &Path) -> Result<()> {
 
 /// Write `data` to `path` so that a crash leaves either the old or the new content.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
-    Pending::new(path, data)?.put()?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    Pending::new(path, data)?.put_synced()
 }
 
 /// A record's new content, written and synced beside it under a temporary name: [`Pending::put`]
@@ -210,6 +208,13 @@ impl Pending {
         let path = self.path;
         self.tmp.persist(&path).map_err(|e| Error::io("write", &path)(e.error))?;
         Ok(())
+    }
+
+    /// [`Pending::put`], then its folder synced: final at once.
+    pub fn put_synced(self) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        self.put()?;
+        sync_dir(&dir)
     }
 }
 

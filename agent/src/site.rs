@@ -86,7 +86,7 @@ pub fn installed(state_dir: &Path) -> Result<Vec<Installed>> {
 
 /// Record the installed bundles (atomically).
 pub fn write_installed(state_dir: &Path, bundles: &[Installed]) -> Result<()> {
-    crate::journal::write_record(&installed_path(state_dir), &InstalledFile { bundles: bundles.to_vec() }, "installed bundles record")
+    installed_pending(state_dir, bundles)?.put_synced()
 }
 
 /// [`write_installed`]'s new record, written and synced but not yet in place.
