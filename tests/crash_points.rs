@@ -302,22 +302,22 @@ fn every_point(sc: Scenario, expected: &[&str]) {
 
 #[test]
 fn a_kill_at_every_point_of_an_apply_and_its_recovery() {
-    every_point(Scenario::Apply, &["preflight:done", "hook:maintenance_on", "hook:backup", "hook:reload", "hook:upgrade", "checks:done"]);
+    every_point(Scenario::Apply, &["receipt:written", "preflight:done", "hook:maintenance_on", "hook:backup", "hook:reload", "hook:upgrade", "checks:done"]);
 }
 
 #[test]
 fn a_kill_at_every_point_of_a_rollback_with_restore_and_its_recovery() {
-    every_point(Scenario::FailedValidation, &["hook:validate", "journal:rolling-back", "hook:maintenance_on", "journal:restoring", "hook:restore", "hook:reload", "rollback:checks"]);
+    every_point(Scenario::FailedValidation, &["receipt:written", "hook:validate", "journal:rolling-back", "hook:maintenance_on", "journal:restoring", "hook:restore", "hook:reload", "rollback:checks"]);
 }
 
 #[test]
 fn a_kill_at_every_point_of_a_rollback_by_hand_and_its_recovery() {
-    every_point(Scenario::HandRollback, &["carry:done", "rollback:exchange", "carry:new", "hook:restore", "hook:reload", "hook:purge_caches", "rollback:checks"]);
+    every_point(Scenario::HandRollback, &["receipt:written", "carry:done", "rollback:exchange", "carry:new", "hook:restore", "hook:reload", "hook:purge_caches", "rollback:checks"]);
 }
 
 #[test]
 fn a_kill_at_every_point_of_an_apply_on_a_symlinked_dirroot_and_its_recovery() {
-    every_point(Scenario::ApplySymlinked, &["preflight:done", "hook:reload", "swap:exchange"]);
+    every_point(Scenario::ApplySymlinked, &["receipt:written", "preflight:done", "hook:reload", "swap:exchange"]);
 }
 
 /// Issue 11, item 1: the restore hook emptied the dataroot and the agent died. The next

@@ -841,11 +841,16 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         let first = futures::poll!(hook_run.as_mut());
         reloading = Some((t, first, hook_run));
     }
-    // With nothing to restore, the state folder's records are written now, on a thread
-    // beside the carry (the reload hook's process already runs its own program: a kill
-    // cannot leave it holding the agent's files); after a restore, beside the checks.
-    let records = RollbackRecords::of(state, journal);
+    // With nothing to restore, the state folder's records are written now, on another
+    // thread, while the carry, the hook and the checks run (the reload hook's process
+    // already runs its own program: a kill cannot leave it holding the agent's files);
+    // after a restore, beside the checks. Either way they are final before the receipt.
+    let mut records = Some(RollbackRecords::of(state, journal));
+    let joined = |e: tokio::task::JoinError| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again"));
     let mut recorded = None;
+    if !restore && let Some(records) = records.take() {
+        recorded = Some(tokio::task::spawn_blocking(move || records.write()));
+    }
     // A .htaccess created since the apply in a folder the record does not name: carried
     // from the tree just left, now that the old tree is live (before that tree is set aside).
     let mut carried = None;
@@ -853,19 +858,9 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
         let now = live.parent().and_then(|p| apply::fs_now(p).ok());
         let outline = read_outline(state, &journal.id).filter(|o| now.is_some_and(|now| now >= o.since));
         if let Some((left, new)) = left_tree(&live, journal) {
-            let mut carry = || find_and_carry(config, journal, &left, new, outline.as_ref());
-            let (t, result) = if restore {
-                carry()
-            } else {
-                let (carry, written) = crate::both::both(carry, &|| records.write());
-                recorded = Some(written);
-                carry
-            };
+            let (t, result) = find_and_carry(config, journal, &left, new, outline.as_ref());
             carried = Some((t, result, left));
         }
-    }
-    if !restore && recorded.is_none() {
-        recorded = Some(records.write());
     }
     let reloaded = reloading.is_some();
     if let Some((t, first, hook_run)) = reloading {
@@ -917,6 +912,13 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
             )));
         }
     }
+    // No other hook's process starts while the records are written: a kill then could leave
+    // it forked but not yet running its program, holding the agent's open files an instant.
+    if (config.hooks.purge_caches.is_some() || run.maintenance)
+        && let Some(recorded) = recorded.take()
+    {
+        recorded.await.map_err(joined)??;
+    }
     // The web server's PHP and Moodle's caches on the old code: a failure of either is
     // recorded, and does not stop the rollback.
     for (name, step, hook) in [("reload", "reload", config.hooks.reload.as_ref()), ("purge_caches", "purge caches", config.hooks.purge_caches.as_ref())] {
@@ -935,7 +937,7 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     // either runs the rollback again). Not while a hook runs: a kill then could leave a
     // hook's process forked but not yet started, holding the agent's open files for an
     // instant.
-    let aside = (dirroot.clone(), state.clone(), journal.clone(), recorded.is_none().then_some(records));
+    let aside = (dirroot.clone(), state.clone(), journal.clone(), records);
     let late = tokio::task::spawn_blocking(move || {
         let (dirroot, state, journal, records) = aside;
         set_aside(&dirroot, &state, &journal)?;
@@ -955,8 +957,10 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     });
     run.receipt.checks.extend(results);
     run.step("checks after the rollback", t, &after.clone().map_or(Ok(()), Err));
-    late.await.map_err(|e| Error::Refused(format!("the rollback's records could not be written: {e}; the next run tries again")))??;
-    recorded.unwrap_or(Ok(()))?;
+    late.await.map_err(joined)??;
+    if let Some(recorded) = recorded {
+        recorded.await.map_err(joined)??;
+    }
     crash::point("rollback:checks");
     Ok(after)
 }

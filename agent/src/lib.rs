@@ -5,7 +5,6 @@
 //! `palier_policy`.
 
 pub mod apply;
-mod both;
 pub mod cli;
 pub mod config;
 pub mod cycle;

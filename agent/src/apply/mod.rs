@@ -176,13 +176,15 @@ pub fn remove_tree(path: &Path, tree: TreeId) -> Result<bool> {
     Ok(true)
 }
 
-/// Rename the tree at `from` to `to` (which must not exist) if it is `tree`.
+/// Rename the tree at `from` to `to` (which must not exist) if it is `tree`. Not synced:
+/// only a tree no record names is moved (one set aside for deletion), so a power loss that
+/// undoes the rename leaves it under its old name, where the pruning of previous trees
+/// deletes it instead.
 pub fn move_tree(from: &Path, to: &Path, tree: TreeId) -> Result<bool> {
     if TreeId::dir_at(from) != Some(tree) {
         return Ok(false);
     }
     swap::rename_new(from, to).map_err(Error::io("rename", from))?;
-    sync_parent(to)?;
     Ok(true)
 }
 
