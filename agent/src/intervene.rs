@@ -766,8 +766,10 @@ fn set_aside(dirroot: &Path, state: &Path, journal: &Journal) -> Result<()> {
     {
         let trash = apply::stage::sibling(dirroot, &left, "trash", &journal.receipt);
         apply::move_tree(&left, &trash, new)?;
-        crash::point("rollback:set-aside");
     }
+    // Reached whether or not the tree had to move: the records are written on another
+    // thread meanwhile, and a recovery passes the same points whichever finished first.
+    crash::point("rollback:set-aside");
     let _ = std::fs::remove_file(outline_path(state, &journal.id));
     Ok(())
 }
