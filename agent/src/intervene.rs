@@ -876,6 +876,11 @@ async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<I
     if let Some((t, result, left)) = carried {
         run.step("carry new site-local files", t, &result);
         if let Err(why) = result {
+            // No writer left running behind the error: the records end first (the journal
+            // stays either way, and the next run writes them again).
+            if let Some(recorded) = recorded.take() {
+                let _ = recorded.await;
+            }
             return Err(Error::Refused(format!(
                 "the old tree is live again, but the site's own files created since the apply could not be carried into it: {why}; they stay in {}, and the next run tries again",
                 left.display()
