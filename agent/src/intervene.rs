@@ -784,8 +784,10 @@ fn left_tree(live: &Path, journal: &Journal) -> Option<(PathBuf, TreeId)> {
 /// in recovery: maintenance on when the data changed (and always at level 3) before the old
 /// code goes live, the site's own files carried into the old tree, the old tree back live,
 /// the backup restored where the data changed (maintenance stays on until it succeeds),
-/// the `reload` and `purge_caches` hooks, maintenance off, the failed tree set aside, the
-/// installed record put back, a decided rollback remembered; then the smoke checks. Each
+/// the `reload` and `purge_caches` hooks, maintenance off, the failed tree set aside; then
+/// the smoke checks. The installed record put back and a decided rollback remembered are
+/// written on another thread from the moment the old tree is live (after the restore when
+/// there is one) and are final before the receipt. Each
 /// step looks at where things are first, so recovery runs this same function after a kill
 /// at any point of it. Returns what the smoke checks said afterwards when they failed.
 async fn roll_back(run: &mut Run<'_>, journal: &mut Journal, failed_at: Option<Instant>) -> Result<Option<String>> {
