@@ -3,7 +3,7 @@
 //! from `public/`, and drives the real `palier-server` and `palier-agent` binaries against
 //! it, the agent running as `www-data` with `dirroot` = the code root.
 //!
-//! The web server is `tests/real_moodle/serve.sh`, which restarts `php -S` on SIGHUP (what
+//! The web server is `tests/real_moodle/serve.sh`, which restarts `php -S` on SIGUSR1 (what
 //! `tests/real_moodle/reload.sh` sends), with the PHP settings of its `serve.ini`. The
 //! scenarios run with PHP's opcode cache off (`opcache.enable=0`): with it on, the built-in
 //! server may serve a file's old code for `opcache.revalidate_freq` (2 s) after a swap, and
@@ -28,6 +28,9 @@
 //! 6. a broken bundle behind a web server whose opcode cache never revalidates
 //!    (`opcache.validate_timestamps=0`) with a `reload` hook that restarts it: rolled back,
 //!    never committed.
+//!
+//! Beside it, `the_web_server_reloads_when_started_with_sighup_ignored` tries serve.sh and
+//! reload.sh alone, with a stand-in for `php -S`, in every run.
 //!
 //! Without `PALIER_MOODLE_SRC`, or without root, PHP or PostgreSQL, it says that it skipped
 //! and why, and passes, unless `PALIER_MOODLE_REQUIRED=1` (as `.ci/run` sets when the
@@ -642,4 +645,48 @@ fn last_receipt(dir: &Path, rollback: bool) -> serde_json::Value {
         .collect();
     names.sort();
     serde_json::from_slice(&std::fs::read(names.last().unwrap()).unwrap()).unwrap()
+}
+
+/// The test's web server restarts on the reload hook's signal even when it was started with
+/// SIGHUP ignored, as under `nohup`: a shell cannot trap a signal ignored at its start, and
+/// with SIGHUP as that signal the reload hook timed out after 30 s under `nohup .ci/run`. A
+/// stand-in `php` (Python's HTTP server) answers on the port, so this runs without PHP.
+#[test]
+fn the_web_server_reloads_when_started_with_sighup_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/real_moodle");
+    let (fake, docroot, dir) = (tmp.path().join("bin"), tmp.path().join("public"), tmp.path().join("web"));
+    for d in [&fake, &docroot, &dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(
+        fake.join("php"),
+        "#!/usr/bin/env python3\nimport sys, http.server\n\
+         host, port = sys.argv[sys.argv.index('-S') + 1].rsplit(':', 1)\n\
+         http.server.HTTPServer((host, int(port)), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+    )
+    .unwrap();
+    Command::new("chmod").args(["+x", fake.join("php").to_str().unwrap()]).status().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    // `exec` keeps the ignored disposition, as `nohup` hands it on.
+    let supervisor = Command::new("bash")
+        .args(["-c", "trap '' HUP; exec \"$0\" \"$@\""])
+        .arg(scripts.join("serve.sh"))
+        .args([&format!("127.0.0.1:{port}"), docroot.to_str().unwrap(), dir.to_str().unwrap()])
+        .env("PATH", &path)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let web = WebServer { supervisor, dir: dir.clone() };
+    let generation = || std::fs::read_to_string(dir.join("serve.generation")).map(|g| g.trim().to_owned()).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while generation().is_empty() {
+        assert!(Instant::now() < deadline, "the stand-in php -S did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(scripts.join("reload.sh")).arg(&web.dir).output().unwrap();
+    ok("reload.sh", out);
+    assert_eq!(generation(), "2", "the server did not restart");
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The real-Moodle site's web server: PHP's built-in server (`php -S ADDR -t DOCROOT`), kept
-# running, and restarted on SIGHUP, the way `systemctl reload php8.2-fpm` restarts PHP-FPM's
+# running, and restarted on SIGUSR1, the way `systemctl reload php8.2-fpm` restarts PHP-FPM's
 # workers: a restart empties PHP's opcode cache, whatever opcache.validate_timestamps says.
+# SIGUSR1 rather than SIGHUP: a shell started with SIGHUP ignored (under `nohup`, as a
+# benchmark or CI run may be) cannot trap it, and the reload would never come.
 #
 #   serve.sh ADDR DOCROOT DIR
 #
@@ -45,11 +47,11 @@ stop_child() {
     for ((i = 0; i < 200; i++)); do listening || return 0; sleep 0.05; done
 }
 
-trap 'reload=1' HUP
+trap 'reload=1' USR1
 trap 'stop_child; exit 0' TERM INT
 printf '%s\n' "$$" >"$dir/serve.pid"
 start
-# Poll rather than `wait` for the child: a SIGHUP that arrives between the check of `reload`
+# Poll rather than `wait` for the child: a SIGUSR1 that arrives between the check of `reload`
 # and a `wait` would otherwise wait for the next signal.
 while :; do
     if ((reload)); then
