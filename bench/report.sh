@@ -34,8 +34,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "repository and $agents platforms"
+say "repository with the bundle the receipts name, and $agents platforms"
 "$server" init --repo "$work/repo" >/dev/null
+# The server stores a receipt only when every bundle it names is published in its repository.
+mkdir -p "$work/source/files/mod/quiz"
+printf '<?php\n// The fix that the simulated receipts name.\n' >"$work/source/files/mod/quiz/lib.php"
+printf '%s\n' 'id = "mod_quiz-fix"' 'version = "1.0.1"' 'component = "mod_quiz"' 'class = "technical"' \
+    'data_impact = "none"' 'summary = "Report benchmark bundle"' 'origin = "roadmap"' >"$work/source/bundle.toml"
+"$server" bundle build --manifest "$work/source/bundle.toml" --source "$work/source/files" --out "$work/fix.tar.gz" >/dev/null
+"$server" publish --repo "$work/repo" "$work/fix.tar.gz" >/dev/null
 t0=$EPOCHREALTIME
 "$load" setup --db "$work/palier.db" --platforms "$agents" --tokens "$work/tokens.txt"
 setup_s=$(python3 -c "print(${EPOCHREALTIME} - ${t0})")
