@@ -86,6 +86,22 @@ struct WebServer {
 }
 
 impl WebServer {
+    /// Wait (30 s at most) until serve.sh's first server listens on `addr`.
+    fn wait_serving(&mut self, addr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.dir.join("serve.generation").exists() {
+            // A server that exited could not take the port.
+            assert!(self.supervisor.try_wait().unwrap().is_none(), "the web server exited: {addr} is taken by another program");
+            assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many times serve.sh has started its server.
+    fn generation(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("serve.generation")).unwrap().trim().parse().unwrap()
+    }
+
     /// Serve with these PHP settings from now on: written to serve.ini, then the server
     /// restarted by the reload hook, as the agent's `reload` hook does.
     fn set_ini(&self, settings: &[&str]) {
@@ -276,13 +292,7 @@ fn install(src: &Path) -> Moodle {
         .spawn()
         .unwrap();
     let mut web = WebServer { supervisor, dir: web_dir.clone() };
-    // Wait until it listens (bounded); a server that exited could not take the port.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !web_dir.join("serve.generation").exists() {
-        assert!(web.supervisor.try_wait().unwrap().is_none(), "the web server exited: {addr} is taken by another program");
-        assert!(Instant::now() < deadline, "php -S did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    web.wait_serving(&addr);
 
     let db = format!("palier_rm_{}", std::process::id());
     let started = Instant::now();
@@ -619,8 +629,7 @@ fn broken_bundle_behind_an_opcode_cache_that_never_revalidates(m: &Moodle) {
     m.publish("front-break", "1.0.0", "core", "data_impact = \"none\"\n", &[("public/index.php", broken)]);
     let reload = format!("reload = [\"{}\", \"{}\"]\n", m.path("hooks/reload.sh").display(), m.web.dir.display());
     let config = m.config("opcache", "level = 1", &reload);
-    let generation = || std::fs::read_to_string(m.web.dir.join("serve.generation")).unwrap().trim().parse::<u32>().unwrap();
-    let restarts = generation();
+    let restarts = m.web.generation();
 
     let t = Instant::now();
     let out = m.agent(&["run", "--once", "--config", config.to_str().unwrap(), "--now", "2026-12-07T10:00:00+01:00"]);
@@ -629,7 +638,7 @@ fn broken_bundle_behind_an_opcode_cache_that_never_revalidates(m: &Moodle) {
     assert_eq!(out.status.code(), Some(1), "committed behind a stale opcode cache: {}\n{err}", String::from_utf8_lossy(&out.stdout));
     assert!(err.contains("rolled back") && err.contains("front-break@1.0.0"), "{err}");
     assert_eq!(m.hash(), before, "the tree is not the one before the broken bundle");
-    assert_eq!(generation() - restarts, 2, "PHP reloaded after the swap and after the swap back");
+    assert_eq!(m.web.generation() - restarts, 2, "PHP reloaded after the swap and after the swap back");
     let (code, body) = get(&m.addr, "/");
     assert!(code == 200 && body.contains("page-site-index"), "the old front page is not served again: {code}");
     m.web.set_ini(&["opcache.enable=0"]);
@@ -666,7 +675,7 @@ fn the_web_server_reloads_when_started_with_sighup_ignored() {
          http.server.HTTPServer((host, int(port)), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
     )
     .unwrap();
-    Command::new("chmod").args(["+x", fake.join("php").to_str().unwrap()]).status().unwrap();
+    std::fs::set_permissions(fake.join("php"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
     // `exec` keeps the ignored disposition, as `nohup` hands it on.
@@ -679,14 +688,9 @@ fn the_web_server_reloads_when_started_with_sighup_ignored() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let web = WebServer { supervisor, dir: dir.clone() };
-    let generation = || std::fs::read_to_string(dir.join("serve.generation")).map(|g| g.trim().to_owned()).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while generation().is_empty() {
-        assert!(Instant::now() < deadline, "the stand-in php -S did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut web = WebServer { supervisor, dir };
+    web.wait_serving(&format!("127.0.0.1:{port}"));
     let out = Command::new(scripts.join("reload.sh")).arg(&web.dir).output().unwrap();
     ok("reload.sh", out);
-    assert_eq!(generation(), "2", "the server did not restart");
+    assert_eq!(web.generation(), 2, "the server did not restart");
 }
